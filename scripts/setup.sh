@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the system packages and Python clients the tests and scripts use, if missing.
+set -euo pipefail
+need_apt=()
+command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
+if ((${#need_apt[@]})); then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq >/dev/null || true
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "setup: please install: ${need_apt[*]}" >&2
+  fi
+fi

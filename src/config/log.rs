@@ -1,0 +1,127 @@
+//! Per-log storage configuration: the broker defaults (`log.*` keys) with per-topic overrides.
+
+use serde::{Deserialize, Serialize};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// How appended bytes reach the segment file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IoMode {
+    /// write() into the page cache (Kafka's way).
+    #[default]
+    Buffered,
+    /// O_DIRECT writes of 4 KiB-aligned buffers, the partial tail page rewritten (Redpanda's way).
+    Direct,
+}
+
+/// When an acknowledged append is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FlushMode {
+    /// Whenever the kernel or device gets to it (Kafka's default).
+    #[default]
+    None,
+    /// fdatasync every `flush_interval_ms` or `flush_interval_bytes`, whichever comes first.
+    Interval,
+    /// Before the append resolves; concurrent appends share one fdatasync (group commit).
+    Fsync,
+}
+
+impl FromStr for IoMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "buffered" => Ok(IoMode::Buffered),
+            "direct" => Ok(IoMode::Direct),
+            other => Err(format!(
+                "unknown io mode {other:?}: expected buffered or direct"
+            )),
+        }
+    }
+}
+
+impl FromStr for FlushMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(FlushMode::None),
+            "interval" => Ok(FlushMode::Interval),
+            "fsync" => Ok(FlushMode::Fsync),
+            other => Err(format!(
+                "unknown flush mode {other:?}: expected none, interval or fsync"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for IoMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IoMode::Buffered => "buffered",
+            IoMode::Direct => "direct",
+        })
+    }
+}
+
+impl std::fmt::Display for FlushMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FlushMode::None => "none",
+            FlushMode::Interval => "interval",
+            FlushMode::Fsync => "fsync",
+        })
+    }
+}
+
+/// The settings one partition log runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    pub io: IoMode,
+    pub flush: FlushMode,
+    /// With `flush = interval`: the longest time unsynced bytes may wait.
+    pub flush_interval_ms: u64,
+    /// With `flush = interval`: the most unsynced bytes before a sync is started.
+    pub flush_interval_bytes: u64,
+    /// Roll the active segment when it would grow past this size.
+    pub segment_bytes: u64,
+    /// Roll the active segment when its first batch is older than this.
+    pub segment_ms: u64,
+    /// Delete oldest segments while the log is larger than this; `None` keeps everything.
+    pub retention_bytes: Option<u64>,
+    /// Delete segments whose newest timestamp is older than this; `None` keeps everything.
+    pub retention_ms: Option<u64>,
+    /// Log bytes between two sparse index entries.
+    pub index_interval_bytes: u64,
+    /// The largest batch (request records field) one append may carry.
+    pub max_batch_bytes: u64,
+    /// Bytes of file space reserved ahead of the write position in `io = direct`.
+    pub preallocate_bytes: u64,
+    /// Stamp batches with the broker clock (`message.timestamp.type=LogAppendTime`).
+    pub log_append_time: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            io: IoMode::Buffered,
+            flush: FlushMode::None,
+            flush_interval_ms: 1000,
+            flush_interval_bytes: 1 << 20,
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: None,
+            retention_ms: Some(7 * 24 * 3600 * 1000),
+            index_interval_bytes: 4096,
+            max_batch_bytes: 1_048_588,
+            preallocate_bytes: 32 << 20,
+            log_append_time: false,
+        }
+    }
+}
+
+impl LogConfig {
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.flush_interval_ms)
+    }
+}

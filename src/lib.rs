@@ -1,0 +1,5 @@
+//! ringbroker: a Kafka-wire-compatible message broker on glommio (io_uring, thread-per-core).
+
+pub mod config;
+pub mod protocol;
+pub mod storage;

@@ -1,0 +1,4 @@
+//! Kafka wire protocol pieces that ringbroker implements itself: the v2 record batch header
+//! and its CRC. Request/response framing and API types come from the `kafka-protocol` crate.
+
+pub mod batch;

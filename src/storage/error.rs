@@ -1,0 +1,35 @@
+//! Errors of the storage engine. The server maps them to Kafka error codes at its edge.
+
+use crate::protocol::batch::BatchError;
+use std::io;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StorageError {
+    /// The batch failed validation (length, magic, CRC, record count); nothing was written.
+    #[error("invalid record batch: {0}")]
+    InvalidBatch(#[from] BatchError),
+    /// The append is larger than `max_batch_bytes` or a segment; nothing was written.
+    #[error("record batch of {size} bytes exceeds the limit of {max} bytes")]
+    BatchTooLarge { size: u64, max: u64 },
+    /// A read asked for an offset outside `[log_start_offset, high_watermark]`.
+    #[error("offset {offset} is out of range [{log_start_offset}, {high_watermark}]")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start_offset: i64,
+        high_watermark: i64,
+    },
+    /// The disk failed. The log stops accepting appends: after a failed write or fdatasync
+    /// nothing tells which acknowledged bytes are safe, so only a restart (and recovery)
+    /// may bring it back.
+    #[error("storage IO failed: {0}")]
+    Io(#[from] io::Error),
+    #[error("log {0} has failed after an IO error and accepts no more appends")]
+    Failed(String),
+    #[error("log is closed")]
+    Closed,
+    #[error("corrupt data in {path}: {reason}")]
+    Corrupt { path: String, reason: String },
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;

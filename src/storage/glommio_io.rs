@@ -1,0 +1,357 @@
+//! The production IO: glommio's io_uring files.
+//!
+//! `FileKind::Buffered` files are glommio `BufferedFile`s (pwrite into the page cache).
+//! `FileKind::Direct` files are `DmaFile`s opened with O_DIRECT: every write is a
+//! 4 KiB-aligned buffer that starts with the partial tail page kept in memory, so the tail
+//! page is rewritten on each append, and space is reserved ahead with fallocate so appends
+//! do not allocate extents. A direct file also keeps a second, buffered, read-only
+//! descriptor: reads and sendfile go through it, since splice from an O_DIRECT descriptor
+//! needs aligned ranges.
+
+use super::io::{FileKind, Storage, StorageFile};
+use bytes::Bytes;
+use glommio::io::{BufferedFile, DmaFile, OpenOptions};
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::Path;
+
+/// O_DIRECT alignment. ext4 and xfs accept the logical block size (512 or 4096); 4096
+/// works on every device we target.
+pub const DIRECT_ALIGN: u64 = 4096;
+const _: () = assert!(DIRECT_ALIGN.is_power_of_two() && DIRECT_ALIGN.is_multiple_of(512));
+
+/// Largest single write submitted; larger appends are split.
+const MAX_WRITE_BYTES: usize = 4 << 20;
+
+fn align_down(v: u64) -> u64 {
+    v & !(DIRECT_ALIGN - 1)
+}
+
+fn align_up(v: u64) -> u64 {
+    (v + DIRECT_ALIGN - 1) & !(DIRECT_ALIGN - 1)
+}
+
+#[derive(Clone, Default)]
+pub struct GlommioStorage;
+
+pub enum GlommioFile {
+    Buffered {
+        file: BufferedFile,
+        len: Cell<u64>,
+    },
+    Direct {
+        file: DmaFile,
+        reader: BufferedFile,
+        len: Cell<u64>,
+        /// Bytes of the partial last page: `[align_down(len), len)`.
+        tail: RefCell<Vec<u8>>,
+        reserved: Cell<u64>,
+    },
+}
+
+fn total_len(bufs: &[Bytes]) -> usize {
+    bufs.iter().map(|b| b.len()).sum()
+}
+
+/// Copies bytes `[from, to)` of the concatenation of `bufs` into one owned buffer.
+fn gather(bufs: &[Bytes], from: usize, to: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(to - from);
+    let mut at = 0usize;
+    for b in bufs {
+        let (lo, hi) = (at, at + b.len());
+        if hi > from && lo < to {
+            out.extend_from_slice(&b[from.max(lo) - lo..to.min(hi) - lo]);
+        }
+        at = hi;
+    }
+    out
+}
+
+/// Fills `dst` with the bytes of the concatenation of `bufs` starting at `from`.
+fn gather_into(dst: &mut [u8], bufs: &[Bytes], from: usize) {
+    let to = from + dst.len();
+    let mut at = 0usize;
+    let mut w = 0usize;
+    for b in bufs {
+        let (lo, hi) = (at, at + b.len());
+        if hi > from && lo < to {
+            let piece = &b[from.max(lo) - lo..to.min(hi) - lo];
+            dst[w..w + piece.len()].copy_from_slice(piece);
+            w += piece.len();
+        }
+        at = hi;
+    }
+}
+
+async fn buffered_write_all(file: &BufferedFile, pos: u64, bufs: &[Bytes]) -> io::Result<()> {
+    // glommio takes owned buffers: copy at most MAX_WRITE_BYTES at a time, and rebuild the
+    // remainder from `bufs` after a short write.
+    let total = total_len(bufs);
+    let mut done = 0usize;
+    while done < total {
+        let to = total.min(done + MAX_WRITE_BYTES);
+        let n = file
+            .write_at(gather(bufs, done, to), pos + done as u64)
+            .await?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "short write"));
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+impl GlommioFile {
+    async fn direct_write(&self, pos: u64, bufs: &[Bytes]) -> io::Result<()> {
+        let GlommioFile::Direct {
+            file,
+            len,
+            tail,
+            reserved,
+            ..
+        } = self
+        else {
+            unreachable!("direct_write on a buffered file");
+        };
+        if pos != len.get() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("direct write at {pos} but file length is {}", len.get()),
+            ));
+        }
+        // The write is the tail page followed by the new data, sent in aligned chunks that
+        // are filled straight from the caller's buffers (one copy, into DMA memory).
+        let old_tail = tail.borrow().clone();
+        let mut parts: Vec<Bytes> = Vec::with_capacity(bufs.len() + 1);
+        parts.push(Bytes::from(old_tail));
+        parts.extend(bufs.iter().cloned());
+        let total = total_len(&parts);
+        let start = align_down(pos);
+        let end_logical = start + total as u64;
+        if end_logical > reserved.get() {
+            // Keep extents allocated ahead so the write does not block on allocation.
+            let want = align_up(end_logical) + (32 << 20);
+            file.pre_allocate(want, true).await?;
+            reserved.set(want);
+        }
+        let mut off = 0usize;
+        while off < total {
+            let n = (total - off).min(MAX_WRITE_BYTES);
+            let padded = align_up(n as u64) as usize;
+            let mut buf = file.alloc_dma_buffer(padded);
+            let dst = buf.as_bytes_mut();
+            gather_into(&mut dst[..n], &parts, off);
+            dst[n..].fill(0);
+            let written = file.write_at(buf, start + off as u64).await?;
+            if written < padded {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    format!("short direct write: {written} of {padded} bytes"),
+                ));
+            }
+            off += n;
+        }
+        let keep_from = (align_down(end_logical) - start) as usize;
+        *tail.borrow_mut() = gather(&parts, keep_from, total);
+        len.set(end_logical);
+        Ok(())
+    }
+}
+
+impl StorageFile for GlommioFile {
+    async fn write_at(&self, pos: u64, bufs: &[Bytes]) -> io::Result<()> {
+        match self {
+            GlommioFile::Buffered { file, len } => {
+                buffered_write_all(file, pos, bufs).await?;
+                let end = pos + total_len(bufs) as u64;
+                if end > len.get() {
+                    len.set(end);
+                }
+                Ok(())
+            }
+            GlommioFile::Direct { .. } => self.direct_write(pos, bufs).await,
+        }
+    }
+
+    async fn read_at(&self, pos: u64, want: usize) -> io::Result<Vec<u8>> {
+        let (reader, len) = match self {
+            GlommioFile::Buffered { file, len } => (file, len.get()),
+            GlommioFile::Direct { reader, len, .. } => (reader, len.get()),
+        };
+        if pos >= len {
+            return Ok(Vec::new());
+        }
+        let want = want.min((len - pos) as usize);
+        let mut out = Vec::with_capacity(want);
+        while out.len() < want {
+            let r = reader
+                .read_at(pos + out.len() as u64, want - out.len())
+                .await?;
+            if r.is_empty() {
+                break;
+            }
+            out.extend_from_slice(&r);
+        }
+        Ok(out)
+    }
+
+    async fn sync_data(&self) -> io::Result<()> {
+        match self {
+            GlommioFile::Buffered { file, .. } => file.fdatasync().await?,
+            GlommioFile::Direct { file, .. } => file.fdatasync().await?,
+        }
+        Ok(())
+    }
+
+    async fn truncate(&self, new_len: u64) -> io::Result<()> {
+        match self {
+            GlommioFile::Buffered { file, len } => {
+                file.truncate(new_len).await?;
+                len.set(new_len);
+            }
+            GlommioFile::Direct {
+                file,
+                reader,
+                len,
+                tail,
+                reserved,
+            } => {
+                file.truncate(new_len).await?;
+                len.set(new_len);
+                reserved.set(0);
+                let start = align_down(new_len);
+                let mut page = Vec::new();
+                while (start + page.len() as u64) < new_len {
+                    let r = reader
+                        .read_at(
+                            start + page.len() as u64,
+                            (new_len - start) as usize - page.len(),
+                        )
+                        .await?;
+                    if r.is_empty() {
+                        break;
+                    }
+                    page.extend_from_slice(&r);
+                }
+                *tail.borrow_mut() = page;
+            }
+        }
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            GlommioFile::Buffered { len, .. } | GlommioFile::Direct { len, .. } => len.get(),
+        }
+    }
+
+    async fn preallocate(&self, want: u64) -> io::Result<()> {
+        if let GlommioFile::Direct { file, reserved, .. } = self
+            && want > reserved.get()
+        {
+            file.pre_allocate(align_up(want), true).await?;
+            reserved.set(align_up(want));
+        }
+        Ok(())
+    }
+
+    fn raw_fd(&self) -> Option<RawFd> {
+        Some(match self {
+            GlommioFile::Buffered { file, .. } => file.as_raw_fd(),
+            GlommioFile::Direct { reader, .. } => reader.as_raw_fd(),
+        })
+    }
+
+    async fn close(&self) -> io::Result<()> {
+        if let GlommioFile::Direct { file, len, .. } = self {
+            // Drop the zero padding of the last page and the reserved extents.
+            file.truncate(len.get()).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn open_buffered(path: &Path, write: bool, create: bool) -> io::Result<BufferedFile> {
+    Ok(OpenOptions::new()
+        .read(true)
+        .write(write)
+        .create(create && write)
+        .buffered_open(path)
+        .await?)
+}
+
+impl Storage for GlommioStorage {
+    type File = GlommioFile;
+
+    async fn open(&self, path: &Path, kind: FileKind, create: bool) -> io::Result<GlommioFile> {
+        match kind {
+            FileKind::Buffered => {
+                let file = open_buffered(path, true, create).await?;
+                let len = file.file_size().await?;
+                Ok(GlommioFile::Buffered {
+                    file,
+                    len: Cell::new(len),
+                })
+            }
+            FileKind::Direct => {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(create)
+                    .dma_open(path)
+                    .await?;
+                let reader = open_buffered(path, false, false).await?;
+                let len = file.file_size().await?;
+                let f = GlommioFile::Direct {
+                    file,
+                    reader,
+                    len: Cell::new(len),
+                    tail: RefCell::new(Vec::new()),
+                    reserved: Cell::new(0),
+                };
+                // Load the partial tail page so the next append can rewrite it.
+                f.truncate(len).await?;
+                Ok(f)
+            }
+        }
+    }
+
+    async fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)
+    }
+
+    async fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if let Some(name) = entry.file_name().to_str() {
+                names.push(name.to_string());
+            }
+        }
+        Ok(names)
+    }
+
+    async fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    async fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::remove_dir_all(dir)
+    }
+
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let d = glommio::io::Directory::open(dir).await?;
+        d.sync().await?;
+        d.close().await?;
+        Ok(())
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+}

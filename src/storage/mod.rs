@@ -1,0 +1,14 @@
+//! The storage engine: partition logs of segments in Kafka's on-disk layout.
+//!
+//! `io` is the seam to the disk (glommio in production, a fault-injecting simulation in
+//! tests); `index` holds the sparse `.index` / `.timeindex`; `log` owns the segments of one
+//! partition, its appender and flush policy, recovery and reads.
+
+pub mod error;
+pub mod glommio_io;
+pub mod index;
+pub mod io;
+
+pub use error::{Result, StorageError};
+pub use glommio_io::GlommioStorage;
+pub use io::{FileKind, Storage, StorageFile};
