@@ -624,12 +624,13 @@ impl<S: Storage> PartitionLog<S> {
     }
 
     async fn persist_indexes(&self) -> Result<()> {
-        // Index entries are written lazily, since recovery rebuilds what is missing; only
-        // entries for bytes already in the file go out, so a crash never leaves an index
-        // pointing past the log.
+        // Index entries are written lazily, since recovery rebuilds what is missing, and
+        // only for bytes an fdatasync already covered. Recovery verifies batches after the
+        // last index entry only, so an entry on disk must imply that everything before it
+        // is durable: written-but-unsynced bytes may come back torn after a crash.
         let jobs = {
             let mut st = self.inner.state.borrow_mut();
-            let (pos, off) = (st.written_pos, st.written_offset);
+            let (pos, off) = (st.synced_pos, st.synced_offset);
             st.active_mut().index_jobs(pos, off)
         };
         for job in jobs {
@@ -639,10 +640,11 @@ impl<S: Storage> PartitionLog<S> {
     }
 
     /// Periodic work, called by the shard every ~100 ms: the `interval` flush, the
-    /// `segment.ms` roll, retention, and lazy index writes.
-    pub async fn tick(&self) -> Result<()> {
+    /// `segment.ms` roll, retention, and lazy index writes. `now_ms` must come from the
+    /// clock the log was opened with (the wall clock for [`PartitionLog::open`]).
+    pub async fn tick(&self, now_ms: i64) -> Result<()> {
         let config = self.config();
-        let now = self.now();
+        let now = now_ms;
         {
             let st = self.inner.state.borrow();
             if st.closed || st.failed.is_some() {
