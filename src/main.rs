@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "ringbroker", version, about = "Kafka-wire-compatible broker on io_uring")]
+#[command(
+    name = "ringbroker",
+    version,
+    about = "Kafka-wire-compatible broker on io_uring"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

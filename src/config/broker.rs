@@ -75,11 +75,14 @@ pub(crate) fn parse_num<T: std::str::FromStr>(key: &str, value: &str) -> Result<
 where
     T::Err: std::fmt::Display,
 {
-    value.trim().parse::<T>().map_err(|e| ConfigError::BadValue {
-        key: key.to_string(),
-        value: value.to_string(),
-        reason: e.to_string(),
-    })
+    value
+        .trim()
+        .parse::<T>()
+        .map_err(|e| ConfigError::BadValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: e.to_string(),
+        })
 }
 
 /// A positive number, as most sizes and intervals must be.
@@ -388,9 +391,11 @@ mod tests {
         let mut c = BrokerConfig::default();
         c.apply_toml(&text).unwrap();
         // The defaults file must not change the defaults.
-        let mut d = BrokerConfig::default();
-        d.advertised = c.advertised.clone();
-        d.io_memory_bytes = c.io_memory_bytes;
+        let d = BrokerConfig {
+            advertised: c.advertised.clone(),
+            io_memory_bytes: c.io_memory_bytes,
+            ..Default::default()
+        };
         assert_eq!(c, d);
         for key in BrokerConfig::KEYS {
             assert!(text.contains(key), "configs/ringbroker.toml lacks {key}");

@@ -29,7 +29,11 @@ pub const TOPIC_KEYS: &[&str] = &[
 fn apply(log: &mut LogConfig, key: &str, value: &str) -> Result<(), ConfigError> {
     match key {
         "io" => log.io = value.parse::<IoMode>().map_err(|r| bad(key, value, &r))?,
-        "flush" => log.flush = value.parse::<FlushMode>().map_err(|r| bad(key, value, &r))?,
+        "flush" => {
+            log.flush = value
+                .parse::<FlushMode>()
+                .map_err(|r| bad(key, value, &r))?
+        }
         "flush.ms" => log.flush_interval_ms = parse_positive(key, value)?,
         "flush.bytes" => log.flush_interval_bytes = parse_positive(key, value)?,
         "segment.bytes" => log.segment_bytes = parse_positive(key, value)?,
@@ -51,7 +55,10 @@ fn apply(log: &mut LogConfig, key: &str, value: &str) -> Result<(), ConfigError>
 }
 
 /// Validates a set of topic overrides against the broker defaults.
-pub fn validate(defaults: &LogConfig, overrides: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+pub fn validate(
+    defaults: &LogConfig,
+    overrides: &BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
     let mut log = defaults.clone();
     for (k, v) in overrides {
         apply(&mut log, k, v)?;

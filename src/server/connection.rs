@@ -107,9 +107,8 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream) {
     }
     // SAFETY: `write_fd` is a valid, owned socket descriptor (checked above).
     let mut writer = unsafe { TcpStream::from_raw_fd(write_fd) };
-    let (tx, rx) = local_channel::new_bounded::<glommio::Task<_>>(
-        shard.config.max_inflight_requests,
-    );
+    let (tx, rx) =
+        local_channel::new_bounded::<glommio::Task<_>>(shard.config.max_inflight_requests);
 
     let write_loop = glommio::spawn_local(async move {
         while let Some(task) = rx.recv().await {

@@ -24,7 +24,10 @@ pub enum MeshMsg {
 pub enum ShardRequest {
     Produce(Vec<ProducePart>),
     /// Reads without waiting (one round of a Fetch).
-    Read { parts: Vec<ReadPart>, max_bytes: u64 },
+    Read {
+        parts: Vec<ReadPart>,
+        max_bytes: u64,
+    },
     /// Resolves when one partition's high watermark passes the one given, or after
     /// `timeout_ms`.
     WaitChanged {

@@ -86,7 +86,9 @@ impl<S: Storage> PartitionLog<S> {
             set_base_offset(&mut b, first);
             let last = first + h.last_offset_delta as i64;
             inner.next = last + 1;
-            inner.batches.push((first, last, h.max_timestamp, Bytes::from(b)));
+            inner
+                .batches
+                .push((first, last, h.max_timestamp, Bytes::from(b)));
         }
         for w in inner.waiters.drain(..) {
             let _ = w.try_send(());
@@ -139,11 +141,7 @@ impl<S: Storage> PartitionLog<S> {
     }
     pub async fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>> {
         let inner = self.inner.borrow();
-        Ok(inner
-            .batches
-            .iter()
-            .find(|b| b.2 >= ts)
-            .map(|b| (b.0, b.2)))
+        Ok(inner.batches.iter().find(|b| b.2 >= ts).map(|b| (b.0, b.2)))
     }
     pub fn changed(&self) -> impl std::future::Future<Output = ()> + 'static {
         let (tx, rx) = glommio::channels::local_channel::new_bounded(1);

@@ -235,7 +235,10 @@ async fn shard_main(
     let (senders, receivers) = match mesh.join().await {
         Ok(m) => m,
         Err(e) => {
-            let _ = startup.send((0, Startup::Failed(format!("cannot join the shard mesh: {e}"))));
+            let _ = startup.send((
+                0,
+                Startup::Failed(format!("cannot join the shard mesh: {e}")),
+            ));
             return;
         }
     };
@@ -277,7 +280,10 @@ async fn shard_main(
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
     if !conns.is_empty() {
-        tracing::warn!("shard {id}: {} connections did not finish in time", conns.len());
+        tracing::warn!(
+            "shard {id}: {} connections did not finish in time",
+            conns.len()
+        );
     }
     // Phase 2: other shards may still route requests here until they have drained too.
     shared.drained.fetch_add(1, Ordering::SeqCst);

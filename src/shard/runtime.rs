@@ -422,13 +422,13 @@ impl Shard {
             }
             results.push(result);
         }
-        if !created.is_empty() {
-            if let Err(e) = self.publish(next).await {
-                tracing::error!("cannot persist new topics: {e}");
-                for i in created {
-                    results[i].error_code = code::KAFKA_STORAGE_ERROR;
-                    results[i].error_message = Some(e.to_string());
-                }
+        if !created.is_empty()
+            && let Err(e) = self.publish(next).await
+        {
+            tracing::error!("cannot persist new topics: {e}");
+            for i in created {
+                results[i].error_code = code::KAFKA_STORAGE_ERROR;
+                results[i].error_message = Some(e.to_string());
             }
         }
         results
@@ -459,13 +459,13 @@ impl Shard {
             }
             results.push(result);
         }
-        if !deleted.is_empty() {
-            if let Err(e) = self.publish(next).await {
-                tracing::error!("cannot persist topic deletion: {e}");
-                for i in deleted {
-                    results[i].error_code = code::KAFKA_STORAGE_ERROR;
-                    results[i].error_message = Some(e.to_string());
-                }
+        if !deleted.is_empty()
+            && let Err(e) = self.publish(next).await
+        {
+            tracing::error!("cannot persist topic deletion: {e}");
+            for i in deleted {
+                results[i].error_code = code::KAFKA_STORAGE_ERROR;
+                results[i].error_message = Some(e.to_string());
             }
         }
         results
@@ -483,7 +483,10 @@ impl Shard {
                 .await
                 .is_none()
             {
-                tracing::warn!("shard {shard} did not take metadata version {}", next.version);
+                tracing::warn!(
+                    "shard {shard} did not take metadata version {}",
+                    next.version
+                );
             }
         }
         Ok(())

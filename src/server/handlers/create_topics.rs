@@ -4,8 +4,8 @@
 //! broadcasts them before answering.
 
 use super::{Ctx, Request, RequestError, str_bytes, topic_name, topic_str};
-use crate::shard::messages::{NewTopic, ShardReply, ShardRequest, TopicResult};
 use crate::server::errors::code;
+use crate::shard::messages::{NewTopic, ShardReply, ShardRequest, TopicResult};
 use bytes::Bytes;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
@@ -50,7 +50,11 @@ pub async fn auto_create(ctx: &Ctx, names: Vec<String>) {
         .collect();
     for r in create(ctx, topics, false).await {
         if r.error_code != code::NONE && r.error_code != code::TOPIC_ALREADY_EXISTS {
-            tracing::warn!("auto-creating topic {} failed: {:?}", r.name, r.error_message);
+            tracing::warn!(
+                "auto-creating topic {} failed: {:?}",
+                r.name,
+                r.error_message
+            );
         }
     }
 }
@@ -95,7 +99,11 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
             }
             if out.error_code == code::NONE {
                 let id = uuid::Uuid::parse_str(&r.id).unwrap_or_default();
-                let partitions = if r.partitions > 0 { r.partitions } else { defaults };
+                let partitions = if r.partitions > 0 {
+                    r.partitions
+                } else {
+                    defaults
+                };
                 out = out
                     .with_topic_id(id)
                     .with_num_partitions(partitions)

@@ -48,7 +48,8 @@ async fn read_round(ctx: &Ctx, wanted: &[Wanted], max_bytes: u64) -> Vec<ReadRes
     for (owner, (parts, idx)) in groups {
         slots.push(idx);
         calls.push(Box::pin(
-            ctx.shard.call(owner, ShardRequest::Read { parts, max_bytes }),
+            ctx.shard
+                .call(owner, ShardRequest::Read { parts, max_bytes }),
         ));
     }
     for (reply, idx) in join_all(calls).await.into_iter().zip(slots) {

@@ -170,7 +170,11 @@ mod tests {
         for (api, min, max) in SUPPORTED {
             let codec = api.valid_versions();
             // Produce v0-2 are advertised but answered by hand (see produce.rs).
-            let min = if *api == ApiKey::Produce { produce::MIN_VERSION } else { *min };
+            let min = if *api == ApiKey::Produce {
+                produce::MIN_VERSION
+            } else {
+                *min
+            };
             assert!(codec.min <= min && *max <= codec.max, "{api:?}");
         }
     }

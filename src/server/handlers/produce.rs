@@ -15,6 +15,9 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use std::collections::BTreeMap;
 
+/// The parts of a request one shard appends, and the (topic, partition) index of each.
+type Group = (Vec<ProducePart>, Vec<(usize, usize)>);
+
 /// The oldest Produce version we decode (record batches v2).
 pub const MIN_VERSION: i16 = 3;
 
@@ -40,7 +43,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Option<Bytes>, Reque
     let meta = shard.meta();
     let mut results: Vec<Vec<Option<ProduceResult>>> = Vec::new();
     // Per owning shard: the parts to append and where their results go.
-    let mut groups: BTreeMap<usize, (Vec<ProducePart>, Vec<(usize, usize)>)> = BTreeMap::new();
+    let mut groups: BTreeMap<usize, Group> = BTreeMap::new();
     for (ti, topic) in request.topic_data.iter().enumerate() {
         let name = topic_str(&topic.name);
         let view = meta.topics.get(&name);
@@ -123,7 +126,9 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Option<Bytes>, Reque
                         .with_base_offset(r.base_offset)
                         .with_log_append_time_ms(r.log_append_time)
                         .with_log_start_offset(r.log_start_offset)
-                        .with_error_message(r.error_message.filter(|_| req.version >= 8).map(str_bytes))
+                        .with_error_message(
+                            r.error_message.filter(|_| req.version >= 8).map(str_bytes),
+                        )
                 })
                 .collect();
             TopicProduceResponse::default()
@@ -244,7 +249,10 @@ mod tests {
         assert_eq!(out.len(), 4 + expected_len);
         assert_eq!(&out[4..8], &77i32.to_be_bytes());
         // error code of partition 5
-        assert_eq!(&out[8 + 4 + 3 + 4 + 4..8 + 4 + 3 + 4 + 6], &35i16.to_be_bytes());
+        assert_eq!(
+            &out[8 + 4 + 3 + 4 + 4..8 + 4 + 3 + 4 + 6],
+            &35i16.to_be_bytes()
+        );
     }
 
     #[test]
