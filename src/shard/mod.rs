@@ -4,7 +4,6 @@
 
 pub mod messages;
 pub mod meta;
-mod placeholder_log;
 pub mod process;
 pub mod runtime;
 pub mod table;

@@ -269,7 +269,7 @@ async fn shard_main(
 
     while !shared.stopping.load(Ordering::SeqCst) {
         glommio::timer::sleep(TICK).await;
-        shard.tick(now_ms()).await;
+        shard.tick().await;
     }
 
     // Phase 1: no new connections or requests; finish those already read.
@@ -292,13 +292,6 @@ async fn shard_main(
     }
     // Phase 3: make everything durable and release the files.
     shard.close_logs().await;
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -11,7 +11,6 @@ use super::table;
 use crate::config::{BrokerConfig, LogConfig, topic};
 use crate::server::errors::{code, storage_error_code};
 use crate::storage::GlommioStorage;
-use crate::storage::Storage;
 use glommio::channels::channel_mesh::{Receivers, Senders};
 use glommio::channels::local_channel::{self, LocalSender};
 use std::cell::{Cell, RefCell};
@@ -23,7 +22,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use crate::shard::placeholder_log::PartitionLog;
+use crate::storage::PartitionLog;
 
 pub type Log = PartitionLog<GlommioStorage>;
 
@@ -523,12 +522,8 @@ impl Shard {
             });
         }
         for (topic, p, log) in removed {
-            if let Err(e) = log.close().await {
-                tracing::warn!("closing {topic}-{p}: {e}");
-            }
-            let dir = self.partition_dir(&topic, p);
-            if let Err(e) = self.storage.remove_dir_all(&dir).await {
-                tracing::error!("cannot delete {}: {e}", dir.display());
+            if let Err(e) = log.delete().await {
+                tracing::error!("cannot delete {topic}-{p}: {e}");
             }
         }
 
@@ -564,9 +559,9 @@ impl Shard {
     }
 
     /// Interval flush, segment roll and retention of every log of this shard.
-    pub async fn tick(&self, now_ms: i64) {
+    pub async fn tick(&self) {
         for (topic, p, log) in self.all_logs() {
-            if let Err(e) = log.tick(now_ms).await {
+            if let Err(e) = log.tick().await {
                 tracing::error!("maintenance of {topic}-{p} failed: {e}");
             }
         }
