@@ -42,7 +42,7 @@ fn start_broker() -> Broker {
     let child = Command::new(env!("CARGO_BIN_EXE_ringbroker"))
         .args(["serve", "--listen", &addr, "--data-dir"])
         .arg(dir.path())
-        .args(["--shards", "2"])
+        .args(["--shards", "2", "--set", "message.max.bytes=100000"])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -77,9 +77,33 @@ fn create_produce_consume() {
         .unwrap();
     assert!(again[0].is_err(), "{again:?}");
 
+    // Bad creations are refused with Kafka's error codes.
+    let bad = [
+        NewTopic::new("bad/name", 1, TopicReplication::Fixed(1)),
+        NewTopic::new("rf3", 1, TopicReplication::Fixed(3)),
+        NewTopic::new("zero", 0, TopicReplication::Fixed(1)),
+        NewTopic::new("conf", 1, TopicReplication::Fixed(1)).set("no.such.config", "1"),
+    ];
+    let results =
+        futures_lite::future::block_on(admin.create_topics(&bad, &AdminOptions::new())).unwrap();
+    let codes: Vec<_> = results
+        .iter()
+        .map(|r| r.as_ref().map_err(|(_, code)| *code))
+        .collect();
+    use rdkafka::types::RDKafkaErrorCode as E;
+    assert_eq!(
+        codes,
+        vec![
+            Err(E::InvalidTopic),
+            Err(E::InvalidReplicationFactor),
+            Err(E::InvalidPartitions),
+            Err(E::InvalidConfig),
+        ]
+    );
+
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &broker.addr)
-        .set("compression.type", "lz4")
+        .set("compression.type", "gzip")
         .create()
         .unwrap();
     for p in 0..3 {
@@ -95,6 +119,25 @@ fn create_produce_consume() {
             assert_eq!((delivery.partition, delivery.offset), (p, i as i64));
         }
     }
+
+    // Records over message.max.bytes are refused, and nothing of them is appended.
+    // Incompressible bytes (a xorshift stream), so gzip cannot shrink it under the limit.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let big: Vec<u8> = (0..200_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let record = FutureRecord::<(), _>::to("smoke")
+        .partition(0)
+        .payload(&big);
+    let err = futures_lite::future::block_on(producer.send(record, Duration::from_secs(10)))
+        .map(|_| ())
+        .map_err(|(e, _)| e.rdkafka_error_code());
+    assert_eq!(err, Err(Some(E::MessageSizeTooLarge)));
 
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &broker.addr)
@@ -129,4 +172,13 @@ fn create_produce_consume() {
         .fetch_watermarks("smoke", 1, Duration::from_secs(5))
         .unwrap();
     assert_eq!((low, high), (0, 5));
+
+    let deleted =
+        futures_lite::future::block_on(admin.delete_topics(&["smoke"], &AdminOptions::new()))
+            .unwrap();
+    assert!(deleted[0].is_ok(), "{deleted:?}");
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(5))
+        .unwrap();
+    assert!(metadata.topics().iter().all(|t| t.name() != "smoke"));
 }
