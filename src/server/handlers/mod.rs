@@ -166,6 +166,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn lying_array_counts_fail_without_allocating() {
+        // Before the vendored patch this asked the allocator for ~150 GB and aborted.
+        let mut body = Bytes::from_static(&[0x7f, 0xff, 0xff, 0xff]);
+        let r = kafka_protocol::messages::MetadataRequest::decode(&mut body, 1);
+        assert!(r.is_err());
+        let mut body = Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+        let r = kafka_protocol::messages::MetadataRequest::decode(&mut body, 9);
+        assert!(r.is_err());
+    }
+
+    #[test]
     fn advertised_versions_are_ones_the_codec_knows() {
         for (api, min, max) in SUPPORTED {
             let codec = api.valid_versions();
