@@ -88,6 +88,17 @@ fn block_stop_signals() -> libc::sigset_t {
     }
 }
 
+/// Takes one pending stop signal, waiting up to `timeout`.
+fn take_signal(set: &libc::sigset_t, timeout: Duration) -> Option<libc::c_int> {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: sigtimedwait on a set of signals this process blocks; no siginfo wanted.
+    let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &ts) };
+    (sig > 0).then_some(sig)
+}
+
 struct Shared {
     stopping: AtomicBool,
     drained: AtomicUsize,
@@ -182,12 +193,22 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         threads.push(thread);
     }
 
+    // Startup (recovery of many logs) can take long: a stop signal meanwhile is honoured
+    // instead of staying pending until every shard is up.
     let wait_for = |what: &str| -> anyhow::Result<()> {
-        for _ in 0..shards {
-            match startup_rx.recv() {
-                Ok((_, Startup::Ready)) => {}
+        let mut ready = 0;
+        while ready < shards {
+            match startup_rx.recv_timeout(Duration::from_millis(100)) {
+                Ok((_, Startup::Ready)) => ready += 1,
                 Ok((_, Startup::Failed(msg))) => bail!("{msg}"),
-                Err(_) => bail!("a shard thread ended while {what}"),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(sig) = take_signal(&signals, Duration::ZERO) {
+                        bail!("signal {sig} while {what}");
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    bail!("a shard thread ended while {what}")
+                }
             }
         }
         Ok(())
@@ -211,9 +232,11 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     }
     tracing::info!("ringbroker listening on {listen} with {shards} shards");
 
-    let mut sig: libc::c_int = 0;
-    // SAFETY: sigwait on the set blocked above.
-    unsafe { libc::sigwait(&signals, &mut sig) };
+    let sig = loop {
+        if let Some(sig) = take_signal(&signals, Duration::from_secs(3600)) {
+            break sig;
+        }
+    };
     tracing::info!("signal {sig}: stopping");
     shared.stopping.store(true, Ordering::SeqCst);
     for t in threads {
