@@ -99,6 +99,10 @@ fn take_signal(set: &libc::sigset_t, timeout: Duration) -> Option<libc::c_int> {
     (sig > 0).then_some(sig)
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("stopped by signal {0}")]
+struct StoppedBySignal(libc::c_int);
+
 struct Shared {
     stopping: AtomicBool,
     drained: AtomicUsize,
@@ -203,7 +207,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
                 Ok((_, Startup::Failed(msg))) => bail!("{msg}"),
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if let Some(sig) = take_signal(&signals, Duration::ZERO) {
-                        bail!("signal {sig} while {what}");
+                        return Err(StoppedBySignal(sig).into());
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -217,18 +221,20 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     for go in &go_senders {
         let _ = go.send(built.is_ok());
     }
-    if let Err(e) = built {
-        for t in threads {
-            let _ = t.join();
-        }
-        return Err(e);
-    }
-    if let Err(e) = wait_for("starting") {
+    let started = built.and_then(|()| wait_for("starting"));
+    if let Err(e) = started {
         shared.stopping.store(true, Ordering::SeqCst);
         for t in threads {
             let _ = t.join();
         }
-        return Err(e);
+        // A stop request during startup is a clean stop, not a failure.
+        return match e.downcast_ref::<StoppedBySignal>() {
+            Some(StoppedBySignal(sig)) => {
+                tracing::info!("signal {sig} during startup: stopped");
+                Ok(())
+            }
+            None => Err(e),
+        };
     }
     tracing::info!("ringbroker listening on {listen} with {shards} shards");
 

@@ -100,7 +100,8 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
         let bytes: u64 = results.iter().map(|r| r.records.len() as u64).sum();
         let failed = results.iter().any(|r| r.error_code != code::NONE);
         let now = Instant::now();
-        if bytes >= min_bytes.max(1) || failed || now >= deadline || wanted.is_empty() {
+        // min_bytes = 0 asks for an immediate answer, data or not (as in Kafka).
+        if bytes >= min_bytes || failed || now >= deadline || wanted.is_empty() {
             break results;
         }
         // Park until one partition advances past what this round saw, or the deadline.
