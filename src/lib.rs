@@ -3,4 +3,6 @@
 pub mod alloc;
 pub mod config;
 pub mod protocol;
+pub mod server;
+pub mod shard;
 pub mod storage;
