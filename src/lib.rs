@@ -6,3 +6,8 @@ pub mod protocol;
 pub mod server;
 pub mod shard;
 pub mod storage;
+
+/// The unit tests decode hostile requests too, so they run on the broker's allocator.
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOCATOR: alloc::BrokerAlloc = alloc::BrokerAlloc;

@@ -488,6 +488,10 @@ impl<S: Storage> PartitionLog<S> {
         }
         let _guard = WriterGuard(&self.inner);
         loop {
+            // Let every task that is ready run first: appenders just woken by the last
+            // sync queue their next batches, and this round carries all of them. Without
+            // this, rounds alternate between one batch and all the others.
+            futures_lite::future::yield_now().await;
             let config = self.config();
             // Write everything queued, in one gathered write. The bytes stay queued until
             // the write completes, so a dropped writer loses nothing.
