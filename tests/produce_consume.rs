@@ -48,10 +48,10 @@ fn message(i: usize, base_ts: i64) -> (i32, Expected) {
         ("idx".to_string(), Some(i.to_string().into_bytes())),
         ("part".to_string(), Some(vec![partition as u8])),
     ];
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         headers.push(("null-header".to_string(), None));
     }
-    if i % 11 == 0 {
+    if i.is_multiple_of(11) {
         headers.push(("empty".to_string(), Some(Vec::new())));
     }
     let timestamp = base_ts + i as i64;
@@ -85,16 +85,11 @@ fn client_config(broker: &Broker) -> ClientConfig {
 }
 
 fn create_topic(broker: &Broker, topic: &str) -> AdminClient<DefaultClientContext> {
-    let admin: AdminClient<DefaultClientContext> = client_config(broker)
-        .create()
-        .expect("create AdminClient");
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(broker).create().expect("create AdminClient");
     let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
     let res = futures_lite::future::block_on(admin.create_topics(
-        &[NewTopic::new(
-            topic,
-            PARTITIONS,
-            TopicReplication::Fixed(1),
-        )],
+        &[NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1))],
         &opts,
     ))
     .expect("CreateTopics request");
@@ -119,11 +114,11 @@ impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
-            Ok(m) => self
-                .ok
-                .lock()
-                .expect("lock")
-                .push((m.partition(), m.offset(), m.key().unwrap_or_default().to_vec())),
+            Ok(m) => self.ok.lock().expect("lock").push((
+                m.partition(),
+                m.offset(),
+                m.key().unwrap_or_default().to_vec(),
+            )),
             Err((e, m)) => self.failed.lock().expect("lock").push(format!(
                 "partition {} key {:?}: {e}",
                 m.partition(),
@@ -200,7 +195,11 @@ fn produce_all(broker: &Broker, topic: &str, base_ts: i64) {
             .expect("utf8 key")
             .parse()
             .expect("key index");
-        assert_eq!(*p, message(i, base_ts).0, "message {i} went to partition {p}");
+        assert_eq!(
+            *p,
+            message(i, base_ts).0,
+            "message {i} went to partition {p}"
+        );
         offsets.entry(*p).or_default().push((i, *off));
     }
     for (p, mut v) in offsets {
@@ -259,7 +258,11 @@ fn consume_and_check(broker: &Broker, topic: &str, want: &BTreeMap<i32, Vec<Expe
             .unwrap_or_default();
         let ts = match m.timestamp() {
             Timestamp::CreateTime(t) => t,
-            other => panic!("partition {} offset {}: timestamp {other:?}", m.partition(), m.offset()),
+            other => panic!(
+                "partition {} offset {}: timestamp {other:?}",
+                m.partition(),
+                m.offset()
+            ),
         };
         got.entry(m.partition()).or_default().push((
             m.offset(),
@@ -278,7 +281,10 @@ fn consume_and_check(broker: &Broker, topic: &str, want: &BTreeMap<i32, Vec<Expe
         let got_p = got.get(p).map(Vec::as_slice).unwrap_or_default();
         assert_eq!(got_p.len(), want_p.len(), "partition {p}: message count");
         for (k, ((off, g), w)) in got_p.iter().zip(want_p).enumerate() {
-            assert_eq!(*off, k as i64, "partition {p}: offsets must be contiguous from 0");
+            assert_eq!(
+                *off, k as i64,
+                "partition {p}: offsets must be contiguous from 0"
+            );
             assert_eq!(g, w, "partition {p} offset {off}");
         }
     }
@@ -305,9 +311,13 @@ fn check_offsets(broker: &Broker, topic: &str, want: &BTreeMap<i32, Vec<Expected
     // Probes: (timestamp for partition p, expected offset) per partition.
     type Probe = fn(&[Expected]) -> (i64, Offset);
     let probes: [(&str, Probe); 6] = [
-        ("before the first", |w| (w[0].timestamp - 10_000, Offset::Offset(0))),
+        ("before the first", |w| {
+            (w[0].timestamp - 10_000, Offset::Offset(0))
+        }),
         ("the first", |w| (w[0].timestamp, Offset::Offset(0))),
-        ("just after the first", |w| (w[0].timestamp + 1, Offset::Offset(1))),
+        ("just after the first", |w| {
+            (w[0].timestamp + 1, Offset::Offset(1))
+        }),
         ("exactly a middle one", |w| {
             let k = w.len() / 2;
             (w[k].timestamp, Offset::Offset(k as i64))
@@ -316,7 +326,9 @@ fn check_offsets(broker: &Broker, topic: &str, want: &BTreeMap<i32, Vec<Expected
             let k = w.len() - 1;
             (w[k].timestamp, Offset::Offset(k as i64))
         }),
-        ("after the last", |w| (w[w.len() - 1].timestamp + 1, Offset::End)),
+        ("after the last", |w| {
+            (w[w.len() - 1].timestamp + 1, Offset::End)
+        }),
     ];
     for (what, probe) in probes {
         let mut tpl = TopicPartitionList::new();
@@ -344,7 +356,11 @@ fn check_offsets(broker: &Broker, topic: &str, want: &BTreeMap<i32, Vec<Expected
                 e.partition()
             );
         }
-        assert_eq!(res.count(), want.len(), "offsets_for_times answered all partitions");
+        assert_eq!(
+            res.count(),
+            want.len(),
+            "offsets_for_times answered all partitions"
+        );
     }
 }
 

@@ -31,7 +31,9 @@ static HEAVY: Mutex<()> = Mutex::new(());
 /// Serialises the heavy tests of one test binary (cargo runs a binary's tests on several
 /// threads; a 2-core machine should not run several 100k-message brokers at once).
 pub fn heavy_lock() -> MutexGuard<'static, ()> {
-    HEAVY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    HEAVY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Picks a port on 127.0.0.1 that nothing listens on right now.
@@ -138,7 +140,11 @@ impl Broker {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 self.child = None;
                 panic!(
                     "broker exited during start-up with {status}; its log:\n{}",
@@ -147,10 +153,8 @@ impl Broker {
             }
             if let Ok(mut c) = RawClient::try_connect(self.addr()) {
                 let probe = c.request(0, &ApiVersionsRequest::default());
-                if let Ok((_, resp)) = probe {
-                    if resp.error_code == 0 {
-                        return;
-                    }
+                if matches!(probe, Ok((_, ref resp)) if resp.error_code == 0) {
+                    return;
                 }
             }
             if Instant::now() > deadline {
@@ -430,10 +434,7 @@ impl RawClient {
     pub fn call<R: Request>(&mut self, version: i16, req: &R) -> R::Response {
         match self.request(version, req) {
             Ok((_, r)) => r,
-            Err(e) => panic!(
-                "request api_key={} v{version} failed: {e:#}",
-                R::KEY
-            ),
+            Err(e) => panic!("request api_key={} v{version} failed: {e:#}", R::KEY),
         }
     }
 
@@ -575,7 +576,10 @@ pub mod kafka {
 
     /// Produces `records` (encoded batches) to each (topic, partition); returns
     /// (topic, partition, error code, base offset) for every partition in the response.
-    pub fn produce(c: &mut RawClient, parts: &[(&str, i32, Vec<u8>)]) -> Vec<(String, i32, i16, i64)> {
+    pub fn produce(
+        c: &mut RawClient,
+        parts: &[(&str, i32, Vec<u8>)],
+    ) -> Vec<(String, i32, i16, i64)> {
         let v = c.pick_version::<ProduceRequest>(12);
         let resp: ProduceResponse = c.call(v, &produce_request(parts));
         flatten_produce(&resp)
@@ -592,7 +596,12 @@ pub mod kafka {
     }
 
     /// Produce to one partition; returns (error code, base offset).
-    pub fn produce_one(c: &mut RawClient, topic: &str, partition: i32, batch: Vec<u8>) -> (i16, i64) {
+    pub fn produce_one(
+        c: &mut RawClient,
+        topic: &str,
+        partition: i32,
+        batch: Vec<u8>,
+    ) -> (i16, i64) {
         let r = produce(c, &[(topic, partition, batch)]);
         assert_eq!(r.len(), 1, "one partition response expected, got {r:?}");
         assert_eq!(r[0].0, topic);
@@ -602,7 +611,12 @@ pub mod kafka {
 
     /// ListOffsets for one partition at `timestamp` (-1 latest, -2 earliest);
     /// returns (error code, offset).
-    pub fn list_offset(c: &mut RawClient, topic: &str, partition: i32, timestamp: i64) -> (i16, i64) {
+    pub fn list_offset(
+        c: &mut RawClient,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+    ) -> (i16, i64) {
         let v = c.pick_version::<ListOffsetsRequest>(7);
         let req = ListOffsetsRequest::default()
             .with_replica_id(BrokerId(-1))
@@ -649,20 +663,22 @@ pub mod kafka {
             .with_session_id(0)
             .with_session_epoch(-1)
             .with_topics(vec![
-                FetchTopic::default().with_topic(topic_name(topic)).with_partitions(
-                    partitions
-                        .iter()
-                        .map(|(p, off)| {
-                            FetchPartition::default()
-                                .with_partition(*p)
-                                .with_current_leader_epoch(-1)
-                                .with_fetch_offset(*off)
-                                .with_last_fetched_epoch(-1)
-                                .with_log_start_offset(-1)
-                                .with_partition_max_bytes(16 * 1024 * 1024)
-                        })
-                        .collect(),
-                ),
+                FetchTopic::default()
+                    .with_topic(topic_name(topic))
+                    .with_partitions(
+                        partitions
+                            .iter()
+                            .map(|(p, off)| {
+                                FetchPartition::default()
+                                    .with_partition(*p)
+                                    .with_current_leader_epoch(-1)
+                                    .with_fetch_offset(*off)
+                                    .with_last_fetched_epoch(-1)
+                                    .with_log_start_offset(-1)
+                                    .with_partition_max_bytes(16 * 1024 * 1024)
+                            })
+                            .collect(),
+                    ),
             ]);
         let resp: FetchResponse = c.call(v, &req);
         assert_eq!(resp.error_code, NONE, "Fetch top-level error");
@@ -673,8 +689,12 @@ pub mod kafka {
                 let mut records = Vec::new();
                 if let Some(bytes) = &p.records {
                     let mut b = bytes.clone();
-                    let sets = RecordBatchDecoder::decode_all(&mut b)
-                        .unwrap_or_else(|e| panic!("decode fetched batches of {topic}-{}: {e:#}", p.partition_index));
+                    let sets = RecordBatchDecoder::decode_all(&mut b).unwrap_or_else(|e| {
+                        panic!(
+                            "decode fetched batches of {topic}-{}: {e:#}",
+                            p.partition_index
+                        )
+                    });
                     for s in sets {
                         records.extend(s.records);
                     }

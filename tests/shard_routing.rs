@@ -1,0 +1,211 @@
+//! With 2 shards and a topic of 8 partitions, every connection (the kernel spreads them over
+//! the shards with SO_REUSEPORT) can write and read every partition: requests for partitions
+//! a connection's shard does not own are routed to the owner and answered in request order.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::kafka::{self, NONE};
+use common::{Broker, RawClient};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use ringbroker::protocol::batch::testing::build_batch;
+
+const PARTITIONS: i32 = 8;
+const CONNECTIONS: usize = 12;
+const TOPIC: &str = "routed";
+
+fn single_value(c: usize, p: i32, r: usize) -> Vec<u8> {
+    format!("single c{c} p{p} r{r}").into_bytes()
+}
+
+fn multi_value(c: usize, p: i32, r: usize) -> Vec<u8> {
+    format!("multi c{c} p{p} r{r}").into_bytes()
+}
+
+fn batch_of(values: &[Vec<u8>], ts: i64) -> Vec<u8> {
+    let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+    build_batch(&refs, ts)
+}
+
+/// The whole content each partition must hold, in offset order: (value, timestamp).
+fn expected() -> BTreeMap<i32, Vec<(Vec<u8>, i64)>> {
+    let mut want: BTreeMap<i32, Vec<(Vec<u8>, i64)>> = BTreeMap::new();
+    for p in 0..PARTITIONS {
+        let w = want.entry(p).or_default();
+        for c in 0..CONNECTIONS {
+            let ts = single_ts(c, p);
+            for r in 0..3 {
+                w.push((single_value(c, p, r), ts + r as i64));
+            }
+        }
+        for c in 0..CONNECTIONS {
+            let ts = multi_ts(c);
+            for r in 0..2 {
+                w.push((multi_value(c, p, r), ts + r as i64));
+            }
+        }
+    }
+    want
+}
+
+fn single_ts(c: usize, p: i32) -> i64 {
+    1_700_000_000_000 + (c as i64) * 100 + p as i64 * 10
+}
+
+fn multi_ts(c: usize) -> i64 {
+    1_700_000_100_000 + (c as i64) * 100
+}
+
+fn read_back(conns: &mut [RawClient], want: &BTreeMap<i32, Vec<(Vec<u8>, i64)>>) {
+    for (ci, c) in conns.iter_mut().enumerate() {
+        for (p, w) in want {
+            assert_eq!(
+                kafka::latest_offset(c, TOPIC, *p),
+                w.len() as i64,
+                "connection {ci}: latest offset of partition {p}"
+            );
+            let recs = kafka::fetch_all(c, TOPIC, *p, 0);
+            let got: Vec<(i64, Vec<u8>, i64)> = recs
+                .iter()
+                .map(|r| {
+                    (
+                        r.offset,
+                        r.value.as_ref().map(|v| v.to_vec()).unwrap_or_default(),
+                        r.timestamp,
+                    )
+                })
+                .collect();
+            let exp: Vec<(i64, Vec<u8>, i64)> = w
+                .iter()
+                .enumerate()
+                .map(|(i, (v, ts))| (i as i64, v.clone(), *ts))
+                .collect();
+            assert_eq!(got.len(), exp.len(), "connection {ci}: partition {p} count");
+            for (g, e) in got.iter().zip(&exp) {
+                assert_eq!(
+                    (g.0, String::from_utf8_lossy(&g.1), g.2),
+                    (e.0, String::from_utf8_lossy(&e.1), e.2),
+                    "connection {ci}: partition {p}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_connection_reaches_every_partition() {
+    let _serial = common::heavy_lock();
+    let mut broker = Broker::start(&[]);
+    let mut conns: Vec<RawClient> = (0..CONNECTIONS)
+        .map(|_| RawClient::connect(broker.addr()))
+        .collect();
+    kafka::create_topic(&mut conns[0], TOPIC, PARTITIONS);
+
+    // Every connection sees the topic with all partitions led by this broker.
+    for (ci, c) in conns.iter_mut().enumerate() {
+        let md = kafka::metadata(c, &[TOPIC]);
+        assert_eq!(md.brokers.len(), 1, "connection {ci}: one broker");
+        let b = &md.brokers[0];
+        assert_eq!(b.port, broker.port as i32, "advertised port");
+        let t = &md.topics[0];
+        assert_eq!(t.error_code, NONE);
+        let mut parts: Vec<i32> = t.partitions.iter().map(|p| p.partition_index).collect();
+        parts.sort();
+        assert_eq!(
+            parts,
+            (0..PARTITIONS).collect::<Vec<_>>(),
+            "connection {ci}"
+        );
+        for p in &t.partitions {
+            assert_eq!(p.error_code, NONE);
+            assert_eq!(
+                p.leader_id, b.node_id,
+                "partition {} leader",
+                p.partition_index
+            );
+        }
+    }
+
+    // Each connection pipelines one single-partition produce per partition: all requests
+    // are written before any response is read, and the responses come back in order.
+    for (ci, c) in conns.iter_mut().enumerate() {
+        let v = c.pick_version::<ProduceRequest>(12);
+        let mut ids = Vec::new();
+        for p in 0..PARTITIONS {
+            let vals: Vec<Vec<u8>> = (0..3).map(|r| single_value(ci, p, r)).collect();
+            let req = kafka::produce_request(&[(TOPIC, p, batch_of(&vals, single_ts(ci, p)))]);
+            ids.push((p, c.send(v, &req)));
+        }
+        for (p, id) in ids {
+            let (_, resp): (_, ProduceResponse) = c
+                .recv::<ProduceRequest>(v, id)
+                .unwrap_or_else(|e| panic!("connection {ci}: produce to partition {p}: {e:#}"));
+            let r = kafka::flatten_produce(&resp);
+            assert_eq!(
+                r,
+                vec![(TOPIC.to_string(), p, NONE, 3 * ci as i64)],
+                "connection {ci}: produce to partition {p}"
+            );
+        }
+    }
+
+    // Then each connection sends one produce request spanning all partitions.
+    for (ci, c) in conns.iter_mut().enumerate() {
+        let parts: Vec<(&str, i32, Vec<u8>)> = (0..PARTITIONS)
+            .map(|p| {
+                let vals: Vec<Vec<u8>> = (0..2).map(|r| multi_value(ci, p, r)).collect();
+                (TOPIC, p, batch_of(&vals, multi_ts(ci)))
+            })
+            .collect();
+        let mut r = kafka::produce(c, &parts);
+        r.sort();
+        let base = 3 * CONNECTIONS as i64 + 2 * ci as i64;
+        let want: Vec<(String, i32, i16, i64)> = (0..PARTITIONS)
+            .map(|p| (TOPIC.to_string(), p, NONE, base))
+            .collect();
+        assert_eq!(r, want, "connection {ci}: multi-partition produce");
+    }
+
+    let want = expected();
+    read_back(&mut conns, &want);
+
+    // One fetch spanning all partitions from every connection.
+    for (ci, c) in conns.iter_mut().enumerate() {
+        let all: Vec<(i32, i64)> = (0..PARTITIONS).map(|p| (p, 0)).collect();
+        let mut r = kafka::fetch(c, TOPIC, &all);
+        r.sort_by_key(|x| x.0);
+        assert_eq!(
+            r.len(),
+            PARTITIONS as usize,
+            "connection {ci}: all partitions answered"
+        );
+        for (p, err, hw, recs) in r {
+            assert_eq!(err, NONE);
+            assert_eq!(
+                hw,
+                want[&p].len() as i64,
+                "connection {ci}: partition {p} high watermark"
+            );
+            assert!(
+                !recs.is_empty(),
+                "connection {ci}: partition {p} returned records"
+            );
+            assert_eq!(recs[0].offset, 0);
+            assert_eq!(
+                recs[0].value.as_deref(),
+                Some(want[&p][0].0.as_slice()),
+                "connection {ci}: partition {p} first record"
+            );
+        }
+    }
+
+    // The same after a graceful restart, with the old connections still open at SIGTERM.
+    broker.restart();
+    drop(conns);
+    let mut conns: Vec<RawClient> = (0..CONNECTIONS)
+        .map(|_| RawClient::connect(broker.addr()))
+        .collect();
+    read_back(&mut conns, &want);
+    broker.stop();
+}
