@@ -95,7 +95,7 @@ N=$(wc -l <"$IN")
 consume_check() {
   local label=$1
   # All partitions of "smoke" (num.partitions=3), compared as sets.
-  "${KCAT[@]}" -C -t smoke -e -q -f '%k:%s\n' >"$WORK/out-$label.txt" \
+  "${KCAT[@]}" -C -t smoke -o beginning -e -q -f '%k:%s\n' >"$WORK/out-$label.txt" \
     || fail "$label: kcat -C smoke failed"
   sort "$IN" >"$WORK/in.sorted"
   sort "$WORK/out-$label.txt" >"$WORK/out-$label.sorted"

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -116,7 +117,20 @@ impl Broker {
             .expect("open broker log");
         writeln!(log, "===== harness: start #{} =====", self.starts).expect("write log");
         let err = log.try_clone().expect("clone log fd");
-        let child = Command::new(env!("CARGO_BIN_EXE_ringbroker"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringbroker"));
+        // If the test process dies without running Drop (killed by a timeout), take the
+        // broker with it. The signal fires when the spawning thread exits; a Broker is only
+        // ever used from the thread that created it.
+        // SAFETY: prctl is async-signal-safe and touches only the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
             .arg("serve")
             .arg("--listen")
             .arg(self.bootstrap())
