@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -747,5 +748,37 @@ pub mod kafka {
             idle = if next == before { idle + 1 } else { 0 };
         }
         panic!("fetching {topic}-{partition} from {next} returned no records 50 times");
+    }
+}
+
+/// Runs `ringbroker ARGS...` to completion (it is expected to refuse to start); returns its
+/// exit status and stderr. Kills it and fails the test if it is still running after `timeout`.
+pub fn run_to_exit(args: &[&str], timeout: Duration) -> (ExitStatus, String) {
+    let dir = disk_tempdir("rb-exit-");
+    let err_path = dir.path().join("stderr.log");
+    let err = File::create(&err_path).expect("create stderr file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringbroker"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(err))
+        .spawn()
+        .expect("spawn ringbroker");
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+            return (st, stderr);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+            panic!(
+                "`ringbroker {}` still running after {timeout:?}; stderr:\n{stderr}",
+                args.join(" ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
