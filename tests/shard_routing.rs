@@ -5,10 +5,17 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+use bytes::Bytes;
 use common::kafka::{self, NONE};
 use common::{Broker, RawClient};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::{
+    ApiVersionsRequest, BrokerId, FetchRequest, ListOffsetsRequest, ProduceRequest, ProduceResponse,
+};
+use kafka_protocol::records::RecordBatchDecoder;
 use ringbroker::protocol::batch::testing::build_batch;
 
 const PARTITIONS: i32 = 8;
@@ -208,4 +215,154 @@ fn every_connection_reaches_every_partition() {
         .collect();
     read_back(&mut conns, &want);
     broker.stop();
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let broker = Broker::start(&[]);
+    let mut c = RawClient::connect(broker.addr());
+    kafka::create_topic(&mut c, "pipelined", PARTITIONS);
+    let pv = c.pick_version::<ProduceRequest>(12);
+    let lv = c.pick_version::<ListOffsetsRequest>(7);
+
+    // 200 requests written before any response is read: produces spread over all
+    // partitions (so over both shards), with ApiVersions and ListOffsets in between.
+    enum Sent {
+        Produce(i32, i32, i64),
+        Versions(i32),
+        Offsets(i32),
+    }
+    let mut sent = Vec::new();
+    let mut next_offset = [0i64; PARTITIONS as usize];
+    for i in 0..200usize {
+        match i % 10 {
+            3 => sent.push(Sent::Versions(c.send(3, &ApiVersionsRequest::default()))),
+            7 => {
+                let req = ListOffsetsRequest::default()
+                    .with_replica_id(BrokerId(-1))
+                    .with_topics(vec![
+                        ListOffsetsTopic::default()
+                            .with_name(kafka::topic_name("pipelined"))
+                            .with_partitions(vec![
+                                ListOffsetsPartition::default()
+                                    .with_partition_index(0)
+                                    .with_current_leader_epoch(-1)
+                                    .with_timestamp(-2),
+                            ]),
+                    ]);
+                sent.push(Sent::Offsets(c.send(lv, &req)));
+            }
+            _ => {
+                // Partitions in a scrambled order, several requests per partition.
+                let p = ((i * 5) % PARTITIONS as usize) as i32;
+                let value = format!("pipe {i}").into_bytes();
+                let req =
+                    kafka::produce_request(&[("pipelined", p, build_batch(&[&value], i as i64))]);
+                let id = c.send(pv, &req);
+                sent.push(Sent::Produce(id, p, next_offset[p as usize]));
+                next_offset[p as usize] += 1;
+            }
+        }
+    }
+    for s in sent {
+        match s {
+            Sent::Produce(id, p, want) => {
+                let (_, resp) = c
+                    .recv::<ProduceRequest>(pv, id)
+                    .unwrap_or_else(|e| panic!("produce response {id}: {e:#}"));
+                assert_eq!(
+                    kafka::flatten_produce(&resp),
+                    vec![("pipelined".to_string(), p, NONE, want)],
+                    "request {id}: produces of one connection are applied in request order"
+                );
+            }
+            Sent::Versions(id) => {
+                let (_, resp) = c
+                    .recv::<ApiVersionsRequest>(3, id)
+                    .unwrap_or_else(|e| panic!("ApiVersions response {id}: {e:#}"));
+                assert_eq!(resp.error_code, NONE);
+            }
+            Sent::Offsets(id) => {
+                let (_, resp) = c
+                    .recv::<ListOffsetsRequest>(lv, id)
+                    .unwrap_or_else(|e| panic!("ListOffsets response {id}: {e:#}"));
+                assert_eq!(resp.topics[0].partitions[0].error_code, NONE);
+                assert_eq!(resp.topics[0].partitions[0].offset, 0, "earliest");
+            }
+        }
+    }
+    for p in 0..PARTITIONS {
+        let recs = kafka::fetch_all(&mut c, "pipelined", p, 0);
+        assert_eq!(recs.len() as i64, next_offset[p as usize], "partition {p}");
+        let mut last = None;
+        for r in recs {
+            let v = String::from_utf8(r.value.expect("value").to_vec()).expect("utf8");
+            let i: usize = v.trim_start_matches("pipe ").parse().expect("index");
+            assert!(last < Some(i), "partition {p}: {v} after {last:?}");
+            last = Some(i);
+        }
+    }
+}
+
+#[test]
+fn a_parked_fetch_is_woken_by_a_produce_on_another_connection() {
+    let broker = Broker::start(&[]);
+    let mut reader = RawClient::connect(broker.addr());
+    let mut writer = RawClient::connect(broker.addr());
+    kafka::create_topic(&mut writer, "parked", PARTITIONS);
+
+    // Fetch all (empty) partitions, waiting up to 20 s for at least one byte.
+    let fv = reader.pick_version::<FetchRequest>(12);
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(20_000)
+        .with_min_bytes(1)
+        .with_max_bytes(1024 * 1024)
+        .with_session_epoch(-1)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(kafka::topic_name("parked"))
+                .with_partitions(
+                    (0..PARTITIONS)
+                        .map(|p| {
+                            FetchPartition::default()
+                                .with_partition(p)
+                                .with_current_leader_epoch(-1)
+                                .with_fetch_offset(0)
+                                .with_last_fetched_epoch(-1)
+                                .with_log_start_offset(-1)
+                                .with_partition_max_bytes(1024 * 1024)
+                        })
+                        .collect(),
+                ),
+        ]);
+    let id = reader.send(fv, &req);
+    // Give the fetch time to park (not an assertion: an early produce passes too).
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        kafka::produce_one(&mut writer, "parked", 5, build_batch(&[b"wake up"], 1)),
+        (NONE, 0)
+    );
+    let (_, resp) = reader
+        .recv::<FetchRequest>(fv, id)
+        .expect("the parked fetch is answered");
+    let mut found = Vec::new();
+    for t in &resp.responses {
+        for p in &t.partitions {
+            assert_eq!(p.error_code, NONE);
+            if let Some(r) = &p.records {
+                let mut b = r.clone();
+                for set in RecordBatchDecoder::decode_all(&mut b).expect("decode batches") {
+                    for rec in set.records {
+                        found.push((p.partition_index, rec.offset, rec.value));
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(
+        found,
+        vec![(5, 0, Some(Bytes::from_static(b"wake up")))],
+        "the fetch must wait for data (min_bytes=1, max_wait_ms=20000) and return the new record"
+    );
 }
