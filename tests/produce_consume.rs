@@ -248,6 +248,13 @@ fn consume_and_check(broker: &Broker, topic: &str, want: &BTreeMap<i32, Vec<Expe
         };
         let m = res.expect("consumer error");
         assert_eq!(m.topic(), topic);
+        let have = got.get(&m.partition()).map_or(0, Vec::len) as i64;
+        assert_eq!(
+            m.offset(),
+            have,
+            "partition {}: offsets must be contiguous from 0 (gap, repeat or reorder)",
+            m.partition()
+        );
         let headers = m
             .headers()
             .map(|h| {

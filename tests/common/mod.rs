@@ -38,6 +38,14 @@ pub fn heavy_lock() -> MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The broker binary: `RINGBROKER_BIN` if set (e.g. a release build), else the one cargo
+/// built for these tests.
+pub fn broker_bin() -> PathBuf {
+    std::env::var_os("RINGBROKER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ringbroker")))
+}
+
 /// Picks a port on 127.0.0.1 that nothing listens on right now.
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
@@ -118,7 +126,7 @@ impl Broker {
             .expect("open broker log");
         writeln!(log, "===== harness: start #{} =====", self.starts).expect("write log");
         let err = log.try_clone().expect("clone log fd");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringbroker"));
+        let mut cmd = Command::new(broker_bin());
         // If the test process dies without running Drop (killed by a timeout), take the
         // broker with it. The signal fires when the spawning thread exits; a Broker is only
         // ever used from the thread that created it.
@@ -757,7 +765,7 @@ pub fn run_to_exit(args: &[&str], timeout: Duration) -> (ExitStatus, String) {
     let dir = disk_tempdir("rb-exit-");
     let err_path = dir.path().join("stderr.log");
     let err = File::create(&err_path).expect("create stderr file");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ringbroker"))
+    let mut child = Command::new(broker_bin())
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
