@@ -1,5 +1,8 @@
 //! Broker and topic configuration: defaults, TOML loading and limits.
 
+pub mod broker;
 pub mod log;
+pub mod topic;
 
+pub use broker::{BrokerConfig, ConfigError};
 pub use log::{FlushMode, IoMode, LogConfig};

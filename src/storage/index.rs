@@ -60,16 +60,25 @@ impl OffsetIndex {
 
     /// The file bytes of entries not yet written, and the file position they go to.
     pub fn unpersisted(&self) -> Option<(u64, Vec<u8>)> {
-        if self.persisted == self.entries.len() {
+        self.unpersisted_below(u64::MAX)
+            .map(|(pos, bytes, _)| (pos, bytes))
+    }
+
+    /// As [`OffsetIndex::unpersisted`], for the entries at positions below `position`
+    /// only; also returns the entry count to pass to `mark_persisted` once written.
+    pub fn unpersisted_below(&self, position: u64) -> Option<(u64, Vec<u8>, usize)> {
+        let upto = self
+            .entries
+            .partition_point(|&(_, p)| (p as u64) < position);
+        if upto <= self.persisted {
             return None;
         }
-        let mut out =
-            Vec::with_capacity((self.entries.len() - self.persisted) * OFFSET_ENTRY_BYTES);
-        for &(r, p) in &self.entries[self.persisted..] {
+        let mut out = Vec::with_capacity((upto - self.persisted) * OFFSET_ENTRY_BYTES);
+        for &(r, p) in &self.entries[self.persisted..upto] {
             out.extend_from_slice(&r.to_be_bytes());
             out.extend_from_slice(&p.to_be_bytes());
         }
-        Some(((self.persisted * OFFSET_ENTRY_BYTES) as u64, out))
+        Some(((self.persisted * OFFSET_ENTRY_BYTES) as u64, out, upto))
     }
 
     pub fn mark_persisted(&mut self, count: usize) {
@@ -125,6 +134,14 @@ impl TimeIndex {
         }
     }
 
+    /// Adds the closing entry `(largest timestamp, relative offset past the last record)`.
+    pub fn seal(&mut self, timestamp: i64, relative_offset: u32) {
+        match self.entries.last() {
+            Some(&(t, r)) if timestamp < t || relative_offset <= r => {}
+            _ => self.entries.push((timestamp, relative_offset)),
+        }
+    }
+
     /// The entry with the largest timestamp strictly below `target`: the search for the
     /// first record with timestamp `>= target` can start at its relative offset.
     pub fn lookup_before(&self, target: i64) -> Option<(i64, u32)> {
@@ -140,15 +157,23 @@ impl TimeIndex {
     }
 
     pub fn unpersisted(&self) -> Option<(u64, Vec<u8>)> {
-        if self.persisted == self.entries.len() {
+        self.unpersisted_upto(u32::MAX)
+            .map(|(pos, bytes, _)| (pos, bytes))
+    }
+
+    /// Entries not yet written whose relative offset is `<= relative_offset`, their file
+    /// position, and the count to pass to `mark_persisted` once written.
+    pub fn unpersisted_upto(&self, relative_offset: u32) -> Option<(u64, Vec<u8>, usize)> {
+        let upto = self.entries.partition_point(|&(_, r)| r <= relative_offset);
+        if upto <= self.persisted {
             return None;
         }
-        let mut out = Vec::with_capacity((self.entries.len() - self.persisted) * TIME_ENTRY_BYTES);
-        for &(t, r) in &self.entries[self.persisted..] {
+        let mut out = Vec::with_capacity((upto - self.persisted) * TIME_ENTRY_BYTES);
+        for &(t, r) in &self.entries[self.persisted..upto] {
             out.extend_from_slice(&t.to_be_bytes());
             out.extend_from_slice(&r.to_be_bytes());
         }
-        Some(((self.persisted * TIME_ENTRY_BYTES) as u64, out))
+        Some(((self.persisted * TIME_ENTRY_BYTES) as u64, out, upto))
     }
 
     pub fn mark_persisted(&mut self, count: usize) {
@@ -166,7 +191,7 @@ impl TimeIndex {
             let t = i64::from_be_bytes(t);
             let r = u32::from_be_bytes([e[8], e[9], e[10], e[11]]);
             if let Some(&(lt, lr)) = entries.last()
-                && (t <= lt || r <= lr)
+                && (t < lt || r <= lr)
             {
                 return None;
             }

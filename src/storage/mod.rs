@@ -12,3 +12,9 @@ pub mod io;
 pub use error::{Result, StorageError};
 pub use glommio_io::GlommioStorage;
 pub use io::{FileKind, Storage, StorageFile};
+pub mod log;
+pub mod notify;
+pub mod segment;
+pub mod sim;
+
+pub use log::{AppendInfo, FileRegion, PartitionLog, ReadSlice};

@@ -1,0 +1,404 @@
+//! Broker configuration: embedded defaults, then a TOML file, then `--set KEY=VALUE`
+//! overrides, then explicit CLI flags.
+//!
+//! Keys are Kafka-style dotted names. A TOML file may write them flat and quoted
+//! (`"log.flush" = "fsync"`) or as tables (`[log] flush = "fsync"`); tables are flattened to
+//! dotted keys first, so both spellings go through the same [`BrokerConfig::set`]. Unknown
+//! keys and bad values are errors: a typo must not silently run the broker with a default.
+
+use super::log::{FlushMode, IoMode, LogConfig};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq)]
+pub enum ConfigError {
+    #[error("unknown config key {0:?}")]
+    UnknownKey(String),
+    #[error("bad value {value:?} for {key}: {reason}")]
+    BadValue {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("invalid TOML: {0}")]
+    Toml(String),
+    #[error("cannot read config file {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("--set expects KEY=VALUE, got {0:?}")]
+    BadOverride(String),
+}
+
+/// Every setting of one broker process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrokerConfig {
+    /// Address the Kafka listener binds on every shard (SO_REUSEPORT).
+    pub listen: String,
+    /// `HOST:PORT` returned to clients in Metadata; `None` derives it from `listen`.
+    pub advertised: Option<String>,
+    pub data_dir: PathBuf,
+    /// Number of shards (executors); 0 means one per core.
+    pub shards: usize,
+    pub auto_create_topics_enable: bool,
+    pub num_partitions: i32,
+    /// The largest records field of one partition in a Produce request.
+    pub message_max_bytes: u64,
+    /// The largest request frame; a larger one closes its connection before allocating.
+    pub socket_request_max_bytes: u64,
+    /// Requests of one connection processed concurrently (pipelining depth).
+    pub max_inflight_requests: usize,
+    /// Locked io_uring buffer memory per shard; `None` sizes it from `ulimit -l`.
+    pub io_memory_bytes: Option<usize>,
+    /// Broker defaults of the per-topic log settings.
+    pub log: LogConfig,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listen: "0.0.0.0:9092".to_string(),
+            advertised: None,
+            data_dir: PathBuf::from("./data"),
+            shards: 0,
+            auto_create_topics_enable: true,
+            num_partitions: 1,
+            message_max_bytes: 1_048_588,
+            socket_request_max_bytes: 104_857_600,
+            max_inflight_requests: 32,
+            io_memory_bytes: None,
+            log: LogConfig::default(),
+        }
+    }
+}
+
+pub(crate) fn parse_num<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .trim()
+        .parse::<T>()
+        .map_err(|e| ConfigError::BadValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// A positive number, as most sizes and intervals must be.
+pub(crate) fn parse_positive(key: &str, value: &str) -> Result<u64, ConfigError> {
+    let v: u64 = parse_num(key, value)?;
+    if v == 0 {
+        return Err(bad(key, value, "must be greater than 0"));
+    }
+    Ok(v)
+}
+
+/// Kafka writes "no limit" as -1.
+pub(crate) fn parse_optional_limit(key: &str, value: &str) -> Result<Option<u64>, ConfigError> {
+    let v: i64 = parse_num(key, value)?;
+    match v {
+        -1 => Ok(None),
+        v if v >= 0 => Ok(Some(v as u64)),
+        _ => Err(bad(key, value, "must be -1 (unlimited) or >= 0")),
+    }
+}
+
+pub(crate) fn bad(key: &str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::BadValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(bad(key, value, "expected true or false")),
+    }
+}
+
+impl BrokerConfig {
+    /// Every key `set` accepts, for error messages and the documented defaults file.
+    pub const KEYS: &'static [&'static str] = &[
+        "listen",
+        "advertised",
+        "data.dir",
+        "shards",
+        "auto.create.topics.enable",
+        "num.partitions",
+        "message.max.bytes",
+        "socket.request.max.bytes",
+        "max.inflight.requests",
+        "io.memory.bytes",
+        "log.io",
+        "log.flush",
+        "log.flush.interval.ms",
+        "log.flush.interval.bytes",
+        "log.segment.bytes",
+        "log.segment.ms",
+        "log.retention.bytes",
+        "log.retention.ms",
+        "log.index.interval.bytes",
+        "log.preallocate.bytes",
+        "log.message.timestamp.type",
+    ];
+
+    /// Sets one key from its textual value.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        match key {
+            "listen" => {
+                check_host_port(key, value)?;
+                self.listen = value.to_string();
+            }
+            "advertised" => {
+                check_host_port(key, value)?;
+                self.advertised = Some(value.to_string());
+            }
+            "data.dir" => {
+                if value.is_empty() {
+                    return Err(bad(key, value, "must not be empty"));
+                }
+                self.data_dir = PathBuf::from(value);
+            }
+            "shards" => {
+                let n: usize = parse_num(key, value)?;
+                if n > 1024 {
+                    return Err(bad(key, value, "at most 1024 shards"));
+                }
+                self.shards = n;
+            }
+            "auto.create.topics.enable" => self.auto_create_topics_enable = parse_bool(key, value)?,
+            "num.partitions" => {
+                let n: i32 = parse_num(key, value)?;
+                if n < 1 {
+                    return Err(bad(key, value, "must be at least 1"));
+                }
+                self.num_partitions = n;
+            }
+            "message.max.bytes" => {
+                let v = parse_positive(key, value)?;
+                self.message_max_bytes = v;
+                self.log.max_batch_bytes = v;
+            }
+            "socket.request.max.bytes" => {
+                let v = parse_positive(key, value)?;
+                if v > i32::MAX as u64 {
+                    return Err(bad(key, value, "must fit a Kafka frame length (i32)"));
+                }
+                self.socket_request_max_bytes = v;
+            }
+            "max.inflight.requests" => {
+                self.max_inflight_requests = parse_positive(key, value)? as usize;
+            }
+            "io.memory.bytes" => {
+                self.io_memory_bytes = Some(parse_positive(key, value)? as usize);
+            }
+            "log.io" => {
+                self.log.io = value
+                    .parse::<IoMode>()
+                    .map_err(|reason| bad(key, value, &reason))?
+            }
+            "log.flush" => {
+                self.log.flush = value
+                    .parse::<FlushMode>()
+                    .map_err(|reason| bad(key, value, &reason))?
+            }
+            "log.flush.interval.ms" => self.log.flush_interval_ms = parse_positive(key, value)?,
+            "log.flush.interval.bytes" => {
+                self.log.flush_interval_bytes = parse_positive(key, value)?
+            }
+            "log.segment.bytes" => self.log.segment_bytes = parse_positive(key, value)?,
+            "log.segment.ms" => self.log.segment_ms = parse_positive(key, value)?,
+            "log.retention.bytes" => self.log.retention_bytes = parse_optional_limit(key, value)?,
+            "log.retention.ms" => self.log.retention_ms = parse_optional_limit(key, value)?,
+            "log.index.interval.bytes" => {
+                self.log.index_interval_bytes = parse_positive(key, value)?
+            }
+            "log.preallocate.bytes" => self.log.preallocate_bytes = parse_num(key, value)?,
+            "log.message.timestamp.type" => {
+                self.log.log_append_time = parse_timestamp_type(key, value)?
+            }
+            other => return Err(ConfigError::UnknownKey(other.to_string())),
+        }
+        Ok(())
+    }
+
+    /// Applies every key of a TOML document (flat dotted keys or tables).
+    pub fn apply_toml(&mut self, text: &str) -> Result<(), ConfigError> {
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Toml(e.to_string()))?;
+        let mut flat = BTreeMap::new();
+        flatten("", &table, &mut flat)?;
+        for (key, value) in flat {
+            self.set(&key, &value)?;
+        }
+        Ok(())
+    }
+
+    pub fn apply_toml_file(&mut self, path: &std::path::Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        self.apply_toml(&text)
+    }
+
+    /// Applies one `KEY=VALUE` override from the command line.
+    pub fn apply_override(&mut self, kv: &str) -> Result<(), ConfigError> {
+        let (key, value) = kv
+            .split_once('=')
+            .ok_or_else(|| ConfigError::BadOverride(kv.to_string()))?;
+        self.set(key.trim(), value.trim())
+    }
+}
+
+pub(crate) fn parse_timestamp_type(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value {
+        "CreateTime" => Ok(false),
+        "LogAppendTime" => Ok(true),
+        _ => Err(bad(key, value, "expected CreateTime or LogAppendTime")),
+    }
+}
+
+fn check_host_port(key: &str, value: &str) -> Result<(), ConfigError> {
+    let (host, port) = value
+        .rsplit_once(':')
+        .ok_or_else(|| bad(key, value, "expected HOST:PORT"))?;
+    if host.is_empty() {
+        return Err(bad(key, value, "expected HOST:PORT"));
+    }
+    parse_num::<u16>(key, port)?;
+    Ok(())
+}
+
+/// Flattens nested tables into dotted keys, and scalar values into their text form.
+fn flatten(
+    prefix: &str,
+    table: &toml::Table,
+    out: &mut BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        let text = match v {
+            toml::Value::Table(t) => {
+                flatten(&key, t, out)?;
+                continue;
+            }
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => {
+                return Err(bad(
+                    &key,
+                    &other.to_string(),
+                    "expected a string, integer or boolean",
+                ));
+            }
+        };
+        if out.insert(key.clone(), text).is_some() {
+            return Err(bad(&key, "", "key given twice"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flat_and_table_spellings_agree() {
+        let mut a = BrokerConfig::default();
+        a.apply_toml(
+            r#"
+            "log.flush" = "fsync"
+            "num.partitions" = 3
+            "auto.create.topics.enable" = false
+            "#,
+        )
+        .unwrap();
+        let mut b = BrokerConfig::default();
+        b.apply_toml(
+            r#"
+            num.partitions = 3
+            [log]
+            flush = "fsync"
+            [auto.create.topics]
+            enable = false
+            "#,
+        )
+        .unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.log.flush, FlushMode::Fsync);
+        assert_eq!(a.num_partitions, 3);
+        assert!(!a.auto_create_topics_enable);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_rejected() {
+        let mut c = BrokerConfig::default();
+        assert_eq!(
+            c.apply_toml("\"log.flsh\" = \"fsync\""),
+            Err(ConfigError::UnknownKey("log.flsh".into()))
+        );
+        assert!(matches!(
+            c.apply_override("log.flush=sometimes"),
+            Err(ConfigError::BadValue { .. })
+        ));
+        assert!(matches!(
+            c.apply_override("num.partitions=0"),
+            Err(ConfigError::BadValue { .. })
+        ));
+        assert!(matches!(
+            c.apply_override("listen=nohost"),
+            Err(ConfigError::BadValue { .. })
+        ));
+        assert!(matches!(
+            c.apply_override("shards"),
+            Err(ConfigError::BadOverride(_))
+        ));
+        assert!(c.apply_toml("x = 1.5").is_err());
+    }
+
+    #[test]
+    fn overrides_apply() {
+        let mut c = BrokerConfig::default();
+        c.apply_override("log.retention.bytes=-1").unwrap();
+        assert_eq!(c.log.retention_bytes, None);
+        c.apply_override("log.retention.ms=1000").unwrap();
+        assert_eq!(c.log.retention_ms, Some(1000));
+        c.apply_override("message.max.bytes=2000").unwrap();
+        assert_eq!(c.log.max_batch_bytes, 2000);
+        c.apply_override("log.io=direct").unwrap();
+        assert_eq!(c.log.io, IoMode::Direct);
+    }
+
+    #[test]
+    fn every_documented_key_is_known() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/configs/ringbroker.toml"
+        ))
+        .unwrap();
+        let mut c = BrokerConfig::default();
+        c.apply_toml(&text).unwrap();
+        // The defaults file must not change the defaults.
+        let d = BrokerConfig {
+            advertised: c.advertised.clone(),
+            io_memory_bytes: c.io_memory_bytes,
+            ..Default::default()
+        };
+        assert_eq!(c, d);
+        for key in BrokerConfig::KEYS {
+            assert!(text.contains(key), "configs/ringbroker.toml lacks {key}");
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Per-topic configuration overrides (CreateTopics `configs`), persisted with the topic.
+//!
+//! A topic stores only the keys it overrides; everything else follows the broker's `log.*`
+//! defaults at the time the log is opened, as in Kafka.
+
+use super::broker::{ConfigError, bad, parse_optional_limit, parse_positive, parse_timestamp_type};
+use super::log::{FlushMode, IoMode, LogConfig};
+use std::collections::BTreeMap;
+
+/// Topic config keys we accept. Kafka's names where Kafka has one; `io`, `flush` and
+/// `flush.bytes` are ringbroker's (see DESIGN §3).
+pub const TOPIC_KEYS: &[&str] = &[
+    "io",
+    "flush",
+    "flush.ms",
+    "flush.bytes",
+    "segment.bytes",
+    "segment.ms",
+    "retention.bytes",
+    "retention.ms",
+    "max.message.bytes",
+    "message.timestamp.type",
+    "index.interval.bytes",
+    "cleanup.policy",
+    "compression.type",
+];
+
+/// Checks one topic config entry and applies it to `log`.
+fn apply(log: &mut LogConfig, key: &str, value: &str) -> Result<(), ConfigError> {
+    match key {
+        "io" => log.io = value.parse::<IoMode>().map_err(|r| bad(key, value, &r))?,
+        "flush" => {
+            log.flush = value
+                .parse::<FlushMode>()
+                .map_err(|r| bad(key, value, &r))?
+        }
+        "flush.ms" => log.flush_interval_ms = parse_positive(key, value)?,
+        "flush.bytes" => log.flush_interval_bytes = parse_positive(key, value)?,
+        "segment.bytes" => log.segment_bytes = parse_positive(key, value)?,
+        "segment.ms" => log.segment_ms = parse_positive(key, value)?,
+        "retention.bytes" => log.retention_bytes = parse_optional_limit(key, value)?,
+        "retention.ms" => log.retention_ms = parse_optional_limit(key, value)?,
+        "max.message.bytes" => log.max_batch_bytes = parse_positive(key, value)?,
+        "message.timestamp.type" => log.log_append_time = parse_timestamp_type(key, value)?,
+        "index.interval.bytes" => log.index_interval_bytes = parse_positive(key, value)?,
+        // Only deletion exists; compaction is not implemented.
+        "cleanup.policy" if value == "delete" => {}
+        "cleanup.policy" => return Err(bad(key, value, "only \"delete\" is supported")),
+        // Batches are stored as the producer sent them; recompression comes later.
+        "compression.type" if value == "producer" => {}
+        "compression.type" => return Err(bad(key, value, "only \"producer\" is supported")),
+        other => return Err(ConfigError::UnknownKey(other.to_string())),
+    }
+    Ok(())
+}
+
+/// Validates a set of topic overrides against the broker defaults.
+pub fn validate(
+    defaults: &LogConfig,
+    overrides: &BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
+    let mut log = defaults.clone();
+    for (k, v) in overrides {
+        apply(&mut log, k, v)?;
+    }
+    Ok(())
+}
+
+/// The log config of a topic: the broker defaults with the topic's overrides. Overrides were
+/// validated when the topic was created; one that no longer parses (a hand-edited metadata
+/// file) is skipped with a warning rather than keeping the partition offline.
+pub fn effective(defaults: &LogConfig, overrides: &BTreeMap<String, String>) -> LogConfig {
+    let mut log = defaults.clone();
+    for (k, v) in overrides {
+        if let Err(e) = apply(&mut log, k, v) {
+            tracing::warn!("ignoring topic config: {e}");
+        }
+    }
+    log
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn overrides_apply_on_defaults() {
+        let d = LogConfig::default();
+        let o = map(&[
+            ("flush", "fsync"),
+            ("retention.ms", "-1"),
+            ("message.timestamp.type", "LogAppendTime"),
+            ("max.message.bytes", "100"),
+            ("cleanup.policy", "delete"),
+            ("compression.type", "producer"),
+        ]);
+        validate(&d, &o).unwrap();
+        let c = effective(&d, &o);
+        assert_eq!(c.flush, FlushMode::Fsync);
+        assert_eq!(c.retention_ms, None);
+        assert!(c.log_append_time);
+        assert_eq!(c.max_batch_bytes, 100);
+        assert_eq!(c.segment_bytes, d.segment_bytes);
+    }
+
+    #[test]
+    fn bad_topic_configs_are_rejected() {
+        let d = LogConfig::default();
+        for kv in [
+            ("nope", "1"),
+            ("cleanup.policy", "compact"),
+            ("compression.type", "zstd"),
+            ("segment.bytes", "0"),
+            ("io", "mmap"),
+        ] {
+            assert!(validate(&d, &map(&[kv])).is_err(), "{kv:?}");
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! CreateTopics, versions 2-7, and topic auto-creation.
+//!
+//! Topic changes go to shard 0, the only metadata writer, which validates, persists and
+//! broadcasts them before answering.
+
+use super::{Ctx, Request, RequestError, str_bytes, topic_name, topic_str};
+use crate::server::errors::code;
+use crate::shard::messages::{NewTopic, ShardReply, ShardRequest, TopicResult};
+use bytes::Bytes;
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use std::collections::BTreeMap;
+
+/// The shard that writes metadata.
+pub const META_SHARD: usize = 0;
+
+async fn create(ctx: &Ctx, topics: Vec<NewTopic>, validate_only: bool) -> Vec<TopicResult> {
+    let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
+    let req = ShardRequest::CreateTopics {
+        topics,
+        validate_only,
+    };
+    match ctx.shard.call(META_SHARD, req).await {
+        Some(ShardReply::CreateTopics(results)) => results,
+        _ => names
+            .into_iter()
+            .map(|name| TopicResult {
+                name,
+                error_code: code::KAFKA_STORAGE_ERROR,
+                error_message: Some("metadata shard unavailable".into()),
+                partitions: -1,
+                id: String::new(),
+            })
+            .collect(),
+    }
+}
+
+/// Creates `names` with the broker defaults (`num.partitions`, no overrides). Losing a
+/// race with another creator is fine: the topic exists either way.
+pub async fn auto_create(ctx: &Ctx, names: Vec<String>) {
+    let topics = names
+        .into_iter()
+        .map(|name| NewTopic {
+            name,
+            partitions: -1,
+            replication_factor: -1,
+            has_assignments: false,
+            configs: BTreeMap::new(),
+        })
+        .collect();
+    for r in create(ctx, topics, false).await {
+        if r.error_code != code::NONE && r.error_code != code::TOPIC_ALREADY_EXISTS {
+            tracing::warn!(
+                "auto-creating topic {} failed: {:?}",
+                r.name,
+                r.error_message
+            );
+        }
+    }
+}
+
+pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError> {
+    let request: CreateTopicsRequest = req.decode_body()?;
+    let mut topics = Vec::with_capacity(request.topics.len());
+    let mut bad_configs = BTreeMap::new();
+    for t in &request.topics {
+        let mut configs = BTreeMap::new();
+        for c in &t.configs {
+            match &c.value {
+                Some(v) => {
+                    configs.insert(c.name.as_str().to_string(), v.as_str().to_string());
+                }
+                None => {
+                    bad_configs.insert(topic_str(&t.name), c.name.as_str().to_string());
+                }
+            }
+        }
+        topics.push(NewTopic {
+            name: topic_str(&t.name),
+            partitions: t.num_partitions,
+            replication_factor: t.replication_factor,
+            has_assignments: !t.assignments.is_empty(),
+            configs,
+        });
+    }
+    let results = create(ctx, topics, request.validate_only).await;
+    let defaults = ctx.shard.config.num_partitions;
+    let topics = results
+        .into_iter()
+        .map(|r| {
+            let mut out = CreatableTopicResult::default()
+                .with_name(topic_name(&r.name))
+                .with_error_code(r.error_code)
+                .with_error_message(r.error_message.map(str_bytes));
+            if let Some(key) = bad_configs.get(&r.name) {
+                out = out
+                    .with_error_code(code::INVALID_CONFIG)
+                    .with_error_message(Some(str_bytes(format!("config {key} has no value"))));
+            }
+            if out.error_code == code::NONE {
+                let id = uuid::Uuid::parse_str(&r.id).unwrap_or_default();
+                let partitions = if r.partitions > 0 {
+                    r.partitions
+                } else {
+                    defaults
+                };
+                out = out
+                    .with_topic_id(id)
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(1);
+            }
+            out
+        })
+        .collect();
+    req.respond(&CreateTopicsResponse::default().with_topics(topics))
+}

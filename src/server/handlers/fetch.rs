@@ -1,0 +1,165 @@
+//! Fetch, versions 4-12 (topics by name; no fetch sessions: we answer session id 0, which
+//! tells the client that every fetch is a full one).
+//!
+//! A fetch reads every partition on its owning shard (one message per shard), and when the
+//! result is below `min_bytes` it long-polls: each shard waits until one of its partitions
+//! advances or `max_wait_ms` passes; the first shard to report a change triggers a new read.
+
+use super::{Ctx, Request, RequestError, topic_name, topic_str};
+use crate::server::errors::code;
+use crate::shard::messages::{ReadPart, ReadResult, ShardReply, ShardRequest};
+use crate::shard::runtime::{first_of, join_all};
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// One partition of the request, in request order.
+struct Wanted {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    max_bytes: u64,
+    /// Owning shard, or `None` when the partition does not exist.
+    owner: Option<usize>,
+}
+
+async fn read_round(ctx: &Ctx, wanted: &[Wanted], max_bytes: u64) -> Vec<ReadResult> {
+    let mut groups: BTreeMap<usize, (Vec<ReadPart>, Vec<usize>)> = BTreeMap::new();
+    for (i, w) in wanted.iter().enumerate() {
+        if let Some(owner) = w.owner {
+            let g = groups.entry(owner).or_default();
+            g.0.push(ReadPart {
+                topic: w.topic.clone(),
+                partition: w.partition,
+                offset: w.offset,
+                max_bytes: w.max_bytes,
+            });
+            g.1.push(i);
+        }
+    }
+    let mut out: Vec<ReadResult> = wanted
+        .iter()
+        .map(|_| ReadResult::error(code::UNKNOWN_TOPIC_OR_PARTITION))
+        .collect();
+    let mut slots = Vec::with_capacity(groups.len());
+    let mut calls = Vec::with_capacity(groups.len());
+    for (owner, (parts, idx)) in groups {
+        slots.push(idx);
+        calls.push(Box::pin(
+            ctx.shard
+                .call(owner, ShardRequest::Read { parts, max_bytes }),
+        ));
+    }
+    for (reply, idx) in join_all(calls).await.into_iter().zip(slots) {
+        match reply {
+            Some(ShardReply::Read(rs)) if rs.len() == idx.len() => {
+                for (r, i) in rs.into_iter().zip(idx) {
+                    out[i] = r;
+                }
+            }
+            _ => {
+                for i in idx {
+                    out[i] = ReadResult::error(code::KAFKA_STORAGE_ERROR);
+                }
+            }
+        }
+    }
+    out
+}
+
+pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError> {
+    let request: FetchRequest = req.decode_body()?;
+    let meta = ctx.shard.meta();
+    let mut wanted = Vec::new();
+    for t in &request.topics {
+        let topic = topic_str(&t.topic);
+        let partitions = meta.topics.get(&topic).map(|v| v.partitions).unwrap_or(0);
+        for p in &t.partitions {
+            let exists = p.partition >= 0 && p.partition < partitions;
+            wanted.push(Wanted {
+                owner: exists.then(|| ctx.shard.owner(&topic, p.partition)),
+                topic: topic.clone(),
+                partition: p.partition,
+                offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes.max(0) as u64,
+            });
+        }
+    }
+    let max_bytes = if request.max_bytes <= 0 {
+        u64::MAX
+    } else {
+        request.max_bytes as u64
+    };
+    let min_bytes = request.min_bytes.max(0) as u64;
+    let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
+
+    let results = loop {
+        let results = read_round(ctx, &wanted, max_bytes).await;
+        let bytes: u64 = results.iter().map(|r| r.records.len() as u64).sum();
+        let failed = results.iter().any(|r| r.error_code != code::NONE);
+        let now = Instant::now();
+        if bytes >= min_bytes.max(1) || failed || now >= deadline || wanted.is_empty() {
+            break results;
+        }
+        // Park until one partition advances past what this round saw, or the deadline.
+        let timeout_ms = (deadline - now).as_millis() as u64 + 1;
+        let mut groups: BTreeMap<usize, Vec<(String, i32, i64)>> = BTreeMap::new();
+        for (w, r) in wanted.iter().zip(&results) {
+            if let Some(owner) = w.owner {
+                groups.entry(owner).or_default().push((
+                    w.topic.clone(),
+                    w.partition,
+                    r.high_watermark,
+                ));
+            }
+        }
+        let waits = groups
+            .into_iter()
+            .map(|(owner, parts)| {
+                let shard = ctx.shard.clone();
+                Box::pin(async move {
+                    shard
+                        .call(owner, ShardRequest::WaitChanged { parts, timeout_ms })
+                        .await;
+                }) as std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>
+            })
+            .collect();
+        first_of(waits).await;
+    };
+
+    // Shards filled their partitions independently: keep the whole response within
+    // max_bytes, except that the first records returned are always whole (KIP-74).
+    let mut used = 0u64;
+    let mut by_topic: Vec<FetchableTopicResponse> = Vec::new();
+    let mut i = 0;
+    for t in &request.topics {
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in &t.partitions {
+            let r = &results[i];
+            i += 1;
+            let mut records = r.records.clone();
+            if used > 0 && used + records.len() as u64 > max_bytes {
+                records = Bytes::new();
+            }
+            used += records.len() as u64;
+            partitions.push(
+                PartitionData::default()
+                    .with_partition_index(p.partition)
+                    .with_error_code(r.error_code)
+                    .with_high_watermark(r.high_watermark)
+                    .with_last_stable_offset(r.high_watermark)
+                    .with_log_start_offset(r.log_start_offset)
+                    .with_aborted_transactions(Some(Vec::new()))
+                    .with_records(Some(records)),
+            );
+        }
+        by_topic.push(
+            FetchableTopicResponse::default()
+                .with_topic(topic_name(&topic_str(&t.topic)))
+                .with_partitions(partitions),
+        );
+    }
+    req.respond(&FetchResponse::default().with_responses(by_topic))
+}

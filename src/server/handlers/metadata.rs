@@ -1,0 +1,92 @@
+//! Metadata, versions 0-12.
+//!
+//! One broker (node 0) leads every partition. Unknown topics are created on the fly when
+//! `auto.create.topics.enable` is set and the client allows it (v4+ has the flag; older
+//! versions always allow it, as in Kafka).
+
+use super::{Ctx, Request, RequestError, str_bytes, topic_name, topic_str};
+use crate::server::errors::code;
+use crate::shard::meta::validate_topic_name;
+use bytes::Bytes;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+
+pub const NODE_ID: i32 = 0;
+pub const CLUSTER_ID: &str = "ringbroker";
+
+pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError> {
+    let request: MetadataRequest = req.decode_body()?;
+    let allow_create = ctx.shard.config.auto_create_topics_enable
+        && (req.version < 4 || request.allow_auto_topic_creation);
+
+    // `None` (or, before v1, an empty list) asks for every topic.
+    let wanted: Option<Vec<String>> = match &request.topics {
+        None => None,
+        Some(t) if t.is_empty() && req.version == 0 => None,
+        Some(t) => Some(
+            t.iter()
+                .filter_map(|t| t.name.as_ref().map(topic_str))
+                .collect(),
+        ),
+    };
+
+    if let Some(names) = &wanted {
+        let meta = ctx.shard.meta();
+        let missing: Vec<String> = names
+            .iter()
+            .filter(|n| !meta.topics.contains_key(*n) && validate_topic_name(n).is_ok())
+            .cloned()
+            .collect();
+        if allow_create && !missing.is_empty() {
+            super::create_topics::auto_create(ctx, missing).await;
+        }
+    }
+
+    let meta = ctx.shard.meta();
+    let names: Vec<String> = match wanted {
+        Some(n) => n,
+        None => meta.topics.keys().cloned().collect(),
+    };
+    let topics = names
+        .iter()
+        .map(|name| {
+            let Some(t) = meta.topics.get(name) else {
+                let error = if validate_topic_name(name).is_err() {
+                    code::INVALID_TOPIC_EXCEPTION
+                } else {
+                    code::UNKNOWN_TOPIC_OR_PARTITION
+                };
+                return MetadataResponseTopic::default()
+                    .with_name(Some(topic_name(name)))
+                    .with_error_code(error);
+            };
+            let partitions = (0..t.partitions)
+                .map(|p| {
+                    MetadataResponsePartition::default()
+                        .with_partition_index(p)
+                        .with_leader_id(BrokerId(NODE_ID))
+                        .with_leader_epoch(0)
+                        .with_replica_nodes(vec![BrokerId(NODE_ID)])
+                        .with_isr_nodes(vec![BrokerId(NODE_ID)])
+                })
+                .collect();
+            MetadataResponseTopic::default()
+                .with_name(Some(topic_name(name)))
+                .with_topic_id(t.id)
+                .with_partitions(partitions)
+        })
+        .collect();
+
+    let broker = MetadataResponseBroker::default()
+        .with_node_id(BrokerId(NODE_ID))
+        .with_host(str_bytes(ctx.advertised_host.clone()))
+        .with_port(ctx.advertised_port);
+    let response = MetadataResponse::default()
+        .with_brokers(vec![broker])
+        .with_cluster_id(Some(str_bytes(CLUSTER_ID)))
+        .with_controller_id(BrokerId(NODE_ID))
+        .with_topics(topics);
+    req.respond(&response)
+}

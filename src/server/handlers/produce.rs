@@ -1,0 +1,270 @@
+//! Produce, versions 3-9; versions 0-2 are advertised but answered UNSUPPORTED_VERSION.
+//!
+//! librdkafka turns compression off when a broker advertises Produce only from v3, so we
+//! advertise v0 like Kafka 4.0 does; v0-2 (message sets v0/v1) are refused per partition.
+//! The records of each partition stay `Bytes` from the socket buffer to the log append; only
+//! their size is checked here, the batches are validated by the log.
+
+use super::{Ctx, Request, RequestError, str_bytes, topic_name, topic_str};
+use crate::server::errors::code;
+use crate::shard::messages::{ProducePart, ProduceResult, ShardReply, ShardRequest};
+use crate::shard::meta::validate_topic_name;
+use crate::shard::runtime::join_all;
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use std::collections::BTreeMap;
+
+/// The parts of a request one shard appends, and the (topic, partition) index of each.
+type Group = (Vec<ProducePart>, Vec<(usize, usize)>);
+
+/// The oldest Produce version we decode (record batches v2).
+pub const MIN_VERSION: i16 = 3;
+
+pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Option<Bytes>, RequestError> {
+    let request: ProduceRequest = req.decode_body()?;
+    let acks = request.acks;
+    let shard = &ctx.shard;
+
+    if shard.config.auto_create_topics_enable {
+        let meta = shard.meta();
+        let mut missing: Vec<String> = request
+            .topic_data
+            .iter()
+            .map(|t| topic_str(&t.name))
+            .filter(|n| !meta.topics.contains_key(n) && validate_topic_name(n).is_ok())
+            .collect();
+        missing.dedup();
+        if !missing.is_empty() {
+            super::create_topics::auto_create(ctx, missing).await;
+        }
+    }
+
+    let meta = shard.meta();
+    let mut results: Vec<Vec<Option<ProduceResult>>> = Vec::new();
+    // Per owning shard: the parts to append and where their results go.
+    let mut groups: BTreeMap<usize, Group> = BTreeMap::new();
+    for (ti, topic) in request.topic_data.iter().enumerate() {
+        let name = topic_str(&topic.name);
+        let view = meta.topics.get(&name);
+        let mut row = Vec::with_capacity(topic.partition_data.len());
+        for (pi, part) in topic.partition_data.iter().enumerate() {
+            let p = part.index;
+            let error = if !matches!(acks, -1..=1) {
+                Some(code::INVALID_REQUIRED_ACKS)
+            } else {
+                match view {
+                    None if validate_topic_name(&name).is_err() => {
+                        Some(code::INVALID_TOPIC_EXCEPTION)
+                    }
+                    Some(v) if p >= 0 && p < v.partitions => match &part.records {
+                        None => Some(code::CORRUPT_MESSAGE),
+                        Some(r) if r.len() as u64 > v.log.max_batch_bytes => {
+                            Some(code::MESSAGE_TOO_LARGE)
+                        }
+                        Some(_) => None,
+                    },
+                    _ => Some(code::UNKNOWN_TOPIC_OR_PARTITION),
+                }
+            };
+            match error {
+                Some(c) => row.push(Some(ProduceResult::error(c, None))),
+                None => {
+                    row.push(None);
+                    let group = groups.entry(shard.owner(&name, p)).or_default();
+                    group.0.push(ProducePart {
+                        topic: name.clone(),
+                        partition: p,
+                        records: part.records.clone().unwrap_or_default(),
+                    });
+                    group.1.push((ti, pi));
+                }
+            }
+        }
+        results.push(row);
+    }
+
+    // One message per owning shard, all in flight at once.
+    let mut slots = Vec::with_capacity(groups.len());
+    let mut calls = Vec::with_capacity(groups.len());
+    for (owner, (parts, where_to)) in groups {
+        slots.push(where_to);
+        calls.push(Box::pin(shard.call(owner, ShardRequest::Produce(parts))));
+    }
+    let replies = join_all(calls).await;
+    for (reply, where_to) in replies.into_iter().zip(slots) {
+        let mut rs = match reply {
+            Some(ShardReply::Produce(rs)) if rs.len() == where_to.len() => rs.into_iter(),
+            _ => Vec::new().into_iter(),
+        };
+        for (ti, pi) in where_to {
+            results[ti][pi] = Some(
+                rs.next()
+                    .unwrap_or_else(|| ProduceResult::error(code::KAFKA_STORAGE_ERROR, None)),
+            );
+        }
+    }
+
+    if acks == 0 {
+        return Ok(None);
+    }
+    let responses = request
+        .topic_data
+        .iter()
+        .zip(results)
+        .map(|(topic, row)| {
+            let partition_responses = topic
+                .partition_data
+                .iter()
+                .zip(row)
+                .map(|(part, r)| {
+                    let r =
+                        r.unwrap_or_else(|| ProduceResult::error(code::KAFKA_STORAGE_ERROR, None));
+                    PartitionProduceResponse::default()
+                        .with_index(part.index)
+                        .with_error_code(r.error_code)
+                        .with_base_offset(r.base_offset)
+                        .with_log_append_time_ms(r.log_append_time)
+                        .with_log_start_offset(r.log_start_offset)
+                        .with_error_message(
+                            r.error_message.filter(|_| req.version >= 8).map(str_bytes),
+                        )
+                })
+                .collect();
+            TopicProduceResponse::default()
+                .with_name(topic_name(&topic_str(&topic.name)))
+                .with_partition_responses(partition_responses)
+        })
+        .collect();
+    req.respond(&ProduceResponse::default().with_responses(responses))
+        .map(Some)
+}
+
+/// A reader of the few fields of an old Produce request, checked at every step.
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], RequestError> {
+        if self.0.len() < n {
+            return Err(RequestError::Decode("truncated produce request".into()));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn i16(&mut self) -> Result<i16, RequestError> {
+        let b = self.take(2)?;
+        Ok(i16::from_be_bytes([b[0], b[1]]))
+    }
+    fn i32(&mut self) -> Result<i32, RequestError> {
+        let b = self.take(4)?;
+        Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    /// A (nullable) string or bytes field with an i16 or i32 length.
+    fn skip_sized(&mut self, len: i32) -> Result<&'a [u8], RequestError> {
+        if len < 0 {
+            return Ok(&[]);
+        }
+        self.take(len as usize)
+    }
+    fn count(&mut self) -> Result<usize, RequestError> {
+        let n = self.i32()?;
+        // Every element takes at least 4 bytes: a count beyond that is a lie, and is
+        // rejected before anything is allocated for it.
+        if n < 0 || n as usize > self.0.len() / 4 {
+            return Err(RequestError::Decode(format!("bad array length {n}")));
+        }
+        Ok(n as usize)
+    }
+}
+
+/// Answers Produce v0-2 with UNSUPPORTED_VERSION for every partition (nothing for acks=0).
+/// The crate does not decode these versions, so the few fields needed are read by hand.
+pub fn unsupported_old_version(frame: Bytes, version: i16) -> Result<Option<Bytes>, RequestError> {
+    let mut c = Cursor(&frame);
+    c.take(4)?; // api key, api version
+    let correlation_id = c.i32()?;
+    let client_id_len = c.i16()?;
+    c.skip_sized(client_id_len as i32)?;
+    let acks = c.i16()?;
+    c.i32()?; // timeout
+    let mut body = BytesMut::new();
+    let topics = c.count()?;
+    body.put_i32(topics as i32);
+    for _ in 0..topics {
+        let name_len = c.i16()?;
+        let name = c.skip_sized(name_len as i32)?;
+        body.put_i16(name.len() as i16);
+        body.put_slice(name);
+        let partitions = c.count()?;
+        body.put_i32(partitions as i32);
+        for _ in 0..partitions {
+            let partition = c.i32()?;
+            let records_len = c.i32()?;
+            c.skip_sized(records_len)?;
+            body.put_i32(partition);
+            body.put_i16(code::UNSUPPORTED_VERSION);
+            body.put_i64(-1); // base offset
+            if version >= 2 {
+                body.put_i64(-1); // log append time
+            }
+        }
+    }
+    if version >= 1 {
+        body.put_i32(0); // throttle time
+    }
+    if acks == 0 {
+        return Ok(None);
+    }
+    let mut frame_out = BytesMut::with_capacity(8 + body.len());
+    frame_out.put_i32(4 + body.len() as i32);
+    frame_out.put_i32(correlation_id);
+    frame_out.put_slice(&body);
+    Ok(Some(frame_out.freeze()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_produce_versions_get_unsupported_version() {
+        let mut f = BytesMut::new();
+        f.put_i16(0); // Produce
+        f.put_i16(2);
+        f.put_i32(77); // correlation id
+        f.put_i16(1);
+        f.put_slice(b"c");
+        f.put_i16(1); // acks
+        f.put_i32(1000);
+        f.put_i32(1);
+        f.put_i16(1);
+        f.put_slice(b"t");
+        f.put_i32(1);
+        f.put_i32(5); // partition
+        f.put_i32(3);
+        f.put_slice(b"xyz");
+        let out = unsupported_old_version(f.freeze(), 2).unwrap().unwrap();
+        let expected_len = 4 + 4 + (2 + 1) + 4 + (4 + 2 + 8 + 8) + 4;
+        assert_eq!(out.len(), 4 + expected_len);
+        assert_eq!(&out[4..8], &77i32.to_be_bytes());
+        // error code of partition 5
+        assert_eq!(
+            &out[8 + 4 + 3 + 4 + 4..8 + 4 + 3 + 4 + 6],
+            &35i16.to_be_bytes()
+        );
+    }
+
+    #[test]
+    fn lying_array_lengths_are_rejected() {
+        let mut f = BytesMut::new();
+        f.put_i16(0);
+        f.put_i16(0);
+        f.put_i32(1);
+        f.put_i16(-1);
+        f.put_i16(1);
+        f.put_i32(1000);
+        f.put_i32(i32::MAX);
+        assert!(unsupported_old_version(f.freeze(), 0).is_err());
+    }
+}

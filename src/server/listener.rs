@@ -1,0 +1,83 @@
+//! The Kafka listener of one shard. Every shard binds the same port with SO_REUSEPORT
+//! (glommio's `TcpListener::bind` sets it), and the kernel spreads connections over them.
+
+use super::connection;
+use super::handlers::Ctx;
+use crate::shard::Shard;
+use glommio::net::TcpListener;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::time::Duration;
+
+/// The open connections of a shard, so shutdown can stop their readers.
+#[derive(Default)]
+pub struct Connections {
+    open: RefCell<HashMap<u64, RawFd>>,
+    next_id: Cell<u64>,
+}
+
+impl Connections {
+    pub fn len(&self) -> usize {
+        self.open.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Shuts down the read side of every connection: readers see end of stream, writers
+    /// still send the responses of requests already read.
+    pub fn stop_reading(&self) {
+        for fd in self.open.borrow().values() {
+            // SAFETY: the descriptor stays open while it is registered here.
+            unsafe { libc::shutdown(*fd, libc::SHUT_RD) };
+        }
+    }
+}
+
+/// Host and port clients are told to connect to: `advertised`, else the address this
+/// connection reached (right for clients on this host and on the same network).
+fn advertised(shard: &Shard, local: Option<SocketAddr>) -> (String, i32) {
+    if let Some(a) = &shard.config.advertised
+        && let Some((host, port)) = a.rsplit_once(':')
+        && let Ok(port) = port.parse::<u16>()
+    {
+        return (host.to_string(), port as i32);
+    }
+    match local {
+        Some(addr) => (addr.ip().to_string(), addr.port() as i32),
+        None => ("127.0.0.1".to_string(), 9092),
+    }
+}
+
+pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, conns: Rc<Connections>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of descriptors or similar: back off instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (host, port) = advertised(&shard, stream.local_addr().ok());
+        let ctx = Rc::new(Ctx {
+            shard: shard.clone(),
+            advertised_host: host,
+            advertised_port: port,
+        });
+        let id = conns.next_id.get();
+        conns.next_id.set(id + 1);
+        conns.open.borrow_mut().insert(id, stream.as_raw_fd());
+        let conns = conns.clone();
+        glommio::spawn_local(async move {
+            connection::serve(ctx, stream).await;
+            conns.open.borrow_mut().remove(&id);
+        })
+        .detach();
+    }
+}

@@ -1,0 +1,7 @@
+//! The Kafka front end: listener, connections, one handler per API, and the mapping of
+//! internal errors to Kafka error codes.
+
+pub mod connection;
+pub mod errors;
+pub mod handlers;
+pub mod listener;

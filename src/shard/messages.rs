@@ -1,0 +1,113 @@
+//! Messages between shards. They cross threads, so everything here is `Send`: record bytes
+//! travel as `Bytes`, never as a log or a file, which stay on their owning shard.
+
+use super::meta::Metadata;
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What travels on the mesh. A request names the shard and the id to answer, and the reply
+/// comes back on the mesh to that shard, whose router hands it to the waiting task.
+pub enum MeshMsg {
+    Request {
+        from: usize,
+        id: u64,
+        req: ShardRequest,
+    },
+    Reply {
+        id: u64,
+        rep: ShardReply,
+    },
+}
+
+/// Work for the shard that owns the partitions named (or, for metadata, for shard 0).
+pub enum ShardRequest {
+    Produce(Vec<ProducePart>),
+    /// Reads without waiting (one round of a Fetch).
+    Read {
+        parts: Vec<ReadPart>,
+        max_bytes: u64,
+    },
+    /// Resolves when one partition's high watermark passes the one given, or after
+    /// `timeout_ms`.
+    WaitChanged {
+        parts: Vec<(String, i32, i64)>,
+        timeout_ms: u64,
+    },
+    ListOffsets(Vec<ListOffsetsPart>),
+    /// To shard 0, the metadata writer.
+    CreateTopics {
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    },
+    /// To shard 0, the metadata writer.
+    DeleteTopics(Vec<String>),
+    /// From shard 0 to every shard: open logs of new partitions, close deleted ones.
+    ApplyMetadata(Arc<Metadata>),
+}
+
+pub enum ShardReply {
+    Produce(Vec<ProduceResult>),
+    Read(Vec<ReadResult>),
+    Changed,
+    ListOffsets(Vec<ListOffsetsResult>),
+    CreateTopics(Vec<TopicResult>),
+    DeleteTopics(Vec<TopicResult>),
+    Applied,
+}
+
+pub struct ProducePart {
+    pub topic: String,
+    pub partition: i32,
+    pub records: Bytes,
+}
+
+pub struct ProduceResult {
+    pub error_code: i16,
+    pub error_message: Option<String>,
+    pub base_offset: i64,
+    pub log_append_time: i64,
+    pub log_start_offset: i64,
+}
+
+pub struct ReadPart {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub max_bytes: u64,
+}
+
+pub struct ReadResult {
+    pub error_code: i16,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub records: Bytes,
+}
+
+pub struct ListOffsetsPart {
+    pub topic: String,
+    pub partition: i32,
+    pub timestamp: i64,
+}
+
+pub struct ListOffsetsResult {
+    pub error_code: i16,
+    pub offset: i64,
+    pub timestamp: i64,
+}
+
+pub struct NewTopic {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i16,
+    pub has_assignments: bool,
+    pub configs: BTreeMap<String, String>,
+}
+
+pub struct TopicResult {
+    pub name: String,
+    pub error_code: i16,
+    pub error_message: Option<String>,
+    pub partitions: i32,
+    pub id: String,
+}

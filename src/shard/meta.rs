@@ -1,0 +1,154 @@
+//! Cluster metadata: topics, partition counts and topic configs.
+//!
+//! Shard 0 is the only writer. It persists a new version to `<data>/__ringbroker_meta.toml`
+//! (temp file, fdatasync, rename, directory fsync, so a crash leaves the old or the new
+//! version, never a torn one) and then broadcasts it; every shard keeps a read-only copy.
+
+use crate::storage::{FileKind, Storage, StorageFile};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+pub const META_FILE: &str = "__ringbroker_meta.toml";
+const META_TMP: &str = "__ringbroker_meta.toml.tmp";
+
+/// Kafka's limit: 249 characters, so `<topic>-<partition>` fits a 255-byte file name.
+pub const TOPIC_NAME_MAX: usize = 249;
+
+#[derive(Debug, Error)]
+pub enum MetaError {
+    #[error("cannot read {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("cannot parse {path}: {reason}")]
+    Parse { path: String, reason: String },
+    #[error("cannot persist metadata: {0}")]
+    Persist(#[from] std::io::Error),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// Bumped by every change; a shard ignores a broadcast older than its copy.
+    pub version: u64,
+    #[serde(default)]
+    pub topics: BTreeMap<String, TopicMeta>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub partitions: i32,
+    /// Kafka topic id (a UUID), as 32 hex digits.
+    pub id: String,
+    /// Only the configs the topic overrides.
+    #[serde(default)]
+    pub configs: BTreeMap<String, String>,
+}
+
+impl TopicMeta {
+    pub fn uuid(&self) -> uuid::Uuid {
+        uuid::Uuid::parse_str(&self.id).unwrap_or_default()
+    }
+}
+
+pub fn new_topic_id() -> String {
+    uuid::Uuid::from_u128(rand::random::<u128>())
+        .simple()
+        .to_string()
+}
+
+/// Kafka's topic name rule: 1..=249 characters of `[a-zA-Z0-9._-]`, and not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("topic name is empty");
+    }
+    if name == "." || name == ".." {
+        return Err("topic name cannot be \".\" or \"..\"");
+    }
+    if name.len() > TOPIC_NAME_MAX {
+        return Err("topic name is longer than 249 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return Err("topic name may contain only ASCII letters, digits, '.', '_' and '-'");
+    }
+    Ok(())
+}
+
+/// Loads the metadata at startup (before the shards run, so plain blocking IO).
+pub fn load(data_dir: &Path) -> Result<Metadata, MetaError> {
+    let path = data_dir.join(META_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Metadata::default()),
+        Err(e) => {
+            return Err(MetaError::Read {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            });
+        }
+    };
+    toml::from_str(&text).map_err(|e| MetaError::Parse {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Writes `meta` durably: temp file, fdatasync, rename over the old file, fsync the
+/// directory.
+pub async fn persist<S: Storage>(
+    storage: &S,
+    data_dir: &Path,
+    meta: &Metadata,
+) -> Result<(), MetaError> {
+    let text = toml::to_string(meta)
+        .map_err(|e| std::io::Error::other(format!("cannot encode metadata: {e}")))?;
+    let tmp: PathBuf = data_dir.join(META_TMP);
+    if storage.exists(&tmp) {
+        storage.remove_file(&tmp).await?;
+    }
+    let file = storage.open(&tmp, FileKind::Buffered, true).await?;
+    file.write_at(0, &[Bytes::from(text)]).await?;
+    file.sync_data().await?;
+    file.close().await?;
+    storage.rename(&tmp, &data_dir.join(META_FILE)).await?;
+    storage.sync_dir(data_dir).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        for ok in ["a", "events.v1", "A_b-c.9", &"x".repeat(249)] {
+            assert!(validate_topic_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "a b", "a/b", "é", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn metadata_round_trips_through_toml() {
+        let mut m = Metadata {
+            version: 3,
+            ..Default::default()
+        };
+        m.topics.insert(
+            "my.topic".into(),
+            TopicMeta {
+                partitions: 4,
+                id: new_topic_id(),
+                configs: [("flush".to_string(), "fsync".to_string())].into(),
+            },
+        );
+        let text = toml::to_string(&m).unwrap();
+        let back: Metadata = toml::from_str(&text).unwrap();
+        assert_eq!(m, back);
+        assert_ne!(back.topics["my.topic"].uuid(), uuid::Uuid::nil());
+    }
+}

@@ -1,0 +1,308 @@
+//! The process: lock the data directory, load metadata, start one executor per shard, wait
+//! for SIGTERM/SIGINT, then stop gracefully.
+//!
+//! Shutdown, in phases every shard goes through together:
+//! 1. stop accepting and stop reading requests; answer those already read;
+//! 2. wait until every shard has drained (other shards may still route work here);
+//! 3. flush and close every log; the executors end and the process exits 0.
+
+use super::Shard;
+use super::messages::MeshMsg;
+use super::meta::{self, Metadata};
+use crate::config::BrokerConfig;
+use crate::server::listener::{self, Connections};
+use anyhow::{Context, bail};
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{LocalExecutorBuilder, Placement};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Depth of each shard-to-shard queue; a full queue makes the sender wait (backpressure).
+const MESH_QUEUE_DEPTH: usize = 1024;
+const TICK: Duration = Duration::from_millis(100);
+/// How long stopping waits for connections to finish their in-flight requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+const IO_MEMORY_MIN: usize = 256 << 10;
+const IO_MEMORY_MAX: usize = 8 << 20;
+
+/// io_uring registers each shard's io_memory as locked memory: all shards together must
+/// fit `ulimit -l`, with room left for the rings themselves.
+pub fn io_memory_per_shard(memlock_bytes: Option<u64>, shards: usize) -> usize {
+    let limit = memlock_bytes.unwrap_or(IO_MEMORY_MAX as u64 * 4 * shards as u64);
+    let per = limit / (4 * shards.max(1) as u64);
+    (per as usize).clamp(IO_MEMORY_MIN, IO_MEMORY_MAX)
+}
+
+fn memlock_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) };
+    if rc != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
+        None
+    } else {
+        Some(lim.rlim_cur)
+    }
+}
+
+/// Takes an exclusive lock on `<data>/.lock` so two brokers never share a data directory.
+fn lock_data_dir(config: &BrokerConfig) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let path = config.data_dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        bail!(
+            "data dir {} is in use by another ringbroker process",
+            config.data_dir.display()
+        );
+    }
+    Ok(file)
+}
+
+/// SIGINT and SIGTERM are blocked in every thread (the mask is inherited by the shard
+/// threads) and taken synchronously by the main thread with sigwait.
+fn block_stop_signals() -> libc::sigset_t {
+    // SAFETY: plain libc signal-set manipulation on a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+struct Shared {
+    stopping: AtomicBool,
+    drained: AtomicUsize,
+}
+
+enum Startup {
+    Ready,
+    Failed(String),
+}
+
+pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    if config.shards == 0 {
+        config.shards = cores;
+    }
+    let shards = config.shards;
+    let listen: SocketAddr = config
+        .listen
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve listen address {}", config.listen))?
+        .next()
+        .with_context(|| format!("listen address {} resolves to nothing", config.listen))?;
+    let _lock = lock_data_dir(&config)?;
+    let metadata = Arc::new(meta::load(&config.data_dir)?);
+    let io_memory = config
+        .io_memory_bytes
+        .unwrap_or_else(|| io_memory_per_shard(memlock_limit(), shards));
+    let signals = block_stop_signals();
+    // A panicking shard must not leave the others serving: stop the whole process.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::exit(101);
+    }));
+
+    let config = Arc::new(config);
+    let shared = Arc::new(Shared {
+        stopping: AtomicBool::new(false),
+        drained: AtomicUsize::new(0),
+    });
+    let mesh = MeshBuilder::<MeshMsg, _>::full(shards, MESH_QUEUE_DEPTH);
+    let (startup_tx, startup_rx) = mpsc::channel::<(usize, Startup)>();
+    let mut go_senders = Vec::with_capacity(shards);
+    let mut threads = Vec::with_capacity(shards);
+
+    for i in 0..shards {
+        let placement = if i < cores {
+            Placement::Fixed(i)
+        } else {
+            Placement::Unbound
+        };
+        let builder = LocalExecutorBuilder::new(placement)
+            .name(&format!("shard-{i}"))
+            .io_memory(io_memory);
+        let (go_tx, go_rx) = mpsc::channel::<bool>();
+        go_senders.push(go_tx);
+        let startup_tx = startup_tx.clone();
+        let (config, shared, mesh, metadata) = (
+            config.clone(),
+            shared.clone(),
+            mesh.clone(),
+            metadata.clone(),
+        );
+        let thread = std::thread::Builder::new()
+            .name(format!("shard-{i}"))
+            .spawn(move || {
+                let executor = match builder.make() {
+                    Ok(e) => e,
+                    Err(e) => {
+                        let msg = format!(
+                            "cannot start shard {i}: {e}. io_uring needs {io_memory} bytes of \
+                             locked memory per shard: raise `ulimit -l`, or lower \
+                             io.memory.bytes or shards"
+                        );
+                        let _ = startup_tx.send((i, Startup::Failed(msg)));
+                        return;
+                    }
+                };
+                let _ = startup_tx.send((i, Startup::Ready));
+                // Every executor must exist before any joins the mesh, which waits for
+                // all of them.
+                if go_rx.recv() != Ok(true) {
+                    return;
+                }
+                executor.run(shard_main(
+                    config, shared, mesh, metadata, listen, shards, startup_tx,
+                ));
+            })
+            .context("cannot spawn a shard thread")?;
+        threads.push(thread);
+    }
+
+    let wait_for = |what: &str| -> anyhow::Result<()> {
+        for _ in 0..shards {
+            match startup_rx.recv() {
+                Ok((_, Startup::Ready)) => {}
+                Ok((_, Startup::Failed(msg))) => bail!("{msg}"),
+                Err(_) => bail!("a shard thread ended while {what}"),
+            }
+        }
+        Ok(())
+    };
+    let built = wait_for("creating its executor");
+    for go in &go_senders {
+        let _ = go.send(built.is_ok());
+    }
+    if let Err(e) = built {
+        for t in threads {
+            let _ = t.join();
+        }
+        return Err(e);
+    }
+    if let Err(e) = wait_for("starting") {
+        shared.stopping.store(true, Ordering::SeqCst);
+        for t in threads {
+            let _ = t.join();
+        }
+        return Err(e);
+    }
+    tracing::info!("ringbroker listening on {listen} with {shards} shards");
+
+    let mut sig: libc::c_int = 0;
+    // SAFETY: sigwait on the set blocked above.
+    unsafe { libc::sigwait(&signals, &mut sig) };
+    tracing::info!("signal {sig}: stopping");
+    shared.stopping.store(true, Ordering::SeqCst);
+    for t in threads {
+        let _ = t.join();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shard_main(
+    config: Arc<BrokerConfig>,
+    shared: Arc<Shared>,
+    mesh: MeshBuilder<MeshMsg, glommio::channels::channel_mesh::Full>,
+    metadata: Arc<Metadata>,
+    listen: SocketAddr,
+    shards: usize,
+    startup: mpsc::Sender<(usize, Startup)>,
+) {
+    let (senders, receivers) = match mesh.join().await {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = startup.send((
+                0,
+                Startup::Failed(format!("cannot join the shard mesh: {e}")),
+            ));
+            return;
+        }
+    };
+    let shard = Shard::new(config, senders, shards, metadata.clone());
+    let id = shard.id;
+    shard.serve_mesh(receivers);
+    shard.apply_metadata(metadata).await;
+
+    let conns = Rc::new(Connections::default());
+    // A shard that cannot listen reports it and still takes part in the shutdown below,
+    // which the main thread starts at once.
+    let accept = match glommio::net::TcpListener::bind(listen) {
+        Ok(listener) => {
+            let task = glommio::spawn_local(listener::accept_loop(
+                shard.clone(),
+                listener,
+                conns.clone(),
+            ));
+            let _ = startup.send((id, Startup::Ready));
+            Some(task)
+        }
+        Err(e) => {
+            let msg = format!("shard {id}: cannot listen on {listen}: {e}");
+            let _ = startup.send((id, Startup::Failed(msg)));
+            None
+        }
+    };
+
+    while !shared.stopping.load(Ordering::SeqCst) {
+        glommio::timer::sleep(TICK).await;
+        shard.tick().await;
+    }
+
+    // Phase 1: no new connections or requests; finish those already read.
+    drop(accept);
+    conns.stop_reading();
+    let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
+    while !conns.is_empty() && std::time::Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    if !conns.is_empty() {
+        tracing::warn!(
+            "shard {id}: {} connections did not finish in time",
+            conns.len()
+        );
+    }
+    // Phase 2: other shards may still route requests here until they have drained too.
+    shared.drained.fetch_add(1, Ordering::SeqCst);
+    while shared.drained.load(Ordering::SeqCst) < shards {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    // Phase 3: make everything durable and release the files.
+    shard.close_logs().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_memory_fits_the_memlock_limit() {
+        assert_eq!(io_memory_per_shard(Some(8 << 20), 2), 1 << 20);
+        assert_eq!(io_memory_per_shard(Some(8 << 20), 64), 256 << 10);
+        assert_eq!(io_memory_per_shard(Some(1 << 40), 2), 8 << 20);
+        assert_eq!(io_memory_per_shard(None, 4), 8 << 20);
+    }
+}

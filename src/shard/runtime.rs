@@ -1,0 +1,648 @@
+//! One shard: a glommio executor that owns some partition logs, serves connections, and
+//! answers requests of other shards that arrive on the mesh.
+//!
+//! Routing guarantee: work on a partition always runs on its owning shard. A request for a
+//! partition of this shard runs inline; one for another shard becomes one mesh message
+//! carrying the request id, and the reply comes back on the mesh to the shard that asked.
+
+use super::messages::*;
+use super::meta::{self, Metadata, validate_topic_name};
+use super::table;
+use crate::config::{BrokerConfig, LogConfig, topic};
+use crate::server::errors::{code, storage_error_code};
+use crate::storage::GlommioStorage;
+use glommio::channels::channel_mesh::{Receivers, Senders};
+use glommio::channels::local_channel::{self, LocalSender};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::storage::PartitionLog;
+
+pub type Log = PartitionLog<GlommioStorage>;
+
+type LocalBoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// This shard's read-only view of the metadata, with what the hot path needs precomputed.
+pub struct MetaView {
+    pub meta: Arc<Metadata>,
+    pub topics: HashMap<String, TopicView>,
+}
+
+pub struct TopicView {
+    pub partitions: i32,
+    pub id: uuid::Uuid,
+    pub log: LogConfig,
+}
+
+impl MetaView {
+    fn build(meta: Arc<Metadata>, defaults: &LogConfig) -> MetaView {
+        let topics = meta
+            .topics
+            .iter()
+            .map(|(name, t)| {
+                let view = TopicView {
+                    partitions: t.partitions,
+                    id: t.uuid(),
+                    log: topic::effective(defaults, &t.configs),
+                };
+                (name.clone(), view)
+            })
+            .collect();
+        MetaView { meta, topics }
+    }
+}
+
+pub struct Shard {
+    pub id: usize,
+    pub nshards: usize,
+    pub config: Arc<BrokerConfig>,
+    storage: GlommioStorage,
+    meta: RefCell<Rc<MetaView>>,
+    logs: RefCell<HashMap<String, BTreeMap<i32, Log>>>,
+    mesh: Senders<MeshMsg>,
+    pending: RefCell<HashMap<u64, LocalSender<ShardReply>>>,
+    next_id: Cell<u64>,
+    /// Serialises metadata changes on shard 0: one persist-and-broadcast at a time, so
+    /// every shard sees versions in order. Not on the data path.
+    meta_write: async_lock::Mutex<()>,
+}
+
+impl Shard {
+    pub fn new(
+        config: Arc<BrokerConfig>,
+        mesh: Senders<MeshMsg>,
+        nshards: usize,
+        initial: Arc<Metadata>,
+    ) -> Rc<Shard> {
+        let view = MetaView::build(initial, &config.log);
+        Rc::new(Shard {
+            id: mesh.peer_id(),
+            nshards,
+            storage: GlommioStorage,
+            meta: RefCell::new(Rc::new(view)),
+            logs: RefCell::new(HashMap::new()),
+            mesh,
+            pending: RefCell::new(HashMap::new()),
+            next_id: Cell::new(0),
+            meta_write: async_lock::Mutex::new(()),
+            config,
+        })
+    }
+
+    pub fn meta(&self) -> Rc<MetaView> {
+        self.meta.borrow().clone()
+    }
+
+    pub fn owner(&self, topic: &str, partition: i32) -> usize {
+        table::owner(topic, partition, self.nshards)
+    }
+
+    fn log(&self, topic: &str, partition: i32) -> Option<Log> {
+        self.logs.borrow().get(topic)?.get(&partition).cloned()
+    }
+
+    fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+        self.config.data_dir.join(format!("{topic}-{partition}"))
+    }
+
+    /// Runs `req` on shard `shard`: inline when it is this one, else over the mesh.
+    /// `None` means the mesh to that shard is gone (only while stopping).
+    pub async fn call(self: &Rc<Self>, shard: usize, req: ShardRequest) -> Option<ShardReply> {
+        if shard == self.id {
+            return Some(self.clone().handle(req).await);
+        }
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        let (tx, rx) = local_channel::new_bounded(1);
+        self.pending.borrow_mut().insert(id, tx);
+        let msg = MeshMsg::Request {
+            from: self.id,
+            id,
+            req,
+        };
+        if self.mesh.send_to(shard, msg).await.is_err() {
+            self.pending.borrow_mut().remove(&id);
+            return None;
+        }
+        rx.recv().await
+    }
+
+    /// Serves the mesh: runs requests of other shards, and hands replies to their callers.
+    pub fn serve_mesh(self: &Rc<Self>, mut receivers: Receivers<MeshMsg>) {
+        for (_peer, rx) in receivers.streams() {
+            let shard = self.clone();
+            glommio::spawn_local(async move {
+                while let Some(msg) = rx.recv().await {
+                    match msg {
+                        MeshMsg::Request { from, id, req } => {
+                            // Each request runs in its own task so a slow one (a long-poll
+                            // fetch, an fdatasync) does not hold up the queue.
+                            let shard = shard.clone();
+                            glommio::spawn_local(async move {
+                                let rep = shard.clone().handle(req).await;
+                                let _ = shard.mesh.send_to(from, MeshMsg::Reply { id, rep }).await;
+                            })
+                            .detach();
+                        }
+                        MeshMsg::Reply { id, rep } => {
+                            if let Some(tx) = shard.pending.borrow_mut().remove(&id) {
+                                let _ = tx.try_send(rep);
+                            }
+                        }
+                    }
+                }
+            })
+            .detach();
+        }
+    }
+
+    /// Runs one request whose partitions this shard owns.
+    fn handle(self: Rc<Self>, req: ShardRequest) -> LocalBoxFuture<'static, ShardReply> {
+        Box::pin(async move {
+            match req {
+                ShardRequest::Produce(parts) => ShardReply::Produce(self.produce(parts).await),
+                ShardRequest::Read { parts, max_bytes } => {
+                    ShardReply::Read(self.read(parts, max_bytes).await)
+                }
+                ShardRequest::WaitChanged { parts, timeout_ms } => {
+                    self.wait_changed(parts, timeout_ms).await;
+                    ShardReply::Changed
+                }
+                ShardRequest::ListOffsets(parts) => {
+                    ShardReply::ListOffsets(self.list_offsets(parts).await)
+                }
+                ShardRequest::CreateTopics {
+                    topics,
+                    validate_only,
+                } => ShardReply::CreateTopics(self.create_topics(topics, validate_only).await),
+                ShardRequest::DeleteTopics(names) => {
+                    ShardReply::DeleteTopics(self.delete_topics(names).await)
+                }
+                ShardRequest::ApplyMetadata(meta) => {
+                    self.apply_metadata(meta).await;
+                    ShardReply::Applied
+                }
+            }
+        })
+    }
+
+    async fn produce(&self, parts: Vec<ProducePart>) -> Vec<ProduceResult> {
+        let mut out = Vec::with_capacity(parts.len());
+        for part in parts {
+            let Some(log) = self.log(&part.topic, part.partition) else {
+                out.push(ProduceResult::error(code::UNKNOWN_TOPIC_OR_PARTITION, None));
+                continue;
+            };
+            // Appends of one request run one after another: their order on disk is the
+            // order of the request, and under flush=fsync the group commit still merges
+            // them with the appends of other connections.
+            out.push(match log.append(part.records).await {
+                Ok(info) => ProduceResult {
+                    error_code: code::NONE,
+                    error_message: None,
+                    base_offset: info.base_offset,
+                    log_append_time: info.log_append_time,
+                    log_start_offset: info.log_start_offset,
+                },
+                Err(e) => ProduceResult::error(storage_error_code(&e), Some(e.to_string())),
+            });
+        }
+        out
+    }
+
+    async fn read(&self, parts: Vec<ReadPart>, max_bytes: u64) -> Vec<ReadResult> {
+        let mut out = Vec::with_capacity(parts.len());
+        let mut budget = max_bytes;
+        for part in parts {
+            let Some(log) = self.log(&part.topic, part.partition) else {
+                out.push(ReadResult::error(code::UNKNOWN_TOPIC_OR_PARTITION));
+                continue;
+            };
+            if budget == 0 {
+                // The response is full: report the partition's offsets without records.
+                out.push(ReadResult {
+                    error_code: code::NONE,
+                    high_watermark: log.high_watermark(),
+                    log_start_offset: log.log_start_offset(),
+                    records: bytes::Bytes::new(),
+                });
+                continue;
+            }
+            let slice = match log.read(part.offset, part.max_bytes.min(budget)).await {
+                Ok(s) => s,
+                Err(e) => {
+                    let mut r = ReadResult::error(storage_error_code(&e));
+                    r.high_watermark = log.high_watermark();
+                    r.log_start_offset = log.log_start_offset();
+                    out.push(r);
+                    continue;
+                }
+            };
+            // A later issue sends these regions with sendfile; for now they are copied.
+            let mut records = Vec::new();
+            let mut failed = None;
+            for region in &slice.regions {
+                match region.read().await {
+                    Ok(bytes) => records.extend_from_slice(&bytes),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                tracing::error!("read of {}-{} failed: {e}", part.topic, part.partition);
+                out.push(ReadResult::error(code::KAFKA_STORAGE_ERROR));
+                continue;
+            }
+            budget = budget.saturating_sub(records.len() as u64);
+            out.push(ReadResult {
+                error_code: code::NONE,
+                high_watermark: slice.high_watermark,
+                log_start_offset: slice.log_start_offset,
+                records: records.into(),
+            });
+        }
+        out
+    }
+
+    /// Waits until one of `parts` has a high watermark above the one the caller saw, or the
+    /// timeout. Checking against the caller's value closes the race with an append that
+    /// lands between the caller's read and this wait.
+    async fn wait_changed(&self, parts: Vec<(String, i32, i64)>, timeout_ms: u64) {
+        let mut logs = Vec::with_capacity(parts.len());
+        for (topic, partition, seen_hw) in &parts {
+            let Some(log) = self.log(topic, *partition) else {
+                return;
+            };
+            if log.high_watermark() != *seen_hw {
+                return;
+            }
+            logs.push(log);
+        }
+        // No await between the checks above and registering here, so no advance is missed.
+        let mut waits: Vec<LocalBoxFuture<'_, ()>> = Vec::with_capacity(logs.len() + 1);
+        for log in &logs {
+            waits.push(Box::pin(log.changed()));
+        }
+        waits.push(Box::pin(glommio::timer::sleep(Duration::from_millis(
+            timeout_ms,
+        ))));
+        first_of(waits).await;
+    }
+
+    async fn list_offsets(&self, parts: Vec<ListOffsetsPart>) -> Vec<ListOffsetsResult> {
+        let mut out = Vec::with_capacity(parts.len());
+        for part in parts {
+            let Some(log) = self.log(&part.topic, part.partition) else {
+                out.push(ListOffsetsResult {
+                    error_code: code::UNKNOWN_TOPIC_OR_PARTITION,
+                    offset: -1,
+                    timestamp: -1,
+                });
+                continue;
+            };
+            let ok = |offset| ListOffsetsResult {
+                error_code: code::NONE,
+                offset,
+                timestamp: -1,
+            };
+            out.push(match part.timestamp {
+                -2 => ok(log.log_start_offset()),
+                -1 => ok(log.high_watermark()),
+                ts if ts < 0 => ListOffsetsResult {
+                    error_code: code::INVALID_REQUEST,
+                    offset: -1,
+                    timestamp: -1,
+                },
+                ts => match log.offset_for_timestamp(ts).await {
+                    Ok(Some((offset, timestamp))) => ListOffsetsResult {
+                        error_code: code::NONE,
+                        offset,
+                        timestamp,
+                    },
+                    Ok(None) => ListOffsetsResult {
+                        error_code: code::NONE,
+                        offset: -1,
+                        timestamp: -1,
+                    },
+                    Err(e) => ListOffsetsResult {
+                        error_code: storage_error_code(&e),
+                        offset: -1,
+                        timestamp: -1,
+                    },
+                },
+            });
+        }
+        out
+    }
+
+    /// Shard 0 only: validates, persists and broadcasts new topics.
+    async fn create_topics(
+        self: &Rc<Self>,
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    ) -> Vec<TopicResult> {
+        debug_assert_eq!(self.id, 0, "metadata has one writer");
+        let _writer = self.meta_write.lock().await;
+        let mut next = (*self.meta().meta).clone();
+        let mut results = Vec::with_capacity(topics.len());
+        let mut created = Vec::new();
+        for t in topics {
+            let partitions = if t.partitions == -1 {
+                self.config.num_partitions
+            } else {
+                t.partitions
+            };
+            let check = || -> Result<(), (i16, String)> {
+                validate_topic_name(&t.name)
+                    .map_err(|m| (code::INVALID_TOPIC_EXCEPTION, m.to_string()))?;
+                if next.topics.contains_key(&t.name) {
+                    return Err((
+                        code::TOPIC_ALREADY_EXISTS,
+                        format!("topic {} already exists", t.name),
+                    ));
+                }
+                if !(1..=MAX_PARTITIONS).contains(&partitions) {
+                    return Err((
+                        code::INVALID_PARTITIONS,
+                        format!("partitions must be in 1..={MAX_PARTITIONS}"),
+                    ));
+                }
+                if t.replication_factor != -1 && t.replication_factor != 1 {
+                    return Err((
+                        code::INVALID_REPLICATION_FACTOR,
+                        "this broker has one node: replication factor must be 1".into(),
+                    ));
+                }
+                if t.has_assignments {
+                    return Err((
+                        code::INVALID_REPLICA_ASSIGNMENT,
+                        "manual replica assignment is not supported".into(),
+                    ));
+                }
+                topic::validate(&self.config.log, &t.configs)
+                    .map_err(|e| (code::INVALID_CONFIG, e.to_string()))?;
+                Ok(())
+            };
+            let mut result = TopicResult {
+                name: t.name.clone(),
+                error_code: code::NONE,
+                error_message: None,
+                partitions,
+                id: String::new(),
+            };
+            match check() {
+                Err((c, m)) => {
+                    result.error_code = c;
+                    result.error_message = Some(m);
+                }
+                Ok(()) => {
+                    let id = meta::new_topic_id();
+                    result.id = id.clone();
+                    if !validate_only {
+                        next.topics.insert(
+                            t.name.clone(),
+                            meta::TopicMeta {
+                                partitions,
+                                id,
+                                configs: t.configs,
+                            },
+                        );
+                        created.push(results.len());
+                    }
+                }
+            }
+            results.push(result);
+        }
+        if !created.is_empty()
+            && let Err(e) = self.publish(next).await
+        {
+            tracing::error!("cannot persist new topics: {e}");
+            for i in created {
+                results[i].error_code = code::KAFKA_STORAGE_ERROR;
+                results[i].error_message = Some(e.to_string());
+            }
+        }
+        results
+    }
+
+    /// Shard 0 only: removes topics, persists and broadcasts.
+    async fn delete_topics(self: &Rc<Self>, names: Vec<String>) -> Vec<TopicResult> {
+        debug_assert_eq!(self.id, 0, "metadata has one writer");
+        let _writer = self.meta_write.lock().await;
+        let mut next = (*self.meta().meta).clone();
+        let mut results = Vec::with_capacity(names.len());
+        let mut deleted = Vec::new();
+        for name in names {
+            let mut result = TopicResult {
+                name: name.clone(),
+                error_code: code::NONE,
+                error_message: None,
+                partitions: 0,
+                id: String::new(),
+            };
+            match next.topics.remove(&name) {
+                Some(t) => {
+                    result.partitions = t.partitions;
+                    result.id = t.id;
+                    deleted.push(results.len());
+                }
+                None => result.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
+            }
+            results.push(result);
+        }
+        if !deleted.is_empty()
+            && let Err(e) = self.publish(next).await
+        {
+            tracing::error!("cannot persist topic deletion: {e}");
+            for i in deleted {
+                results[i].error_code = code::KAFKA_STORAGE_ERROR;
+                results[i].error_message = Some(e.to_string());
+            }
+        }
+        results
+    }
+
+    /// Persists `next` and has every shard apply it before returning, so a client that
+    /// saw CreateTopics succeed can produce to any partition at once.
+    async fn publish(self: &Rc<Self>, mut next: Metadata) -> Result<(), meta::MetaError> {
+        next.version = self.meta().meta.version + 1;
+        meta::persist(&self.storage, &self.config.data_dir, &next).await?;
+        let next = Arc::new(next);
+        for shard in 0..self.nshards {
+            if self
+                .call(shard, ShardRequest::ApplyMetadata(next.clone()))
+                .await
+                .is_none()
+            {
+                tracing::warn!(
+                    "shard {shard} did not take metadata version {}",
+                    next.version
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Installs a metadata version, then opens the logs of new partitions this shard owns
+    /// and closes and deletes the logs of removed topics.
+    pub async fn apply_metadata(&self, meta: Arc<Metadata>) {
+        if meta.version < self.meta().meta.version {
+            return;
+        }
+        let view = Rc::new(MetaView::build(meta, &self.config.log));
+        *self.meta.borrow_mut() = view.clone();
+
+        let mut removed = Vec::new();
+        {
+            let mut logs = self.logs.borrow_mut();
+            logs.retain(|topic, parts| match view.topics.get(topic) {
+                Some(t) => {
+                    let gone: Vec<i32> = parts.range(t.partitions..).map(|(p, _)| *p).collect();
+                    for p in gone {
+                        if let Some(log) = parts.remove(&p) {
+                            removed.push((topic.clone(), p, log));
+                        }
+                    }
+                    true
+                }
+                None => {
+                    for (p, log) in std::mem::take(parts) {
+                        removed.push((topic.clone(), p, log));
+                    }
+                    false
+                }
+            });
+        }
+        for (topic, p, log) in removed {
+            if let Err(e) = log.delete().await {
+                tracing::error!("cannot delete {topic}-{p}: {e}");
+            }
+        }
+
+        for (topic, t) in &view.topics {
+            for p in 0..t.partitions {
+                if self.owner(topic, p) != self.id || self.log(topic, p).is_some() {
+                    continue;
+                }
+                let dir = self.partition_dir(topic, p);
+                match Log::open(self.storage.clone(), dir.clone(), t.log.clone()).await {
+                    Ok(log) => {
+                        self.logs
+                            .borrow_mut()
+                            .entry(topic.clone())
+                            .or_default()
+                            .insert(p, log);
+                    }
+                    Err(e) => tracing::error!("cannot open {}: {e}", dir.display()),
+                }
+            }
+        }
+    }
+
+    pub fn all_logs(&self) -> Vec<(String, i32, Log)> {
+        let logs = self.logs.borrow();
+        let mut out = Vec::new();
+        for (topic, parts) in logs.iter() {
+            for (p, log) in parts {
+                out.push((topic.clone(), *p, log.clone()));
+            }
+        }
+        out
+    }
+
+    /// Interval flush, segment roll and retention of every log of this shard.
+    pub async fn tick(&self) {
+        for (topic, p, log) in self.all_logs() {
+            if let Err(e) = log.tick().await {
+                tracing::error!("maintenance of {topic}-{p} failed: {e}");
+            }
+        }
+    }
+
+    /// Flushes and closes every log (at shutdown).
+    pub async fn close_logs(&self) {
+        let logs = std::mem::take(&mut *self.logs.borrow_mut());
+        for (topic, parts) in logs {
+            for (p, log) in parts {
+                if let Err(e) = log.close().await {
+                    tracing::error!("closing {topic}-{p} failed: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Kafka's default cap on partitions per topic creation is far higher; this keeps one
+/// request from opening an unbounded number of files.
+pub const MAX_PARTITIONS: i32 = 10_000;
+
+impl ProduceResult {
+    pub fn error(error_code: i16, error_message: Option<String>) -> ProduceResult {
+        ProduceResult {
+            error_code,
+            error_message,
+            base_offset: -1,
+            log_append_time: -1,
+            log_start_offset: -1,
+        }
+    }
+}
+
+impl ReadResult {
+    pub fn error(error_code: i16) -> ReadResult {
+        ReadResult {
+            error_code,
+            high_watermark: -1,
+            log_start_offset: -1,
+            records: bytes::Bytes::new(),
+        }
+    }
+}
+
+/// Resolves when the first of `futs` does.
+pub async fn first_of<'a>(mut futs: Vec<LocalBoxFuture<'a, ()>>) {
+    std::future::poll_fn(|cx| {
+        for f in futs.iter_mut() {
+            if f.as_mut().poll(cx).is_ready() {
+                return std::task::Poll::Ready(());
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// Polls all `futs` together and returns their outputs in order.
+pub async fn join_all<F: Future + Unpin>(futs: Vec<F>) -> Vec<F::Output> {
+    let mut futs: Vec<Option<F>> = futs.into_iter().map(Some).collect();
+    let mut outs: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, out) in futs.iter_mut().zip(outs.iter_mut()) {
+            if let Some(f) = slot {
+                match Pin::new(f).poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        *out = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outs.into_iter().flatten().collect()
+}

@@ -1,0 +1,1096 @@
+//! A partition log: ordered segments, the append pipeline with its flush policy, roll,
+//! retention, reads and recovery.
+//!
+//! # The append contract
+//!
+//! [`PartitionLog::append`] validates the batches (length, magic 2, CRC-32C), assigns
+//! offsets in call order, queues the bytes, and resolves when the configured point of
+//! durability is reached. For each `io` × `flush` pair, when the future resolves `Ok`:
+//!
+//! | io \ flush | `none` | `interval` | `fsync` |
+//! |---|---|---|---|
+//! | `buffered` | in the page cache: survives a process crash, not a power loss | as `none`, and on disk within `flush.ms` / `flush.bytes` | on disk (fdatasync returned) |
+//! | `direct` | written to the device by O_DIRECT: survives a process crash; a power loss may drop it from a volatile device cache or lose the file size update | as `none`, and durable within `flush.ms` / `flush.bytes` | on disk (fdatasync returned, device cache flushed) |
+//!
+//! Under `fsync`, appends that arrive while a write or fdatasync is in flight are written
+//! together and covered by one fdatasync (group commit). Readers see a batch once it is
+//! written (`none`, `interval`) or once it is durable (`fsync`): under `fsync` a consumer
+//! never reads a batch that a crash could take back.
+//!
+//! After a failed write or fdatasync the log fails: pending and later appends get
+//! [`StorageError::Failed`] and nothing more is acknowledged, because after a failed
+//! fdatasync Linux may already have dropped the dirty pages. Reads keep working. Only a
+//! reopen (which runs recovery) brings the log back.
+//!
+//! Append futures may be dropped (a client went away): the bytes stay queued and another
+//! append, a `flush`, `tick` or `close` writes them.
+
+use super::error::{Result, StorageError};
+use super::io::{FileKind, Storage, StorageFile, segment_path};
+use super::notify::{Listen, Notify};
+use super::segment::{Scanner, Segment};
+use crate::config::{FlushMode, IoMode, LogConfig};
+use crate::protocol::batch;
+use bytes::{Bytes, BytesMut};
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+/// What an append was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The broker timestamp stamped on the batches, or -1 for `CreateTime` topics.
+    pub log_append_time: i64,
+    pub log_start_offset: i64,
+}
+
+/// A contiguous range of whole batches in one segment file, to be sent with sendfile or
+/// read. The file stays open while the region lives, even if retention deletes it.
+pub struct FileRegion<F> {
+    pub file: Rc<F>,
+    pub position: u64,
+    pub len: u64,
+}
+
+impl<F: StorageFile> FileRegion<F> {
+    pub async fn read(&self) -> io::Result<Vec<u8>> {
+        let bytes = self.file.read_at(self.position, self.len as usize).await?;
+        if bytes.len() as u64 != self.len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "segment shorter than the region read from it",
+            ));
+        }
+        Ok(bytes)
+    }
+
+    pub fn raw_fd(&self) -> Option<RawFd> {
+        self.file.raw_fd()
+    }
+}
+
+/// The answer to a read: whole batches, and the log's bounds at the time of the read.
+pub struct ReadSlice<F> {
+    pub regions: Vec<FileRegion<F>>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+impl<F> ReadSlice<F> {
+    pub fn bytes(&self) -> u64 {
+        self.regions.iter().map(|r| r.len).sum()
+    }
+}
+
+struct State<F> {
+    segments: Vec<Segment<F>>,
+    log_start_offset: i64,
+    /// Bytes queued for the active segment, starting at `written_pos`.
+    pending: VecDeque<Bytes>,
+    /// `(end position, next offset)` of each queued append, to turn a written position
+    /// back into an offset.
+    marks: VecDeque<(u64, i64)>,
+    written_pos: u64,
+    written_offset: i64,
+    synced_pos: u64,
+    synced_offset: i64,
+    /// The next offset some waiter needs durable.
+    sync_wanted: i64,
+    /// Broker clock when the oldest unsynced byte was written (`flush = interval`).
+    unsynced_since_ms: Option<i64>,
+    writer_active: bool,
+    failed: Option<String>,
+    closed: bool,
+}
+
+impl<F> State<F> {
+    fn active(&self) -> &Segment<F> {
+        self.segments
+            .last()
+            .expect("a log always has an active segment")
+    }
+    fn active_mut(&mut self) -> &mut Segment<F> {
+        self.segments
+            .last_mut()
+            .expect("a log always has an active segment")
+    }
+    fn next_offset(&self) -> i64 {
+        self.active().next_offset
+    }
+}
+
+struct Inner<S: Storage> {
+    storage: S,
+    dir: PathBuf,
+    config: RefCell<LogConfig>,
+    state: RefCell<State<S::File>>,
+    /// Wakes appenders waiting for their bytes to be written or synced, and readers
+    /// waiting for the high watermark to move.
+    notify: Rc<Notify>,
+    /// Serialises offset assignment with segment rolls and retention.
+    assign_lock: async_lock::Mutex<()>,
+    clock: Cell<fn() -> i64>,
+}
+
+/// One partition's log. Cloning is cheap and shares the log. Not `Send`: a log belongs to
+/// the shard that opened it.
+pub struct PartitionLog<S: Storage> {
+    inner: Rc<Inner<S>>,
+}
+
+impl<S: Storage> Clone for PartitionLog<S> {
+    fn clone(&self) -> Self {
+        PartitionLog {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+pub fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn file_kind(io: IoMode) -> FileKind {
+    match io {
+        IoMode::Buffered => FileKind::Buffered,
+        IoMode::Direct => FileKind::Direct,
+    }
+}
+
+fn parse_segment_name(name: &str) -> Option<(i64, &str)> {
+    let (stem, ext) = name.split_once('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((stem.parse().ok()?, ext))
+}
+
+/// Resets `writer_active` if the writer's future is dropped mid-flight, so another task
+/// takes over the queued bytes.
+struct WriterGuard<'a, S: Storage>(&'a Inner<S>);
+
+impl<S: Storage> Drop for WriterGuard<'_, S> {
+    fn drop(&mut self) {
+        self.0.state.borrow_mut().writer_active = false;
+        self.0.notify.notify_all();
+    }
+}
+
+impl<S: Storage> PartitionLog<S> {
+    /// Opens the log in `dir` (created if missing) and recovers it: every segment's index
+    /// is checked and rebuilt if damaged, and the tail segment is verified batch by batch
+    /// after its last index entry and truncated at the first torn or corrupt batch.
+    pub async fn open(storage: S, dir: PathBuf, config: LogConfig) -> Result<Self> {
+        Self::open_with_clock(storage, dir, config, wall_clock_ms).await
+    }
+
+    /// As [`PartitionLog::open`], with the clock used for `segment.ms`, retention and
+    /// interval flushes (tests move time by hand).
+    pub async fn open_with_clock(
+        storage: S,
+        dir: PathBuf,
+        config: LogConfig,
+        clock: fn() -> i64,
+    ) -> Result<Self> {
+        storage.create_dir_all(&dir).await?;
+        let now = clock();
+        let mut bases = Vec::new();
+        let names = storage.list_dir(&dir).await?;
+        for name in &names {
+            match parse_segment_name(name) {
+                Some((base, "log")) => bases.push(base),
+                Some((base, "index" | "timeindex"))
+                    if !names.contains(&format!("{base:020}.log")) =>
+                {
+                    // An index whose log was deleted (a crash in the middle of retention).
+                    storage.remove_file(&dir.join(name)).await?;
+                }
+                _ => {}
+            }
+        }
+        bases.sort_unstable();
+        let kind = file_kind(config.io);
+        let mut segments = Vec::with_capacity(bases.len().max(1));
+        for (i, &base) in bases.iter().enumerate() {
+            let tail = i + 1 == bases.len();
+            let seg = Segment::open(
+                &storage,
+                &dir,
+                base,
+                kind,
+                tail,
+                now,
+                config.index_interval_bytes,
+            )
+            .await?;
+            if let Some(prev) = segments.last() {
+                let prev: &Segment<S::File> = prev;
+                if prev.next_offset > seg.base_offset {
+                    return Err(super::segment::corrupt(
+                        &dir,
+                        format!(
+                            "segment {} ends at offset {} past the next segment's base {}",
+                            prev.base_offset, prev.next_offset, seg.base_offset
+                        ),
+                    ));
+                }
+            }
+            segments.push(seg);
+        }
+        // An empty tail segment after a roll is fine; a log with no segment gets one.
+        if segments.is_empty() {
+            segments.push(Segment::create(&storage, &dir, 0, kind, now).await?);
+            storage.sync_dir(&dir).await?;
+        }
+        let log_start_offset = segments[0].base_offset;
+        let active = segments.last().expect("at least one segment");
+        let (pos, next) = (active.size, active.next_offset);
+        let inner = Inner {
+            storage,
+            dir,
+            config: RefCell::new(config),
+            state: RefCell::new(State {
+                segments,
+                log_start_offset,
+                pending: VecDeque::new(),
+                marks: VecDeque::new(),
+                written_pos: pos,
+                written_offset: next,
+                synced_pos: pos,
+                synced_offset: next,
+                sync_wanted: next,
+                unsynced_since_ms: None,
+                writer_active: false,
+                failed: None,
+                closed: false,
+            }),
+            notify: Rc::new(Notify::default()),
+            assign_lock: async_lock::Mutex::new(()),
+            clock: Cell::new(clock),
+        };
+        Ok(PartitionLog {
+            inner: Rc::new(inner),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    pub fn config(&self) -> LogConfig {
+        self.inner.config.borrow().clone()
+    }
+
+    /// Changes the settings. `io` takes effect at the next reopen; everything else at once.
+    pub fn set_config(&self, config: LogConfig) {
+        *self.inner.config.borrow_mut() = config;
+        self.inner.notify.notify_all();
+    }
+
+    fn now(&self) -> i64 {
+        (self.inner.clock.get())()
+    }
+
+    /// The offset after the last batch consumers may read.
+    pub fn high_watermark(&self) -> i64 {
+        let st = self.inner.state.borrow();
+        self.visible(&st).1
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.inner.state.borrow().log_start_offset
+    }
+
+    /// The offset the next appended record gets.
+    pub fn log_end_offset(&self) -> i64 {
+        self.inner.state.borrow().next_offset()
+    }
+
+    /// Bytes in all segments, including queued ones.
+    pub fn size_bytes(&self) -> u64 {
+        self.inner
+            .state
+            .borrow()
+            .segments
+            .iter()
+            .map(|s| s.size)
+            .sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.inner.state.borrow().segments.len()
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_bases(&self) -> Vec<i64> {
+        self.inner
+            .state
+            .borrow()
+            .segments
+            .iter()
+            .map(|s| s.base_offset)
+            .collect()
+    }
+
+    /// A future that resolves at the next change of the log (high watermark advance,
+    /// failure, close): long-polling fetches wait on it and re-check.
+    pub fn changed(&self) -> Listen {
+        self.inner.notify.listen()
+    }
+
+    /// (visible position in the active segment, high watermark).
+    fn visible(&self, st: &State<S::File>) -> (u64, i64) {
+        if self.inner.config.borrow().flush == FlushMode::Fsync {
+            (st.synced_pos, st.synced_offset)
+        } else {
+            (st.written_pos, st.written_offset)
+        }
+    }
+
+    fn check_open(&self, st: &State<S::File>) -> Result<()> {
+        if st.closed {
+            return Err(StorageError::Closed);
+        }
+        if let Some(reason) = &st.failed {
+            return Err(StorageError::Failed(reason.clone()));
+        }
+        Ok(())
+    }
+
+    /// Appends one or more v2 batches (a produce request's records). See the module
+    /// documentation for what is durable when this resolves.
+    pub async fn append(&self, batches: Bytes) -> Result<AppendInfo> {
+        let config = self.config();
+        let size = batches.len() as u64;
+        if size > config.max_batch_bytes || size > config.segment_bytes.min(u32::MAX as u64) {
+            return Err(StorageError::BatchTooLarge {
+                size,
+                max: config.max_batch_bytes.min(config.segment_bytes),
+            });
+        }
+        let headers = batch::validate_batches(&batches)?;
+        let records: i64 = headers.iter().map(|(h, _)| h.record_count as i64).sum();
+        let mut buf = match batches.try_into_mut() {
+            Ok(b) => b,
+            Err(shared) => BytesMut::from(shared.as_ref()),
+        };
+
+        let guard = self.inner.assign_lock.lock().await;
+        self.check_open(&self.inner.state.borrow())?;
+        let now = self.now();
+        self.maybe_roll(&config, size, records, now).await?;
+        let append_time = if config.log_append_time { now } else { -1 };
+        let info = {
+            let mut st = self.inner.state.borrow_mut();
+            let base_offset = st.next_offset();
+            let log_start_offset = st.log_start_offset;
+            let seg = st.active_mut();
+            if seg.size == 0 {
+                seg.created_ms = now;
+            }
+            let mut offset = base_offset;
+            for (header, range) in &headers {
+                let bytes = &mut buf[range.clone()];
+                batch::set_base_offset(bytes, offset);
+                let max_ts = if config.log_append_time {
+                    batch::set_log_append_time(bytes, now);
+                    now
+                } else {
+                    header.max_timestamp
+                };
+                let last = offset + header.last_offset_delta as i64;
+                let position = seg.size;
+                seg.index_batch(
+                    position,
+                    offset,
+                    last,
+                    range.len() as u64,
+                    max_ts,
+                    config.index_interval_bytes,
+                );
+                offset = last + 1;
+            }
+            let end_pos = seg.size;
+            st.pending.push_back(buf.freeze());
+            st.marks.push_back((end_pos, offset));
+            AppendInfo {
+                base_offset,
+                last_offset: offset - 1,
+                log_append_time: append_time,
+                log_start_offset,
+            }
+        };
+        drop(guard);
+
+        let durable = config.flush == FlushMode::Fsync;
+        self.wait_for(info.last_offset + 1, durable).await?;
+        Ok(info)
+    }
+
+    /// Waits until every batch before `offset` is written (and synced if `durable`),
+    /// becoming the writer if nobody is.
+    async fn wait_for(&self, offset: i64, durable: bool) -> Result<()> {
+        if durable {
+            let mut st = self.inner.state.borrow_mut();
+            st.sync_wanted = st.sync_wanted.max(offset);
+        }
+        loop {
+            let listen = {
+                let st = self.inner.state.borrow();
+                if let Some(reason) = &st.failed {
+                    return Err(StorageError::Failed(reason.clone()));
+                }
+                let reached = if durable {
+                    st.synced_offset
+                } else {
+                    st.written_offset
+                };
+                if reached >= offset {
+                    return Ok(());
+                }
+                if st.writer_active {
+                    Some(self.inner.notify.listen())
+                } else {
+                    None
+                }
+            };
+            match listen {
+                Some(l) => l.await,
+                None => self.run_writer().await,
+            }
+        }
+    }
+
+    fn fail(&self, what: &str, err: &io::Error) {
+        let reason = format!("{what} failed in {}: {err}", self.inner.dir.display());
+        tracing::error!("{reason}; the log stops accepting appends until restart");
+        self.inner.state.borrow_mut().failed = Some(reason);
+        self.inner.notify.notify_all();
+    }
+
+    /// The writer: writes queued bytes in as few writes as possible and issues the
+    /// fdatasyncs waiters need, until nothing is left to do. Only one runs at a time.
+    async fn run_writer(&self) {
+        {
+            let mut st = self.inner.state.borrow_mut();
+            if st.writer_active || st.failed.is_some() {
+                return;
+            }
+            st.writer_active = true;
+        }
+        let _guard = WriterGuard(&self.inner);
+        loop {
+            let config = self.config();
+            // Write everything queued, in one gathered write. The bytes stay queued until
+            // the write completes, so a dropped writer loses nothing.
+            let job = {
+                let st = self.inner.state.borrow();
+                if st.failed.is_some() {
+                    return;
+                }
+                (!st.pending.is_empty()).then(|| {
+                    let bufs: Vec<Bytes> = st.pending.iter().cloned().collect();
+                    (st.active().log.clone(), st.written_pos, bufs)
+                })
+            };
+            if let Some((file, pos, bufs)) = job {
+                let n = bufs.len();
+                let len: u64 = bufs.iter().map(|b| b.len() as u64).sum();
+                if let Err(e) = file.write_at(pos, &bufs).await {
+                    self.fail("write", &e);
+                    return;
+                }
+                let mut st = self.inner.state.borrow_mut();
+                st.pending.drain(..n);
+                st.written_pos = pos + len;
+                while let Some(&(end, next)) = st.marks.front() {
+                    if end > st.written_pos {
+                        break;
+                    }
+                    st.written_offset = next;
+                    st.marks.pop_front();
+                }
+                if st.unsynced_since_ms.is_none() {
+                    st.unsynced_since_ms = Some(self.now());
+                }
+                drop(st);
+                self.inner.notify.notify_all();
+            }
+            // Sync when a waiter needs it, or when `interval` says it is due by bytes.
+            let sync = {
+                let st = self.inner.state.borrow();
+                let unsynced = st.written_pos - st.synced_pos;
+                let wanted =
+                    st.sync_wanted > st.synced_offset && st.written_offset > st.synced_offset;
+                let by_bytes =
+                    config.flush == FlushMode::Interval && unsynced >= config.flush_interval_bytes;
+                ((wanted || by_bytes) && unsynced > 0)
+                    .then(|| (st.active().log.clone(), st.written_pos, st.written_offset))
+            };
+            if let Some((file, pos, offset)) = sync {
+                if let Err(e) = file.sync_data().await {
+                    self.fail("fdatasync", &e);
+                    return;
+                }
+                let mut st = self.inner.state.borrow_mut();
+                st.synced_pos = st.synced_pos.max(pos);
+                st.synced_offset = st.synced_offset.max(offset);
+                if st.synced_pos == st.written_pos {
+                    st.unsynced_since_ms = None;
+                }
+                drop(st);
+                self.inner.notify.notify_all();
+                continue;
+            }
+            if self.inner.state.borrow().pending.is_empty() {
+                return;
+            }
+        }
+    }
+
+    /// Rolls to a new segment if this append would not fit the active one.
+    async fn maybe_roll(
+        &self,
+        config: &LogConfig,
+        size: u64,
+        records: i64,
+        now: i64,
+    ) -> Result<()> {
+        let roll = {
+            let st = self.inner.state.borrow();
+            let seg = st.active();
+            seg.size > 0
+                && (seg.size + size > config.segment_bytes
+                    || seg.size + size > u32::MAX as u64
+                    || seg.next_offset + records - seg.base_offset > i32::MAX as i64
+                    || now - seg.created_ms >= config.segment_ms as i64)
+        };
+        if roll { self.roll(now).await } else { Ok(()) }
+    }
+
+    /// Seals the active segment (all of it written and synced, indexes persisted and the
+    /// largest timestamp recorded) and starts a new one. Call with `assign_lock` held.
+    async fn roll(&self, now: i64) -> Result<()> {
+        let next = self.inner.state.borrow().next_offset();
+        self.wait_for(next, true).await?;
+        let kind = file_kind(self.config().io);
+        let (log, jobs) = {
+            let mut st = self.inner.state.borrow_mut();
+            let seg = st.active_mut();
+            seg.seal();
+            (seg.log.clone(), seg.index_jobs(u64::MAX, i64::MAX))
+        };
+        let io = async {
+            for job in jobs {
+                job.run_and_sync().await?;
+            }
+            log.close().await?;
+            let seg =
+                Segment::create(&self.inner.storage, &self.inner.dir, next, kind, now).await?;
+            // The new files' directory entries must survive a crash before anything
+            // acknowledged lands in them.
+            self.inner.storage.sync_dir(&self.inner.dir).await?;
+            Ok(seg)
+        };
+        match io.await {
+            Ok(seg) => {
+                let mut st = self.inner.state.borrow_mut();
+                st.segments.push(seg);
+                st.written_pos = 0;
+                st.synced_pos = 0;
+                Ok(())
+            }
+            Err(StorageError::Io(e)) => {
+                self.fail("segment roll", &e);
+                Err(StorageError::Io(e))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Makes everything appended so far durable.
+    pub async fn flush(&self) -> Result<()> {
+        let next = self.inner.state.borrow().next_offset();
+        self.wait_for(next, true).await?;
+        self.persist_indexes().await
+    }
+
+    async fn persist_indexes(&self) -> Result<()> {
+        // Index entries are written lazily, since recovery rebuilds what is missing; only
+        // entries for bytes already in the file go out, so a crash never leaves an index
+        // pointing past the log.
+        let jobs = {
+            let mut st = self.inner.state.borrow_mut();
+            let (pos, off) = (st.written_pos, st.written_offset);
+            st.active_mut().index_jobs(pos, off)
+        };
+        for job in jobs {
+            job.run().await?;
+        }
+        Ok(())
+    }
+
+    /// Periodic work, called by the shard every ~100 ms: the `interval` flush, the
+    /// `segment.ms` roll, retention, and lazy index writes.
+    pub async fn tick(&self) -> Result<()> {
+        let config = self.config();
+        let now = self.now();
+        {
+            let st = self.inner.state.borrow();
+            if st.closed || st.failed.is_some() {
+                return Ok(());
+            }
+        }
+        if config.flush == FlushMode::Interval {
+            let due = self
+                .inner
+                .state
+                .borrow()
+                .unsynced_since_ms
+                .is_some_and(|t| now - t >= config.flush_interval_ms as i64);
+            if due {
+                let written = self.inner.state.borrow().written_offset;
+                self.wait_for(written, true).await?;
+            }
+        }
+        {
+            let guard = self.inner.assign_lock.lock().await;
+            let roll = {
+                let st = self.inner.state.borrow();
+                let seg = st.active();
+                seg.size > 0 && now - seg.created_ms >= config.segment_ms as i64
+            };
+            if roll {
+                self.roll(now).await?;
+            }
+            self.enforce_retention(&config, now).await?;
+            drop(guard);
+        }
+        self.persist_indexes().await
+    }
+
+    /// Deletes whole segments from the front by `retention.ms` and `retention.bytes`. The
+    /// active segment is rolled first if everything in it has expired. Call with
+    /// `assign_lock` held.
+    async fn enforce_retention(&self, config: &LogConfig, now: i64) -> Result<usize> {
+        if let Some(ms) = config.retention_ms {
+            let (all_expired, nonempty) = {
+                let st = self.inner.state.borrow();
+                let seg = st.active();
+                let expired = st
+                    .segments
+                    .iter()
+                    .all(|s| s.size == 0 || now - s.max_timestamp > ms as i64);
+                (expired, seg.size > 0)
+            };
+            if all_expired && nonempty {
+                self.roll(now).await?;
+            }
+        }
+        let doomed: Vec<Segment<S::File>> = {
+            let mut st = self.inner.state.borrow_mut();
+            let mut total: u64 = st.segments.iter().map(|s| s.size).sum();
+            let mut n = 0;
+            while n + 1 < st.segments.len() {
+                let seg = &st.segments[n];
+                let by_time = config
+                    .retention_ms
+                    .is_some_and(|ms| now - seg.max_timestamp > ms as i64);
+                let by_size = config
+                    .retention_bytes
+                    .is_some_and(|max| total.saturating_sub(seg.size) >= max);
+                if !(by_time || by_size) {
+                    break;
+                }
+                total -= seg.size;
+                n += 1;
+            }
+            let doomed: Vec<_> = st.segments.drain(..n).collect();
+            if n > 0 {
+                let first = st.segments[0].base_offset;
+                st.log_start_offset = st.log_start_offset.max(first);
+            }
+            doomed
+        };
+        let count = doomed.len();
+        for seg in doomed {
+            // The .log goes first: an index without its log is removed on the next open.
+            for ext in ["log", "index", "timeindex"] {
+                let path = segment_path(&self.inner.dir, seg.base_offset, ext);
+                if let Err(e) = self.inner.storage.remove_file(&path).await
+                    && e.kind() != io::ErrorKind::NotFound
+                {
+                    return Err(e.into());
+                }
+            }
+        }
+        if count > 0 {
+            self.inner.notify.notify_all();
+        }
+        Ok(count)
+    }
+
+    /// Runs retention now (tests and admin tools); `tick` runs it periodically.
+    pub async fn apply_retention(&self) -> Result<usize> {
+        let config = self.config();
+        let now = self.now();
+        let guard = self.inner.assign_lock.lock().await;
+        let r = self.enforce_retention(&config, now).await;
+        drop(guard);
+        r
+    }
+
+    /// Rolls the active segment now if it holds anything.
+    pub async fn force_roll(&self) -> Result<()> {
+        let guard = self.inner.assign_lock.lock().await;
+        let nonempty = self.inner.state.borrow().active().size > 0;
+        let r = if nonempty {
+            self.roll(self.now()).await
+        } else {
+            Ok(())
+        };
+        drop(guard);
+        r
+    }
+
+    /// Whole batches starting with the one that contains `offset`, up to `max_bytes`
+    /// (at least one batch, however large, so a consumer never stalls), from one segment.
+    pub async fn read(&self, offset: i64, max_bytes: u64) -> Result<ReadSlice<S::File>> {
+        let (hw, start) = {
+            let st = self.inner.state.borrow();
+            (self.visible(&st).1, st.log_start_offset)
+        };
+        if offset < start || offset > hw {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset: start,
+                high_watermark: hw,
+            });
+        }
+        let mut slice = ReadSlice {
+            regions: Vec::new(),
+            high_watermark: hw,
+            log_start_offset: start,
+        };
+        if offset == hw {
+            return Ok(slice);
+        }
+        // Walk forward from the segment that should hold `offset`; an offset past a
+        // segment's last batch is in the next one.
+        let mut seg_base = None;
+        loop {
+            let found = {
+                let st = self.inner.state.borrow();
+                let i = match seg_base {
+                    None => st
+                        .segments
+                        .partition_point(|s| s.base_offset <= offset)
+                        .saturating_sub(1),
+                    Some(prev) => st.segments.partition_point(|s| s.base_offset <= prev),
+                };
+                st.segments.get(i).map(|seg| {
+                    let active = i + 1 == st.segments.len();
+                    let end = if active {
+                        self.visible(&st).0
+                    } else {
+                        seg.size
+                    };
+                    let rel = (offset - seg.base_offset).clamp(0, u32::MAX as i64) as u32;
+                    let pos = seg.index.lookup(rel).map_or(0, |(_, p)| p as u64);
+                    (seg.base_offset, seg.log.clone(), pos, end)
+                })
+            };
+            let Some((base, file, pos, end)) = found else {
+                return Ok(slice);
+            };
+            let mut scanner = Scanner::new(file.as_ref(), pos, end, false);
+            let mut first: Option<u64> = None;
+            let mut region_end = 0u64;
+            while let Some(b) = scanner.next().await? {
+                match first {
+                    None if b.last_offset < offset => continue,
+                    None => {
+                        first = Some(b.position);
+                        region_end = b.end();
+                    }
+                    Some(start_pos) => {
+                        if b.end() - start_pos > max_bytes {
+                            break;
+                        }
+                        region_end = b.end();
+                    }
+                }
+            }
+            if let Some(start_pos) = first {
+                slice.regions.push(FileRegion {
+                    file,
+                    position: start_pos,
+                    len: region_end - start_pos,
+                });
+                return Ok(slice);
+            }
+            seg_base = Some(base);
+        }
+    }
+
+    /// The first record with timestamp `>= timestamp`: `(offset, its timestamp)`, or `None`
+    /// when every record is older. Compressed batches answer with their first offset
+    /// and largest timestamp, since their records are not decoded here.
+    pub async fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
+        let candidates: Vec<(Rc<S::File>, u64, u64, i64)> = {
+            let st = self.inner.state.borrow();
+            let (vis_pos, _) = self.visible(&st);
+            let n = st.segments.len();
+            st.segments
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.max_timestamp >= timestamp)
+                .map(|(i, s)| {
+                    let end = if i + 1 == n { vis_pos } else { s.size };
+                    let pos = s
+                        .time_index
+                        .lookup_before(timestamp)
+                        .and_then(|(_, rel)| s.index.lookup(rel))
+                        .map_or(0, |(_, p)| p as u64);
+                    (s.log.clone(), pos, end, s.base_offset)
+                })
+                .collect()
+        };
+        let log_start = self.log_start_offset();
+        for (file, pos, end, _base) in candidates {
+            let mut scanner = Scanner::new(file.as_ref(), pos, end, false);
+            while let Some(b) = scanner.next().await? {
+                if b.max_timestamp < timestamp || b.last_offset < log_start {
+                    continue;
+                }
+                let bytes = file.read_at(b.position, b.size as usize).await?;
+                let hit = match batch::record_timestamps(&bytes) {
+                    Some(records) => records
+                        .into_iter()
+                        .find(|&(off, ts)| ts >= timestamp && off >= log_start),
+                    None => Some((b.base_offset.max(log_start), b.max_timestamp)),
+                };
+                if hit.is_some() {
+                    return Ok(hit);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Writes and syncs everything, seals the active segment's indexes and trims its
+    /// files. Later appends get [`StorageError::Closed`].
+    pub async fn close(&self) -> Result<()> {
+        let guard = self.inner.assign_lock.lock().await;
+        if self.inner.state.borrow().closed {
+            return Ok(());
+        }
+        let result = async {
+            if self.inner.state.borrow().failed.is_none() {
+                self.flush().await?;
+                self.inner.state.borrow_mut().active_mut().seal();
+                self.persist_indexes().await?;
+            }
+            let files: Vec<Rc<S::File>> = self
+                .inner
+                .state
+                .borrow()
+                .segments
+                .iter()
+                .map(|s| s.log.clone())
+                .collect();
+            for f in files {
+                f.close().await?;
+            }
+            Ok(())
+        }
+        .await;
+        self.inner.state.borrow_mut().closed = true;
+        self.inner.notify.notify_all();
+        drop(guard);
+        result
+    }
+
+    /// Closes the log and deletes its directory (DeleteTopics).
+    pub async fn delete(&self) -> Result<()> {
+        let _ = self.close().await;
+        self.inner.storage.remove_dir_all(&self.inner.dir).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::batch::testing::build_batch;
+    use crate::storage::sim::SimStorage;
+    use futures_lite::future::block_on;
+
+    fn cfg(flush: FlushMode) -> LogConfig {
+        LogConfig {
+            flush,
+            segment_bytes: 4096,
+            index_interval_bytes: 256,
+            ..LogConfig::default()
+        }
+    }
+
+    fn batch(i: usize, n: usize) -> Bytes {
+        let v = format!("value-{i:06}-{}", "x".repeat(i % 50));
+        let vals: Vec<&[u8]> = (0..n).map(|_| v.as_bytes()).collect();
+        Bytes::from(build_batch(&vals, 1_000 + i as i64 * 10))
+    }
+
+    async fn read_all(log: &PartitionLog<SimStorage>, from: i64) -> Vec<(i64, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut next = from;
+        loop {
+            let slice = log.read(next, 1000).await.expect("read");
+            if slice.regions.is_empty() {
+                return out;
+            }
+            for r in &slice.regions {
+                let bytes = r.read().await.expect("region");
+                for (h, range) in batch::validate_batches(&bytes).expect("whole valid batches") {
+                    out.push((h.base_offset, bytes[range].to_vec()));
+                    next = h.last_offset() + 1;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn append_assigns_offsets_and_reads_back_across_rolls_and_reopen() {
+        block_on(async {
+            let sim = SimStorage::new(1);
+            let dir = PathBuf::from("/d/t-0");
+            let log = PartitionLog::open(sim.clone(), dir.clone(), cfg(FlushMode::Fsync))
+                .await
+                .expect("open");
+            let mut expect_next = 0;
+            for i in 0..100 {
+                let info = log.append(batch(i, 1 + i % 3)).await.expect("append");
+                assert_eq!(info.base_offset, expect_next);
+                expect_next = info.last_offset + 1;
+            }
+            assert!(log.segment_count() > 3, "small segments roll");
+            assert_eq!(log.high_watermark(), expect_next);
+            let before = read_all(&log, 0).await;
+            assert_eq!(before.len(), 100);
+            // A read from the middle of a batch returns that whole batch.
+            let mid = before[10].0 + 1;
+            let s = log.read(mid, 1).await.expect("read");
+            assert_eq!(s.regions.len(), 1);
+            let got = s.regions[0].read().await.expect("bytes");
+            assert_eq!(
+                got, before[10].1,
+                "one whole batch even when max_bytes is tiny"
+            );
+            log.close().await.expect("close");
+            assert!(matches!(
+                log.append(batch(0, 1)).await,
+                Err(StorageError::Closed)
+            ));
+
+            let log = PartitionLog::open(sim, dir, cfg(FlushMode::Fsync))
+                .await
+                .expect("reopen");
+            assert_eq!(log.log_end_offset(), expect_next);
+            assert_eq!(read_all(&log, 0).await, before);
+            let info = log.append(batch(7, 2)).await.expect("append after reopen");
+            assert_eq!(info.base_offset, expect_next);
+        });
+    }
+
+    #[test]
+    fn bad_batches_write_nothing() {
+        block_on(async {
+            let sim = SimStorage::new(2);
+            let log = PartitionLog::open(sim, PathBuf::from("/d/t-0"), cfg(FlushMode::None))
+                .await
+                .expect("open");
+            log.append(batch(1, 1)).await.expect("good");
+            let mut bad = batch(2, 2).to_vec();
+            let last = bad.len() - 1;
+            bad[last] ^= 1;
+            assert!(matches!(
+                log.append(Bytes::from(bad)).await,
+                Err(StorageError::InvalidBatch(batch::BatchError::BadCrc { .. }))
+            ));
+            let big = Bytes::from(vec![0u8; 5000]);
+            assert!(matches!(
+                log.append(big).await,
+                Err(StorageError::BatchTooLarge { .. })
+            ));
+            assert_eq!(log.log_end_offset(), 1);
+            assert_eq!(log.size_bytes(), batch(1, 1).len() as u64);
+            assert!(matches!(
+                log.read(5, 100).await,
+                Err(StorageError::OffsetOutOfRange { .. })
+            ));
+        });
+    }
+
+    #[test]
+    fn failed_fsync_fails_the_log_and_acknowledges_nothing_more() {
+        block_on(async {
+            let sim = SimStorage::new(3);
+            let dir = PathBuf::from("/d/t-0");
+            let log = PartitionLog::open(sim.clone(), dir.clone(), cfg(FlushMode::Fsync))
+                .await
+                .expect("open");
+            log.append(batch(1, 1)).await.expect("first");
+            sim.fail_sync_at(1);
+            assert!(log.append(batch(2, 1)).await.is_err(), "not acknowledged");
+            assert!(matches!(
+                log.append(batch(3, 1)).await,
+                Err(StorageError::Failed(_))
+            ));
+            assert_eq!(log.high_watermark(), 1, "unsynced batch never visible");
+            let reopened = PartitionLog::open(sim.crash_image(9), dir, cfg(FlushMode::Fsync))
+                .await
+                .expect("recovers");
+            assert_eq!(read_all(&reopened, 0).await.len(), 1);
+        });
+    }
+
+    #[test]
+    fn group_commit_shares_fsyncs_among_concurrent_appends() {
+        block_on(async {
+            let sim = SimStorage::new(4);
+            let log = PartitionLog::open(
+                sim.clone(),
+                PathBuf::from("/d/t-0"),
+                LogConfig {
+                    flush: FlushMode::Fsync,
+                    ..LogConfig::default()
+                },
+            )
+            .await
+            .expect("open");
+            let appends = (0..16).map(|i| {
+                let log = log.clone();
+                async move { log.append(batch(i, 1)).await.expect("append") }
+            });
+            let infos = futures::future::join_all(appends).await;
+            let mut offsets: Vec<i64> = infos.iter().map(|i| i.base_offset).collect();
+            offsets.sort_unstable();
+            assert_eq!(offsets, (0..16).collect::<Vec<_>>());
+            assert_eq!(log.high_watermark(), 16);
+            // 16 appends waiting together need far fewer than 16 fdatasyncs.
+            assert!(
+                sim.syncs() <= 4,
+                "{} fdatasyncs for 16 appends",
+                sim.syncs()
+            );
+        });
+    }
+}

@@ -1,0 +1,478 @@
+//! One segment of a partition log: the `.log` file of whole v2 batches and its two sparse
+//! indexes, plus the scans that recovery and reads use to walk batch headers.
+
+use super::error::{Result, StorageError};
+use super::index::{OffsetIndex, TIME_ENTRY_BYTES, TimeIndex};
+use super::io::{FileKind, Storage, StorageFile, segment_path};
+use crate::protocol::batch::{self, BatchHeader, HEADER_BYTES, LOG_OVERHEAD};
+use std::path::Path;
+use std::rc::Rc;
+
+/// Bytes of a batch header a scan needs: base offset, length, leader epoch, magic, CRC,
+/// attributes, last offset delta, base and max timestamp.
+const PEEK_BYTES: usize = 43;
+
+/// The header fields of a batch found by a scan, with its position in the file.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchPos {
+    pub position: u64,
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub size: u64,
+    pub max_timestamp: i64,
+}
+
+impl BatchPos {
+    pub fn end(&self) -> u64 {
+        self.position + self.size
+    }
+}
+
+fn i64_at(b: &[u8], at: usize) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    i64::from_be_bytes(a)
+}
+
+fn i32_at(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Walks batch headers of `file` from `position` up to `end`, reading in chunks so small
+/// batches cost few reads and large ones cost one small read each. Stops at the first
+/// header that is cut off or malformed (length, magic); `verify` also reads each whole
+/// batch and checks its CRC. Returns the batches and where the walk stopped.
+pub struct Scanner<'a, F: StorageFile> {
+    file: &'a F,
+    pub position: u64,
+    end: u64,
+    verify: bool,
+    chunk: Vec<u8>,
+    chunk_pos: u64,
+    small_batches: bool,
+}
+
+impl<'a, F: StorageFile> Scanner<'a, F> {
+    pub fn new(file: &'a F, position: u64, end: u64, verify: bool) -> Self {
+        Scanner {
+            file,
+            position,
+            end,
+            verify,
+            chunk: Vec::new(),
+            chunk_pos: 0,
+            small_batches: true,
+        }
+    }
+
+    async fn bytes_at(&mut self, pos: u64, len: usize) -> Result<Option<&[u8]>> {
+        if pos + len as u64 > self.end {
+            return Ok(None);
+        }
+        let have =
+            pos >= self.chunk_pos && pos + len as u64 <= self.chunk_pos + self.chunk.len() as u64;
+        if !have {
+            let want = if self.small_batches {
+                32 * 1024
+            } else {
+                PEEK_BYTES
+            };
+            let want = (want.max(len) as u64).min(self.end - pos) as usize;
+            self.chunk = self.file.read_at(pos, want).await?;
+            self.chunk_pos = pos;
+            if self.chunk.len() < len {
+                return Ok(None);
+            }
+        }
+        let at = (pos - self.chunk_pos) as usize;
+        Ok(Some(&self.chunk[at..at + len]))
+    }
+
+    /// The next valid batch, or `None` at the end or at the first invalid batch (then
+    /// `self.position` is where the valid log ends).
+    pub async fn next(&mut self) -> Result<Option<BatchPos>> {
+        let pos = self.position;
+        let Some(h) = self.bytes_at(pos, PEEK_BYTES).await? else {
+            return Ok(None);
+        };
+        let base_offset = i64_at(h, 0);
+        let length = i32_at(h, 8);
+        let magic = h[16] as i8;
+        let last_offset_delta = i32_at(h, 23);
+        let max_timestamp = i64_at(h, 35);
+        if length < (HEADER_BYTES - LOG_OVERHEAD) as i32
+            || magic != 2
+            || last_offset_delta < 0
+            || base_offset < 0
+        {
+            return Ok(None);
+        }
+        let size = length as u64 + LOG_OVERHEAD as u64;
+        if pos + size > self.end {
+            return Ok(None);
+        }
+        if self.verify {
+            let whole = self.file.read_at(pos, size as usize).await?;
+            if whole.len() as u64 != size || batch::validate_batch(&whole).is_err() {
+                return Ok(None);
+            }
+        }
+        self.small_batches = size < 4096;
+        self.position = pos + size;
+        Ok(Some(BatchPos {
+            position: pos,
+            base_offset,
+            last_offset: base_offset + last_offset_delta as i64,
+            size,
+            max_timestamp,
+        }))
+    }
+}
+
+/// A segment. `size`, `next_offset` and `max_timestamp` cover every batch queued into it,
+/// including those the writer has not written yet; the log bounds reads separately.
+pub struct Segment<F> {
+    pub base_offset: i64,
+    pub log: Rc<F>,
+    pub index_file: Rc<F>,
+    pub time_file: Rc<F>,
+    pub index: OffsetIndex,
+    pub time_index: TimeIndex,
+    pub size: u64,
+    pub next_offset: i64,
+    /// Largest batch max timestamp in the segment, -1 when empty.
+    pub max_timestamp: i64,
+    pub bytes_since_index: u64,
+    /// Broker clock when the first batch arrived (or the segment was opened): `segment.ms`.
+    pub created_ms: i64,
+}
+
+impl<F: StorageFile> Segment<F> {
+    /// Creates the files of a new, empty segment.
+    pub async fn create<S: Storage<File = F>>(
+        storage: &S,
+        dir: &Path,
+        base_offset: i64,
+        kind: FileKind,
+        now_ms: i64,
+    ) -> Result<Segment<F>> {
+        let log = storage
+            .open(&segment_path(dir, base_offset, "log"), kind, true)
+            .await?;
+        if !log.is_empty() {
+            // A leftover of an earlier life at this base offset (e.g. a crash right after
+            // retention emptied the log): it holds nothing the log still counts.
+            log.truncate(0).await?;
+        }
+        let index_file = storage
+            .open(
+                &segment_path(dir, base_offset, "index"),
+                FileKind::Buffered,
+                true,
+            )
+            .await?;
+        index_file.truncate(0).await?;
+        let time_file = storage
+            .open(
+                &segment_path(dir, base_offset, "timeindex"),
+                FileKind::Buffered,
+                true,
+            )
+            .await?;
+        time_file.truncate(0).await?;
+        Ok(Segment {
+            base_offset,
+            log: Rc::new(log),
+            index_file: Rc::new(index_file),
+            time_file: Rc::new(time_file),
+            index: OffsetIndex::default(),
+            time_index: TimeIndex::default(),
+            size: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            bytes_since_index: 0,
+            created_ms: now_ms,
+        })
+    }
+
+    /// Opens an existing segment. `tail` segments get every batch after the last index
+    /// entry verified (length, magic, CRC) and are truncated at the first torn or corrupt
+    /// batch; damaged or missing indexes are rebuilt from the log.
+    pub async fn open<S: Storage<File = F>>(
+        storage: &S,
+        dir: &Path,
+        base_offset: i64,
+        kind: FileKind,
+        tail: bool,
+        now_ms: i64,
+        index_interval_bytes: u64,
+    ) -> Result<Segment<F>> {
+        let log = storage
+            .open(&segment_path(dir, base_offset, "log"), kind, false)
+            .await?;
+        let index_file = storage
+            .open(
+                &segment_path(dir, base_offset, "index"),
+                FileKind::Buffered,
+                true,
+            )
+            .await?;
+        let time_file = storage
+            .open(
+                &segment_path(dir, base_offset, "timeindex"),
+                FileKind::Buffered,
+                true,
+            )
+            .await?;
+        let mut seg = Segment {
+            base_offset,
+            log: Rc::new(log),
+            index_file: Rc::new(index_file),
+            time_file: Rc::new(time_file),
+            index: OffsetIndex::default(),
+            time_index: TimeIndex::default(),
+            size: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            bytes_since_index: 0,
+            created_ms: now_ms,
+        };
+        seg.recover(tail, index_interval_bytes).await?;
+        Ok(seg)
+    }
+
+    async fn load_indexes(&mut self) -> Result<bool> {
+        let file_len = self.log.len();
+        let raw = self
+            .index_file
+            .read_at(0, self.index_file.len() as usize)
+            .await?;
+        let Some(index) = OffsetIndex::decode(&raw) else {
+            return Ok(false);
+        };
+        let raw = self
+            .time_file
+            .read_at(0, self.time_file.len() as usize)
+            .await?;
+        let Some(time_index) = TimeIndex::decode(&raw) else {
+            return Ok(false);
+        };
+        // Every entry must point inside the log, at a batch with the indexed offset.
+        if let Some((rel, pos)) = index.last() {
+            if pos as u64 + PEEK_BYTES as u64 > file_len {
+                return Ok(false);
+            }
+            let h = self.log.read_at(pos as u64, PEEK_BYTES).await?;
+            match BatchHeader::parse_prefix(&h) {
+                Some((base, _)) if base == self.base_offset + rel as i64 => {}
+                _ => return Ok(false),
+            }
+        }
+        self.index = index;
+        self.time_index = time_index;
+        Ok(true)
+    }
+
+    async fn recover(&mut self, tail: bool, index_interval_bytes: u64) -> Result<()> {
+        let file_len = self.log.len();
+        if !self.load_indexes().await? {
+            tracing::warn!(
+                segment = self.base_offset,
+                "rebuilding damaged or missing index"
+            );
+            self.index = OffsetIndex::default();
+            self.time_index = TimeIndex::default();
+        }
+        // Scan what the index does not cover. For the tail segment every batch is verified
+        // (length, magic, CRC) and the log ends at the first one that fails.
+        let (start_rel, start_pos) = self.index.last().unwrap_or((0, 0));
+        self.next_offset = self.base_offset + start_rel as i64;
+        self.size = start_pos as u64;
+        self.max_timestamp = self.time_index.entries().last().map_or(-1, |&(t, _)| t);
+        let log = self.log.clone();
+        let mut scanner = Scanner::new(log.as_ref(), start_pos as u64, file_len, tail);
+        while let Some(b) = scanner.next().await? {
+            let expected = self.next_offset;
+            if (self.size == start_pos as u64 && start_pos > 0 && b.base_offset != expected)
+                || b.base_offset < expected
+                || b.last_offset - self.base_offset > i32::MAX as i64
+            {
+                break;
+            }
+            self.index_batch(
+                b.position,
+                b.base_offset,
+                b.last_offset,
+                b.size,
+                b.max_timestamp,
+                index_interval_bytes,
+            );
+        }
+        let valid_end = self.size;
+        self.index.truncate_to_position(valid_end);
+        let next_rel = (self.next_offset - self.base_offset) as u32;
+        self.time_index
+            .truncate_to_offset(next_rel.saturating_add(1));
+        if valid_end < file_len {
+            tracing::warn!(
+                segment = self.base_offset,
+                valid_end,
+                file_len,
+                "truncating torn or corrupt tail of segment"
+            );
+            self.log.truncate(valid_end).await?;
+        }
+        let sealed = self
+            .time_index
+            .entries()
+            .last()
+            .is_some_and(|&(_, rel)| self.base_offset + rel as i64 == self.next_offset);
+        if !sealed && start_pos > 0 {
+            // The time index does not record the segment's largest timestamp (an unclean
+            // shutdown): rebuild both indexes from the headers of the whole segment.
+            self.index = OffsetIndex::default();
+            self.time_index = TimeIndex::default();
+            self.size = 0;
+            self.next_offset = self.base_offset;
+            self.max_timestamp = -1;
+            self.bytes_since_index = 0;
+            let log = self.log.clone();
+            let mut s = Scanner::new(log.as_ref(), 0, valid_end, false);
+            while let Some(b) = s.next().await? {
+                self.index_batch(
+                    b.position,
+                    b.base_offset,
+                    b.last_offset,
+                    b.size,
+                    b.max_timestamp,
+                    index_interval_bytes,
+                );
+            }
+        }
+        self.rewrite_indexes().await
+    }
+
+    /// Accounts a batch appended at `position` and adds index entries by Kafka's rule:
+    /// an entry goes before a batch once `index_interval_bytes` were appended since the
+    /// last one. The time entry added with it holds the largest timestamp before the batch.
+    pub fn index_batch(
+        &mut self,
+        position: u64,
+        base_offset: i64,
+        last_offset: i64,
+        size: u64,
+        max_timestamp: i64,
+        index_interval_bytes: u64,
+    ) {
+        debug_assert_eq!(position, self.size);
+        let rel = (base_offset - self.base_offset) as u32;
+        let after_last = self.index.last().is_none_or(|(r, _)| rel > r);
+        if position > 0 && after_last && self.bytes_since_index >= index_interval_bytes {
+            self.index.push(rel, position as u32);
+            if self.max_timestamp >= 0 {
+                self.time_index.maybe_push(self.max_timestamp, rel);
+            }
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += size;
+        self.max_timestamp = self.max_timestamp.max(max_timestamp);
+        self.size = position + size;
+        self.next_offset = last_offset + 1;
+    }
+
+    /// Records the segment's largest timestamp as the last time index entry, so a reopen
+    /// knows it without scanning. Called when the segment is rolled or the log closed.
+    pub fn seal(&mut self) {
+        if self.next_offset > self.base_offset && self.max_timestamp >= 0 {
+            let rel = (self.next_offset - self.base_offset) as u32;
+            self.time_index.seal(self.max_timestamp, rel);
+        }
+    }
+
+    /// Truncates index files to the in-memory entries and writes what is missing.
+    pub async fn rewrite_indexes(&mut self) -> Result<()> {
+        let want = (self.index.len() * 8) as u64;
+        let persisted_ok = self.index_file.len() == want;
+        if !persisted_ok {
+            self.index_file.truncate(0).await?;
+            self.index.mark_persisted(0);
+        }
+        let want_t = (self.time_index.len() * TIME_ENTRY_BYTES) as u64;
+        if self.time_file.len() != want_t {
+            self.time_file.truncate(0).await?;
+            self.time_index.mark_persisted(0);
+        }
+        self.persist_indexes().await
+    }
+
+    /// Writes index entries not yet in the files.
+    pub async fn persist_indexes(&mut self) -> Result<()> {
+        for job in self.index_jobs(u64::MAX, i64::MAX) {
+            job.run().await?;
+        }
+        Ok(())
+    }
+
+    /// Takes the index entries not yet in the files that describe bytes below
+    /// `written_pos` / offsets below `written_offset`, and marks them persisted. The caller
+    /// runs the jobs (without holding any borrow of the segment across the writes).
+    pub fn index_jobs(&mut self, written_pos: u64, written_offset: i64) -> Vec<IndexJob<F>> {
+        let mut jobs = Vec::new();
+        if let Some((pos, bytes, n)) = self.index.unpersisted_below(written_pos) {
+            self.index.mark_persisted(n);
+            jobs.push(IndexJob {
+                file: self.index_file.clone(),
+                position: pos,
+                bytes,
+            });
+        }
+        let rel = (written_offset - self.base_offset).clamp(0, u32::MAX as i64) as u32;
+        if let Some((pos, bytes, n)) = self.time_index.unpersisted_upto(rel) {
+            self.time_index.mark_persisted(n);
+            jobs.push(IndexJob {
+                file: self.time_file.clone(),
+                position: pos,
+                bytes,
+            });
+        }
+        jobs
+    }
+}
+
+/// A pending write of index entries.
+pub struct IndexJob<F> {
+    file: Rc<F>,
+    position: u64,
+    bytes: Vec<u8>,
+}
+
+impl<F: StorageFile> IndexJob<F> {
+    pub async fn run(self) -> Result<()> {
+        self.file
+            .write_at(self.position, &[self.bytes.into()])
+            .await?;
+        Ok(())
+    }
+
+    pub async fn run_and_sync(self) -> Result<()> {
+        self.file
+            .write_at(self.position, &[self.bytes.into()])
+            .await?;
+        self.file.sync_data().await?;
+        Ok(())
+    }
+}
+
+impl BatchHeader {
+    /// Base offset and length from the first [`LOG_OVERHEAD`] bytes.
+    pub fn parse_prefix(buf: &[u8]) -> Option<(i64, i32)> {
+        batch::peek_offset_and_size(buf)
+    }
+}
+
+pub fn corrupt(path: &Path, reason: impl Into<String>) -> StorageError {
+    StorageError::Corrupt {
+        path: path.display().to_string(),
+        reason: reason.into(),
+    }
+}
