@@ -47,13 +47,13 @@ fn corrupt_crc_is_rejected_and_nothing_is_appended() {
 
     let good = values("good", 3);
     assert_eq!(
-        kafka::produce_one(&mut c, "crc", 0, batch(&good, 1_000)),
+        kafka::produce_one(&mut c, "crc", 0, batch(&good, common::recent_ts() + 1_000)),
         (NONE, 0)
     );
     assert_eq!(kafka::latest_offset(&mut c, "crc", 0), 3);
 
     // A flipped bit in the last record's value: CRC mismatch.
-    let mut bad = batch(&values("bad", 4), 2_000);
+    let mut bad = batch(&values("bad", 4), common::recent_ts() + 2_000);
     let last = bad.len() - 1;
     bad[last] ^= 0x01;
     let (err, _) = kafka::produce_one(&mut c, "crc", 0, bad);
@@ -62,7 +62,7 @@ fn corrupt_crc_is_rejected_and_nothing_is_appended() {
     assert_eq!(kafka::latest_offset(&mut c, "crc", 0), 3);
 
     // A damaged CRC field itself.
-    let mut bad = batch(&values("bad", 2), 3_000);
+    let mut bad = batch(&values("bad", 2), common::recent_ts() + 3_000);
     bad[CRC_AT] ^= 0x80;
     assert_eq!(
         kafka::produce_one(&mut c, "crc", 0, bad).0,
@@ -72,7 +72,7 @@ fn corrupt_crc_is_rejected_and_nothing_is_appended() {
     assert_eq!(kafka::latest_offset(&mut c, "crc", 0), 3);
 
     // A damaged attributes field (covered by the CRC).
-    let mut bad = batch(&values("bad", 2), 3_000);
+    let mut bad = batch(&values("bad", 2), common::recent_ts() + 3_000);
     bad[CRC_AT + 5] ^= 0x04;
     assert_eq!(
         kafka::produce_one(&mut c, "crc", 0, bad).0,
@@ -82,8 +82,8 @@ fn corrupt_crc_is_rejected_and_nothing_is_appended() {
     assert_eq!(kafka::latest_offset(&mut c, "crc", 0), 3);
 
     // Two batches in one records field, the second corrupt: neither is appended.
-    let mut two = batch(&values("first-of-two", 2), 4_000);
-    let mut second = batch(&values("second-of-two", 2), 4_010);
+    let mut two = batch(&values("first-of-two", 2), common::recent_ts() + 4_000);
+    let mut second = batch(&values("second-of-two", 2), common::recent_ts() + 4_010);
     let mid = second.len() / 2 + 30;
     second[mid] ^= 0xff;
     two.extend_from_slice(&second);
@@ -95,11 +95,18 @@ fn corrupt_crc_is_rejected_and_nothing_is_appended() {
     assert_eq!(kafka::latest_offset(&mut c, "crc", 0), 3);
 
     // One request, two partitions: the corrupt one fails, the good one is appended.
-    let mut bad = batch(&values("bad", 2), 5_000);
+    let mut bad = batch(&values("bad", 2), common::recent_ts() + 5_000);
     bad[70] ^= 0x10;
     let mut r = kafka::produce(
         &mut c,
-        &[("crc", 0, bad), ("crc", 1, batch(&values("p1", 2), 5_000))],
+        &[
+            ("crc", 0, bad),
+            (
+                "crc",
+                1,
+                batch(&values("p1", 2), common::recent_ts() + 5_000),
+            ),
+        ],
     );
     r.sort();
     assert_eq!(r.len(), 2, "{r:?}");
@@ -111,7 +118,7 @@ fn corrupt_crc_is_rejected_and_nothing_is_appended() {
     // A good batch continues right after the last good one, and the log holds only good data.
     let more = values("more", 2);
     assert_eq!(
-        kafka::produce_one(&mut c, "crc", 0, batch(&more, 6_000)),
+        kafka::produce_one(&mut c, "crc", 0, batch(&more, common::recent_ts() + 6_000)),
         (NONE, 3)
     );
     let recs = kafka::fetch_all(&mut c, "crc", 0, 0);
@@ -139,7 +146,7 @@ fn oversized_batch_is_message_too_large() {
     let mut c = RawClient::connect(broker.addr());
     kafka::create_topic(&mut c, "big", 1);
 
-    let big = ringbroker::protocol::batch::testing::batch_of_size(20_000, 4, 1_000);
+    let big = ringbroker::protocol::batch::testing::batch_of_size(20_000, 4, common::recent_ts());
     assert!(big.len() > 10_000);
     assert_eq!(
         kafka::produce_one(&mut c, "big", 0, big).0,
@@ -152,7 +159,7 @@ fn oversized_batch_is_message_too_large() {
     );
 
     // Just under the limit is fine.
-    let ok = ringbroker::protocol::batch::testing::batch_of_size(9_000, 4, 1_000);
+    let ok = ringbroker::protocol::batch::testing::batch_of_size(9_000, 4, common::recent_ts());
     assert!(ok.len() <= 10_000, "{}", ok.len());
     assert_eq!(kafka::produce_one(&mut c, "big", 0, ok), (NONE, 0));
     assert_eq!(kafka::latest_offset(&mut c, "big", 0), 4);
@@ -164,7 +171,12 @@ fn unknown_topic_or_partition_without_auto_create() {
     let mut broker = Broker::start(&["auto.create.topics.enable=false"]);
     let mut c = RawClient::connect(broker.addr());
 
-    let (err, _) = kafka::produce_one(&mut c, "missing", 0, batch(&values("x", 1), 1));
+    let (err, _) = kafka::produce_one(
+        &mut c,
+        "missing",
+        0,
+        batch(&values("x", 1), common::recent_ts() + 1),
+    );
     assert_eq!(
         err, UNKNOWN_TOPIC_OR_PARTITION,
         "produce to a missing topic"
@@ -177,15 +189,30 @@ fn unknown_topic_or_partition_without_auto_create() {
     );
 
     kafka::create_topic(&mut c, "two", 2);
-    let (err, _) = kafka::produce_one(&mut c, "two", 2, batch(&values("x", 1), 1));
+    let (err, _) = kafka::produce_one(
+        &mut c,
+        "two",
+        2,
+        batch(&values("x", 1), common::recent_ts() + 1),
+    );
     assert_eq!(
         err, UNKNOWN_TOPIC_OR_PARTITION,
         "partition index past the count"
     );
-    let (err, _) = kafka::produce_one(&mut c, "two", -1, batch(&values("x", 1), 1));
+    let (err, _) = kafka::produce_one(
+        &mut c,
+        "two",
+        -1,
+        batch(&values("x", 1), common::recent_ts() + 1),
+    );
     assert_eq!(err, UNKNOWN_TOPIC_OR_PARTITION, "negative partition index");
     assert_eq!(
-        kafka::produce_one(&mut c, "two", 1, batch(&values("x", 1), 1)),
+        kafka::produce_one(
+            &mut c,
+            "two",
+            1,
+            batch(&values("x", 1), common::recent_ts() + 1)
+        ),
         (NONE, 0)
     );
     let (err, _) = kafka::list_offset(&mut c, "two", 7, -1);
@@ -201,7 +228,12 @@ fn auto_create_is_on_by_default() {
     let broker = Broker::start(&[]);
     let mut c = RawClient::connect(broker.addr());
     assert_eq!(
-        kafka::produce_one(&mut c, "autocreated", 0, batch(&values("x", 2), 1)),
+        kafka::produce_one(
+            &mut c,
+            "autocreated",
+            0,
+            batch(&values("x", 2), common::recent_ts() + 1)
+        ),
         (NONE, 0)
     );
     let md = kafka::metadata(&mut c, &["autocreated"]);
@@ -349,7 +381,7 @@ fn produce_v2_is_unsupported_version() {
     let id = c.send_raw(
         ApiKey::Produce as i16,
         2,
-        &produce_v2_body("old", 0, &batch(&values("v2", 2), 1)),
+        &produce_v2_body("old", 0, &batch(&values("v2", 2), common::recent_ts() + 1)),
     );
     let frame = c.read_frame().expect("a response to Produce v2");
     // Produce v2 response: header v0, [topic [partition error base_offset log_append_time]]
@@ -433,9 +465,9 @@ fn produce_v3_body_of_frame_size(topic: &str, frame_size: usize) -> Vec<u8> {
     b.put_i32(1);
     b.put_i32(0);
     // One record whose value length makes the batch exactly records_len bytes.
-    let probe = build_batch(&[&vec![b'y'; records_len - 100]], 1);
+    let probe = build_batch(&[&vec![b'y'; records_len - 100]], common::recent_ts());
     let value_len = records_len - 100 + records_len - probe.len();
-    let exact = build_batch(&[&vec![b'y'; value_len]], 1);
+    let exact = build_batch(&[&vec![b'y'; value_len]], common::recent_ts());
     assert_eq!(exact.len(), records_len, "batch size arithmetic");
     b.put_i32(exact.len() as i32);
     b.put_slice(&exact);
@@ -493,7 +525,12 @@ fn garbage_closes_only_that_connection() {
     }
     // The broker still takes writes.
     assert_eq!(
-        kafka::produce_one(&mut other, "garbage", 0, batch(&values("after", 2), 1)),
+        kafka::produce_one(
+            &mut other,
+            "garbage",
+            0,
+            batch(&values("after", 2), common::recent_ts() + 1)
+        ),
         (NONE, 0)
     );
 }

@@ -85,7 +85,12 @@ fn config_file_set_and_advertised_take_effect() {
         "broker-a.invalid:19092".into(),
     ]);
     let mut c = RawClient::connect(broker.addr());
-    let (err, base) = kafka::produce_one(&mut c, "auto5", 4, build_batch(&[b"x"], 1));
+    let (err, base) = kafka::produce_one(
+        &mut c,
+        "auto5",
+        4,
+        build_batch(&[b"x"], common::recent_ts()),
+    );
     assert_eq!(
         (err, base),
         (NONE, 0),

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::Broker;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -371,19 +371,12 @@ fn check_offsets(broker: &Broker, topic: &str, want: &BTreeMap<i32, Vec<Expected
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64
-}
-
 fn run(sets: &[&str], crash_too: bool) {
     let _serial = common::heavy_lock();
     let mut broker = Broker::start(sets);
     let topic = "events";
     // An hour ago: well inside any retention, and clearly not the broker's append time.
-    let base_ts = now_ms() - 3_600_000;
+    let base_ts = common::now_ms() - 3_600_000;
     let want = expected(base_ts);
 
     let admin = create_topic(&broker, topic);

@@ -57,11 +57,11 @@ fn expected() -> BTreeMap<i32, Vec<(Vec<u8>, i64)>> {
 }
 
 fn single_ts(c: usize, p: i32) -> i64 {
-    1_700_000_000_000 + (c as i64) * 100 + p as i64 * 10
+    common::recent_ts() + (c as i64) * 100 + p as i64 * 10
 }
 
 fn multi_ts(c: usize) -> i64 {
-    1_700_000_100_000 + (c as i64) * 100
+    common::recent_ts() + 100_000 + (c as i64) * 100
 }
 
 fn read_back(conns: &mut [RawClient], want: &BTreeMap<i32, Vec<(Vec<u8>, i64)>>) {
@@ -256,8 +256,11 @@ fn pipelined_requests_are_answered_in_order() {
                 // Partitions in a scrambled order, several requests per partition.
                 let p = ((i * 5) % PARTITIONS as usize) as i32;
                 let value = format!("pipe {i}").into_bytes();
-                let req =
-                    kafka::produce_request(&[("pipelined", p, build_batch(&[&value], i as i64))]);
+                let req = kafka::produce_request(&[(
+                    "pipelined",
+                    p,
+                    build_batch(&[&value], common::recent_ts() + i as i64),
+                )]);
                 let id = c.send(pv, &req);
                 sent.push(Sent::Produce(id, p, next_offset[p as usize]));
                 next_offset[p as usize] += 1;
@@ -340,7 +343,12 @@ fn a_parked_fetch_is_woken_by_a_produce_on_another_connection() {
     // Give the fetch time to park (not an assertion: an early produce passes too).
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
-        kafka::produce_one(&mut writer, "parked", 5, build_batch(&[b"wake up"], 1)),
+        kafka::produce_one(
+            &mut writer,
+            "parked",
+            5,
+            build_batch(&[b"wake up"], common::recent_ts())
+        ),
         (NONE, 0)
     );
     let (_, resp) = reader

@@ -790,3 +790,18 @@ pub fn run_to_exit(args: &[&str], timeout: Duration) -> (ExitStatus, String) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Wall-clock milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
+/// A record timestamp a minute ago, as of the first call: recent enough that retention
+/// (7 days by default, checked continuously) never deletes test data.
+pub fn recent_ts() -> i64 {
+    static BASE: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| now_ms() - 60_000)
+}
