@@ -372,6 +372,76 @@ fn check_offsets(broker: &Broker, topic: &str, want: &BTreeMap<i32, Vec<Expected
 }
 
 /// `compression`: the producer's `compression.type`; the broker stores batches as sent.
+/// The settings really took effect: Kafka's directory layout, segments rolled at
+/// `log.segment.bytes`, and the segment files opened with O_DIRECT exactly when
+/// `log.io=direct`.
+fn check_files(broker: &Broker, topic: &str, sets: &[&str]) {
+    let segment_bytes: Option<u64> = sets
+        .iter()
+        .find_map(|s| s.strip_prefix("log.segment.bytes="))
+        .map(|v| v.parse().expect("segment bytes"));
+    for p in 0..PARTITIONS {
+        let dir = broker.data_dir().join(format!("{topic}-{p}"));
+        let mut logs: Vec<(String, u64)> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                let len = e.metadata().ok()?.len();
+                name.ends_with(".log").then_some((name, len))
+            })
+            .collect();
+        logs.sort();
+        assert!(!logs.is_empty(), "{}: no .log segment", dir.display());
+        assert_eq!(
+            logs[0].0, "00000000000000000000.log",
+            "first segment of partition {p}"
+        );
+        for (name, _) in &logs {
+            let stem = name.trim_end_matches(".log");
+            assert!(
+                stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()),
+                "segment name {name}"
+            );
+        }
+        if let Some(max) = segment_bytes {
+            assert!(
+                logs.len() >= 3,
+                "partition {p}: ~4 MB with log.segment.bytes={max} should make several segments, found {logs:?}"
+            );
+        }
+    }
+    let direct = sets.contains(&"log.io=direct");
+    let open = broker.open_files(".log");
+    // The descriptors the broker writes through; read-only ones may use the page cache.
+    let writable: Vec<_> = open
+        .iter()
+        .filter(|(_, flags)| flags & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32)
+        .collect();
+    assert!(
+        !writable.is_empty(),
+        "the broker has no .log file open for writing: {open:?}"
+    );
+    if !direct {
+        for (path, flags) in &open {
+            assert_eq!(
+                flags & libc::O_DIRECT as u32,
+                0,
+                "{} opened with O_DIRECT under log.io=buffered",
+                path.display()
+            );
+        }
+    }
+    for (path, flags) in writable {
+        assert_eq!(
+            flags & libc::O_DIRECT as u32 != 0,
+            direct,
+            "{} opened with flags {flags:o}; log.io=direct is {direct}",
+            path.display()
+        );
+    }
+}
+
 fn run(sets: &[&str], compression: &str, crash_too: bool) {
     let _serial = common::heavy_lock();
     let mut broker = Broker::start(sets);
@@ -382,6 +452,7 @@ fn run(sets: &[&str], compression: &str, crash_too: bool) {
 
     let admin = create_topic(&broker, topic);
     produce_all(&broker, topic, base_ts, compression);
+    check_files(&broker, topic, sets);
     consume_and_check(&broker, topic, &want);
     check_offsets(&broker, topic, &want);
 

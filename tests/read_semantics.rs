@@ -65,7 +65,9 @@ fn fetch_batches(
 }
 
 fn values(prefix: &str, n: usize) -> Vec<Vec<u8>> {
-    (0..n).map(|i| format!("{prefix}-{i}").into_bytes()).collect()
+    (0..n)
+        .map(|i| format!("{prefix}-{i}").into_bytes())
+        .collect()
 }
 
 fn batch(vals: &[Vec<u8>], ts: i64) -> Vec<u8> {
@@ -81,16 +83,28 @@ fn fetch_returns_whole_batches_and_respects_the_log_edges() {
 
     // Empty partition: fetch at 0 is empty, not an error; past it is out of range.
     let (err, hw, start, batches) = fetch_batches(&mut c, "reads", 0, 0, 1 << 20);
-    assert_eq!((err, hw, start, batches.len()), (NONE, 0, 0, 0), "empty partition");
+    assert_eq!(
+        (err, hw, start, batches.len()),
+        (NONE, 0, 0, 0),
+        "empty partition"
+    );
     let (err, ..) = fetch_batches(&mut c, "reads", 0, 1, 1 << 20);
-    assert_eq!(err, OFFSET_OUT_OF_RANGE, "fetch past the end of an empty partition");
+    assert_eq!(
+        err, OFFSET_OUT_OF_RANGE,
+        "fetch past the end of an empty partition"
+    );
 
     // Batches of 3, 4 and 5 records: offsets 0-2, 3-6, 7-11.
     let ts = common::recent_ts();
     for (i, n) in [3usize, 4, 5].into_iter().enumerate() {
         let base = [0, 3, 7][i];
         assert_eq!(
-            kafka::produce_one(&mut c, "reads", 0, batch(&values("b", n), ts + i as i64 * 10)),
+            kafka::produce_one(
+                &mut c,
+                "reads",
+                0,
+                batch(&values("b", n), ts + i as i64 * 10)
+            ),
             (NONE, base)
         );
     }
@@ -107,11 +121,18 @@ fn fetch_returns_whole_batches_and_respects_the_log_edges() {
     // (KIP-74), so a consumer always makes progress.
     let (err, _, _, batches) = fetch_batches(&mut c, "reads", 0, 0, 10);
     assert_eq!(err, NONE);
-    assert!(!batches.is_empty(), "a tiny partition_max_bytes returned nothing");
+    assert!(
+        !batches.is_empty(),
+        "a tiny partition_max_bytes returned nothing"
+    );
     assert_eq!(batches[0], (0, vec![0, 1, 2]), "the first batch, whole");
     // At the high watermark: empty, no error. Past it: out of range.
     let (err, hw, _, batches) = fetch_batches(&mut c, "reads", 0, 12, 1 << 20);
-    assert_eq!((err, hw, batches.len()), (NONE, 12, 0), "fetch at the high watermark");
+    assert_eq!(
+        (err, hw, batches.len()),
+        (NONE, 12, 0),
+        "fetch at the high watermark"
+    );
     let (err, ..) = fetch_batches(&mut c, "reads", 0, 13, 1 << 20);
     assert_eq!(err, OFFSET_OUT_OF_RANGE, "fetch past the high watermark");
     let (err, ..) = fetch_batches(&mut c, "reads", 0, -5, 1 << 20);
@@ -157,7 +178,10 @@ fn list_offsets_by_timestamp_edges() {
 
     // Two batches: records at ts, ts+1, ts+2 (offsets 0-2) and ts+100.. (offsets 3-5).
     let ts = common::recent_ts();
-    assert_eq!(kafka::produce_one(&mut c, "times", 0, batch(&values("a", 3), ts)), (NONE, 0));
+    assert_eq!(
+        kafka::produce_one(&mut c, "times", 0, batch(&values("a", 3), ts)),
+        (NONE, 0)
+    );
     assert_eq!(
         kafka::produce_one(&mut c, "times", 0, batch(&values("b", 3), ts + 100)),
         (NONE, 3)
@@ -185,8 +209,16 @@ fn list_offsets_by_timestamp_edges() {
             (NONE, -1, -1),
             "{round}: a timestamp after every record"
         );
-        assert_eq!(list_offsets_full(&mut c, "times", -2).2, 0, "{round}: earliest");
-        assert_eq!(list_offsets_full(&mut c, "times", -1).2, 6, "{round}: latest");
+        assert_eq!(
+            list_offsets_full(&mut c, "times", -2).2,
+            0,
+            "{round}: earliest"
+        );
+        assert_eq!(
+            list_offsets_full(&mut c, "times", -1).2,
+            6,
+            "{round}: latest"
+        );
         if round == "before restart" {
             broker.restart();
             c = RawClient::connect(broker.addr());
@@ -201,8 +233,11 @@ fn acks_zero_gets_no_response_but_is_appended() {
     kafka::create_topic(&mut c, "fire-and-forget", 1);
     let pv = c.pick_version::<ProduceRequest>(12);
 
-    let mut req =
-        kafka::produce_request(&[("fire-and-forget", 0, batch(&values("x", 2), common::recent_ts()))]);
+    let mut req = kafka::produce_request(&[(
+        "fire-and-forget",
+        0,
+        batch(&values("x", 2), common::recent_ts()),
+    )]);
     req.acks = 0;
     c.send(pv, &req);
     // The next response on this connection must be the ApiVersions one: a broker that
@@ -247,7 +282,10 @@ fn metadata_for_all_topics_lists_every_topic() {
         assert_eq!(got, want, "{round}");
 
         let md = c.call(v, &MetadataRequest::default().with_topics(Some(vec![])));
-        assert!(md.topics.is_empty(), "{round}: an empty topic list asks for no topics");
+        assert!(
+            md.topics.is_empty(),
+            "{round}: an empty topic list asks for no topics"
+        );
         if round == "before restart" {
             broker.restart();
             c = RawClient::connect(broker.addr());

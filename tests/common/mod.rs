@@ -200,6 +200,43 @@ impl Broker {
         }
     }
 
+    /// The open files of the broker process inside its data dir whose path ends with
+    /// `suffix`, with their open(2) flags (from /proc/PID/fdinfo).
+    pub fn open_files(&self, suffix: &str) -> Vec<(PathBuf, u32)> {
+        let Some(c) = &self.child else {
+            return Vec::new();
+        };
+        let fd_dir = PathBuf::from(format!("/proc/{}/fd", c.id()));
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&fd_dir)
+            .expect("read /proc/PID/fd")
+            .flatten()
+        {
+            let Ok(target) = std::fs::read_link(entry.path()) else {
+                continue;
+            };
+            if !target.starts_with(self.data.path()) || !target.to_string_lossy().ends_with(suffix)
+            {
+                continue;
+            }
+            let info = format!(
+                "/proc/{}/fdinfo/{}",
+                c.id(),
+                entry.file_name().to_string_lossy()
+            );
+            let Ok(info) = std::fs::read_to_string(info) else {
+                continue;
+            };
+            let flags = info
+                .lines()
+                .find_map(|l| l.strip_prefix("flags:"))
+                .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+                .expect("flags in fdinfo");
+            out.push((target, flags));
+        }
+        out
+    }
+
     fn signal(&self, sig: libc::c_int) {
         if let Some(c) = &self.child {
             // SAFETY: kill(2) on our own child's pid.
