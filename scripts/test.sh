@@ -11,5 +11,5 @@ cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 # Integration tests start real brokers; the heavy ones serialise themselves within a test
 # binary, and cargo runs the test binaries one after another.
-cargo test --all-targets
+cargo test --all-targets --no-fail-fast
 scripts/smoke.sh
