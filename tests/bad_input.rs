@@ -534,3 +534,70 @@ fn garbage_closes_only_that_connection() {
         (NONE, 0)
     );
 }
+
+#[test]
+fn malformed_batches_and_acks_are_rejected_without_appending() {
+    let mut broker = Broker::start(&[]);
+    let mut c = RawClient::connect(broker.addr());
+    kafka::create_topic(&mut c, "malformed", 1);
+    let good = || batch(&values("ok", 3), common::recent_ts());
+    assert_eq!(
+        kafka::produce_one(&mut c, "malformed", 0, good()),
+        (NONE, 0)
+    );
+
+    // acks other than -1, 0, 1: INVALID_REQUIRED_ACKS, as in Kafka.
+    let pv = c.pick_version::<kafka_protocol::messages::ProduceRequest>(12);
+    let mut req = kafka::produce_request(&[("malformed", 0, good())]);
+    req.acks = 2;
+    let resp = c.call(pv, &req);
+    let r = kafka::flatten_produce(&resp);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].2, 21, "acks=2 -> INVALID_REQUIRED_ACKS");
+    assert_eq!(kafka::latest_offset(&mut c, "malformed", 0), 3);
+
+    let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
+    let mut b = good();
+    b[16] = 1; // magic (not covered by the CRC)
+    cases.push(("magic 1", b));
+    let b = good();
+    cases.push(("truncated by 5 bytes", b[..b.len() - 5].to_vec()));
+    let b = good();
+    cases.push(("only the 61-byte header", b[..61].to_vec()));
+    let mut b = good();
+    b.extend_from_slice(&[0, 0, 0]);
+    cases.push(("3 trailing bytes", b));
+    cases.push(("empty records", Vec::new()));
+    let mut b = good();
+    b[8..12].copy_from_slice(&(i32::MAX).to_be_bytes());
+    cases.push(("batch length i32::MAX", b));
+    let mut b = good();
+    b[8..12].copy_from_slice(&(-1i32).to_be_bytes());
+    cases.push(("batch length -1", b));
+    for (what, records) in cases {
+        let (err, _) = kafka::produce_one(&mut c, "malformed", 0, records);
+        assert_ne!(err, NONE, "{what}: accepted");
+        assert_eq!(
+            kafka::latest_offset(&mut c, "malformed", 0),
+            3,
+            "{what}: appended"
+        );
+    }
+
+    // Null records: refused, nothing appended, connection usable.
+    let mut req = kafka::produce_request(&[("malformed", 0, Vec::new())]);
+    req.topic_data[0].partition_data[0].records = None;
+    let resp = c.call(pv, &req);
+    let r = kafka::flatten_produce(&resp);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_ne!(r[0].2, NONE, "null records accepted");
+    assert_eq!(kafka::latest_offset(&mut c, "malformed", 0), 3);
+
+    // The log holds exactly the good batch, and takes the next one at offset 3.
+    assert_eq!(
+        kafka::produce_one(&mut c, "malformed", 0, good()),
+        (NONE, 3)
+    );
+    assert_eq!(kafka::fetch_all(&mut c, "malformed", 0, 0).len(), 6);
+    assert_alive(&mut broker, "malformed");
+}
