@@ -374,3 +374,49 @@ fn a_parked_fetch_is_woken_by_a_produce_on_another_connection() {
         "the fetch must wait for data (min_bytes=1, max_wait_ms=20000) and return the new record"
     );
 }
+
+#[test]
+fn a_thousand_partitions_in_one_request() {
+    const MANY: i32 = 1000;
+    let _serial = common::heavy_lock();
+    let mut broker = Broker::start(&[]);
+    let mut c = RawClient::connect(broker.addr());
+    kafka::create_topic(&mut c, "wide", MANY);
+    let ts = common::recent_ts();
+    let parts: Vec<(&str, i32, Vec<u8>)> = (0..MANY)
+        .map(|p| ("wide", p, batch_of(&[format!("wide {p}").into_bytes()], ts)))
+        .collect();
+    let mut r = kafka::produce(&mut c, &parts);
+    r.sort();
+    let want: Vec<(String, i32, i16, i64)> = (0..MANY)
+        .map(|p| ("wide".to_string(), p, NONE, 0))
+        .collect();
+    assert_eq!(r, want, "one produce request for {MANY} partitions");
+
+    for round in ["before restart", "after restart"] {
+        let all: Vec<(i32, i64)> = (0..MANY).map(|p| (p, 0)).collect();
+        let mut got = kafka::fetch(&mut c, "wide", &all);
+        got.sort_by_key(|x| x.0);
+        assert_eq!(
+            got.len(),
+            MANY as usize,
+            "{round}: every partition answered"
+        );
+        for (p, err, hw, recs) in got {
+            assert_eq!(
+                (err, hw, recs.len()),
+                (NONE, 1, 1),
+                "{round}: partition {p}"
+            );
+            assert_eq!(
+                recs[0].value.as_deref(),
+                Some(format!("wide {p}").as_bytes()),
+                "{round}: partition {p}"
+            );
+        }
+        if round == "before restart" {
+            broker.restart();
+            c = RawClient::connect(broker.addr());
+        }
+    }
+}
