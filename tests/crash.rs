@@ -61,7 +61,9 @@ fn writer(addr: std::net::SocketAddr, w: usize, stop: Arc<AtomicBool>) -> Acked 
 
 /// `acked_must_survive`: every acknowledged batch is there after the restart (flush=fsync);
 /// otherwise only what was recovered must be a correct prefix of what was acknowledged.
-fn crash_while_producing(sets: &[&str], acked_must_survive: bool) {
+/// `graceful`: SIGTERM instead of SIGKILL; a clean shutdown under load must keep every
+/// acknowledged batch whatever the flush setting.
+fn crash_while_producing(sets: &[&str], acked_must_survive: bool, graceful: bool) {
     let _serial = common::heavy_lock();
     let mut broker = Broker::start(sets);
     let mut c = RawClient::connect(broker.addr());
@@ -78,18 +80,23 @@ fn crash_while_producing(sets: &[&str], acked_must_survive: bool) {
     // Let the writers get going (scheduling only, nothing is asserted about time), then
     // crash the broker under them.
     std::thread::sleep(Duration::from_millis(1500));
-    broker.kill();
+    if graceful {
+        broker.stop();
+    } else {
+        broker.kill();
+    }
     stop.store(true, Ordering::Relaxed);
     let acked: Vec<Acked> = handles
         .into_iter()
         .map(|h| h.join().expect("writer thread"))
         .collect();
     let total: usize = acked.iter().map(Vec::len).sum();
-    assert!(total > 0, "no produce was acknowledged before the kill");
-    eprintln!("{total} batches acknowledged before SIGKILL");
+    assert!(total > 0, "no produce was acknowledged before the stop");
+    eprintln!("{total} batches acknowledged before the stop");
 
     broker.start_again();
     let mut c = RawClient::connect(broker.addr());
+    let mut lost = 0usize;
     for p in 0..PARTITIONS {
         let latest = kafka::latest_offset(&mut c, "crashy", p);
         let recs = kafka::fetch_all(&mut c, "crashy", p, 0);
@@ -109,6 +116,7 @@ fn crash_while_producing(sets: &[&str], acked_must_survive: bool) {
                 for r in 0..n {
                     let at = (base + r as i64) as usize;
                     if !acked_must_survive && at >= recs.len() {
+                        lost += 1;
                         continue;
                     }
                     let got = recs.get(at).and_then(|rec| rec.value.as_deref());
@@ -121,6 +129,7 @@ fn crash_while_producing(sets: &[&str], acked_must_survive: bool) {
             }
         }
     }
+    eprintln!("{lost} acknowledged records were not recovered");
     // The recovered log takes new writes right after its end.
     let latest = kafka::latest_offset(&mut c, "crashy", 0);
     assert_eq!(
@@ -137,12 +146,12 @@ fn crash_while_producing(sets: &[&str], acked_must_survive: bool) {
 
 #[test]
 fn buffered_fsync_keeps_every_acknowledged_batch() {
-    crash_while_producing(&["log.io=buffered", "log.flush=fsync"], true);
+    crash_while_producing(&["log.io=buffered", "log.flush=fsync"], true, false);
 }
 
 #[test]
 fn direct_fsync_keeps_every_acknowledged_batch() {
-    crash_while_producing(&["log.io=direct", "log.flush=fsync"], true);
+    crash_while_producing(&["log.io=direct", "log.flush=fsync"], true, false);
 }
 
 #[test]
@@ -156,5 +165,17 @@ fn direct_no_flush_recovers_a_valid_log() {
             "log.segment.bytes=262144",
         ],
         false,
+        false,
     );
+}
+
+#[test]
+fn sigterm_under_load_keeps_every_acknowledged_batch() {
+    for io in ["log.io=buffered", "log.io=direct"] {
+        crash_while_producing(
+            &[io, "log.flush=none", "log.segment.bytes=262144"],
+            true,
+            true,
+        );
+    }
 }
