@@ -498,3 +498,90 @@ fn direct_io_fsync_survives_kill() {
 fn buffered_io_lz4_batches() {
     run(&["log.io=buffered", "log.flush=interval"], "lz4", false);
 }
+
+/// A consumer tails the partitions while a producer writes (read-while-write: long polls
+/// woken by appends, the unflushed tail, segment rolls under a reader), with direct I/O.
+#[test]
+fn live_tail_direct_io() {
+    const LIVE: usize = 30_000;
+    let _serial = common::heavy_lock();
+    let broker = Broker::start(&["log.io=direct", "log.segment.bytes=524288"]);
+    let topic = "live";
+    let _admin = create_topic(&broker, topic);
+    let base_ts = common::now_ms() - 60_000;
+
+    let consumer = consumer(&broker);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("add partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+
+    let bootstrap = broker.bootstrap();
+    let producer_thread = std::thread::spawn(move || {
+        let producer: ThreadedProducer<Deliveries> = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("broker.address.family", "v4")
+            .set("acks", "all")
+            .set("linger.ms", "1")
+            .set("enable.idempotence", "false")
+            .create_with_context(Deliveries::default())
+            .expect("create producer");
+        for i in 0..LIVE {
+            let (p, m) = message(i, base_ts);
+            let mut record = BaseRecord::to(topic)
+                .partition(p)
+                .key(&m.key)
+                .timestamp(m.timestamp);
+            if let Some(v) = &m.value {
+                record = record.payload(v);
+            }
+            producer.send(record).map_err(|(e, _)| e).expect("enqueue");
+            // Trickle rather than burst, so the consumer really reads a moving tail.
+            if i % 500 == 499 {
+                producer.flush(Duration::from_secs(60)).expect("flush");
+            }
+        }
+        producer.flush(Duration::from_secs(60)).expect("flush");
+        let failed = producer.context().failed.lock().expect("lock").len();
+        assert_eq!(failed, 0, "failed deliveries");
+    });
+
+    let started = Instant::now();
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut total = 0;
+    while total < LIVE {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "tailed only {total} of {LIVE} messages in 120 s: {next:?}"
+        );
+        let Some(res) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let m = res.expect("consumer error");
+        let p = m.partition();
+        let want_off = next.entry(p).or_insert(0);
+        assert_eq!(
+            m.offset(),
+            *want_off,
+            "partition {p}: contiguous while tailing"
+        );
+        // The k-th message of partition p is message p + k * PARTITIONS.
+        let i = p as usize + (*want_off as usize) * PARTITIONS as usize;
+        let (_, want) = message(i, base_ts);
+        assert_eq!(
+            m.key(),
+            Some(want.key.as_slice()),
+            "partition {p} offset {want_off}"
+        );
+        assert_eq!(
+            m.payload().map(<[u8]>::to_vec),
+            want.value,
+            "partition {p} offset {want_off}"
+        );
+        *want_off += 1;
+        total += 1;
+    }
+    producer_thread.join().expect("producer thread");
+}
