@@ -1,5 +1,6 @@
 //! ringbroker: a Kafka-wire-compatible message broker on glommio (io_uring, thread-per-core).
 
+pub mod alloc;
 pub mod config;
 pub mod protocol;
 pub mod server;

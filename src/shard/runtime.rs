@@ -560,8 +560,10 @@ impl Shard {
 
     /// Interval flush, segment roll and retention of every log of this shard.
     pub async fn tick(&self) {
+        // The logs were opened with `PartitionLog::open`, whose clock is the wall clock.
+        let now_ms = crate::storage::log::wall_clock_ms();
         for (topic, p, log) in self.all_logs() {
-            if let Err(e) = log.tick().await {
+            if let Err(e) = log.tick(now_ms).await {
                 tracing::error!("maintenance of {topic}-{p} failed: {e}");
             }
         }

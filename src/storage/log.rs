@@ -624,12 +624,13 @@ impl<S: Storage> PartitionLog<S> {
     }
 
     async fn persist_indexes(&self) -> Result<()> {
-        // Index entries are written lazily, since recovery rebuilds what is missing; only
-        // entries for bytes already in the file go out, so a crash never leaves an index
-        // pointing past the log.
+        // Index entries are written lazily, since recovery rebuilds what is missing, and
+        // only for bytes an fdatasync already covered. Recovery verifies batches after the
+        // last index entry only, so an entry on disk must imply that everything before it
+        // is durable: written-but-unsynced bytes may come back torn after a crash.
         let jobs = {
             let mut st = self.inner.state.borrow_mut();
-            let (pos, off) = (st.written_pos, st.written_offset);
+            let (pos, off) = (st.synced_pos, st.synced_offset);
             st.active_mut().index_jobs(pos, off)
         };
         for job in jobs {
@@ -639,10 +640,11 @@ impl<S: Storage> PartitionLog<S> {
     }
 
     /// Periodic work, called by the shard every ~100 ms: the `interval` flush, the
-    /// `segment.ms` roll, retention, and lazy index writes.
-    pub async fn tick(&self) -> Result<()> {
+    /// `segment.ms` roll, retention, and lazy index writes. `now_ms` must come from the
+    /// clock the log was opened with (the wall clock for [`PartitionLog::open`]).
+    pub async fn tick(&self, now_ms: i64) -> Result<()> {
         let config = self.config();
-        let now = self.now();
+        let now = now_ms;
         {
             let st = self.inner.state.borrow();
             if st.closed || st.failed.is_some() {
@@ -1091,6 +1093,135 @@ mod tests {
                 "{} fdatasyncs for 16 appends",
                 sim.syncs()
             );
+        });
+    }
+
+    thread_local! {
+        static NOW: Cell<i64> = const { Cell::new(1_000_000) };
+    }
+
+    fn fake_now() -> i64 {
+        NOW.with(|n| n.get())
+    }
+
+    fn advance(ms: i64) {
+        NOW.with(|n| n.set(n.get() + ms));
+    }
+
+    #[test]
+    fn retention_by_time_deletes_expired_segments_and_moves_log_start() {
+        block_on(async {
+            let sim = SimStorage::new(5);
+            let dir = PathBuf::from("/d/t-0");
+            let config = LogConfig {
+                retention_ms: Some(60_000),
+                ..cfg(FlushMode::None)
+            };
+            let log = PartitionLog::open_with_clock(sim.clone(), dir.clone(), config, fake_now)
+                .await
+                .expect("open");
+            // Old records: timestamps a minute and a half ago.
+            let old = fake_now() - 90_000;
+            for i in 0..20 {
+                let v = vec![b'o'; 400];
+                log.append(Bytes::from(build_batch(&[&v], old + i)))
+                    .await
+                    .expect("append");
+            }
+            let fresh_from = log.log_end_offset();
+            for i in 0..20 {
+                let v = vec![b'n'; 400];
+                log.append(Bytes::from(build_batch(&[&v], fake_now() + i)))
+                    .await
+                    .expect("append");
+            }
+            let segments = log.segment_count();
+            log.tick(fake_now()).await.expect("tick");
+            assert!(log.segment_count() < segments, "expired segments deleted");
+            let start = log.log_start_offset();
+            assert!(
+                start > 0 && start <= fresh_from,
+                "log start moved to a kept segment"
+            );
+            assert!(matches!(
+                log.read(0, 100).await,
+                Err(StorageError::OffsetOutOfRange { .. })
+            ));
+            // Deleted segments are gone from the disk too.
+            let names = sim.list_dir(&dir).await.expect("list");
+            assert!(!names.contains(&format!("{:020}.log", 0)));
+            // Once everything expires, the active segment rolls and goes too; offsets go on.
+            advance(120_000);
+            let end = log.log_end_offset();
+            log.tick(fake_now()).await.expect("tick");
+            assert_eq!(log.log_start_offset(), end);
+            assert_eq!(log.segment_count(), 1);
+            let info = log.append(batch(1, 1)).await.expect("append");
+            assert_eq!(info.base_offset, end);
+            log.close().await.expect("close");
+            let reopened = PartitionLog::open_with_clock(sim, dir, cfg(FlushMode::None), fake_now)
+                .await
+                .expect("reopen");
+            assert_eq!(reopened.log_start_offset(), end);
+            assert_eq!(reopened.log_end_offset(), end + 1);
+        });
+    }
+
+    #[test]
+    fn segment_ms_rolls_the_active_segment() {
+        block_on(async {
+            let sim = SimStorage::new(6);
+            let config = LogConfig {
+                segment_ms: 10_000,
+                segment_bytes: 1 << 30,
+                ..cfg(FlushMode::None)
+            };
+            let log = PartitionLog::open_with_clock(sim, PathBuf::from("/d/t-0"), config, fake_now)
+                .await
+                .expect("open");
+            log.append(batch(1, 1)).await.expect("append");
+            log.tick(fake_now()).await.expect("tick");
+            assert_eq!(log.segment_count(), 1);
+            advance(10_000);
+            log.tick(fake_now()).await.expect("tick");
+            assert_eq!(log.segment_count(), 2, "rolled by age");
+            assert_eq!(log.segment_bases(), vec![0, 1]);
+            // An empty active segment does not roll again.
+            advance(10_000);
+            log.tick(fake_now()).await.expect("tick");
+            assert_eq!(log.segment_count(), 2);
+        });
+    }
+
+    #[test]
+    fn interval_flush_syncs_by_time_and_by_bytes() {
+        block_on(async {
+            let sim = SimStorage::new(7);
+            let config = LogConfig {
+                flush_interval_ms: 1_000,
+                flush_interval_bytes: 10_000,
+                ..cfg(FlushMode::Interval)
+            };
+            let log = PartitionLog::open_with_clock(
+                sim.clone(),
+                PathBuf::from("/d/t-0"),
+                config,
+                fake_now,
+            )
+            .await
+            .expect("open");
+            log.append(batch(1, 1)).await.expect("append");
+            let syncs = sim.syncs();
+            log.tick(fake_now()).await.expect("tick");
+            assert_eq!(sim.syncs(), syncs, "not due yet");
+            advance(1_000);
+            log.tick(fake_now()).await.expect("tick");
+            assert_eq!(sim.syncs(), syncs + 1, "due by time");
+            let before = sim.syncs();
+            for i in 0..40 {
+                log.append(batch(i, 3)).await.expect("append");
+            }
+            assert!(sim.syncs() > before, "due by bytes without a tick");
         });
     }
 }
