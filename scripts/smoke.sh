@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Smoke test, as a user would do it: a release build of ringbroker and kcat.
 # Starts the broker on a free port with a fresh data dir, lists metadata, produces keyed
-# lines, consumes them back and compares, restarts the broker, consumes again, stops it.
+# lines, consumes them back and compares, looks up offsets by timestamp (kcat -Q), restarts
+# the broker, does it all again, stops it.
 # Exits non-zero on any mismatch. Set RINGBROKER_BIN to test an existing binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -108,7 +109,21 @@ consume_check() {
   awk '{ print NR-1 " " $0 }' "$IN" >"$WORK/ordered-expected.txt"
   diff -u "$WORK/ordered-expected.txt" "$WORK/ordered-$label.txt" >"$WORK/diff-ordered-$label.txt" \
     || fail "$label: partition 0 of 'ordered' differs: $(head -20 "$WORK/diff-ordered-$label.txt")"
-  echo "smoke: $label: $N messages read back from both topics"
+  # Offsets by timestamp (ListOffsets) with kcat -Q: the first offset whose timestamp is at
+  # least that of offset 1000, and nothing after the last timestamp.
+  "${KCAT[@]}" -C -t ordered -p 0 -o beginning -e -q -f '%o %T\n' >"$WORK/times-$label.txt" \
+    || fail "$label: kcat -C timestamps failed"
+  local t1000 first last_ts got
+  t1000=$(awk '$1 == 1000 { print $2 }' "$WORK/times-$label.txt")
+  first=$(awk -v t="$t1000" '$2 >= t { print $1; exit }' "$WORK/times-$label.txt")
+  last_ts=$(tail -n 1 "$WORK/times-$label.txt" | awk '{ print $2 }')
+  got=$("${KCAT[@]}" -Q -t "ordered:0:$t1000") || fail "$label: kcat -Q failed"
+  [ "$got" = "ordered [0] offset $first" ] \
+    || fail "$label: kcat -Q ordered:0:$t1000 said '$got', expected offset $first"
+  got=$("${KCAT[@]}" -Q -t "ordered:0:$((last_ts + 1))") || fail "$label: kcat -Q failed"
+  [ "$got" = "ordered [0] offset -1" ] \
+    || fail "$label: kcat -Q after the last timestamp said '$got', expected offset -1"
+  echo "smoke: $label: $N messages read back from both topics; kcat -Q finds offset $first"
 }
 
 start_broker
@@ -118,7 +133,12 @@ grep -q "at $BROKER" "$WORK/metadata.txt" || fail "kcat -L does not list the bro
 echo "smoke: kcat -L lists the broker"
 
 "${KCAT[@]}" -P -t smoke -K: -l "$IN" || fail "kcat -P smoke failed"
-"${KCAT[@]}" -P -t ordered -p 0 -K: -l "$IN" || fail "kcat -P ordered failed"
+# Two producer runs, so that offset 1000 starts a later timestamp than offset 999.
+head -n 1000 "$IN" >"$WORK/first-half.txt"
+tail -n +1001 "$IN" >"$WORK/second-half.txt"
+"${KCAT[@]}" -P -t ordered -p 0 -K: -l "$WORK/first-half.txt" || fail "kcat -P ordered failed"
+sleep 0.01
+"${KCAT[@]}" -P -t ordered -p 0 -K: -l "$WORK/second-half.txt" || fail "kcat -P ordered failed"
 
 "${KCAT[@]}" -L -t smoke >"$WORK/metadata-smoke.txt" || fail "kcat -L -t smoke failed"
 grep -q 'topic "smoke" with 3 partitions' "$WORK/metadata-smoke.txt" \
