@@ -13,7 +13,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use ringbroker::protocol::batch::testing::build_batch;
 
-/// Offset of the CRC field in a v2 batch, and of the first byte it covers.
+/// Offset of the CRC field in a v2 batch; it covers everything from offset 21 on.
 const CRC_AT: usize = 17;
 
 fn values(prefix: &str, n: usize) -> Vec<Vec<u8>> {

@@ -32,6 +32,10 @@ fn writer(addr: std::net::SocketAddr, w: usize, stop: Arc<AtomicBool>) -> Acked 
         return acked;
     };
     let ts = common::recent_ts();
+    let Some(&(_, max)) = c.versions().get(&0) else {
+        return acked;
+    };
+    let v = max.min(12);
     for seq in 0.. {
         if stop.load(Ordering::Relaxed) || seq > 100_000 {
             break;
@@ -42,10 +46,6 @@ fn writer(addr: std::net::SocketAddr, w: usize, stop: Arc<AtomicBool>) -> Acked 
         let refs: Vec<&[u8]> = vals.iter().map(Vec::as_slice).collect();
         let req = kafka::produce_request(&[("crashy", p, build_batch(&refs, ts + seq as i64))]);
         // After the kill every read fails: stop at the first error.
-        let v = match c.versions().get(&0) {
-            Some(&(_, max)) => max.min(12),
-            None => break,
-        };
         let id = c.send(v, &req);
         let Ok((_, resp)) = c.recv::<kafka_protocol::messages::ProduceRequest>(v, id) else {
             break;

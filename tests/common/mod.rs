@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -531,10 +531,6 @@ impl RawClient {
             R::KEY
         );
         v
-    }
-
-    pub fn shutdown(&self) {
-        let _ = self.stream.shutdown(Shutdown::Both);
     }
 }
 
