@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Installs the system packages and Python clients the tests and scripts use, if missing.
+# Installs the system packages the tests and scripts use, if missing:
+#   kcat      scripts/smoke.sh (Debian's kcat links librdkafka 2.0.2)
+#   gcc, make, perl  the rdkafka dev-dependency builds a bundled librdkafka
+# No Python Kafka client is used by any test yet.
 set -euo pipefail
 need_apt=()
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
+command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
+command -v make >/dev/null 2>&1 || need_apt+=(make)
+command -v perl >/dev/null 2>&1 || need_apt+=(perl)
 if ((${#need_apt[@]})); then
   if command -v apt-get >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -10,5 +16,6 @@ if ((${#need_apt[@]})); then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
   else
     echo "setup: please install: ${need_apt[*]}" >&2
+    exit 1
   fi
 fi

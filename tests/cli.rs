@@ -1,0 +1,135 @@
+//! The command line and configuration as a user meets them: a config file, `--set`,
+//! `--advertised`, refusals with a message for bad keys and values, and one broker per data
+//! directory.
+
+mod common;
+
+use std::time::Duration;
+
+use common::kafka::{self, NONE};
+use common::{Broker, RawClient};
+use ringbroker::protocol::batch::testing::build_batch;
+
+const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn refuses(args: &[&str], must_mention: &str) {
+    let (status, stderr) = common::run_to_exit(args, EXIT_TIMEOUT);
+    assert!(
+        !status.success(),
+        "`ringbroker {}` should fail; stderr:\n{stderr}",
+        args.join(" ")
+    );
+    assert!(
+        stderr.contains(must_mention),
+        "`ringbroker {}`: the message should name {must_mention:?}; stderr:\n{stderr}",
+        args.join(" ")
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "`ringbroker {}` panicked instead of refusing with a message:\n{stderr}",
+        args.join(" ")
+    );
+}
+
+#[test]
+fn bad_keys_and_values_are_refused_with_a_message() {
+    let dir = common::disk_tempdir("rb-cli-");
+    let data = dir.path().to_str().expect("utf8 path");
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    let base = ["serve", "--listen", listen.as_str(), "--data-dir", data];
+    for (set, mention) in [
+        ("log.flsh=fsync", "log.flsh"),
+        ("log.io=mmap", "log.io"),
+        ("log.flush=sometimes", "log.flush"),
+        ("num.partitions=zero", "num.partitions"),
+        (
+            "auto.create.topics.enable=maybe",
+            "auto.create.topics.enable",
+        ),
+        ("no-equals-sign", "no-equals-sign"),
+    ] {
+        let mut args = base.to_vec();
+        args.extend(["--set", set]);
+        refuses(&args, mention);
+    }
+
+    let bad_toml = dir.path().join("bad.toml");
+    std::fs::write(&bad_toml, "\"log.retention.mss\" = 5\n").expect("write config");
+    let mut args = base.to_vec();
+    args.extend(["--config", bad_toml.to_str().expect("utf8")]);
+    refuses(&args, "log.retention.mss");
+
+    let mut args = base.to_vec();
+    args.extend(["--config", "/nonexistent/ringbroker.toml"]);
+    refuses(&args, "/nonexistent/ringbroker.toml");
+}
+
+#[test]
+fn config_file_set_and_advertised_take_effect() {
+    let conf_dir = common::disk_tempdir("rb-conf-");
+    let conf = conf_dir.path().join("ringbroker.toml");
+    std::fs::write(
+        &conf,
+        "\"num.partitions\" = 4\n[log]\nio = \"direct\"\nflush = \"fsync\"\n",
+    )
+    .expect("write config");
+    let mut broker = Broker::start_with_args(vec![
+        "--config".into(),
+        conf.to_str().expect("utf8").into(),
+        "--shards".into(),
+        "2".into(),
+        // --set beats the file.
+        "--set".into(),
+        "num.partitions=5".into(),
+        "--advertised".into(),
+        "broker-a.invalid:19092".into(),
+    ]);
+    let mut c = RawClient::connect(broker.addr());
+    let (err, base) = kafka::produce_one(
+        &mut c,
+        "auto5",
+        4,
+        build_batch(&[b"x"], common::recent_ts()),
+    );
+    assert_eq!(
+        (err, base),
+        (NONE, 0),
+        "auto-created topic has num.partitions=5"
+    );
+    let md = kafka::metadata(&mut c, &["auto5"]);
+    assert_eq!(md.topics[0].partitions.len(), 5);
+    assert_eq!(md.brokers.len(), 1);
+    assert_eq!(md.brokers[0].host.as_str(), "broker-a.invalid");
+    assert_eq!(md.brokers[0].port, 19092);
+    broker.stop();
+}
+
+#[test]
+fn one_broker_per_data_dir() {
+    let broker = Broker::start(&[]);
+    let data = broker.data_dir().to_str().expect("utf8").to_string();
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    let (status, stderr) = common::run_to_exit(
+        &[
+            "serve",
+            "--listen",
+            &listen,
+            "--data-dir",
+            &data,
+            "--shards",
+            "1",
+        ],
+        EXIT_TIMEOUT,
+    );
+    assert!(
+        !status.success(),
+        "a second broker on a data dir in use must refuse to start; stderr:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "refuse with a message, not a panic:\n{stderr}"
+    );
+    // The first one is unaffected.
+    let mut c = RawClient::connect(broker.addr());
+    kafka::create_topic(&mut c, "still-mine", 1);
+}
