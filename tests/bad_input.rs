@@ -498,6 +498,18 @@ fn garbage_closes_only_that_connection() {
             f.extend_from_slice(&[0xff; 9]);
             f
         }),
+        ("Metadata v1 claiming 2^31 topics in a 4-byte body", {
+            // The decoder reserves room for the claimed count before reading any element;
+            // the broker must turn that into a closed connection, not an aborted process.
+            let mut f = RawClient::encode_raw(ApiKey::Metadata as i16, 1, 6, &[]);
+            f.extend_from_slice(&i32::MAX.to_be_bytes());
+            f
+        }),
+        ("CreateTopics v4 claiming 2^31 topics", {
+            let mut f = RawClient::encode_raw(ApiKey::CreateTopics as i16, 4, 7, &[]);
+            f.extend_from_slice(&i32::MAX.to_be_bytes());
+            f
+        }),
         ("valid Metadata v9 header, truncated body", {
             let mut body = BytesMut::new();
             MetadataRequest::default()

@@ -4,6 +4,7 @@ use crate::storage::StorageError;
 
 /// Kafka error codes the broker answers with (see Kafka's `Errors.java`).
 pub mod code {
+    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
     pub const NONE: i16 = 0;
     pub const OFFSET_OUT_OF_RANGE: i16 = 1;
     pub const CORRUPT_MESSAGE: i16 = 2;

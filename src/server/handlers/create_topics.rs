@@ -61,42 +61,74 @@ pub async fn auto_create(ctx: &Ctx, names: Vec<String>) {
 
 pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError> {
     let request: CreateTopicsRequest = req.decode_body()?;
-    let mut topics = Vec::with_capacity(request.topics.len());
-    let mut bad_configs = BTreeMap::new();
+    // Topics named twice, or with a config that has no value, are refused as a whole and
+    // never reach the metadata writer (Kafka answers them without creating anything).
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for t in &request.topics {
+        *seen.entry(topic_str(&t.name)).or_default() += 1;
+    }
+    let mut refused: BTreeMap<String, (i16, String)> = BTreeMap::new();
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for t in &request.topics {
+        let name = topic_str(&t.name);
+        if seen.get(&name).copied().unwrap_or(0) > 1 {
+            refused.insert(
+                name,
+                (
+                    code::INVALID_REQUEST,
+                    "duplicate topic name in request".into(),
+                ),
+            );
+            continue;
+        }
         let mut configs = BTreeMap::new();
+        let mut null_config = None;
         for c in &t.configs {
             match &c.value {
                 Some(v) => {
                     configs.insert(c.name.as_str().to_string(), v.as_str().to_string());
                 }
-                None => {
-                    bad_configs.insert(topic_str(&t.name), c.name.as_str().to_string());
-                }
+                None => null_config = Some(c.name.as_str().to_string()),
             }
         }
+        if let Some(key) = null_config {
+            refused.insert(
+                name,
+                (code::INVALID_CONFIG, format!("config {key} has no value")),
+            );
+            continue;
+        }
         topics.push(NewTopic {
-            name: topic_str(&t.name),
+            name,
             partitions: t.num_partitions,
             replication_factor: t.replication_factor,
             has_assignments: !t.assignments.is_empty(),
             configs,
         });
     }
-    let results = create(ctx, topics, request.validate_only).await;
+    let created = if topics.is_empty() {
+        Vec::new()
+    } else {
+        create(ctx, topics, request.validate_only).await
+    };
     let defaults = ctx.shard.config.num_partitions;
-    let topics = results
-        .into_iter()
-        .map(|r| {
+    let mut answered = std::collections::BTreeSet::new();
+    let mut out_topics = Vec::with_capacity(request.topics.len());
+    for t in &request.topics {
+        let name = topic_str(&t.name);
+        if !answered.insert(name.clone()) {
+            continue;
+        }
+        let out = if let Some((error, message)) = refused.get(&name) {
+            CreatableTopicResult::default()
+                .with_name(topic_name(&name))
+                .with_error_code(*error)
+                .with_error_message(Some(str_bytes(message.clone())))
+        } else if let Some(r) = created.iter().find(|r| r.name == name) {
             let mut out = CreatableTopicResult::default()
                 .with_name(topic_name(&r.name))
                 .with_error_code(r.error_code)
-                .with_error_message(r.error_message.map(str_bytes));
-            if let Some(key) = bad_configs.get(&r.name) {
-                out = out
-                    .with_error_code(code::INVALID_CONFIG)
-                    .with_error_message(Some(str_bytes(format!("config {key} has no value"))));
-            }
+                .with_error_message(r.error_message.clone().map(str_bytes));
             if out.error_code == code::NONE {
                 let id = uuid::Uuid::parse_str(&r.id).unwrap_or_default();
                 let partitions = if r.partitions > 0 {
@@ -110,7 +142,12 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
                     .with_replication_factor(1);
             }
             out
-        })
-        .collect();
-    req.respond(&CreateTopicsResponse::default().with_topics(topics))
+        } else {
+            CreatableTopicResult::default()
+                .with_name(topic_name(&name))
+                .with_error_code(code::UNKNOWN_SERVER_ERROR)
+        };
+        out_topics.push(out);
+    }
+    req.respond(&CreateTopicsResponse::default().with_topics(out_topics))
 }
