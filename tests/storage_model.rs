@@ -10,7 +10,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use ringbroker::config::{FlushMode, IoMode, LogConfig};
 use ringbroker::protocol::batch::{self, set_base_offset};
-use ringbroker::storage::{GlommioStorage, PartitionLog, StorageError};
+use ringbroker::storage::{BatchCache, GlommioStorage, PartitionLog, StorageError};
 use std::path::PathBuf;
 use storage_support::{disk_dir, make_batch, run};
 
@@ -53,6 +53,20 @@ impl Model {
 }
 
 type Log = PartitionLog<GlommioStorage>;
+
+/// Opens the log; `io = direct` logs get a small batch cache, so reads hit, partly hit and
+/// miss it as the model test goes.
+async fn open(dir: &std::path::Path, cfg: &LogConfig) -> Log {
+    let log = Log::open(GlommioStorage, dir.to_path_buf(), cfg.clone())
+        .await
+        .expect("open");
+    if cfg.io == IoMode::Direct {
+        log.use_cache(std::rc::Rc::new(std::cell::RefCell::new(BatchCache::new(
+            64 * 1024,
+        ))));
+    }
+    log
+}
 
 async fn read_all(log: &Log) -> Vec<u8> {
     let mut out = Vec::new();
@@ -139,9 +153,7 @@ async fn model_run(seed: u64, io: IoMode, flush: FlushMode, steps: usize) {
     let dir: PathBuf = tmp.path().join("topic-0");
     let mut rng = StdRng::seed_from_u64(seed);
     let mut cfg = config(io, flush);
-    let mut log = Log::open(GlommioStorage, dir.clone(), cfg.clone())
-        .await
-        .expect("open");
+    let mut log = open(&dir, &cfg).await;
     let mut m = Model::default();
     let mut ts = 1_000_000i64;
     for step in 0..steps {
@@ -225,9 +237,7 @@ async fn model_run(seed: u64, io: IoMode, flush: FlushMode, steps: usize) {
                         IoMode::Direct => IoMode::Buffered,
                     };
                 }
-                log = Log::open(GlommioStorage, dir.clone(), cfg.clone())
-                    .await
-                    .expect("reopen");
+                log = open(&dir, &cfg).await;
                 assert_eq!(log.log_end_offset(), m.next_offset());
                 assert_eq!(log.log_start_offset(), m.start);
                 assert_eq!(read_all(&log).await, model_bytes(&m));

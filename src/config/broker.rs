@@ -49,6 +49,12 @@ pub struct BrokerConfig {
     pub max_inflight_requests: usize,
     /// Locked io_uring buffer memory per shard; `None` sizes it from `ulimit -l`.
     pub io_memory_bytes: Option<usize>,
+    /// Send fetched record bytes with sendfile/writev (true) or copying writes (false,
+    /// for comparisons).
+    pub fetch_zero_copy: bool,
+    /// Per-shard memory for recently written batches of `io = direct` logs, which the page
+    /// cache does not hold; `None` sizes it from the machine's memory.
+    pub direct_cache_bytes: Option<u64>,
     /// Broker defaults of the per-topic log settings.
     pub log: LogConfig,
 }
@@ -66,6 +72,8 @@ impl Default for BrokerConfig {
             socket_request_max_bytes: 104_857_600,
             max_inflight_requests: 32,
             io_memory_bytes: None,
+            fetch_zero_copy: true,
+            direct_cache_bytes: None,
             log: LogConfig::default(),
         }
     }
@@ -121,6 +129,24 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
 }
 
 impl BrokerConfig {
+    /// Memory of each shard's direct-IO batch cache: the configured size, or 1/32 of the
+    /// machine's memory split over the shards, between 16 MiB and 1 GiB.
+    pub fn direct_cache_bytes_per_shard(&self, shards: usize) -> u64 {
+        if let Some(v) = self.direct_cache_bytes {
+            return v;
+        }
+        // SAFETY: sysconf has no preconditions.
+        let pages = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) };
+        // SAFETY: as above.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        let total = if pages > 0 && page > 0 {
+            pages as u64 * page as u64
+        } else {
+            4 << 30
+        };
+        (total / 32 / shards.max(1) as u64).clamp(16 << 20, 1 << 30)
+    }
+
     /// Every key `set` accepts, for error messages and the documented defaults file.
     pub const KEYS: &'static [&'static str] = &[
         "listen",
@@ -133,6 +159,8 @@ impl BrokerConfig {
         "socket.request.max.bytes",
         "max.inflight.requests",
         "io.memory.bytes",
+        "fetch.zero.copy",
+        "log.direct.cache.bytes",
         "log.io",
         "log.flush",
         "log.flush.interval.ms",
@@ -196,6 +224,8 @@ impl BrokerConfig {
             "io.memory.bytes" => {
                 self.io_memory_bytes = Some(parse_positive(key, value)? as usize);
             }
+            "fetch.zero.copy" => self.fetch_zero_copy = parse_bool(key, value)?,
+            "log.direct.cache.bytes" => self.direct_cache_bytes = Some(parse_num(key, value)?),
             "log.io" => {
                 self.log.io = value
                     .parse::<IoMode>()

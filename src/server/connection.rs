@@ -8,8 +8,9 @@
 //! it), and a client that does not read its responses stops being read.
 
 use super::handlers::{self, Ctx};
+use crate::server::response::{Response, write_response};
 use bytes::{Buf, Bytes, BytesMut};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::AsyncReadExt;
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 use std::net::Shutdown;
@@ -110,12 +111,17 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream) {
     let (tx, rx) =
         local_channel::new_bounded::<glommio::Task<_>>(shard.config.max_inflight_requests);
 
+    let writer_shard = shard.clone();
     let write_loop = glommio::spawn_local(async move {
         while let Some(task) = rx.recv().await {
-            let result: Result<Option<Bytes>, handlers::RequestError> = task.await;
+            let result: Result<Option<Response>, handlers::RequestError> = task.await;
             match result {
                 Ok(Some(response)) => {
-                    if writer.write_all(&response).await.is_err() {
+                    let zero_copy = writer_shard.config.fetch_zero_copy;
+                    let sent =
+                        write_response(&mut writer, response, &writer_shard.fetch_stats, zero_copy)
+                            .await;
+                    if sent.is_err() {
                         break;
                     }
                 }

@@ -5,3 +5,4 @@ pub mod connection;
 pub mod errors;
 pub mod handlers;
 pub mod listener;
+pub mod response;

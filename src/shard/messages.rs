@@ -2,6 +2,7 @@
 //! travel as `Bytes`, never as a log or a file, which stay on their owning shard.
 
 use super::meta::Metadata;
+use crate::server::response::Chunk;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -81,7 +82,14 @@ pub struct ReadResult {
     pub error_code: i16,
     pub high_watermark: i64,
     pub log_start_offset: i64,
-    pub records: Bytes,
+    /// Whole batches: memory or segment-file ranges (sent with sendfile).
+    pub records: Vec<Chunk>,
+}
+
+impl ReadResult {
+    pub fn records_len(&self) -> u64 {
+        self.records.iter().map(Chunk::len).sum()
+    }
 }
 
 pub struct ListOffsetsPart {

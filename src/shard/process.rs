@@ -320,6 +320,7 @@ async fn shard_main(
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
     // Phase 3: make everything durable and release the files.
+    shard.log_fetch_stats(true);
     shard.close_logs().await;
 }
 

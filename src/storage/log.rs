@@ -55,10 +55,15 @@ pub struct FileRegion<F> {
     pub file: Rc<F>,
     pub position: u64,
     pub len: u64,
+    /// The same bytes from the direct-IO batch cache, when it holds all of them.
+    pub cached: Option<Vec<Bytes>>,
 }
 
 impl<F: StorageFile> FileRegion<F> {
     pub async fn read(&self) -> io::Result<Vec<u8>> {
+        if let Some(chunks) = &self.cached {
+            return Ok(chunks.iter().flat_map(|c| c.iter().copied()).collect());
+        }
         let bytes = self.file.read_at(self.position, self.len as usize).await?;
         if bytes.len() as u64 != self.len {
             return Err(io::Error::new(
@@ -135,6 +140,8 @@ struct Inner<S: Storage> {
     /// Serialises offset assignment with segment rolls and retention.
     assign_lock: async_lock::Mutex<()>,
     clock: Cell<fn() -> i64>,
+    /// The shard's batch cache and this log's id in it (`io = direct` only).
+    cache: RefCell<Option<(Rc<RefCell<super::cache::BatchCache>>, u64)>>,
 }
 
 /// One partition's log. Cloning is cheap and shares the log. Not `Send`: a log belongs to
@@ -171,6 +178,77 @@ fn parse_segment_name(name: &str) -> Option<(i64, &str)> {
         return None;
     }
     Some((stem.parse().ok()?, ext))
+}
+
+/// Walks whole batches held in memory (cache chunks starting at file position `pos`) and
+/// returns the region a read of `offset` answers with: `Some(Some((position, len)))`,
+/// `Some(None)` when no batch reaches `offset`, `None` when the bytes are not whole
+/// batches (the caller then reads the file).
+fn scan_memory(
+    chunks: &[Bytes],
+    pos: u64,
+    offset: i64,
+    max_bytes: u64,
+) -> Option<Option<(u64, u64)>> {
+    let mut at = pos;
+    let mut first: Option<u64> = None;
+    let mut region_end = 0u64;
+    for chunk in chunks {
+        let mut i = 0usize;
+        while i < chunk.len() {
+            let rest = &chunk[i..];
+            if rest.len() < 27 {
+                return None;
+            }
+            let (base, length) = batch::peek_offset_and_size(rest)?;
+            let delta = i32::from_be_bytes([rest[23], rest[24], rest[25], rest[26]]);
+            if length < (batch::HEADER_BYTES - batch::LOG_OVERHEAD) as i32 || delta < 0 {
+                return None;
+            }
+            let size = length as usize + batch::LOG_OVERHEAD;
+            if size > rest.len() {
+                return None;
+            }
+            let last = base + delta as i64;
+            let end = at + size as u64;
+            match first {
+                None if last < offset => {}
+                None => {
+                    first = Some(at);
+                    region_end = end;
+                }
+                Some(start) => {
+                    if end - start > max_bytes {
+                        return Some(Some((start, region_end - start)));
+                    }
+                    region_end = end;
+                }
+            }
+            at = end;
+            i += size;
+        }
+    }
+    Some(first.map(|start| (start, region_end - start)))
+}
+
+/// `len` bytes from `skip` bytes into the concatenation of `chunks`, as slices.
+fn slice_chunks(chunks: &[Bytes], mut skip: u64, mut len: u64) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    for c in chunks {
+        if len == 0 {
+            break;
+        }
+        let clen = c.len() as u64;
+        if skip >= clen {
+            skip -= clen;
+            continue;
+        }
+        let take = (clen - skip).min(len);
+        out.push(c.slice(skip as usize..(skip + take) as usize));
+        len -= take;
+        skip = 0;
+    }
+    out
 }
 
 /// Resets `writer_active` if the writer's future is dropped mid-flight, so another task
@@ -275,6 +353,7 @@ impl<S: Storage> PartitionLog<S> {
             notify: Rc::new(Notify::default()),
             assign_lock: async_lock::Mutex::new(()),
             clock: Cell::new(clock),
+            cache: RefCell::new(None),
         };
         Ok(PartitionLog {
             inner: Rc::new(inner),
@@ -283,6 +362,19 @@ impl<S: Storage> PartitionLog<S> {
 
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// Makes written batches go to the shard's batch cache, and reads that it covers come
+    /// from it. For `io = direct` logs, whose bytes the page cache does not keep.
+    pub fn use_cache(&self, cache: Rc<RefCell<super::cache::BatchCache>>) {
+        let id = cache.borrow_mut().register();
+        *self.inner.cache.borrow_mut() = Some((cache, id));
+    }
+
+    fn forget_cache(&self) {
+        if let Some((cache, id)) = self.inner.cache.borrow_mut().take() {
+            cache.borrow_mut().forget_log(id);
+        }
     }
 
     pub fn config(&self) -> LogConfig {
@@ -511,6 +603,15 @@ impl<S: Storage> PartitionLog<S> {
                 if let Err(e) = file.write_at(pos, &bufs).await {
                     self.fail("write", &e);
                     return;
+                }
+                if let Some((cache, id)) = self.inner.cache.borrow().as_ref() {
+                    let base = self.inner.state.borrow().active().base_offset;
+                    let mut c = cache.borrow_mut();
+                    let mut at = pos;
+                    for b in &bufs {
+                        c.insert(*id, base, at, b.clone());
+                        at += b.len() as u64;
+                    }
                 }
                 let mut st = self.inner.state.borrow_mut();
                 st.pending.drain(..n);
@@ -817,6 +918,26 @@ impl<S: Storage> PartitionLog<S> {
             let Some((base, file, pos, end)) = found else {
                 return Ok(slice);
             };
+            // Direct-IO logs: when the batch cache holds the whole range, find the batches
+            // in memory instead of reading headers from the device.
+            let in_memory = self.inner.cache.borrow().as_ref().and_then(|(cache, id)| {
+                let chunks = cache.borrow().lookup(*id, base, pos, end - pos)?;
+                scan_memory(&chunks, pos, offset, max_bytes).map(|found| (found, chunks))
+            });
+            if let Some((found, chunks)) = in_memory {
+                if let Some((start_pos, len)) = found {
+                    let cached = slice_chunks(&chunks, start_pos - pos, len);
+                    slice.regions.push(FileRegion {
+                        file,
+                        position: start_pos,
+                        len,
+                        cached: Some(cached),
+                    });
+                    return Ok(slice);
+                }
+                seg_base = Some(base);
+                continue;
+            }
             let mut scanner = Scanner::new(file.as_ref(), pos, end, false);
             let mut first: Option<u64> = None;
             let mut region_end = 0u64;
@@ -836,10 +957,18 @@ impl<S: Storage> PartitionLog<S> {
                 }
             }
             if let Some(start_pos) = first {
+                let len = region_end - start_pos;
+                let cached = self
+                    .inner
+                    .cache
+                    .borrow()
+                    .as_ref()
+                    .and_then(|(cache, id)| cache.borrow().lookup(*id, base, start_pos, len));
                 slice.regions.push(FileRegion {
                     file,
                     position: start_pos,
-                    len: region_end - start_pos,
+                    len,
+                    cached,
                 });
                 return Ok(slice);
             }
@@ -920,6 +1049,7 @@ impl<S: Storage> PartitionLog<S> {
         }
         .await;
         self.inner.state.borrow_mut().closed = true;
+        self.forget_cache();
         self.inner.notify.notify_all();
         drop(guard);
         result

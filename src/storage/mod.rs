@@ -4,11 +4,13 @@
 //! tests); `index` holds the sparse `.index` / `.timeindex`; `log` owns the segments of one
 //! partition, its appender and flush policy, recovery and reads.
 
+pub mod cache;
 pub mod error;
 pub mod glommio_io;
 pub mod index;
 pub mod io;
 
+pub use cache::BatchCache;
 pub use error::{Result, StorageError};
 pub use glommio_io::GlommioStorage;
 pub use io::{FileKind, Storage, StorageFile};

@@ -5,13 +5,13 @@
 //! result is below `min_bytes` it long-polls: each shard waits until one of its partitions
 //! advances or `max_wait_ms` passes; the first shard to report a change triggers a new read.
 
-use super::{Ctx, Request, RequestError, topic_name, topic_str};
+use super::fetch_frame::{self, PartitionFrame, TopicFrame};
+use super::{Ctx, Request, RequestError, topic_str};
 use crate::server::errors::code;
+use crate::server::response::Response;
 use crate::shard::messages::{ReadPart, ReadResult, ShardReply, ShardRequest};
 use crate::shard::runtime::{first_of, join_all};
-use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::FetchRequest;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -69,7 +69,7 @@ async fn read_round(ctx: &Ctx, wanted: &[Wanted], max_bytes: u64) -> Vec<ReadRes
     out
 }
 
-pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError> {
+pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Response, RequestError> {
     let request: FetchRequest = req.decode_body()?;
     let meta = ctx.shard.meta();
     let mut wanted = Vec::new();
@@ -97,7 +97,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
 
     let results = loop {
         let results = read_round(ctx, &wanted, max_bytes).await;
-        let bytes: u64 = results.iter().map(|r| r.records.len() as u64).sum();
+        let bytes: u64 = results.iter().map(ReadResult::records_len).sum();
         let failed = results.iter().any(|r| r.error_code != code::NONE);
         let now = Instant::now();
         // min_bytes = 0 asks for an immediate answer, data or not (as in Kafka).
@@ -133,34 +133,38 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
     // Shards filled their partitions independently: keep the whole response within
     // max_bytes, except that the first records returned are always whole (KIP-74).
     let mut used = 0u64;
-    let mut by_topic: Vec<FetchableTopicResponse> = Vec::new();
-    let mut i = 0;
+    let mut results = results.into_iter();
+    let mut frames = Vec::with_capacity(request.topics.len());
     for t in &request.topics {
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
-            let r = &results[i];
-            i += 1;
-            let mut records = r.records.clone();
-            if used > 0 && used + records.len() as u64 > max_bytes {
-                records = Bytes::new();
-            }
-            used += records.len() as u64;
-            partitions.push(
-                PartitionData::default()
-                    .with_partition_index(p.partition)
-                    .with_error_code(r.error_code)
-                    .with_high_watermark(r.high_watermark)
-                    .with_last_stable_offset(r.high_watermark)
-                    .with_log_start_offset(r.log_start_offset)
-                    .with_aborted_transactions(Some(Vec::new()))
-                    .with_records(Some(records)),
-            );
+            let r = results
+                .next()
+                .unwrap_or_else(|| ReadResult::error(code::UNKNOWN_SERVER_ERROR));
+            let len = r.records_len();
+            let records = if used > 0 && used + len > max_bytes {
+                Vec::new()
+            } else {
+                used += len;
+                r.records
+            };
+            partitions.push(PartitionFrame {
+                partition: p.partition,
+                error_code: r.error_code,
+                high_watermark: r.high_watermark,
+                last_stable_offset: r.high_watermark,
+                log_start_offset: r.log_start_offset,
+                records,
+            });
         }
-        by_topic.push(
-            FetchableTopicResponse::default()
-                .with_topic(topic_name(&topic_str(&t.topic)))
-                .with_partitions(partitions),
-        );
+        frames.push(TopicFrame {
+            name: topic_str(&t.topic),
+            partitions,
+        });
     }
-    req.respond(&FetchResponse::default().with_responses(by_topic))
+    Ok(fetch_frame::encode(
+        req.version,
+        req.header.correlation_id,
+        frames,
+    ))
 }

@@ -5,10 +5,12 @@ pub mod api_versions;
 pub mod create_topics;
 pub mod delete_topics;
 pub mod fetch;
+pub mod fetch_frame;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
 
+use crate::server::response::Response;
 use crate::shard::Shard;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
@@ -101,7 +103,26 @@ pub fn encode_frame<T: Encodable>(
 }
 
 /// Decodes and answers one request frame. `Ok(None)` sends nothing (Produce acks=0).
-pub async fn handle(ctx: &Ctx, frame: Bytes) -> Result<Option<Bytes>, RequestError> {
+pub async fn handle(ctx: &Ctx, frame: Bytes) -> Result<Option<Response>, RequestError> {
+    Ok(handle_api(ctx, frame).await?.map(Response::from_either))
+}
+
+/// A handler's answer: an encoded frame, or a Fetch frame of chunks.
+pub enum Answer {
+    Bytes(Bytes),
+    Chunks(Response),
+}
+
+impl Response {
+    fn from_either(a: Answer) -> Response {
+        match a {
+            Answer::Bytes(b) => b.into(),
+            Answer::Chunks(r) => r,
+        }
+    }
+}
+
+async fn handle_api(ctx: &Ctx, frame: Bytes) -> Result<Option<Answer>, RequestError> {
     if frame.len() < 8 {
         return Err(RequestError::Decode(format!(
             "frame of {} bytes has no header",
@@ -115,12 +136,12 @@ pub async fn handle(ctx: &Ctx, frame: Bytes) -> Result<Option<Bytes>, RequestErr
     if !supported(api, version) {
         // Clients probe ApiVersions with their newest version and expect our ranges back.
         if api == ApiKey::ApiVersions {
-            return api_versions::unsupported(correlation_id).map(Some);
+            return api_versions::unsupported(correlation_id).map(|b| Some(Answer::Bytes(b)));
         }
         return Err(RequestError::UnsupportedVersion { api, version });
     }
     if api == ApiKey::Produce && version < produce::MIN_VERSION {
-        return produce::unsupported_old_version(frame, version);
+        return produce::unsupported_old_version(frame, version).map(|b| b.map(Answer::Bytes));
     }
     let mut body = frame;
     let header = RequestHeader::decode(&mut body, api.request_header_version(version))
@@ -131,19 +152,28 @@ pub async fn handle(ctx: &Ctx, frame: Bytes) -> Result<Option<Bytes>, RequestErr
         header,
         body,
     };
-    match api {
-        ApiKey::ApiVersions => api_versions::handle(ctx, &mut req).await.map(Some),
-        ApiKey::Metadata => metadata::handle(ctx, &mut req).await.map(Some),
-        ApiKey::Produce => produce::handle(ctx, &mut req).await,
-        ApiKey::Fetch => fetch::handle(ctx, &mut req).await.map(Some),
-        ApiKey::ListOffsets => list_offsets::handle(ctx, &mut req).await.map(Some),
-        ApiKey::CreateTopics => create_topics::handle(ctx, &mut req).await.map(Some),
-        ApiKey::DeleteTopics => delete_topics::handle(ctx, &mut req).await.map(Some),
+    let bytes = match api {
+        ApiKey::Fetch => {
+            return fetch::handle(ctx, &mut req)
+                .await
+                .map(|r| Some(Answer::Chunks(r)));
+        }
+        ApiKey::Produce => {
+            return produce::handle(ctx, &mut req)
+                .await
+                .map(|b| b.map(Answer::Bytes));
+        }
+        ApiKey::ApiVersions => api_versions::handle(ctx, &mut req).await,
+        ApiKey::Metadata => metadata::handle(ctx, &mut req).await,
+        ApiKey::ListOffsets => list_offsets::handle(ctx, &mut req).await,
+        ApiKey::CreateTopics => create_topics::handle(ctx, &mut req).await,
+        ApiKey::DeleteTopics => delete_topics::handle(ctx, &mut req).await,
         other => Err(RequestError::UnsupportedVersion {
             api: other,
             version,
         }),
-    }
+    };
+    bytes.map(|b| Some(Answer::Bytes(b)))
 }
 
 /// A topic name from the wire as an owned string.

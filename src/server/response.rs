@@ -1,0 +1,302 @@
+//! Response frames as a list of chunks, and the writer that sends them.
+//!
+//! Most responses are one encoded buffer. A Fetch response is its framing in small buffers
+//! with the record bytes between them, either in memory (the direct-IO batch cache) or as
+//! ranges of segment files. File ranges go from the page cache to the socket with
+//! sendfile(2), never through user space. The socket is non-blocking (glommio's): when
+//! sendfile or writev meets a full socket, the next piece is sent with a copying write
+//! through glommio, which waits for room without blocking the reactor, and then the
+//! zero-copy path resumes. Every path counts its bytes in [`FetchStats`].
+
+use bytes::Bytes;
+use futures_lite::AsyncWriteExt;
+use glommio::net::TcpStream;
+use std::cell::Cell;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+/// A piece of a response frame.
+pub enum Chunk {
+    Bytes(Bytes),
+    /// `len` bytes of a file from `position`. The descriptor is a dup of the segment's, so
+    /// the range stays readable even if retention deletes the segment meanwhile, and it
+    /// can cross to the connection's shard.
+    File {
+        fd: OwnedFd,
+        position: u64,
+        len: u64,
+    },
+}
+
+impl Chunk {
+    pub fn len(&self) -> u64 {
+        match self {
+            Chunk::Bytes(b) => b.len() as u64,
+            Chunk::File { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One response frame, length prefix included.
+pub struct Response {
+    pub chunks: Vec<Chunk>,
+}
+
+impl From<Bytes> for Response {
+    fn from(b: Bytes) -> Self {
+        Response {
+            chunks: vec![Chunk::Bytes(b)],
+        }
+    }
+}
+
+impl Response {
+    pub fn len(&self) -> u64 {
+        self.chunks.iter().map(Chunk::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The whole frame in memory (tests and the copying path).
+    pub fn to_vec(&self) -> io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.len() as usize);
+        for c in &self.chunks {
+            match c {
+                Chunk::Bytes(b) => out.extend_from_slice(b),
+                Chunk::File { fd, position, len } => {
+                    out.extend(pread_exact(fd.as_raw_fd(), *position, *len as usize)?)
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Bytes each path carried, per shard. Logged periodically and at shutdown.
+#[derive(Default)]
+pub struct FetchStats {
+    /// File bytes sent by sendfile (zero-copy).
+    pub sendfile_bytes: Cell<u64>,
+    /// Memory bytes (framing and cached batches) sent by writev.
+    pub writev_bytes: Cell<u64>,
+    /// Bytes sent by copying writes after the socket was full (or sendfile refused).
+    pub fallback_bytes: Cell<u64>,
+    pub fallback_count: Cell<u64>,
+    /// Record bytes served from the direct-IO batch cache / from segment files.
+    pub cache_hit_bytes: Cell<u64>,
+    pub cache_miss_bytes: Cell<u64>,
+}
+
+fn add(c: &Cell<u64>, n: u64) {
+    c.set(c.get() + n);
+}
+
+impl FetchStats {
+    pub fn summary(&self) -> String {
+        format!(
+            "fetch bytes: sendfile={} writev={} fallback={} (fallbacks={}) cache_hit={} cache_miss={}",
+            self.sendfile_bytes.get(),
+            self.writev_bytes.get(),
+            self.fallback_bytes.get(),
+            self.fallback_count.get(),
+            self.cache_hit_bytes.get(),
+            self.cache_miss_bytes.get(),
+        )
+    }
+
+    pub fn total(&self) -> u64 {
+        self.sendfile_bytes.get() + self.writev_bytes.get() + self.fallback_bytes.get()
+    }
+}
+
+fn pread_exact(fd: RawFd, position: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut out = vec![0u8; len];
+    let mut done = 0usize;
+    while done < len {
+        // SAFETY: the buffer has `len - done` writable bytes from `done`.
+        let n = unsafe {
+            libc::pread(
+                fd,
+                out[done..].as_mut_ptr().cast(),
+                len - done,
+                (position + done as u64) as libc::off_t,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "segment shorter than the range being sent",
+            ));
+        }
+        done += n as usize;
+    }
+    Ok(out)
+}
+
+/// Largest piece sent by a copying write before zero-copy is tried again.
+const FALLBACK_PIECE_BYTES: usize = 256 * 1024;
+
+/// Sends a frame. `zero_copy = false` forces copying writes (for comparison benchmarks).
+pub async fn write_response(
+    stream: &mut TcpStream,
+    response: Response,
+    stats: &FetchStats,
+    zero_copy: bool,
+) -> io::Result<()> {
+    let sock = stream.as_raw_fd();
+    let mut chunks = response.chunks.into_iter().peekable();
+    while let Some(chunk) = chunks.next() {
+        match chunk {
+            Chunk::Bytes(first) => {
+                // Gather this and the following memory chunks into one writev.
+                let mut bufs = vec![first];
+                while let Some(Chunk::Bytes(_)) = chunks.peek() {
+                    if let Some(Chunk::Bytes(b)) = chunks.next() {
+                        bufs.push(b);
+                    }
+                }
+                send_memory(stream, sock, bufs, stats, zero_copy).await?;
+            }
+            Chunk::File { fd, position, len } => {
+                send_file(
+                    stream,
+                    sock,
+                    fd.as_raw_fd(),
+                    position,
+                    len,
+                    stats,
+                    zero_copy,
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn send_memory(
+    stream: &mut TcpStream,
+    sock: RawFd,
+    mut bufs: Vec<Bytes>,
+    stats: &FetchStats,
+    zero_copy: bool,
+) -> io::Result<()> {
+    bufs.retain(|b| !b.is_empty());
+    while !bufs.is_empty() {
+        let sent = if zero_copy {
+            let iov: Vec<libc::iovec> = bufs
+                .iter()
+                .take(64)
+                .map(|b| libc::iovec {
+                    iov_base: b.as_ptr() as *mut libc::c_void,
+                    iov_len: b.len(),
+                })
+                .collect();
+            // SAFETY: every iovec points into a live `Bytes` of at least `iov_len` bytes.
+            let n = unsafe { libc::writev(sock, iov.as_ptr(), iov.len() as libc::c_int) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => 0,
+                    _ => return Err(e),
+                }
+            } else {
+                n as usize
+            }
+        } else {
+            0
+        };
+        add(&stats.writev_bytes, sent as u64);
+        consume(&mut bufs, sent);
+        if bufs.is_empty() {
+            break;
+        }
+        if sent == 0 {
+            // The socket is full: glommio's write waits for room.
+            let b = bufs.remove(0);
+            let piece = b.len().min(FALLBACK_PIECE_BYTES);
+            stream.write_all(&b[..piece]).await?;
+            add(&stats.fallback_bytes, piece as u64);
+            add(&stats.fallback_count, 1);
+            if piece < b.len() {
+                bufs.insert(0, b.slice(piece..));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn consume(bufs: &mut Vec<Bytes>, mut n: usize) {
+    while n > 0 && !bufs.is_empty() {
+        if bufs[0].len() <= n {
+            n -= bufs[0].len();
+            bufs.remove(0);
+        } else {
+            bufs[0] = bufs[0].slice(n..);
+            n = 0;
+        }
+    }
+}
+
+async fn send_file(
+    stream: &mut TcpStream,
+    sock: RawFd,
+    fd: RawFd,
+    position: u64,
+    len: u64,
+    stats: &FetchStats,
+    zero_copy: bool,
+) -> io::Result<()> {
+    let end = position + len;
+    let mut at = position;
+    while at < end {
+        let mut sent = 0u64;
+        if zero_copy {
+            let mut off = at as libc::off_t;
+            let want = (end - at).min(1 << 30) as usize;
+            // SAFETY: plain syscall on descriptors this function was given; `off` is a
+            // valid pointer for the kernel to update.
+            let n = unsafe { libc::sendfile(sock, fd, &mut off, want) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => {}
+                    // Some descriptors cannot be spliced: copy instead.
+                    _ if e.raw_os_error() == Some(libc::EINVAL) => {}
+                    _ => return Err(e),
+                }
+            } else if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "segment shorter than the range being sent",
+                ));
+            } else {
+                sent = n as u64;
+                add(&stats.sendfile_bytes, sent);
+            }
+        }
+        at += sent;
+        if at < end && sent == 0 {
+            let piece = ((end - at) as usize).min(FALLBACK_PIECE_BYTES);
+            let bytes = pread_exact(fd, at, piece)?;
+            stream.write_all(&bytes).await?;
+            add(&stats.fallback_bytes, piece as u64);
+            add(&stats.fallback_count, 1);
+            at += piece as u64;
+        }
+    }
+    Ok(())
+}
