@@ -42,6 +42,8 @@ pub enum ShardRequest {
     },
     /// To shard 0, the metadata writer.
     DeleteTopics(Vec<String>),
+    /// To a group's coordinator shard (or, for listing, to every shard).
+    Group(crate::group::GroupOp),
     /// From shard 0 to every shard: open logs of new partitions, close deleted ones.
     ApplyMetadata(Arc<Metadata>),
 }
@@ -54,6 +56,7 @@ pub enum ShardReply {
     CreateTopics(Vec<TopicResult>),
     DeleteTopics(Vec<TopicResult>),
     Applied,
+    Group(crate::group::GroupReply),
 }
 
 pub struct ProducePart {

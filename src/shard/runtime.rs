@@ -68,6 +68,8 @@ pub struct Shard {
     mesh: Senders<MeshMsg>,
     pending: RefCell<HashMap<u64, LocalSender<ShardReply>>>,
     next_id: Cell<u64>,
+    /// The consumer groups this shard coordinates (see `crate::group`).
+    pub groups: crate::group::Coordinator,
     /// Serialises metadata changes on shard 0: one persist-and-broadcast at a time, so
     /// every shard sees versions in order. Not on the data path.
     meta_write: async_lock::Mutex<()>,
@@ -91,6 +93,7 @@ impl Shard {
             pending: RefCell::new(HashMap::new()),
             next_id: Cell::new(0),
             meta_write: async_lock::Mutex::new(()),
+            groups: crate::group::Coordinator::default(),
             config,
         })
     }
@@ -105,6 +108,11 @@ impl Shard {
 
     fn log(&self, topic: &str, partition: i32) -> Option<Log> {
         self.logs.borrow().get(topic)?.get(&partition).cloned()
+    }
+
+    /// The log of a partition this shard owns.
+    pub fn log_of(&self, topic: &str, partition: i32) -> Option<Log> {
+        self.log(topic, partition)
     }
 
     fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
@@ -184,6 +192,7 @@ impl Shard {
                 ShardRequest::DeleteTopics(names) => {
                     ShardReply::DeleteTopics(self.delete_topics(names).await)
                 }
+                ShardRequest::Group(op) => ShardReply::Group(crate::group::handle(&self, op).await),
                 ShardRequest::ApplyMetadata(meta) => {
                     self.apply_metadata(meta).await;
                     ShardReply::Applied
@@ -562,6 +571,7 @@ impl Shard {
     pub async fn tick(&self) {
         // The logs were opened with `PartitionLog::open`, whose clock is the wall clock.
         let now_ms = crate::storage::log::wall_clock_ms();
+        self.groups.tick(self);
         for (topic, p, log) in self.all_logs() {
             if let Err(e) = log.tick(now_ms).await {
                 tracing::error!("maintenance of {topic}-{p} failed: {e}");
