@@ -12,6 +12,7 @@ import threading
 import time
 
 from kafka import KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaConfigurationError
 
 bootstrap, topic, group, count, partitions = sys.argv[1:6]
 count, partitions = int(count), int(partitions)
@@ -34,7 +35,6 @@ def consume(name):
             session_timeout_ms=3000,
             heartbeat_interval_ms=300,
             max_poll_interval_ms=10000,
-            api_version_auto_timeout_ms=10000,
         )
         while not stop.is_set():
             batches = c.poll(timeout_ms=100)
@@ -75,7 +75,12 @@ def balanced():
 
 
 wait("a balanced group", balanced)
-producer = KafkaProducer(bootstrap_servers=bootstrap)
+# Idempotence (kafka-python 3's default) needs InitProducerId, which the broker does not
+# have yet; kafka-python 2 has no such setting.
+try:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
+except KafkaConfigurationError:
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
 for i in range(count):
     producer.send(topic, value=f"py-{i}".encode(), partition=i % partitions)
 producer.flush()
