@@ -165,10 +165,7 @@ fn consume_loop(
         match consumer.commit_message(&m, CommitMode::Sync) {
             Ok(()) => {
                 on_message(&value);
-                seen.lock()
-                    .unwrap()
-                    .messages
-                    .push((value, name.clone()));
+                seen.lock().unwrap().messages.push((value, name.clone()));
             }
             Err(e) => panic!("{name}: commit of {value} failed: {e}"),
         }
@@ -277,9 +274,11 @@ fn rdkafka_group_rebalances_and_consumes_exactly_once() {
         }));
     }
     // Three members, six partitions: two each.
-    wait_until("3 members with 2 partitions each", Duration::from_secs(30), || {
-        balanced(&seen.lock().unwrap(), &names, 6, 2, 2)
-    });
+    wait_until(
+        "3 members with 2 partitions each",
+        Duration::from_secs(30),
+        || balanced(&seen.lock().unwrap(), &names, 6, 2, 2),
+    );
     produce(&broker.addr, topic, 6, "a", 120);
     wait_until("first batch consumed", Duration::from_secs(20), || {
         seen.lock().unwrap().messages.len() >= 120
@@ -336,7 +335,10 @@ fn rdkafka_group_rebalances_and_consumes_exactly_once() {
         .flat_map(|t| (0..120).map(move |i| format!("{t}-{i}")))
         .collect();
     expected.sort();
-    assert_eq!(values, expected.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        values,
+        expected.iter().map(String::as_str).collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -373,7 +375,12 @@ fn committed_offsets_survive_a_restart() {
         .committed_offsets(tpl, Duration::from_secs(10))
         .unwrap();
     for e in committed.elements() {
-        assert_eq!(e.offset(), Offset::Offset(10), "partition {}", e.partition());
+        assert_eq!(
+            e.offset(),
+            Offset::Offset(10),
+            "partition {}",
+            e.partition()
+        );
     }
 
     // A consumer of the group resumes from them: it sees only what came after.
@@ -436,9 +443,14 @@ fn kafka_python_group() {
     let (topic, group) = ("py-events", "py-group");
     create_topic(&broker.addr, topic, 4);
 
-    let script: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "python", "group_consumers.py"]
-        .iter()
-        .collect();
+    let script: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "tests",
+        "python",
+        "group_consumers.py",
+    ]
+    .iter()
+    .collect();
     let out = Command::new("python3")
         .arg(&script)
         .args([&broker.addr, topic, group, "200", "4"])
@@ -459,7 +471,12 @@ fn kafka_python_group() {
         .committed_offsets(tpl, Duration::from_secs(10))
         .unwrap();
     for e in committed.elements() {
-        assert_eq!(e.offset(), Offset::Offset(50), "partition {}", e.partition());
+        assert_eq!(
+            e.offset(),
+            Offset::Offset(50),
+            "partition {}",
+            e.partition()
+        );
     }
 }
 
@@ -690,8 +707,7 @@ fn bad_group_requests_get_kafka_error_codes() {
             .with_group_id(GroupId(s(group)))
             .with_members(vec![
                 leave_group_request::MemberIdentity::default().with_member_id(s(&member_a)),
-                leave_group_request::MemberIdentity::default()
-                    .with_member_id(jb.member_id.clone()),
+                leave_group_request::MemberIdentity::default().with_member_id(jb.member_id.clone()),
                 leave_group_request::MemberIdentity::default().with_member_id(s("ghost")),
             ]),
     );

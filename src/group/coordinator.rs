@@ -11,7 +11,7 @@
 //! held across an await. Timeouts are checked by [`Coordinator::tick`], which the shard's
 //! glommio timer loop runs every 100 ms.
 
-use super::records::{GroupValue, Key, build_batch};
+use super::records::{GroupValue, Key, Record, build_batch};
 use super::{GroupError, OFFSETS_TOPIC, offsets_partition};
 use crate::config::GroupConfig;
 use crate::server::handlers::str_bytes;
@@ -915,7 +915,7 @@ pub fn persist_group(shard: &Shard, group: &Group) {
 }
 
 /// Appends records to the group's offsets partition without waiting for them.
-pub fn append_detached(shard: &Shard, group: &str, records: Vec<(Vec<u8>, Option<Vec<u8>>)>) {
+pub fn append_detached(shard: &Shard, group: &str, records: Vec<Record>) {
     if records.is_empty() {
         return;
     }

@@ -176,7 +176,7 @@ pub fn coordinator_shard(shard: &Shard, group: &str) -> usize {
 /// mesh is gone (the broker is stopping).
 pub async fn route(shard: &Rc<Shard>, group: &str, op: GroupOp) -> Option<GroupReply> {
     let owner = coordinator_shard(shard, group);
-    match shard.call(owner, ShardRequest::Group(op)).await {
+    match shard.call(owner, ShardRequest::Group(Box::new(op))).await {
         Some(ShardReply::Group(r)) => Some(r),
         _ => None,
     }

@@ -6,7 +6,7 @@
 //! a crash could take back (under flush=fsync).
 
 use super::coordinator::{Committed, Group, State, append_detached, offsets_log};
-use super::records::{GroupValue, Key, OffsetValue, build_batch, parse_batches};
+use super::records::{GroupValue, Key, OffsetValue, Record, build_batch, parse_batches};
 use super::{FetchedGroup, FetchedOffset, GroupError, OFFSET_METADATA_MAX_BYTES, OFFSETS_TOPIC};
 use crate::server::handlers::topic_name;
 use crate::shard::Shard;
@@ -277,7 +277,7 @@ async fn delete_group(shard: &Shard, id: &str) -> Result<(), GroupError> {
         // Dead while the tombstones are written: a join meanwhile is told to retry
         // instead of joining a group about to vanish.
         group.state = State::Dead;
-        let mut t: Vec<(Vec<u8>, Option<Vec<u8>>)> = group
+        let mut t: Vec<Record> = group
             .offsets
             .keys()
             .map(|(topic, partition)| {
@@ -450,7 +450,7 @@ pub async fn offset_delete(shard: &Shard, req: OffsetDeleteRequest) -> OffsetDel
 pub fn expire(shard: &Shard) {
     let retention = shard.config.group.offsets_retention_ms as i64;
     let now = wall_clock_ms();
-    let mut writes: Vec<(String, Vec<(Vec<u8>, Option<Vec<u8>>)>)> = Vec::new();
+    let mut writes: Vec<(String, Vec<Record>)> = Vec::new();
     {
         let mut groups = shard.groups.groups.borrow_mut();
         let mut gone = Vec::new();

@@ -19,6 +19,9 @@ const VALUE_VERSION: i16 = 1;
 const OFF_CRC: usize = 17;
 const OFF_ATTRIBUTES: usize = 21;
 
+/// A record to append: key and value (`None`: a tombstone).
+pub type Record = (Vec<u8>, Option<Vec<u8>>);
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Key {
     Offset {
@@ -232,7 +235,7 @@ fn get_bytes<'a>(buf: &'a [u8], pos: &mut usize) -> Option<Option<&'a [u8]>> {
 
 /// One uncompressed v2 batch of `(key, value)` records (a `None` value is a tombstone),
 /// with base offset 0: the log assigns the real one.
-pub fn build_batch(records: &[(Vec<u8>, Option<Vec<u8>>)], timestamp_ms: i64) -> Bytes {
+pub fn build_batch(records: &[Record], timestamp_ms: i64) -> Bytes {
     assert!(!records.is_empty(), "a batch needs at least one record");
     let mut body = Vec::new();
     for (i, (key, value)) in records.iter().enumerate() {

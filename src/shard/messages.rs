@@ -43,7 +43,7 @@ pub enum ShardRequest {
     /// To shard 0, the metadata writer.
     DeleteTopics(Vec<String>),
     /// To a group's coordinator shard (or, for listing, to every shard).
-    Group(crate::group::GroupOp),
+    Group(Box<crate::group::GroupOp>),
     /// From shard 0 to every shard: open logs of new partitions, close deleted ones.
     ApplyMetadata(Arc<Metadata>),
 }

@@ -192,7 +192,9 @@ impl Shard {
                 ShardRequest::DeleteTopics(names) => {
                     ShardReply::DeleteTopics(self.delete_topics(names).await)
                 }
-                ShardRequest::Group(op) => ShardReply::Group(crate::group::handle(&self, op).await),
+                ShardRequest::Group(op) => {
+                    ShardReply::Group(crate::group::handle(&self, *op).await)
+                }
                 ShardRequest::ApplyMetadata(meta) => {
                     self.apply_metadata(meta).await;
                     ShardReply::Applied

@@ -16,10 +16,10 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
         .collect();
     let calls: Vec<_> = (0..ctx.shard.nshards)
         .map(|s| {
-            Box::pin(
-                ctx.shard
-                    .call(s, ShardRequest::Group(GroupOp::List(states.clone()))),
-            )
+            Box::pin(ctx.shard.call(
+                s,
+                ShardRequest::Group(Box::new(GroupOp::List(states.clone()))),
+            ))
         })
         .collect();
     let mut groups = Vec::new();
