@@ -720,3 +720,47 @@ fn bad_group_requests_get_kafka_error_codes() {
     );
     assert_eq!(del.results[0].error_code, 0);
 }
+
+#[test]
+fn static_members_and_protocol_checks() {
+    let dir = data_dir();
+    let broker = Broker::start(dir.path());
+    let group = "static-group";
+    let mut a = Raw::connect(&broker.addr);
+    let with_instance =
+        |member: &str| join_request(group, member).with_group_instance_id(Some(s("instance-1")));
+
+    // A static member needs no MEMBER_ID_REQUIRED round.
+    let j1: JoinGroupResponse = a.call(ApiKey::JoinGroup, 5, &with_instance(""));
+    assert_eq!(j1.error_code, 0);
+    let first_id = j1.member_id.to_string();
+    assert_eq!(j1.generation_id, 1);
+
+    // A member of another protocol type cannot join; neither can one without protocols.
+    let other = join_request(group, "").with_protocol_type(s("connect"));
+    let r: JoinGroupResponse = a.call(ApiKey::JoinGroup, 5, &other);
+    assert_eq!(r.error_code, 23);
+    let none = join_request(group, "").with_protocols(vec![]);
+    let r: JoinGroupResponse = a.call(ApiKey::JoinGroup, 3, &none);
+    assert_eq!(r.error_code, 23);
+
+    // The same instance restarts with a new member id: the old id is fenced.
+    let j2: JoinGroupResponse = a.call(ApiKey::JoinGroup, 5, &with_instance(""));
+    assert_eq!(j2.error_code, 0);
+    assert_ne!(j2.member_id.as_str(), first_id);
+    let hb: HeartbeatResponse = a.call(
+        ApiKey::Heartbeat,
+        3,
+        &HeartbeatRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_generation_id(j2.generation_id)
+            .with_member_id(s(&first_id))
+            .with_group_instance_id(Some(s("instance-1"))),
+    );
+    assert_eq!(hb.error_code, 82, "FENCED_INSTANCE_ID");
+    assert_eq!(heartbeat(&mut a, group, &first_id, j2.generation_id), 25);
+
+    // An empty group id is invalid.
+    let r: JoinGroupResponse = a.call(ApiKey::JoinGroup, 5, &join_request("", ""));
+    assert_eq!(r.error_code, 24);
+}
