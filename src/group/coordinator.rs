@@ -794,7 +794,7 @@ impl Coordinator {
         }
     }
 
-    pub fn describe(&self, _shard: &Shard, ids: &[String]) -> Vec<DescribedGroup> {
+    pub fn describe(&self, ids: &[String]) -> Vec<DescribedGroup> {
         let groups = self.groups.borrow();
         let loading = self.ready().err().map(|e| e.code());
         ids.iter()

@@ -209,7 +209,7 @@ pub async fn handle(shard: &Rc<Shard>, op: GroupOp) -> GroupReply {
         GroupOp::Fetch { group, topics } => {
             GroupReply::Fetch(offsets::fetch(shard, &group, topics))
         }
-        GroupOp::Describe(groups) => GroupReply::Describe(c.describe(shard, &groups)),
+        GroupOp::Describe(groups) => GroupReply::Describe(c.describe(&groups)),
         GroupOp::List(states) => GroupReply::List(c.list(&states)),
         GroupOp::Delete(groups) => GroupReply::Delete(offsets::delete_groups(shard, groups).await),
         GroupOp::OffsetDelete(req) => {

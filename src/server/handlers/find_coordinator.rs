@@ -12,7 +12,7 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 /// Key type 0: a consumer group; 1: a transactional id.
 const KEY_TYPE_GROUP: i8 = 0;
 
-fn lookup(ctx: &Ctx, key: &str, key_type: i8) -> (i16, Option<&'static str>) {
+fn lookup(key: &str, key_type: i8) -> (i16, Option<&'static str>) {
     if key_type != KEY_TYPE_GROUP {
         return (
             code::COORDINATOR_NOT_AVAILABLE,
@@ -22,7 +22,6 @@ fn lookup(ctx: &Ctx, key: &str, key_type: i8) -> (i16, Option<&'static str>) {
     if key.is_empty() {
         return (code::INVALID_GROUP_ID, Some("empty group id"));
     }
-    let _ = ctx;
     (code::NONE, None)
 }
 
@@ -35,7 +34,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
             .coordinator_keys
             .iter()
             .map(|key| {
-                let (error, message) = lookup(ctx, key, request.key_type);
+                let (error, message) = lookup(key, request.key_type);
                 let ok = error == code::NONE;
                 Coordinator::default()
                     .with_key(key.clone())
@@ -48,7 +47,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
             .collect();
         FindCoordinatorResponse::default().with_coordinators(coordinators)
     } else {
-        let (error, message) = lookup(ctx, &request.key, request.key_type);
+        let (error, message) = lookup(&request.key, request.key_type);
         let ok = error == code::NONE;
         FindCoordinatorResponse::default()
             .with_error_code(error)
