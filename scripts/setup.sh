@@ -19,3 +19,8 @@ if ((${#need_apt[@]})); then
     exit 1
   fi
 fi
+# kafka-python drives tests/python/group_consumers.py (tests/consumer_groups.rs).
+if ! python3 -c "import kafka" >/dev/null 2>&1; then
+  python3 -m pip install --quiet kafka-python 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages kafka-python
+fi

@@ -2,6 +2,7 @@
 
 pub mod alloc;
 pub mod config;
+pub mod group;
 pub mod protocol;
 pub mod server;
 pub mod shard;

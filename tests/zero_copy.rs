@@ -46,7 +46,8 @@ fn value(partition: i32, seq: u64) -> Vec<u8> {
     let mut v = Vec::with_capacity(VALUE_BYTES);
     v.extend_from_slice(&(partition as u64).to_be_bytes());
     v.extend_from_slice(&seq.to_be_bytes());
-    let mut x = (partition as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ seq.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    let mut x = (partition as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ seq.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     while v.len() < VALUE_BYTES {
         x ^= x << 13;
         x ^= x >> 7;
@@ -105,7 +106,10 @@ fn stream_gigabyte(io: &str) {
             for partition in 0..PARTITIONS {
                 let key = seq.to_be_bytes();
                 let v = value(partition, seq);
-                let mut record = BaseRecord::to(topic).partition(partition).key(&key[..]).payload(&v);
+                let mut record = BaseRecord::to(topic)
+                    .partition(partition)
+                    .key(&key[..])
+                    .payload(&v);
                 loop {
                     match p.send(record) {
                         Ok(()) => break,
@@ -142,17 +146,26 @@ fn stream_gigabyte(io: &str) {
     let start = Instant::now();
     let deadline = start + Duration::from_secs(300);
     while received < want {
-        assert!(Instant::now() < deadline, "consumed {received} of {want} messages in time");
+        assert!(
+            Instant::now() < deadline,
+            "consumed {received} of {want} messages in time"
+        );
         let Some(m) = consumer.poll(Duration::from_millis(200)) else {
             continue;
         };
         let m = m.expect("consume");
         let p = m.partition();
         let seq = u64::from_be_bytes(m.key().expect("key").try_into().expect("8-byte key"));
-        assert_eq!(seq, next[p as usize], "partition {p} delivers in order, no gaps");
+        assert_eq!(
+            seq, next[p as usize],
+            "partition {p} delivers in order, no gaps"
+        );
         assert_eq!(m.offset() as u64, seq, "offsets follow produce order");
         let payload = m.payload().expect("payload");
-        assert!(payload == value(p, seq).as_slice(), "partition {p} message {seq} is byte-for-byte equal");
+        assert!(
+            payload == value(p, seq).as_slice(),
+            "partition {p} message {seq} is byte-for-byte equal"
+        );
         next[p as usize] += 1;
         received += 1;
         bytes += payload.len() as u64;
@@ -169,7 +182,10 @@ fn stream_gigabyte(io: &str) {
     let c = counters(&broker.log());
     println!("io={io}: broker counters {c:?}");
     let get = |k: &str| c.get(k).copied().unwrap_or(0);
-    assert!(get("sendfile") + get("writev") + get("fallback") >= bytes, "counted what was sent");
+    assert!(
+        get("sendfile") + get("writev") + get("fallback") >= bytes,
+        "counted what was sent"
+    );
     match io {
         "buffered" => assert!(
             get("sendfile") > get("fallback") && get("sendfile") > bytes / 2,
@@ -210,7 +226,8 @@ fn long_poll_wakes_a_waiting_consumer() {
         .create()
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::End).expect("assign");
+    tpl.add_partition_offset(topic, 0, Offset::End)
+        .expect("assign");
     consumer.assign(&tpl).expect("assign");
     let producer: BaseProducer = config(&broker)
         .set("acks", "all")
@@ -226,13 +243,18 @@ fn long_poll_wakes_a_waiting_consumer() {
             .send(BaseRecord::<(), _>::to(topic).payload(&payload[..]))
             .map_err(|(e, _)| e)
             .expect("send");
-        producer.flush(Duration::from_secs(10)).expect("acknowledged");
+        producer
+            .flush(Duration::from_secs(10))
+            .expect("acknowledged");
         let acked = Instant::now();
         let m = loop {
             if let Some(m) = consumer.poll(Duration::from_millis(100)) {
                 break m.expect("consume");
             }
-            assert!(acked.elapsed() < Duration::from_secs(20), "message {i} arrived");
+            assert!(
+                acked.elapsed() < Duration::from_secs(20),
+                "message {i} arrived"
+            );
         };
         latencies_us.push(acked.elapsed().as_micros() as u64);
         assert_eq!(m.payload(), Some(&payload[..]));

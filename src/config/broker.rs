@@ -57,6 +57,8 @@ pub struct BrokerConfig {
     pub direct_cache_bytes: Option<u64>,
     /// Broker defaults of the per-topic log settings.
     pub log: LogConfig,
+    /// Consumer-group coordinator settings.
+    pub group: super::GroupConfig,
 }
 
 impl Default for BrokerConfig {
@@ -75,6 +77,7 @@ impl Default for BrokerConfig {
             fetch_zero_copy: true,
             direct_cache_bytes: None,
             log: LogConfig::default(),
+            group: super::GroupConfig::default(),
         }
     }
 }
@@ -172,6 +175,12 @@ impl BrokerConfig {
         "log.index.interval.bytes",
         "log.preallocate.bytes",
         "log.message.timestamp.type",
+        "offsets.topic.num.partitions",
+        "offsets.retention.minutes",
+        "offsets.retention.check.interval.ms",
+        "group.min.session.timeout.ms",
+        "group.max.session.timeout.ms",
+        "group.initial.rebalance.delay.ms",
     ];
 
     /// Sets one key from its textual value.
@@ -250,6 +259,28 @@ impl BrokerConfig {
             "log.preallocate.bytes" => self.log.preallocate_bytes = parse_num(key, value)?,
             "log.message.timestamp.type" => {
                 self.log.log_append_time = parse_timestamp_type(key, value)?
+            }
+            "offsets.topic.num.partitions" => {
+                let n: i32 = parse_num(key, value)?;
+                if !(1..=1000).contains(&n) {
+                    return Err(bad(key, value, "must be in 1..=1000"));
+                }
+                self.group.offsets_topic_partitions = n;
+            }
+            "offsets.retention.minutes" => {
+                self.group.offsets_retention_ms = parse_positive(key, value)?.saturating_mul(60_000)
+            }
+            "offsets.retention.check.interval.ms" => {
+                self.group.offsets_retention_check_interval_ms = parse_positive(key, value)?
+            }
+            "group.min.session.timeout.ms" => {
+                self.group.min_session_timeout_ms = parse_positive(key, value)?
+            }
+            "group.max.session.timeout.ms" => {
+                self.group.max_session_timeout_ms = parse_positive(key, value)?
+            }
+            "group.initial.rebalance.delay.ms" => {
+                self.group.initial_rebalance_delay_ms = parse_num(key, value)?
             }
             other => return Err(ConfigError::UnknownKey(other.to_string())),
         }

@@ -1,5 +1,6 @@
 //! The one place where internal errors become Kafka error codes.
 
+use crate::group::GroupError;
 use crate::storage::StorageError;
 
 /// Kafka error codes the broker answers with (see Kafka's `Errors.java`).
@@ -11,8 +12,18 @@ pub mod code {
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
     pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
     pub const MESSAGE_TOO_LARGE: i16 = 10;
+    pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
+    pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    pub const NOT_COORDINATOR: i16 = 16;
     pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
     pub const INVALID_REQUIRED_ACKS: i16 = 21;
+    pub const ILLEGAL_GENERATION: i16 = 22;
+    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+    pub const INVALID_GROUP_ID: i16 = 24;
+    pub const UNKNOWN_MEMBER_ID: i16 = 25;
+    pub const INVALID_SESSION_TIMEOUT: i16 = 26;
+    pub const REBALANCE_IN_PROGRESS: i16 = 27;
     pub const UNSUPPORTED_VERSION: i16 = 35;
     pub const TOPIC_ALREADY_EXISTS: i16 = 36;
     pub const INVALID_PARTITIONS: i16 = 37;
@@ -21,6 +32,11 @@ pub mod code {
     pub const INVALID_CONFIG: i16 = 40;
     pub const INVALID_REQUEST: i16 = 42;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const NON_EMPTY_GROUP: i16 = 68;
+    pub const GROUP_ID_NOT_FOUND: i16 = 69;
+    pub const MEMBER_ID_REQUIRED: i16 = 79;
+    pub const FENCED_INSTANCE_ID: i16 = 82;
+    pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
 }
 
@@ -36,6 +52,32 @@ pub fn storage_error_code(e: &StorageError) -> i16 {
         // The log was closed under the request (topic deleted, broker stopping): a
         // retriable code makes the client refresh metadata and retry.
         StorageError::Closed => code::NOT_LEADER_OR_FOLLOWER,
+    }
+}
+
+/// The Kafka error code for a consumer-group error.
+pub fn group_error_code(e: &GroupError) -> i16 {
+    match e {
+        GroupError::UnknownMemberId => code::UNKNOWN_MEMBER_ID,
+        GroupError::IllegalGeneration => code::ILLEGAL_GENERATION,
+        GroupError::RebalanceInProgress => code::REBALANCE_IN_PROGRESS,
+        GroupError::CoordinatorNotAvailable => code::COORDINATOR_NOT_AVAILABLE,
+        GroupError::NotCoordinator => code::NOT_COORDINATOR,
+        GroupError::LoadInProgress => code::COORDINATOR_LOAD_IN_PROGRESS,
+        GroupError::InvalidGroupId => code::INVALID_GROUP_ID,
+        GroupError::InconsistentGroupProtocol => code::INCONSISTENT_GROUP_PROTOCOL,
+        GroupError::GroupIdNotFound => code::GROUP_ID_NOT_FOUND,
+        GroupError::NonEmptyGroup => code::NON_EMPTY_GROUP,
+        GroupError::FencedInstanceId => code::FENCED_INSTANCE_ID,
+        GroupError::MemberIdRequired => code::MEMBER_ID_REQUIRED,
+        GroupError::InvalidSessionTimeout => code::INVALID_SESSION_TIMEOUT,
+        GroupError::UnknownTopicOrPartition => code::UNKNOWN_TOPIC_OR_PARTITION,
+        GroupError::GroupSubscribedToTopic => code::GROUP_SUBSCRIBED_TO_TOPIC,
+        GroupError::OffsetMetadataTooLarge => code::OFFSET_METADATA_TOO_LARGE,
+        // A commit whose append failed: the offsets partition went away under it (the
+        // client finds the coordinator again) or the disk failed.
+        GroupError::Storage(StorageError::Closed) => code::NOT_COORDINATOR,
+        GroupError::Storage(s) => storage_error_code(s),
     }
 }
 
@@ -58,5 +100,27 @@ mod tests {
         assert_eq!(storage_error_code(&oor), 1);
         let io = StorageError::Io(std::io::Error::other("disk"));
         assert_eq!(storage_error_code(&io), 56);
+    }
+
+    #[test]
+    fn group_errors_map_to_kafka_codes() {
+        let cases = [
+            (GroupError::UnknownMemberId, 25),
+            (GroupError::IllegalGeneration, 22),
+            (GroupError::RebalanceInProgress, 27),
+            (GroupError::CoordinatorNotAvailable, 15),
+            (GroupError::NotCoordinator, 16),
+            (GroupError::InvalidGroupId, 24),
+            (GroupError::InconsistentGroupProtocol, 23),
+            (GroupError::GroupIdNotFound, 69),
+            (GroupError::NonEmptyGroup, 68),
+            (GroupError::UnknownTopicOrPartition, 3),
+            (GroupError::FencedInstanceId, 82),
+            (GroupError::MemberIdRequired, 79),
+            (GroupError::GroupSubscribedToTopic, 86),
+        ];
+        for (e, c) in cases {
+            assert_eq!(group_error_code(&e), c, "{e:?}");
+        }
     }
 }

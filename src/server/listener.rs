@@ -69,6 +69,10 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, conns: Rc<Conn
             shard: shard.clone(),
             advertised_host: host,
             advertised_port: port,
+            client_host: stream
+                .peer_addr()
+                .map(|a| format!("/{}", a.ip()))
+                .unwrap_or_default(),
         });
         let id = conns.next_id.get();
         conns.next_id.set(id + 1);

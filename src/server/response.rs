@@ -110,8 +110,14 @@ impl FetchStats {
         )
     }
 
+    /// Bytes sent on all paths.
     pub fn total(&self) -> u64 {
         self.sendfile_bytes.get() + self.writev_bytes.get() + self.fallback_bytes.get()
+    }
+
+    /// Changes whenever any counter does (to log only when something moved).
+    pub fn version(&self) -> u64 {
+        self.total() + self.cache_hit_bytes.get() + self.cache_miss_bytes.get()
     }
 }
 

@@ -43,6 +43,8 @@ pub enum ShardRequest {
     },
     /// To shard 0, the metadata writer.
     DeleteTopics(Vec<String>),
+    /// To a group's coordinator shard (or, for listing, to every shard).
+    Group(Box<crate::group::GroupOp>),
     /// From shard 0 to every shard: open logs of new partitions, close deleted ones.
     ApplyMetadata(Arc<Metadata>),
 }
@@ -55,6 +57,7 @@ pub enum ShardReply {
     CreateTopics(Vec<TopicResult>),
     DeleteTopics(Vec<TopicResult>),
     Applied,
+    Group(crate::group::GroupReply),
 }
 
 pub struct ProducePart {

@@ -118,6 +118,22 @@ pub async fn persist<S: Storage>(
     Ok(())
 }
 
+/// `persist` for the main thread before the shards run (plain blocking IO), with the same
+/// temp file, fdatasync, rename and directory fsync.
+pub fn persist_blocking(data_dir: &Path, meta: &Metadata) -> Result<(), MetaError> {
+    use std::io::Write;
+    let text = toml::to_string(meta)
+        .map_err(|e| std::io::Error::other(format!("cannot encode metadata: {e}")))?;
+    let tmp: PathBuf = data_dir.join(META_TMP);
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_data()?;
+    drop(file);
+    std::fs::rename(&tmp, data_dir.join(META_FILE))?;
+    std::fs::File::open(data_dir)?.sync_all()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

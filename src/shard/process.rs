@@ -128,7 +128,12 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         .next()
         .with_context(|| format!("listen address {} resolves to nothing", config.listen))?;
     let _lock = lock_data_dir(&config)?;
-    let metadata = Arc::new(meta::load(&config.data_dir)?);
+    let (metadata, added) =
+        crate::group::ensure_offsets_topic(meta::load(&config.data_dir)?, &config);
+    if added {
+        meta::persist_blocking(&config.data_dir, &metadata)?;
+    }
+    let metadata = Arc::new(metadata);
     let io_memory = config
         .io_memory_bytes
         .unwrap_or_else(|| io_memory_per_shard(memlock_limit(), shards));
@@ -275,6 +280,8 @@ async fn shard_main(
     let id = shard.id;
     shard.serve_mesh(receivers);
     shard.apply_metadata(metadata).await;
+    // Before the listener opens, so this shard's groups are there for its first requests.
+    crate::group::offsets::load(&shard).await;
 
     let conns = Rc::new(Connections::default());
     // A shard that cannot listen reports it and still takes part in the shutdown below,

@@ -69,6 +69,8 @@ pub struct Shard {
     mesh: Senders<MeshMsg>,
     pending: RefCell<HashMap<u64, LocalSender<ShardReply>>>,
     next_id: Cell<u64>,
+    /// The consumer groups this shard coordinates (see `crate::group`).
+    pub groups: crate::group::Coordinator,
     /// Serialises metadata changes on shard 0: one persist-and-broadcast at a time, so
     /// every shard sees versions in order. Not on the data path.
     meta_write: async_lock::Mutex<()>,
@@ -108,6 +110,7 @@ impl Shard {
             batch_cache: Rc::new(RefCell::new(BatchCache::new(
                 config.direct_cache_bytes_per_shard(nshards),
             ))),
+            groups: crate::group::Coordinator::default(),
             config,
         })
     }
@@ -122,6 +125,11 @@ impl Shard {
 
     fn log(&self, topic: &str, partition: i32) -> Option<Log> {
         self.logs.borrow().get(topic)?.get(&partition).cloned()
+    }
+
+    /// The log of a partition this shard owns.
+    pub fn log_of(&self, topic: &str, partition: i32) -> Option<Log> {
+        self.log(topic, partition)
     }
 
     fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
@@ -200,6 +208,9 @@ impl Shard {
                 } => ShardReply::CreateTopics(self.create_topics(topics, validate_only).await),
                 ShardRequest::DeleteTopics(names) => {
                     ShardReply::DeleteTopics(self.delete_topics(names).await)
+                }
+                ShardRequest::Group(op) => {
+                    ShardReply::Group(crate::group::handle(&self, *op).await)
                 }
                 ShardRequest::ApplyMetadata(meta) => {
                     self.apply_metadata(meta).await;
@@ -615,6 +626,7 @@ impl Shard {
         // The logs were opened with `PartitionLog::open`, whose clock is the wall clock.
         let now_ms = crate::storage::log::wall_clock_ms();
         self.log_fetch_stats(false);
+        self.groups.tick(self);
         for (topic, p, log) in self.all_logs() {
             if let Err(e) = log.tick(now_ms).await {
                 tracing::error!("maintenance of {topic}-{p} failed: {e}");
@@ -624,7 +636,7 @@ impl Shard {
 
     /// Logs the fetch path counters every 10 s when they changed, and at shutdown.
     pub fn log_fetch_stats(&self, now: bool) {
-        let total = self.fetch_stats.total();
+        let total = self.fetch_stats.version();
         let due = self.stats_logged_at.get().elapsed() >= Duration::from_secs(10);
         if total != self.stats_logged_total.get() && (now || due) {
             tracing::info!("shard {}: {}", self.id, self.fetch_stats.summary());

@@ -75,6 +75,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
             MetadataResponseTopic::default()
                 .with_name(Some(topic_name(name)))
                 .with_topic_id(t.id)
+                .with_is_internal(name == crate::group::OFFSETS_TOPIC)
                 .with_partitions(partitions)
         })
         .collect();

@@ -3,12 +3,23 @@
 
 pub mod api_versions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
+pub mod describe_groups;
 pub mod fetch;
 pub mod fetch_frame;
+pub mod find_coordinator;
+pub mod heartbeat;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 use crate::server::response::Response;
 use crate::shard::Shard;
@@ -30,6 +41,17 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 pub fn supported(api: ApiKey, version: i16) -> bool {
@@ -57,6 +79,8 @@ pub struct Ctx {
     /// Host and port returned in Metadata for this broker.
     pub advertised_host: String,
     pub advertised_port: i32,
+    /// The client's address, as DescribeGroups shows it (`/IP`, like Kafka).
+    pub client_host: String,
 }
 
 /// A decoded request header and the rest of the frame (the body).
@@ -168,6 +192,17 @@ async fn handle_api(ctx: &Ctx, frame: Bytes) -> Result<Option<Answer>, RequestEr
         ApiKey::ListOffsets => list_offsets::handle(ctx, &mut req).await,
         ApiKey::CreateTopics => create_topics::handle(ctx, &mut req).await,
         ApiKey::DeleteTopics => delete_topics::handle(ctx, &mut req).await,
+        ApiKey::FindCoordinator => find_coordinator::handle(ctx, &mut req).await,
+        ApiKey::JoinGroup => join_group::handle(ctx, &mut req).await,
+        ApiKey::SyncGroup => sync_group::handle(ctx, &mut req).await,
+        ApiKey::Heartbeat => heartbeat::handle(ctx, &mut req).await,
+        ApiKey::LeaveGroup => leave_group::handle(ctx, &mut req).await,
+        ApiKey::OffsetCommit => offset_commit::handle(ctx, &mut req).await,
+        ApiKey::OffsetFetch => offset_fetch::handle(ctx, &mut req).await,
+        ApiKey::ListGroups => list_groups::handle(ctx, &mut req).await,
+        ApiKey::DescribeGroups => describe_groups::handle(ctx, &mut req).await,
+        ApiKey::DeleteGroups => delete_groups::handle(ctx, &mut req).await,
+        ApiKey::OffsetDelete => offset_delete::handle(ctx, &mut req).await,
         other => Err(RequestError::UnsupportedVersion {
             api: other,
             version,

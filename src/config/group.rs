@@ -1,0 +1,33 @@
+//! Consumer-group coordinator settings (Kafka's names and defaults).
+
+/// Settings of the group coordinators and of the `__consumer_offsets` topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupConfig {
+    /// Partitions of `__consumer_offsets`, used only when the topic is created; an existing
+    /// topic keeps its count, because the group -> partition mapping depends on it.
+    pub offsets_topic_partitions: i32,
+    /// Committed offsets of an empty group are dropped this long after the later of their
+    /// commit and the moment the group became empty.
+    pub offsets_retention_ms: u64,
+    /// How often expired offsets are looked for.
+    pub offsets_retention_check_interval_ms: u64,
+    /// Bounds on the session timeout a member may ask for.
+    pub min_session_timeout_ms: u64,
+    pub max_session_timeout_ms: u64,
+    /// How long the first rebalance of an empty group waits for more members, so that a
+    /// consumer fleet starting together is balanced in one round instead of many.
+    pub initial_rebalance_delay_ms: u64,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            offsets_topic_partitions: 50,
+            offsets_retention_ms: 10_080 * 60 * 1000,
+            offsets_retention_check_interval_ms: 600_000,
+            min_session_timeout_ms: 6_000,
+            max_session_timeout_ms: 1_800_000,
+            initial_rebalance_delay_ms: 3_000,
+        }
+    }
+}

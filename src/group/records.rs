@@ -1,0 +1,386 @@
+//! The records of `__consumer_offsets`: their keys and values, and the v2 batches that
+//! carry them.
+//!
+//! Two kinds of key, distinguished by a leading version like Kafka's:
+//! - `1`: a committed offset, `[group, topic, partition]`;
+//! - `2`: group metadata, `[group]`.
+//!
+//! A record with a null value is a tombstone: on load, the last value per key wins and a
+//! tombstone deletes the key. Strings are an i16 length and UTF-8 bytes; decoding checks
+//! every length, since the bytes come from disk.
+
+use crate::protocol::batch;
+use bytes::Bytes;
+
+const KEY_OFFSET: i16 = 1;
+const KEY_GROUP: i16 = 2;
+const VALUE_VERSION: i16 = 1;
+/// Positions of the CRC and of the attributes (where the CRC starts) in a v2 batch header.
+const OFF_CRC: usize = 17;
+const OFF_ATTRIBUTES: usize = 21;
+
+/// A record to append: key and value (`None`: a tombstone).
+pub type Record = (Vec<u8>, Option<Vec<u8>>);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Key {
+    Offset {
+        group: String,
+        topic: String,
+        partition: i32,
+    },
+    Group {
+        group: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OffsetValue {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+    pub commit_timestamp_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupValue {
+    pub protocol_type: String,
+    pub generation: i32,
+    pub protocol: String,
+    pub timestamp_ms: i64,
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    // Group ids, topic names and metadata are bounded well below i16::MAX by the callers
+    // (topic names by Kafka's rule, metadata by OFFSET_METADATA_MAX_BYTES, group ids by the
+    // frame); truncating would corrupt the record, so it is asserted.
+    assert!(s.len() <= i16::MAX as usize, "string too long for a record");
+    out.extend_from_slice(&(s.len() as i16).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Reads fields from untrusted bytes, failing on any short read.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+    fn i16(&mut self) -> Option<i16> {
+        self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
+    }
+    fn i32(&mut self) -> Option<i32> {
+        self.take(4)
+            .and_then(|b| b.try_into().ok())
+            .map(i32::from_be_bytes)
+    }
+    fn i64(&mut self) -> Option<i64> {
+        self.take(8)
+            .and_then(|b| b.try_into().ok())
+            .map(i64::from_be_bytes)
+    }
+    fn str(&mut self) -> Option<String> {
+        let len = self.i16()?;
+        if len < 0 {
+            return None;
+        }
+        String::from_utf8(self.take(len as usize)?.to_vec()).ok()
+    }
+    fn nullable_str(&mut self) -> Option<Option<String>> {
+        let len = self.i16()?;
+        if len < 0 {
+            return Some(None);
+        }
+        Some(Some(
+            String::from_utf8(self.take(len as usize)?.to_vec()).ok()?,
+        ))
+    }
+}
+
+impl Key {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            Key::Offset {
+                group,
+                topic,
+                partition,
+            } => {
+                out.extend_from_slice(&KEY_OFFSET.to_be_bytes());
+                put_str(&mut out, group);
+                put_str(&mut out, topic);
+                out.extend_from_slice(&partition.to_be_bytes());
+            }
+            Key::Group { group } => {
+                out.extend_from_slice(&KEY_GROUP.to_be_bytes());
+                put_str(&mut out, group);
+            }
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Key> {
+        let mut r = Reader(bytes);
+        match r.i16()? {
+            KEY_OFFSET => Some(Key::Offset {
+                group: r.str()?,
+                topic: r.str()?,
+                partition: r.i32()?,
+            }),
+            KEY_GROUP => Some(Key::Group { group: r.str()? }),
+            _ => None,
+        }
+    }
+
+    pub fn group(&self) -> &str {
+        match self {
+            Key::Offset { group, .. } | Key::Group { group } => group,
+        }
+    }
+}
+
+impl OffsetValue {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&VALUE_VERSION.to_be_bytes());
+        out.extend_from_slice(&self.offset.to_be_bytes());
+        out.extend_from_slice(&self.leader_epoch.to_be_bytes());
+        match &self.metadata {
+            Some(m) => put_str(&mut out, m),
+            None => out.extend_from_slice(&(-1i16).to_be_bytes()),
+        }
+        out.extend_from_slice(&self.commit_timestamp_ms.to_be_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<OffsetValue> {
+        let mut r = Reader(bytes);
+        if r.i16()? != VALUE_VERSION {
+            return None;
+        }
+        Some(OffsetValue {
+            offset: r.i64()?,
+            leader_epoch: r.i32()?,
+            metadata: r.nullable_str()?,
+            commit_timestamp_ms: r.i64()?,
+        })
+    }
+}
+
+impl GroupValue {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&VALUE_VERSION.to_be_bytes());
+        put_str(&mut out, &self.protocol_type);
+        out.extend_from_slice(&self.generation.to_be_bytes());
+        put_str(&mut out, &self.protocol);
+        out.extend_from_slice(&self.timestamp_ms.to_be_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<GroupValue> {
+        let mut r = Reader(bytes);
+        if r.i16()? != VALUE_VERSION {
+            return None;
+        }
+        Some(GroupValue {
+            protocol_type: r.str()?,
+            generation: r.i32()?,
+            protocol: r.str()?,
+            timestamp_ms: r.i64()?,
+        })
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    loop {
+        if z < 0x80 {
+            out.push(z as u8);
+            return;
+        }
+        out.push((z as u8 & 0x7f) | 0x80);
+        z >>= 7;
+    }
+}
+
+fn get_varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
+    let mut z: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*pos)?;
+        *pos += 1;
+        z |= ((b & 0x7f) as u64) << shift;
+        if b & 0x80 == 0 {
+            return Some(((z >> 1) as i64) ^ -((z & 1) as i64));
+        }
+    }
+    None
+}
+
+fn get_bytes<'a>(buf: &'a [u8], pos: &mut usize) -> Option<Option<&'a [u8]>> {
+    let len = get_varint(buf, pos)?;
+    if len < 0 {
+        return Some(None);
+    }
+    let end = pos.checked_add(len as usize)?;
+    let out = buf.get(*pos..end)?;
+    *pos = end;
+    Some(Some(out))
+}
+
+/// One uncompressed v2 batch of `(key, value)` records (a `None` value is a tombstone),
+/// with base offset 0: the log assigns the real one.
+pub fn build_batch(records: &[Record], timestamp_ms: i64) -> Bytes {
+    assert!(!records.is_empty(), "a batch needs at least one record");
+    let mut body = Vec::new();
+    for (i, (key, value)) in records.iter().enumerate() {
+        let mut rec = vec![0u8]; // attributes
+        put_varint(&mut rec, 0); // timestamp delta
+        put_varint(&mut rec, i as i64); // offset delta
+        put_varint(&mut rec, key.len() as i64);
+        rec.extend_from_slice(key);
+        match value {
+            Some(v) => {
+                put_varint(&mut rec, v.len() as i64);
+                rec.extend_from_slice(v);
+            }
+            None => put_varint(&mut rec, -1),
+        }
+        put_varint(&mut rec, 0); // headers
+        put_varint(&mut body, rec.len() as i64);
+        body.extend_from_slice(&rec);
+    }
+    let n = records.len() as i32;
+    let mut b = Vec::with_capacity(batch::HEADER_BYTES + body.len());
+    b.extend_from_slice(&0i64.to_be_bytes()); // base offset
+    let length = (batch::HEADER_BYTES - batch::LOG_OVERHEAD + body.len()) as i32;
+    b.extend_from_slice(&length.to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes()); // partition leader epoch
+    b.push(2); // magic
+    b.extend_from_slice(&0u32.to_be_bytes()); // crc, set below
+    b.extend_from_slice(&0i16.to_be_bytes()); // attributes: no compression, CreateTime
+    b.extend_from_slice(&(n - 1).to_be_bytes()); // last offset delta
+    b.extend_from_slice(&timestamp_ms.to_be_bytes());
+    b.extend_from_slice(&timestamp_ms.to_be_bytes());
+    b.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
+    b.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
+    b.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+    b.extend_from_slice(&n.to_be_bytes());
+    b.extend_from_slice(&body);
+    let crc = crc32c::crc32c(&b[OFF_ATTRIBUTES..]);
+    b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    debug_assert!(batch::validate_batch(&b).is_ok());
+    Bytes::from(b)
+}
+
+/// A record read back: its offset in the log, key and value (None: tombstone).
+pub struct LoggedRecord {
+    pub offset: i64,
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// Splits whole batches into records. Returns the records and the offset after the last
+/// batch. Compressed batches are skipped: the broker never writes them to this topic.
+pub fn parse_batches(mut buf: &[u8]) -> (Vec<LoggedRecord>, Option<i64>) {
+    let mut out = Vec::new();
+    let mut next = None;
+    while let Ok(header) = batch::BatchHeader::parse(buf) {
+        let total = header.total_bytes();
+        if total > buf.len() {
+            break;
+        }
+        let (this, rest) = buf.split_at(total);
+        buf = rest;
+        next = Some(header.last_offset() + 1);
+        if header.compression() != 0 {
+            continue;
+        }
+        let mut pos = batch::HEADER_BYTES;
+        for _ in 0..header.record_count.max(0) {
+            let Some(rec) = parse_record(this, &mut pos, header.base_offset) else {
+                break;
+            };
+            out.push(rec);
+        }
+    }
+    (out, next)
+}
+
+fn parse_record(buf: &[u8], pos: &mut usize, base_offset: i64) -> Option<LoggedRecord> {
+    let len = get_varint(buf, pos)?;
+    let end = pos.checked_add(usize::try_from(len).ok()?)?;
+    let rec = buf.get(*pos..end)?;
+    *pos = end;
+    let mut p = 1; // attributes
+    get_varint(rec, &mut p)?; // timestamp delta
+    let offset_delta = get_varint(rec, &mut p)?;
+    let key = get_bytes(rec, &mut p)??.to_vec();
+    let value = get_bytes(rec, &mut p)?.map(|v| v.to_vec());
+    Some(LoggedRecord {
+        offset: base_offset + offset_delta,
+        key,
+        value,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_values_round_trip() {
+        let k = Key::Offset {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 7,
+        };
+        assert_eq!(Key::decode(&k.encode()), Some(k));
+        let g = Key::Group { group: "g".into() };
+        assert_eq!(Key::decode(&g.encode()), Some(g));
+        let v = OffsetValue {
+            offset: 42,
+            leader_epoch: -1,
+            metadata: None,
+            commit_timestamp_ms: 5,
+        };
+        assert_eq!(OffsetValue::decode(&v.encode()), Some(v));
+        let gv = GroupValue {
+            protocol_type: "consumer".into(),
+            generation: 3,
+            protocol: "range".into(),
+            timestamp_ms: 9,
+        };
+        assert_eq!(GroupValue::decode(&gv.encode()), Some(gv));
+        // Truncated bytes from disk are rejected, not trusted.
+        let e = Key::Group {
+            group: "abc".into(),
+        }
+        .encode();
+        assert_eq!(Key::decode(&e[..e.len() - 1]), None);
+    }
+
+    #[test]
+    fn batches_round_trip_with_tombstones() {
+        let recs = vec![
+            (b"k1".to_vec(), Some(b"v1".to_vec())),
+            (b"k2".to_vec(), None),
+        ];
+        let mut b = build_batch(&recs, 1000).to_vec();
+        batch::set_base_offset(&mut b, 10);
+        let mut two = b.clone();
+        two.extend_from_slice(&b);
+        let (out, next) = parse_batches(&two);
+        assert_eq!(next, Some(12));
+        assert_eq!(out.len(), 4);
+        assert_eq!(out[0].offset, 10);
+        assert_eq!(out[1].offset, 11);
+        assert_eq!(out[1].value, None);
+        assert_eq!(out[0].value.as_deref(), Some(&b"v1"[..]));
+    }
+}

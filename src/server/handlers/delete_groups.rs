@@ -1,0 +1,38 @@
+//! DeleteGroups, versions 0-2: deletes empty groups and their committed offsets.
+
+use super::{Ctx, Request, RequestError, str_bytes};
+use crate::group::{self, GroupOp, GroupReply};
+use crate::server::errors::code;
+use crate::shard::runtime::join_all;
+use bytes::Bytes;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse, GroupId};
+
+pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError> {
+    let request: DeleteGroupsRequest = req.decode_body()?;
+    let calls: Vec<_> = request
+        .groups_names
+        .iter()
+        .map(|g| {
+            let id = g.to_string();
+            Box::pin(async move {
+                let c = match group::route(&ctx.shard, &id, GroupOp::Delete(vec![id.clone()])).await
+                {
+                    Some(GroupReply::Delete(r)) => r.first().map(|(_, c)| *c),
+                    _ => None,
+                };
+                (id, c.unwrap_or(code::COORDINATOR_NOT_AVAILABLE))
+            })
+        })
+        .collect();
+    let results = join_all(calls)
+        .await
+        .into_iter()
+        .map(|(id, c)| {
+            DeletableGroupResult::default()
+                .with_group_id(GroupId(str_bytes(id)))
+                .with_error_code(c)
+        })
+        .collect();
+    req.respond(&DeleteGroupsResponse::default().with_results(results))
+}

@@ -1,0 +1,23 @@
+//! Heartbeat, versions 0-4: keeps a member's session alive and tells it of a rebalance.
+
+use super::{Ctx, Request, RequestError};
+use crate::group::{self, GroupOp, GroupReply};
+use crate::server::errors::code;
+use bytes::Bytes;
+use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
+
+pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError> {
+    let request: HeartbeatRequest = req.decode_body()?;
+    let group_id = request.group_id.to_string();
+    let op = GroupOp::Heartbeat {
+        group: group_id.clone(),
+        generation: request.generation_id,
+        member_id: request.member_id.to_string(),
+        instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
+    };
+    let error = match group::route(&ctx.shard, &group_id, op).await {
+        Some(GroupReply::Heartbeat(c)) => c,
+        _ => code::COORDINATOR_NOT_AVAILABLE,
+    };
+    req.respond(&HeartbeatResponse::default().with_error_code(error))
+}

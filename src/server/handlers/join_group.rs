@@ -1,0 +1,30 @@
+//! JoinGroup, versions 0-9 (v4+: MEMBER_ID_REQUIRED on the first join; v5+: static
+//! members). The request waits on the coordinator shard until the rebalance completes.
+
+use super::{Ctx, Request, RequestError};
+use crate::group::{self, GroupOp, GroupReply, coordinator::join_error};
+use crate::server::errors::code;
+use bytes::Bytes;
+use kafka_protocol::messages::JoinGroupRequest;
+
+pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError> {
+    let request: JoinGroupRequest = req.decode_body()?;
+    let group_id = request.group_id.to_string();
+    let member_id = request.member_id.to_string();
+    let op = GroupOp::Join {
+        req: request,
+        version: req.version,
+        client_id: req
+            .header
+            .client_id
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        client_host: ctx.client_host.clone(),
+    };
+    let response = match group::route(&ctx.shard, &group_id, op).await {
+        Some(GroupReply::Join(r)) => r,
+        _ => join_error(code::COORDINATOR_NOT_AVAILABLE, &member_id),
+    };
+    req.respond(&response)
+}

@@ -1,0 +1,18 @@
+//! OffsetDelete, version 0: removes committed offsets of topics the group does not
+//! subscribe to (GROUP_SUBSCRIBED_TO_TOPIC for those it does).
+
+use super::{Ctx, Request, RequestError};
+use crate::group::{self, GroupOp, GroupReply};
+use crate::server::errors::code;
+use bytes::Bytes;
+use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
+
+pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError> {
+    let request: OffsetDeleteRequest = req.decode_body()?;
+    let group_id = request.group_id.to_string();
+    let response = match group::route(&ctx.shard, &group_id, GroupOp::OffsetDelete(request)).await {
+        Some(GroupReply::OffsetDelete(r)) => r,
+        _ => OffsetDeleteResponse::default().with_error_code(code::COORDINATOR_NOT_AVAILABLE),
+    };
+    req.respond(&response)
+}
