@@ -263,9 +263,15 @@ fn metadata_for_all_topics_lists_every_topic() {
         let v = c.pick_version::<MetadataRequest>(12);
         // Null topic list: all topics (empty list would mean none).
         let md = c.call(v, &MetadataRequest::default().with_topics(None));
+        // Internal topics are listed too (as Kafka does), flagged as internal.
+        for t in &md.topics {
+            let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+            assert_eq!(t.is_internal, name.starts_with("__"), "{name} is_internal");
+        }
         let mut got: Vec<(String, usize)> = md
             .topics
             .iter()
+            .filter(|t| !t.is_internal)
             .map(|t| {
                 assert_eq!(t.error_code, NONE);
                 (

@@ -106,6 +106,10 @@ struct StoppedBySignal(libc::c_int);
 struct Shared {
     stopping: AtomicBool,
     drained: AtomicUsize,
+    /// Shards whose logs and groups are loaded. No shard listens before all are: the
+    /// kernel may hand a first connection to any shard, and its requests reach every
+    /// other shard over the mesh.
+    loaded: AtomicUsize,
 }
 
 enum Startup {
@@ -149,6 +153,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     let shared = Arc::new(Shared {
         stopping: AtomicBool::new(false),
         drained: AtomicUsize::new(0),
+        loaded: AtomicUsize::new(0),
     });
     let mesh = MeshBuilder::<MeshMsg, _>::full(shards, MESH_QUEUE_DEPTH);
     let (startup_tx, startup_rx) = mpsc::channel::<(usize, Startup)>();
@@ -282,6 +287,10 @@ async fn shard_main(
     shard.apply_metadata(metadata).await;
     // Before the listener opens, so this shard's groups are there for its first requests.
     crate::group::offsets::load(&shard).await;
+    shared.loaded.fetch_add(1, Ordering::SeqCst);
+    while shared.loaded.load(Ordering::SeqCst) < shards && !shared.stopping.load(Ordering::SeqCst) {
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
 
     let conns = Rc::new(Connections::default());
     // A shard that cannot listen reports it and still takes part in the shutdown below,

@@ -27,7 +27,7 @@
 
 use super::error::{Result, StorageError};
 use super::io::{FileKind, Storage, StorageFile, segment_path};
-use super::notify::{Listen, Notify};
+use super::notify::{FifoLock, Listen, Notify};
 use super::segment::{Scanner, Segment};
 use crate::config::{FlushMode, IoMode, LogConfig};
 use crate::protocol::batch;
@@ -137,8 +137,9 @@ struct Inner<S: Storage> {
     /// Wakes appenders waiting for their bytes to be written or synced, and readers
     /// waiting for the high watermark to move.
     notify: Rc<Notify>,
-    /// Serialises offset assignment with segment rolls and retention.
-    assign_lock: async_lock::Mutex<()>,
+    /// Serialises offset assignment with segment rolls and retention, first come first
+    /// served (see [`FifoLock`]).
+    assign_lock: FifoLock,
     clock: Cell<fn() -> i64>,
     /// The shard's batch cache and this log's id in it (`io = direct` only).
     cache: RefCell<Option<(Rc<RefCell<super::cache::BatchCache>>, u64)>>,
@@ -351,7 +352,7 @@ impl<S: Storage> PartitionLog<S> {
                 closed: false,
             }),
             notify: Rc::new(Notify::default()),
-            assign_lock: async_lock::Mutex::new(()),
+            assign_lock: FifoLock::default(),
             clock: Cell::new(clock),
             cache: RefCell::new(None),
         };
@@ -460,6 +461,8 @@ impl<S: Storage> PartitionLog<S> {
     /// Appends one or more v2 batches (a produce request's records). See the module
     /// documentation for what is durable when this resolves.
     pub async fn append(&self, batches: Bytes) -> Result<AppendInfo> {
+        // The place in line is taken before anything can wait: offsets follow call order.
+        let ticket = self.inner.assign_lock.ticket();
         let config = self.config();
         let size = batches.len() as u64;
         if size > config.max_batch_bytes || size > config.segment_bytes.min(u32::MAX as u64) {
@@ -475,7 +478,7 @@ impl<S: Storage> PartitionLog<S> {
             Err(shared) => BytesMut::from(shared.as_ref()),
         };
 
-        let guard = self.inner.assign_lock.lock().await;
+        let guard = ticket.acquire().await;
         self.check_open(&self.inner.state.borrow())?;
         let now = self.now();
         self.maybe_roll(&config, size, records, now).await?;

@@ -53,9 +53,123 @@ impl Future for Listen {
     }
 }
 
+/// A strictly first-come, first-served async lock. The place in line (a ticket) is taken
+/// synchronously, when the caller arrives, so callers are served in the order they called
+/// `ticket`, whatever order their futures are later polled in. The log assigns offsets
+/// under it: pipelined produce requests of one connection must get offsets in request
+/// order, and a lock that lets a newcomer overtake a woken waiter would break that.
+#[derive(Default)]
+pub struct FifoLock {
+    next: Cell<u64>,
+    serving: Cell<u64>,
+    /// Tickets whose holders went away before their turn; skipped when reached.
+    abandoned: RefCell<std::collections::BTreeSet<u64>>,
+    notify: Rc<Notify>,
+}
+
+pub struct Ticket<'a> {
+    lock: &'a FifoLock,
+    number: u64,
+    served: bool,
+}
+
+pub struct FifoGuard<'a> {
+    lock: &'a FifoLock,
+}
+
+impl FifoLock {
+    /// Takes a place in line now.
+    pub fn ticket(&self) -> Ticket<'_> {
+        let number = self.next.get();
+        self.next.set(number + 1);
+        Ticket {
+            lock: self,
+            number,
+            served: false,
+        }
+    }
+
+    /// Waits for a place taken now.
+    pub async fn lock(&self) -> FifoGuard<'_> {
+        self.ticket().acquire().await
+    }
+
+    fn advance(&self) {
+        let mut next = self.serving.get() + 1;
+        let mut abandoned = self.abandoned.borrow_mut();
+        while abandoned.remove(&next) {
+            next += 1;
+        }
+        self.serving.set(next);
+        drop(abandoned);
+        self.notify.notify_all();
+    }
+}
+
+impl<'a> Ticket<'a> {
+    pub async fn acquire(mut self) -> FifoGuard<'a> {
+        loop {
+            if self.lock.serving.get() == self.number {
+                self.served = true;
+                return FifoGuard { lock: self.lock };
+            }
+            self.lock.notify.listen().await;
+        }
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if self.served {
+            return;
+        }
+        if self.lock.serving.get() == self.number {
+            self.lock.advance();
+        } else {
+            self.lock.abandoned.borrow_mut().insert(self.number);
+        }
+    }
+}
+
+impl Drop for FifoGuard<'_> {
+    fn drop(&mut self) {
+        self.lock.advance();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fifo_lock_serves_in_ticket_order_and_skips_abandoned_tickets() {
+        let lock = FifoLock::default();
+        let order = RefCell::new(Vec::new());
+        futures_lite::future::block_on(async {
+            let first = lock.lock().await;
+            let t1 = lock.ticket();
+            let t2 = lock.ticket();
+            let t3 = lock.ticket();
+            drop(t2); // a cancelled request
+            let a = async {
+                let _g = t1.acquire().await;
+                order.borrow_mut().push(1);
+            };
+            let b = async {
+                let _g = t3.acquire().await;
+                order.borrow_mut().push(3);
+            };
+            // Poll the later ticket first: it must still wait for the earlier one.
+            let run = futures_lite::future::zip(b, a);
+            drop(first);
+            run.await;
+        });
+        assert_eq!(*order.borrow(), vec![1, 3]);
+        // The lock is free again.
+        futures_lite::future::block_on(async {
+            let _g = lock.lock().await;
+        });
+    }
 
     #[test]
     fn listen_resolves_only_after_notify() {

@@ -1,0 +1,340 @@
+//! The consumer path against the machine's loopback limit, in one run:
+//! - loopback TCP bandwidth (a plain socket pair in this process, and iperf3 if installed);
+//! - fetch throughput of one caught-up consumer reading large batches from a release
+//!   broker (`io=buffered`, data in the page cache), as a ratio to that bandwidth;
+//! - broker CPU time per GiB fetched with zero-copy sends (`fetch.zero.copy=true`, the
+//!   default) and with copying writes (`false`), from /proc/<pid>/stat.
+//!
+//! `cargo bench --bench fetch_limits` writes `perf/results/fetch-limits-<date>.json` and
+//! prints a markdown table. Under `cargo test` it runs a tiny smoke version.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, CreateTopicsRequest, FetchRequest, FetchResponse, ProduceRequest, RequestHeader,
+    TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use ringbroker::protocol::batch::{self, testing::batch_of_size};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Client {
+    stream: TcpStream,
+    next_id: i32,
+}
+
+impl Client {
+    fn connect(port: u16) -> Client {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) {
+                stream.set_nodelay(true).expect("nodelay");
+                return Client { stream, next_id: 1 };
+            }
+            assert!(Instant::now() < deadline, "broker did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn call<R: Request>(&mut self, version: i16, req: &R) -> Bytes {
+        let mut body = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(self.next_id)
+            .with_client_id(Some(StrBytes::from_static_str("fetch-bench")))
+            .encode(
+                &mut body,
+                ApiKey::try_from(R::KEY)
+                    .expect("key")
+                    .request_header_version(version),
+            )
+            .expect("header");
+        req.encode(&mut body, version).expect("body");
+        self.next_id += 1;
+        let mut frame = Vec::with_capacity(body.len() + 4);
+        frame.put_i32(body.len() as i32);
+        frame.extend_from_slice(&body);
+        self.stream.write_all(&frame).expect("send");
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len).expect("response length");
+        let mut resp = vec![0u8; i32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut resp).expect("response");
+        let mut b = Bytes::from(resp);
+        b.advance(4); // correlation id
+        if R::Response::header_version(version) >= 1 {
+            b.advance(1); // empty tagged fields
+        }
+        b
+    }
+}
+
+fn topic(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+/// Bytes per second through a loopback socket pair (the equivalent of iperf3).
+fn loopback_bandwidth(total: u64) -> f64 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let reader = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        let mut buf = vec![0u8; 1 << 20];
+        let mut got = 0u64;
+        while got < total {
+            let n = s.read(&mut buf).expect("read");
+            if n == 0 {
+                break;
+            }
+            got += n as u64;
+        }
+    });
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let buf = vec![0x5au8; 1 << 20];
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while sent < total {
+        s.write_all(&buf).expect("write");
+        sent += buf.len() as u64;
+    }
+    reader.join().expect("reader");
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+fn iperf3_bandwidth() -> Option<f64> {
+    Command::new("iperf3").arg("--version").output().ok()?;
+    let mut server = Command::new("iperf3")
+        .args(["-s", "-1", "-p", "25201"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    std::thread::sleep(Duration::from_millis(300));
+    let out = Command::new("iperf3")
+        .args(["-c", "127.0.0.1", "-p", "25201", "-t", "3", "-J"])
+        .output()
+        .ok();
+    let _ = server.kill();
+    let _ = server.wait();
+    let json: serde_json::Value = serde_json::from_slice(&out?.stdout).ok()?;
+    json["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .map(|b| b / 8.0)
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz
+}
+
+fn start_broker(data: &std::path::Path, port: u16, zero_copy: bool) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_ringbroker"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--shards",
+            "1",
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--set", &format!("fetch.zero.copy={zero_copy}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start broker")
+}
+
+fn stop(mut child: Child) {
+    // SAFETY: plain kill(2) on our child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let _ = child.wait();
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Reads the whole partition from offset 0 with large fetches; returns (bytes, seconds).
+fn fetch_all(c: &mut Client, end_offset: i64, fetch_max: i32) -> (u64, f64) {
+    let mut offset = 0i64;
+    let mut bytes = 0u64;
+    let start = Instant::now();
+    while offset < end_offset {
+        let req = FetchRequest::default()
+            .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+            .with_max_wait_ms(500)
+            .with_min_bytes(1)
+            .with_max_bytes(fetch_max)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(topic("bench"))
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition(0)
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(fetch_max),
+                    ]),
+            ]);
+        let mut body = c.call(11, &req);
+        let resp = FetchResponse::decode(&mut body, 11).expect("fetch response");
+        let records = resp.responses[0].partitions[0]
+            .records
+            .clone()
+            .unwrap_or_default();
+        assert!(!records.is_empty(), "data at offset {offset}");
+        let batches = batch::validate_batches(&records).expect("whole valid batches");
+        offset = batches
+            .last()
+            .map(|(h, _)| h.last_offset() + 1)
+            .unwrap_or(offset);
+        bytes += records.len() as u64;
+    }
+    (bytes, start.elapsed().as_secs_f64())
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let (log_bytes, loop_bytes, batch_bytes) = if full {
+        (1u64 << 30, 4u64 << 30, 1usize << 20)
+    } else {
+        (8 << 20, 64 << 20, 256 << 10)
+    };
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
+    std::fs::create_dir_all(&root).expect("bench dir");
+    let tmp = tempfile::Builder::new()
+        .prefix("fetch")
+        .tempdir_in(&root)
+        .expect("tmp");
+
+    let loopback = loopback_bandwidth(loop_bytes);
+    let iperf = if full { iperf3_bandwidth() } else { None };
+
+    // Load the topic once (1 MiB batches), then read it back with each send mode.
+    let port = free_port();
+    let broker = start_broker(tmp.path(), port, true);
+    let mut c = Client::connect(port);
+    c.call(
+        5,
+        &CreateTopicsRequest::default().with_topics(vec![
+            kafka_protocol::messages::create_topics_request::CreatableTopic::default()
+                .with_name(topic("bench"))
+                .with_num_partitions(1)
+                .with_replication_factor(1),
+        ]),
+    );
+    let batch = Bytes::from(batch_of_size(batch_bytes, 64, 1_700_000_000_000));
+    let mut end_offset = 0i64;
+    let mut written = 0u64;
+    while written < log_bytes {
+        let req = ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(topic("bench"))
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(batch.clone())),
+                    ]),
+            ]);
+        c.call(7, &req);
+        written += batch.len() as u64;
+        end_offset += 64;
+    }
+    stop(broker);
+
+    let mut runs = Vec::new();
+    for zero_copy in [true, false] {
+        let broker = start_broker(tmp.path(), port, zero_copy);
+        let mut c = Client::connect(port);
+        // One warm-up pass keeps the comparison about the send path, not the page cache.
+        fetch_all(&mut c, end_offset, 64 << 20);
+        let cpu0 = cpu_seconds(broker.id());
+        let (bytes, secs) = fetch_all(&mut c, end_offset, 64 << 20);
+        let cpu = cpu_seconds(broker.id()) - cpu0;
+        stop(broker);
+        let gib = bytes as f64 / (1u64 << 30) as f64;
+        runs.push((zero_copy, bytes as f64 / secs, cpu / gib));
+    }
+
+    println!("| measurement | value | ratio |");
+    println!("|---|---|---|");
+    println!(
+        "| loopback TCP, socket pair | {:.0} MB/s | 1.00 |",
+        loopback / 1e6
+    );
+    if let Some(i) = iperf {
+        println!(
+            "| loopback TCP, iperf3 | {:.0} MB/s | {:.2} |",
+            i / 1e6,
+            i / loopback
+        );
+    }
+    for (zero_copy, bps, cpu_per_gib) in &runs {
+        let mode = if *zero_copy {
+            "zero-copy (sendfile)"
+        } else {
+            "copying writes"
+        };
+        println!(
+            "| fetch, 1 consumer, {mode} | {:.0} MB/s, {:.3} CPU s/GiB | {:.2} of loopback |",
+            bps / 1e6,
+            cpu_per_gib,
+            bps / loopback
+        );
+    }
+    let cpu_ratio = runs[1].2 / runs[0].2.max(1e-9);
+    println!("| broker CPU per GiB, copying / zero-copy | {cpu_ratio:.2}x | |");
+    if full {
+        let machine = serde_json::json!({
+            "cpu": std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| s.lines()
+                .find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string())),
+            "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "kernel": Command::new("uname").arg("-r").output().ok()
+                .and_then(|o| String::from_utf8(o.stdout).ok()).map(|s| s.trim().to_string()),
+        });
+        let report = serde_json::json!({
+            "benchmark": "fetch_limits",
+            "command": "cargo bench --bench fetch_limits",
+            "machine": machine,
+            "params": { "log_bytes": log_bytes, "batch_bytes": batch_bytes, "fetch_max_bytes": 64 << 20, "shards": 1, "io": "buffered" },
+            "loopback_socket_pair_bytes_per_s": loopback,
+            "loopback_iperf3_bytes_per_s": iperf,
+            "fetch": runs.iter().map(|(z, bps, cpu)| serde_json::json!({
+                "zero_copy": z, "bytes_per_s": bps, "ratio_to_loopback": bps / loopback, "broker_cpu_s_per_gib": cpu,
+            })).collect::<Vec<_>>(),
+            "cpu_ratio_copying_over_zero_copy": cpu_ratio,
+        });
+        let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("perf/results");
+        std::fs::create_dir_all(&out).expect("perf/results");
+        let date = Command::new("date")
+            .arg("+%Y-%m-%d")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|| "undated".into());
+        let path = out.join(format!("fetch-limits-{date}.json"));
+        std::fs::write(&path, serde_json::to_string_pretty(&report).expect("json")).expect("write");
+        println!("\nwrote {}", path.display());
+    }
+}
