@@ -2,13 +2,15 @@
 # Installs the system packages the tests and scripts use, if missing:
 #   kcat      scripts/smoke.sh (Debian's kcat links librdkafka 2.0.2)
 #   gcc, make, perl  the rdkafka dev-dependency builds a bundled librdkafka
-# No Python Kafka client is used by any test yet.
+#   python3, pip, kafka-python  tests/consumer_groups.rs drives a kafka-python group
 set -euo pipefail
 need_apt=()
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v perl >/dev/null 2>&1 || need_apt+=(perl)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 if ((${#need_apt[@]})); then
   if command -v apt-get >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

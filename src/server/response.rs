@@ -85,7 +85,8 @@ pub struct FetchStats {
     pub sendfile_bytes: Cell<u64>,
     /// Memory bytes (framing and cached batches) sent by writev.
     pub writev_bytes: Cell<u64>,
-    /// Bytes sent by copying writes after the socket was full (or sendfile refused).
+    /// Bytes sent by copying writes: one byte each time the socket was full (to wait for
+    /// room), or everything when zero-copy is off or sendfile refused the descriptor.
     pub fallback_bytes: Cell<u64>,
     pub fallback_count: Cell<u64>,
     /// Record bytes served from the direct-IO batch cache / from segment files.
@@ -231,9 +232,14 @@ async fn send_memory(
             break;
         }
         if sent == 0 {
-            // The socket is full: glommio's write waits for room.
+            // The socket is full: glommio's write waits for room (one byte, then writev
+            // again), or, without zero-copy, takes a whole piece.
             let b = bufs.remove(0);
-            let piece = b.len().min(FALLBACK_PIECE_BYTES);
+            let piece = if zero_copy {
+                1
+            } else {
+                b.len().min(FALLBACK_PIECE_BYTES)
+            };
             stream.write_all(&b[..piece]).await?;
             add(&stats.fallback_bytes, piece as u64);
             add(&stats.fallback_count, 1);
@@ -296,7 +302,14 @@ async fn send_file(
         }
         at += sent;
         if at < end && sent == 0 {
-            let piece = ((end - at) as usize).min(FALLBACK_PIECE_BYTES);
+            // The socket is full. glommio has no public "wait until writable", but its write
+            // waits for room: send a single copied byte through it, then go back to
+            // sendfile for the rest. Without zero-copy the copying write takes it all.
+            let piece = if zero_copy {
+                1
+            } else {
+                ((end - at) as usize).min(FALLBACK_PIECE_BYTES)
+            };
             let bytes = pread_exact(fd, at, piece)?;
             stream.write_all(&bytes).await?;
             add(&stats.fallback_bytes, piece as u64);
