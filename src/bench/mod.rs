@@ -214,7 +214,8 @@ fn progress(stats: &Stats, start: Instant, done: &AtomicBool) {
         );
         let (da, dc) = (a - acked, c - consumed);
         (acked, consumed) = (a, c);
-        let phase = if stats.window_started() {
+        // The second just ended counts as warm-up if it began before the window.
+        let phase = if stats.window_started_at(now - Duration::from_secs(1)) {
             "measure"
         } else {
             "warmup "

@@ -74,8 +74,9 @@ impl Stats {
         ns >= self.window_start_ns.load(Relaxed) && ns < self.window_end_ns.load(Relaxed)
     }
 
-    pub fn window_started(&self) -> bool {
-        self.now_ns() >= self.window_start_ns.load(Relaxed)
+    /// Whether the measurement window had begun at `t`.
+    pub fn window_started_at(&self, t: Instant) -> bool {
+        self.ns_of(t) >= self.window_start_ns.load(Relaxed)
     }
 
     /// A producer learnt that the record scheduled at `scheduled_ns` was acknowledged.
