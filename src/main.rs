@@ -27,7 +27,7 @@ enum Command {
     Serve(ServeArgs),
     /// Benchmark a Kafka-compatible broker (open-loop load, latency percentiles), or run a
     /// sweep of settings with `bench sweep`.
-    Bench(ringbroker::bench::BenchCommand),
+    Bench(Box<ringbroker::bench::BenchCommand>),
 }
 
 #[derive(clap::Args)]
@@ -86,7 +86,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Bench(bench) => match ringbroker::bench::main(bench) {
+        Command::Bench(bench) => match ringbroker::bench::main(*bench) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("ringbroker bench: {e:#}");

@@ -56,7 +56,7 @@ pub fn run(
     let mut polls = 0u64;
     while !stop.load(Relaxed) {
         // Group assignments change on rebalances; look about once a second.
-        if polls % 10 == 0
+        if polls.is_multiple_of(10)
             && let Ok(tpl) = consumer.assignment()
         {
             assigned.store(tpl.count(), Relaxed);

@@ -24,7 +24,13 @@ impl Machine {
         let memory_kib = meminfo
             .lines()
             .find_map(|l| l.strip_prefix("MemTotal:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
             .unwrap_or(0);
         let read = |path: &str| {
             std::fs::read_to_string(path)

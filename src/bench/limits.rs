@@ -45,9 +45,12 @@ pub fn measure(dir: &Path, seconds: f64) -> Limits {
         .unwrap_or(l.tcp_loopback_mb_s_builtin);
 
     l.disk_write_mb_s_builtin = disk_write_builtin(dir, 256 << 20).unwrap_or(0.0);
-    l.disk_write_mb_s_fio = fio(dir, &["--rw=write", "--bs=1M", "--size=512M", "--end_fsync=1"])
-        .and_then(|j| j["jobs"][0]["write"]["bw_bytes"].as_f64())
-        .map(|b| b / 1e6);
+    l.disk_write_mb_s_fio = fio(
+        dir,
+        &["--rw=write", "--bs=1M", "--size=512M", "--end_fsync=1"],
+    )
+    .and_then(|j| j["jobs"][0]["write"]["bw_bytes"].as_f64())
+    .map(|b| b / 1e6);
     l.disk_write_mb_s = l.disk_write_mb_s_fio.unwrap_or(l.disk_write_mb_s_builtin);
 
     let sync = fdatasync_builtin(dir, 300).unwrap_or_default();

@@ -220,8 +220,7 @@ fn progress(stats: &Stats, start: Instant, done: &AtomicBool) {
         } else {
             "warmup "
         };
-        let errors =
-            stats.produce_errors.load(Relaxed) + stats.consume_errors.load(Relaxed);
+        let errors = stats.produce_errors.load(Relaxed) + stats.consume_errors.load(Relaxed);
         eprintln!(
             "[{:>4.0}s {phase}] produced {da:>7} rec/s {:>7.1} MB/s | consumed {dc:>7} rec/s \
              | p99 ack {:>7.2} ms e2e {:>7.2} ms | errors {errors}",

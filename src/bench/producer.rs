@@ -126,10 +126,9 @@ pub fn run(
     end: Instant,
     give_up: Instant,
 ) -> anyhow::Result<ProducerOutcome> {
-    let producer: BaseProducer<Context> =
-        client_config(args).create_with_context(Context {
-            stats: stats.clone(),
-        })?;
+    let producer: BaseProducer<Context> = client_config(args).create_with_context(Context {
+        stats: stats.clone(),
+    })?;
     let rate = args.rate as f64 / args.producers as f64;
     // Producers interleave: producer k starts k / rate after the first.
     let offset = if rate > 0.0 {

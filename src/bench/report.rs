@@ -105,7 +105,10 @@ impl Report {
             "\n{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
             "latency ms", "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean"
         );
-        for (name, l) in [("ack", &r.ack_latency_ms), ("end-to-end", &r.e2e_latency_ms)] {
+        for (name, l) in [
+            ("ack", &r.ack_latency_ms),
+            ("end-to-end", &r.e2e_latency_ms),
+        ] {
             let _ = writeln!(
                 out,
                 "{name:<12} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",

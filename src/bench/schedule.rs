@@ -118,7 +118,10 @@ mod tests {
         assert!(s.p99 >= 150.0, "p99 must include the stall: {s:?}");
         // Not one slow record: about 200 records waited over 100 ms.
         let over_100ms = (1.0 - quantile_below(&latency, 100.0)) * s.count as f64;
-        assert!(over_100ms >= 120.0, "{over_100ms} records over 100 ms: {s:?}");
+        assert!(
+            over_100ms >= 120.0,
+            "{over_100ms} records over 100 ms: {s:?}"
+        );
         assert!(s.p50 < 50.0, "records outside the stall are fast: {s:?}");
     }
 

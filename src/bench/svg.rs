@@ -29,7 +29,10 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
     let (dec_lo, dec_hi) = if all.is_empty() {
         (0, 1)
     } else {
-        (y_lo.log10().floor() as i32, (y_hi.log10().ceil() as i32).max(y_lo.log10().floor() as i32 + 1))
+        (
+            y_lo.log10().floor() as i32,
+            (y_hi.log10().ceil() as i32).max(y_lo.log10().floor() as i32 + 1),
+        )
     };
     let sx = |x: f64| left + x / x_max * pw;
     let sy = |y: f64| {

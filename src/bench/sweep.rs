@@ -42,7 +42,12 @@ pub struct SweepArgs {
     )]
     pub pairs: Vec<String>,
     /// Codecs (the first is the base of the other settings).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "none,gzip,snappy,lz4,zstd")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "none,gzip,snappy,lz4,zstd"
+    )]
     pub codecs: Vec<Compression>,
     /// Producer batch sizes in bytes (the first is the base).
     #[arg(long, value_delimiter = ',', default_value = "131072,16384")]
@@ -262,13 +267,17 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("perf/results").join(utc_date()));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let data_root = args
-        .data_root
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("ringbroker-sweep-{}", std::process::id())));
+    let data_root = args.data_root.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("ringbroker-sweep-{}", std::process::id()))
+    });
     std::fs::create_dir_all(&data_root)?;
     let machine = Machine::detect();
-    eprintln!("sweep: {} settings x {} rates on {}", settings.len(), args.rates.len(), machine.describe());
+    eprintln!(
+        "sweep: {} settings x {} rates on {}",
+        settings.len(),
+        args.rates.len(),
+        machine.describe()
+    );
 
     let limits = (!args.no_limits).then(|| {
         eprintln!("sweep: measuring machine limits in {}", data_root.display());
@@ -443,12 +452,24 @@ fn markdown(report: &SweepReport<'_>) -> String {
             "Machine limits (same run): loopback TCP {:.0} MB/s ({}), sequential disk write \
              {:.0} MB/s ({}), fdatasync of a 4 KiB append p50 {:.3} ms / p99 {:.3} ms ({}).\n",
             l.tcp_loopback_mb_s,
-            if l.tcp_loopback_mb_s_iperf3.is_some() { "iperf3" } else { "built-in" },
+            if l.tcp_loopback_mb_s_iperf3.is_some() {
+                "iperf3"
+            } else {
+                "built-in"
+            },
             l.disk_write_mb_s,
-            if l.disk_write_mb_s_fio.is_some() { "fio" } else { "built-in" },
+            if l.disk_write_mb_s_fio.is_some() {
+                "fio"
+            } else {
+                "built-in"
+            },
             l.fdatasync_ms_p50,
             l.fdatasync_ms_p99,
-            if l.fdatasync_ms_p50_fio.is_some() { "fio" } else { "built-in" },
+            if l.fdatasync_ms_p50_fio.is_some() {
+                "fio"
+            } else {
+                "built-in"
+            },
         );
     }
     let _ = writeln!(
@@ -518,8 +539,18 @@ fn write_plots(out: &Path, points: &[Point]) -> anyhow::Result<()> {
             .collect()
     };
     let plots = [
-        ("ack-p99.svg", "Ack latency p99 vs throughput", "ack p99 (ms, log)", series(&|r| r.ack_latency_ms.p99)),
-        ("e2e-p99.svg", "End-to-end latency p99 vs throughput", "end-to-end p99 (ms, log)", series(&|r| r.e2e_latency_ms.p99)),
+        (
+            "ack-p99.svg",
+            "Ack latency p99 vs throughput",
+            "ack p99 (ms, log)",
+            series(&|r| r.ack_latency_ms.p99),
+        ),
+        (
+            "e2e-p99.svg",
+            "End-to-end latency p99 vs throughput",
+            "end-to-end p99 (ms, log)",
+            series(&|r| r.e2e_latency_ms.p99),
+        ),
     ];
     for (file, title, y, s) in plots {
         std::fs::write(
