@@ -56,6 +56,21 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
         s,
         r#"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="black"/>"#
     );
+    // Faint lines at 2x and 5x of each decade, labelled, so values can be read off.
+    for d in dec_lo..dec_hi {
+        for m in [2.0, 5.0] {
+            let v = m * 10f64.powi(d);
+            let y = sy(v);
+            let _ = writeln!(
+                s,
+                r##"<line x1="{left}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#f0f0f0"/><text x="{}" y="{:.1}" text-anchor="end" fill="#888">{}</text>"##,
+                left + pw,
+                left - 6.0,
+                y + 4.0,
+                fmt_num(v)
+            );
+        }
+    }
     for d in dec_lo..=dec_hi {
         let y = sy(10f64.powi(d));
         let _ = writeln!(

@@ -481,10 +481,14 @@ fn markdown(report: &SweepReport<'_>) -> String {
     for pt in &report.points {
         match (&pt.results, &pt.error) {
             (Some(r), _) => {
-                let q = pt.ratios.clone().unwrap_or_default();
+                let ratio = |f: &dyn Fn(&Ratios) -> f64, digits: usize| {
+                    pt.ratios
+                        .as_ref()
+                        .map_or("-".to_string(), |q| format!("{:.*}", digits, f(q)))
+                };
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {} | {:.4} | {:.3} | {:.1} |",
+                    "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {} | {} | {} | {} |",
                     pt.setting,
                     pt.rate,
                     r.produce.records_per_s,
@@ -497,9 +501,9 @@ fn markdown(report: &SweepReport<'_>) -> String {
                     r.e2e_latency_ms.p99,
                     r.consume.records_per_s,
                     r.produce.errors + r.consume.errors,
-                    q.produce_to_tcp_loopback,
-                    q.produce_to_disk_write,
-                    q.ack_p99_to_fdatasync_p50,
+                    ratio(&|q| q.produce_to_tcp_loopback, 4),
+                    ratio(&|q| q.produce_to_disk_write, 3),
+                    ratio(&|q| q.ack_p99_to_fdatasync_p50, 1),
                 );
             }
             (None, e) => {
