@@ -134,7 +134,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
             let (stats, stop) = (stats.clone(), &stop_consumers);
             s.spawn(move || consumer::run(consumer, stats, run_id, stop, assigned));
         }
-        wait_for_assignment(args, partitions, &assigned);
+        if let Err(e) = wait_for_assignment(args, partitions, &assigned) {
+            stop_consumers.store(true, Relaxed);
+            return Err(e);
+        }
 
         let start = Instant::now() + Duration::from_millis(20);
         let window_start = start + Duration::from_secs_f64(args.warmup);
@@ -168,8 +171,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         }
         stop_consumers.store(true, Relaxed);
         done.store(true, Relaxed);
-        outcomes
-    });
+        Ok(outcomes)
+    })?;
     let mut unflushed = 0;
     for outcome in outcomes {
         unflushed += outcome?.unflushed;
@@ -182,18 +185,29 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
 
 /// Waits until the consumers own every partition, so no record is produced before they
 /// know where to read (with a group the first assignment takes a rebalance).
-fn wait_for_assignment(args: &BenchArgs, partitions: i32, assigned: &[AtomicUsize]) {
+fn wait_for_assignment(
+    args: &BenchArgs,
+    partitions: i32,
+    assigned: &[AtomicUsize],
+) -> anyhow::Result<()> {
     if args.consumers == 0 {
-        return;
+        return Ok(());
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     while assigned.iter().map(|a| a.load(Relaxed)).sum::<usize>() < partitions as usize {
         if Instant::now() >= deadline {
-            eprintln!("bench: consumers were not assigned every partition within 30 s");
-            return;
+            let hint = match &args.group {
+                Some(g) => format!(
+                    " (consumer group {g}: does the broker support consumer groups? \
+                     without --group, partitions are assigned directly)"
+                ),
+                None => String::new(),
+            };
+            anyhow::bail!("the consumers were not assigned every partition within 30 s{hint}");
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    Ok(())
 }
 
 /// Prints a progress line on stderr every second until `done`.
