@@ -180,7 +180,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     if unflushed > 0 {
         eprintln!("bench: {unflushed} records were still unacknowledged at the end");
     }
-    Ok(report(args, &stats))
+    Ok(report(args, &stats, unflushed))
 }
 
 /// Waits until the consumers own every partition, so no record is produced before they
@@ -246,7 +246,7 @@ fn progress(stats: &Stats, start: Instant, done: &AtomicBool) {
     }
 }
 
-fn report(args: &BenchArgs, stats: &Stats) -> Report {
+fn report(args: &BenchArgs, stats: &Stats, unacked: u64) -> Report {
     let secs = args.duration;
     let mb = stats.record_size as f64 / 1e6;
     let flow = |records: u64, in_window: u64, errors: u64, total: u64| Flow {
@@ -278,6 +278,8 @@ fn report(args: &BenchArgs, stats: &Stats) -> Report {
             measured_s: secs,
             open_loop: args.rate > 0,
             offered_records_per_s: args.rate,
+            records_sent_total: stats.sent_total.load(Relaxed),
+            records_unacked: unacked,
             produce: flow(
                 stats.acked.load(Relaxed),
                 stats.acked_in_window.load(Relaxed),

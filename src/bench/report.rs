@@ -32,6 +32,11 @@ pub struct Results {
     /// Latency is measured from each record's scheduled time (open loop), or from its send.
     pub open_loop: bool,
     pub offered_records_per_s: u64,
+    /// Records handed to the producer clients over the whole run (warm-up included); fewer
+    /// than scheduled if the producers were still behind `--drain-timeout` after the end.
+    pub records_sent_total: u64,
+    /// Records still unacknowledged when the producers gave up waiting.
+    pub records_unacked: u64,
     pub produce: Flow,
     /// From the scheduled time (open loop) or the send (closed loop) to the acknowledgement.
     pub ack_latency_ms: Percentiles,

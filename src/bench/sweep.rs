@@ -50,7 +50,7 @@ pub struct SweepArgs {
     )]
     pub codecs: Vec<Compression>,
     /// Producer batch sizes in bytes (the first is the base).
-    #[arg(long, value_delimiter = ',', default_value = "131072,16384")]
+    #[arg(long, value_delimiter = ',', default_value = "131072,16384,4096")]
     pub batch_sizes: Vec<usize>,
     /// acks settings (the first is the base).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "1,all")]
@@ -580,13 +580,13 @@ mod tests {
     fn default_matrix_varies_one_thing_at_a_time() {
         let cli = Cli::parse_from(["x"]);
         let s = settings(&cli.sweep).unwrap();
-        // 6 pairs, 4 more codecs, 1 more batch size, 1 more acks.
-        assert_eq!(s.len(), 12);
+        // 6 pairs, 4 more codecs, 2 more batch sizes, 1 more acks.
+        assert_eq!(s.len(), 13);
         assert_eq!(s[0].label, "buffered/none");
         assert!(s.iter().all(|x| x.pair.is_some()));
         let ext = Cli::parse_from(["x", "--bootstrap", "h:1", "--peer-name", "tansu"]);
         let s = settings(&ext.sweep).unwrap();
-        assert_eq!(s.len(), 7);
+        assert_eq!(s.len(), 8);
         assert!(s.iter().all(|x| x.pair.is_none()));
         assert_eq!(s[1].label, "tansu gzip");
     }
