@@ -1,10 +1,10 @@
 //! Command-line parameters of `ringbroker bench` (one run) and `ringbroker bench sweep`.
 
 use clap::ValueEnum;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The codec the producers compress batches with (`compression.type`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     None,
@@ -35,7 +35,7 @@ impl Compression {
 }
 
 /// How many replicas must have the batch before the broker answers (`acks`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 pub enum Acks {
     #[value(name = "0")]
     #[serde(rename = "0")]
@@ -59,7 +59,7 @@ impl Acks {
 }
 
 /// Which key each record carries, and so how librdkafka spreads records over partitions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyDistribution {
     /// No key: librdkafka's default partitioner picks a random partition.

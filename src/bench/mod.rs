@@ -44,13 +44,16 @@ pub struct BenchCommand {
 #[derive(clap::Subcommand)]
 pub enum BenchSub {
     /// Run a matrix of broker and client settings; write JSON, a markdown table and SVG plots.
-    Sweep(sweep::SweepArgs),
+    Sweep(Box<sweep::SweepArgs>),
+    /// Combine several sweeps' JSON into one markdown table and one set of plots.
+    Combine(sweep::CombineArgs),
 }
 
 /// Runs the command line's bench: prints the table, writes the JSON if asked.
 pub fn main(command: BenchCommand) -> anyhow::Result<()> {
     match command.sub {
         Some(BenchSub::Sweep(sweep)) => sweep::run(&sweep),
+        Some(BenchSub::Combine(combine)) => sweep::combine(&combine),
         None => {
             let report = run(&command.run)?;
             print!("{}", report.table());

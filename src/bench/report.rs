@@ -3,7 +3,7 @@
 use super::args::BenchArgs;
 use super::hardware::Machine;
 use super::histogram::Percentiles;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -26,7 +26,7 @@ pub struct BrokerInfo {
 }
 
 /// Figures of the measurement window (warm-up excluded). MB are 10^6 bytes of record values.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Results {
     pub measured_s: f64,
     /// Latency is measured from each record's scheduled time (open loop), or from its send.
@@ -34,8 +34,10 @@ pub struct Results {
     pub offered_records_per_s: u64,
     /// Records handed to the producer clients over the whole run (warm-up included); fewer
     /// than scheduled if the producers were still behind `--drain-timeout` after the end.
+    #[serde(default)]
     pub records_sent_total: u64,
     /// Records still unacknowledged when the producers gave up waiting.
+    #[serde(default)]
     pub records_unacked: u64,
     pub produce: Flow,
     /// From the scheduled time (open loop) or the send (closed loop) to the acknowledgement.
@@ -45,7 +47,7 @@ pub struct Results {
     pub e2e_latency_ms: Percentiles,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Flow {
     /// Records scheduled in the window and acknowledged (produce) or received (consume).
     pub records: u64,

@@ -13,7 +13,7 @@ use super::limits::{self, Limits};
 use super::report::Results;
 use super::svg::{self, Series};
 use anyhow::Context as _;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -105,7 +105,7 @@ struct Setting {
     acks: Acks,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Ratios {
     /// Produced MB/s (record values) / loopback TCP MB/s.
     pub produce_to_tcp_loopback: f64,
@@ -116,7 +116,7 @@ pub struct Ratios {
     pub ack_p99_to_fdatasync_p50: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct Point {
     setting: String,
     broker: String,
@@ -472,13 +472,20 @@ fn markdown(report: &SweepReport<'_>) -> String {
             },
         );
     }
+    s.push_str(&table(&report.points));
+    s
+}
+
+/// The results table, one row per point.
+fn table(points: &[Point]) -> String {
+    let mut s = String::new();
     let _ = writeln!(
         s,
         "| setting | offered rec/s | acked rec/s | MB/s | ack p50 | ack p99 | ack p99.9 | ack max \
          | e2e p50 | e2e p99 | consumed rec/s | errors | MB/s / loopback | MB/s / disk | ack p99 / fdatasync |"
     );
     let _ = writeln!(s, "|{}", "---|".repeat(15));
-    for pt in &report.points {
+    for pt in points {
         match (&pt.results, &pt.error) {
             (Some(r), _) => {
                 let ratio = |f: &dyn Fn(&Ratios) -> f64, digits: usize| {
@@ -597,4 +604,50 @@ mod tests {
         assert_eq!(d.len(), 10);
         assert!(d.starts_with("20"));
     }
+}
+
+/// `ringbroker bench combine`: one table and one set of plots from several sweeps (say,
+/// ringbroker and another broker, run one after the other with the same client settings).
+#[derive(clap::Args, Clone, Debug)]
+pub struct CombineArgs {
+    /// sweep.json files to combine (repeatable); their points keep their setting labels.
+    #[arg(long = "input", required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Output directory for combined.md, ack-p99.svg and e2e-p99.svg.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn combine(args: &CombineArgs) -> anyhow::Result<()> {
+    let mut s = String::from("# ringbroker bench: combined sweeps\n\n");
+    let mut points = Vec::new();
+    for input in &args.inputs {
+        let text = std::fs::read_to_string(input)
+            .with_context(|| format!("reading {}", input.display()))?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", input.display()))?;
+        let these: Vec<Point> = serde_json::from_value(json["points"].clone())
+            .with_context(|| format!("points of {}", input.display()))?;
+        let l = &json["limits"];
+        let _ = writeln!(
+            s,
+            "- `{}`: {} point(s); machine {} ({} cores); limits in that run: loopback {:.0} MB/s, \
+             disk write {:.0} MB/s, fdatasync p50 {:.3} ms",
+            input.display(),
+            these.len(),
+            json["machine"]["cpu"].as_str().unwrap_or("?"),
+            json["machine"]["cores"],
+            l["tcp_loopback_mb_s"].as_f64().unwrap_or(0.0),
+            l["disk_write_mb_s"].as_f64().unwrap_or(0.0),
+            l["fdatasync_ms_p50"].as_f64().unwrap_or(0.0),
+        );
+        points.extend(these);
+    }
+    s.push('\n');
+    s.push_str(&table(&points));
+    std::fs::create_dir_all(&args.out)?;
+    std::fs::write(args.out.join("combined.md"), &s)?;
+    write_plots(&args.out, &points)?;
+    println!("{s}");
+    Ok(())
 }
