@@ -599,6 +599,44 @@ mod tests {
     }
 
     #[test]
+    fn table_marks_failed_points_and_missing_limits() {
+        let point = |results: Option<Results>, error: Option<String>| Point {
+            setting: "direct/fsync".into(),
+            broker: "ringbroker".into(),
+            broker_config: BTreeMap::new(),
+            codec: Compression::None,
+            batch_size: 1024,
+            acks: Acks::All,
+            rate: 100,
+            results,
+            ratios: None,
+            error,
+        };
+        let results = Results {
+            measured_s: 1.0,
+            open_loop: true,
+            offered_records_per_s: 100,
+            records_sent_total: 100,
+            records_unacked: 0,
+            produce: Default::default(),
+            ack_latency_ms: Default::default(),
+            consume: Default::default(),
+            e2e_latency_ms: Default::default(),
+        };
+        let t = table(&[
+            point(Some(results), None),
+            point(None, Some("broker | exited".into())),
+        ]);
+        let rows: Vec<&str> = t.lines().collect();
+        assert_eq!(rows.len(), 4, "{t}");
+        assert!(rows[2].ends_with("| - | - | - |"), "{t}");
+        assert!(rows[3].contains("failed: broker / exited"), "{t}");
+        // Every row has the header's number of cells.
+        let cells = |r: &str| r.matches('|').count();
+        assert!(rows.iter().all(|r| cells(r) == cells(rows[0])), "{t}");
+    }
+
+    #[test]
     fn utc_date_is_iso() {
         let d = utc_date();
         assert_eq!(d.len(), 10);
