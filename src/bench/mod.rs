@@ -11,8 +11,10 @@ pub mod consumer;
 pub mod hardware;
 pub mod histogram;
 pub mod limits;
+pub mod process;
 pub mod producer;
 pub mod record;
+pub mod render;
 pub mod report;
 pub mod schedule;
 pub mod stats;
@@ -46,14 +48,14 @@ pub enum BenchSub {
     /// Run a matrix of broker and client settings; write JSON, a markdown table and SVG plots.
     Sweep(Box<sweep::SweepArgs>),
     /// Combine several sweeps' JSON into one markdown table and one set of plots.
-    Combine(sweep::CombineArgs),
+    Combine(render::CombineArgs),
 }
 
 /// Runs the command line's bench: prints the table, writes the JSON if asked.
 pub fn main(command: BenchCommand) -> anyhow::Result<()> {
     match command.sub {
         Some(BenchSub::Sweep(sweep)) => sweep::run(&sweep),
-        Some(BenchSub::Combine(combine)) => sweep::combine(&combine),
+        Some(BenchSub::Combine(combine)) => render::combine(&combine),
         None => {
             let report = run(&command.run)?;
             print!("{}", report.table());
