@@ -1,6 +1,7 @@
 //! ringbroker: a Kafka-wire-compatible message broker on glommio (io_uring, thread-per-core).
 
 pub mod alloc;
+pub mod bench;
 pub mod config;
 pub mod group;
 pub mod protocol;

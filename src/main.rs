@@ -25,6 +25,9 @@ struct Cli {
 enum Command {
     /// Run the broker.
     Serve(ServeArgs),
+    /// Benchmark a Kafka-compatible broker (open-loop load, latency percentiles), or run a
+    /// sweep of settings with `bench sweep`.
+    Bench(Box<ringbroker::bench::BenchCommand>),
 }
 
 #[derive(clap::Args)]
@@ -86,6 +89,13 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Bench(bench) => match ringbroker::bench::main(*bench) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ringbroker bench: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve(args) => {
             let config = match build_config(&args) {
                 Ok(c) => c,

@@ -1,0 +1,177 @@
+//! Command-line parameters of `ringbroker bench` (one run) and `ringbroker bench sweep`.
+
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+
+/// The codec the producers compress batches with (`compression.type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    pub const ALL: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// How many replicas must have the batch before the broker answers (`acks`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+pub enum Acks {
+    #[value(name = "0")]
+    #[serde(rename = "0")]
+    None,
+    #[value(name = "1")]
+    #[serde(rename = "1")]
+    Leader,
+    #[value(name = "all")]
+    #[serde(rename = "all")]
+    All,
+}
+
+impl Acks {
+    pub fn name(self) -> &'static str {
+        match self {
+            Acks::None => "0",
+            Acks::Leader => "1",
+            Acks::All => "all",
+        }
+    }
+}
+
+/// Which key each record carries, and so how librdkafka spreads records over partitions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyDistribution {
+    /// No key: librdkafka's default partitioner picks a random partition.
+    None,
+    /// A random 8-byte key per record.
+    Random,
+    /// The record's sequence number as an 8-byte key: partitions in turn (by hash).
+    Sequential,
+}
+
+/// One benchmark run against a Kafka-compatible broker.
+#[derive(clap::Args, Clone, Debug, Serialize)]
+pub struct BenchArgs {
+    /// Bootstrap broker, HOST:PORT.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub bootstrap: String,
+    /// Topic to produce to and consume from; created with --partitions if missing.
+    #[arg(long, default_value = "ringbroker-bench")]
+    pub topic: String,
+    /// Partitions of the topic when the bench creates it.
+    #[arg(long, default_value_t = 6)]
+    pub partitions: i32,
+    /// Producer clients, each on its own thread.
+    #[arg(long, default_value_t = 1)]
+    pub producers: usize,
+    /// Consumer clients, each on its own thread (0 = no end-to-end measurement).
+    #[arg(long, default_value_t = 1)]
+    pub consumers: usize,
+    /// Value size of each record in bytes (at least 16: a timestamp and a run id lead it).
+    #[arg(long, default_value_t = 1024)]
+    pub record_size: usize,
+    /// Producer `batch.size` in bytes.
+    #[arg(long, default_value_t = 131_072)]
+    pub batch_size: usize,
+    /// Producer `linger.ms`.
+    #[arg(long, default_value_t = 5)]
+    pub linger_ms: u64,
+    #[arg(long, value_enum, default_value_t = Compression::None)]
+    pub compression: Compression,
+    #[arg(long, value_enum, default_value_t = Acks::All)]
+    pub acks: Acks,
+    /// Offered load in records per second over all producers; 0 = closed loop, as fast as
+    /// possible (latency is then measured from the send, not from a schedule).
+    #[arg(long, default_value_t = 10_000)]
+    pub rate: u64,
+    /// Seconds run before measuring; their results are discarded.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+    /// Seconds measured after the warm-up.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    #[arg(long, value_enum, default_value_t = KeyDistribution::None)]
+    pub key_distribution: KeyDistribution,
+    /// Consume through this consumer group (needs a broker with group support); without it
+    /// each consumer is assigned its share of the partitions directly.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Seconds the consumers may take, after the producers stop, to receive every record.
+    #[arg(long, default_value_t = 10.0)]
+    pub drain_timeout: f64,
+    /// Label of the broker's configuration, copied into the report (repeatable KEY=VALUE).
+    #[arg(long = "broker-config", value_name = "KEY=VALUE")]
+    pub broker_config: Vec<String>,
+    /// Extra librdkafka producer property (repeatable KEY=VALUE).
+    #[arg(long = "producer-set", value_name = "KEY=VALUE")]
+    pub producer_set: Vec<String>,
+    /// Extra librdkafka consumer property (repeatable KEY=VALUE).
+    #[arg(long = "consumer-set", value_name = "KEY=VALUE")]
+    pub consumer_set: Vec<String>,
+    /// Write the JSON report to this file.
+    #[arg(long)]
+    #[serde(skip)]
+    pub json: Option<std::path::PathBuf>,
+    /// No progress line on stderr.
+    #[arg(long)]
+    #[serde(skip)]
+    pub quiet: bool,
+}
+
+impl BenchArgs {
+    /// Checks what clap cannot: sizes and durations that would make the run meaningless.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.record_size < super::record::HEADER_BYTES {
+            return Err(format!(
+                "--record-size must be at least {} bytes",
+                super::record::HEADER_BYTES
+            ));
+        }
+        if self.producers == 0 {
+            return Err("--producers must be at least 1".into());
+        }
+        if self.partitions < 1 {
+            return Err("--partitions must be at least 1".into());
+        }
+        if !(self.duration > 0.0 && self.warmup >= 0.0 && self.drain_timeout >= 0.0) {
+            return Err("--duration must be > 0, --warmup and --drain-timeout >= 0".into());
+        }
+        for kv in self
+            .broker_config
+            .iter()
+            .chain(&self.producer_set)
+            .chain(&self.consumer_set)
+        {
+            split_kv(kv)?;
+        }
+        Ok(())
+    }
+}
+
+/// Splits `KEY=VALUE`.
+pub fn split_kv(kv: &str) -> Result<(&str, &str), String> {
+    kv.split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected KEY=VALUE, got {kv:?}"))
+}

@@ -1,0 +1,425 @@
+//! `ringbroker bench sweep`: runs a matrix of settings and renders the comparison.
+//!
+//! For ringbroker, every broker setting (an io x flush pair) gets a fresh broker process on
+//! a fresh data directory; client settings (codec, batch size, acks) vary around a base.
+//! Each setting runs at every offered rate, which gives one throughput/latency curve per
+//! setting. The machine's limits are measured in the same run and every result is also
+//! given as a ratio to them. Against another broker (`--bootstrap`, optionally started by
+//! `--peer`), only the client settings are swept.
+
+use super::args::{Acks, BenchArgs, Compression, KeyDistribution};
+use super::hardware::Machine;
+use super::limits::{self, Limits};
+use super::process::{free_port, spawn_in_group, wait_listening};
+use super::render::{markdown, write_plots};
+use super::report::Results;
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+#[derive(clap::Args, Clone, Debug, Serialize)]
+pub struct SweepArgs {
+    /// The ringbroker binary started for each broker setting (default: this executable).
+    #[arg(long)]
+    pub broker_bin: Option<PathBuf>,
+    /// Bench an already-running Kafka-compatible broker instead; only client settings vary.
+    #[arg(long)]
+    pub bootstrap: Option<String>,
+    /// Shell command starting the other broker (listening on --bootstrap); stopped at the end.
+    #[arg(long, requires = "bootstrap")]
+    pub peer: Option<String>,
+    /// Name of the other broker in the reports.
+    #[arg(long, default_value = "peer")]
+    pub peer_name: String,
+    /// ringbroker io:flush pairs, each on a fresh broker.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "buffered:none,buffered:interval,buffered:fsync,direct:none,direct:interval,direct:fsync"
+    )]
+    pub pairs: Vec<String>,
+    /// Codecs (the first is the base of the other settings).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "none,gzip,snappy,lz4,zstd"
+    )]
+    pub codecs: Vec<Compression>,
+    /// Producer batch sizes in bytes (the first is the base).
+    #[arg(long, value_delimiter = ',', default_value = "131072,16384,4096")]
+    pub batch_sizes: Vec<usize>,
+    /// acks settings (the first is the base).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "1,all")]
+    pub acks: Vec<Acks>,
+    /// Offered loads in records/s; each setting runs at each (0 = closed loop).
+    #[arg(long, value_delimiter = ',', default_value = "5000,20000")]
+    pub rates: Vec<u64>,
+    #[arg(long, default_value_t = 1024)]
+    pub record_size: usize,
+    #[arg(long, default_value_t = 6)]
+    pub partitions: i32,
+    #[arg(long, default_value_t = 1)]
+    pub producers: usize,
+    #[arg(long, default_value_t = 1)]
+    pub consumers: usize,
+    #[arg(long, default_value_t = 5)]
+    pub linger_ms: u64,
+    /// Seconds measured per point.
+    #[arg(long, default_value_t = 3.0)]
+    pub duration: f64,
+    /// Seconds of warm-up per point.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Shards of each ringbroker.
+    #[arg(long, default_value_t = 2)]
+    pub shards: usize,
+    /// Extra broker setting for every ringbroker (repeatable KEY=VALUE).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub broker_set: Vec<String>,
+    /// Output directory (default perf/results/<UTC date>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where the brokers' data directories and the disk limit tests go (default: temp dir).
+    #[arg(long)]
+    pub data_root: Option<PathBuf>,
+    /// Seconds for each network limit test.
+    #[arg(long, default_value_t = 3.0)]
+    pub limits_s: f64,
+    /// Skip measuring the machine limits.
+    #[arg(long)]
+    pub no_limits: bool,
+}
+
+/// One setting of the matrix.
+#[derive(Clone, Debug, Serialize)]
+struct Setting {
+    label: String,
+    /// (io, flush) for ringbroker, `None` for an external broker.
+    pair: Option<(String, String)>,
+    codec: Compression,
+    batch_size: usize,
+    acks: Acks,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Ratios {
+    /// Produced MB/s (record values) / loopback TCP MB/s.
+    pub produce_to_tcp_loopback: f64,
+    /// Produced MB/s / sequential disk write MB/s.
+    pub produce_to_disk_write: f64,
+    /// Ack p50 / fdatasync p50: how many syncs' worth of time an ack takes.
+    pub ack_p50_to_fdatasync_p50: f64,
+    pub ack_p99_to_fdatasync_p50: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct Point {
+    pub(super) setting: String,
+    pub(super) broker: String,
+    pub(super) broker_config: BTreeMap<String, String>,
+    pub(super) codec: Compression,
+    pub(super) batch_size: usize,
+    pub(super) acks: Acks,
+    pub(super) rate: u64,
+    pub(super) results: Option<Results>,
+    pub(super) ratios: Option<Ratios>,
+    pub(super) error: Option<String>,
+}
+
+#[derive(Serialize)]
+pub(super) struct SweepReport<'a> {
+    pub(super) benchmark: &'static str,
+    pub(super) version: &'static str,
+    pub(super) machine: Machine,
+    pub(super) params: &'a SweepArgs,
+    pub(super) limits: Option<Limits>,
+    pub(super) points: Vec<Point>,
+}
+
+fn settings(args: &SweepArgs) -> anyhow::Result<Vec<Setting>> {
+    let codec = *args.codecs.first().context("--codecs is empty")?;
+    let batch = *args.batch_sizes.first().context("--batch-sizes is empty")?;
+    let acks = *args.acks.first().context("--acks is empty")?;
+    let pairs: Vec<Option<(String, String)>> = if args.bootstrap.is_some() {
+        vec![None]
+    } else {
+        args.pairs
+            .iter()
+            .map(|p| {
+                p.split_once(':')
+                    .map(|(io, flush)| Some((io.to_string(), flush.to_string())))
+                    .with_context(|| format!("--pairs wants io:flush, got {p:?}"))
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    let name = |pair: &Option<(String, String)>| match pair {
+        Some((io, flush)) => format!("{io}/{flush}"),
+        None => args.peer_name.clone(),
+    };
+    let base_pair = pairs.first().cloned().context("--pairs is empty")?;
+    let mut out: Vec<Setting> = pairs
+        .iter()
+        .map(|pair| Setting {
+            label: name(pair),
+            pair: pair.clone(),
+            codec,
+            batch_size: batch,
+            acks,
+        })
+        .collect();
+    let base = |label: String| Setting {
+        label,
+        pair: base_pair.clone(),
+        codec,
+        batch_size: batch,
+        acks,
+    };
+    for &c in args.codecs.iter().skip(1) {
+        out.push(Setting {
+            codec: c,
+            ..base(format!("{} {}", name(&base_pair), c.name()))
+        });
+    }
+    for &b in args.batch_sizes.iter().skip(1) {
+        out.push(Setting {
+            batch_size: b,
+            ..base(format!("{} batch={b}", name(&base_pair)))
+        });
+    }
+    for &a in args.acks.iter().skip(1) {
+        out.push(Setting {
+            acks: a,
+            ..base(format!("{} acks={}", name(&base_pair), a.name()))
+        });
+    }
+    Ok(out)
+}
+
+/// Today's UTC date as YYYY-MM-DD (civil-from-days, no date crate needed).
+pub fn utc_date() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let z = secs.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
+    let settings = settings(args)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("perf/results").join(utc_date()));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let data_root = args.data_root.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("ringbroker-sweep-{}", std::process::id()))
+    });
+    std::fs::create_dir_all(&data_root)?;
+    let machine = Machine::detect();
+    eprintln!(
+        "sweep: {} settings x {} rates on {}",
+        settings.len(),
+        args.rates.len(),
+        machine.describe()
+    );
+
+    let limits = (!args.no_limits).then(|| {
+        eprintln!("sweep: measuring machine limits in {}", data_root.display());
+        let l = limits::measure(&data_root, args.limits_s);
+        eprintln!(
+            "sweep: loopback TCP {:.0} MB/s, disk write {:.0} MB/s, fdatasync p50 {:.3} ms",
+            l.tcp_loopback_mb_s, l.disk_write_mb_s, l.fdatasync_ms_p50
+        );
+        l
+    });
+
+    // An external broker, started once by --peer if given.
+    let _peer = match (&args.peer, &args.bootstrap) {
+        (Some(cmd), Some(addr)) => {
+            let mut c = Command::new("sh");
+            c.args(["-c", cmd]).stdout(Stdio::null());
+            let mut p = spawn_in_group(c)?;
+            wait_listening(addr, &mut p, Duration::from_secs(60))?;
+            Some(p)
+        }
+        _ => None,
+    };
+
+    let bin = match &args.broker_bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?,
+    };
+    let mut points = Vec::new();
+    for (n, setting) in settings.iter().enumerate() {
+        let (broker, bootstrap, _process, config) = match (&setting.pair, &args.bootstrap) {
+            (None, Some(addr)) => (args.peer_name.clone(), addr.clone(), None, BTreeMap::new()),
+            (Some((io, flush)), _) => {
+                let dir = data_root.join(format!("broker-{n}"));
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir)?;
+                let addr = format!("127.0.0.1:{}", free_port()?);
+                let mut config = BTreeMap::from([
+                    ("log.io".to_string(), io.clone()),
+                    ("log.flush".to_string(), flush.clone()),
+                    ("shards".to_string(), args.shards.to_string()),
+                ]);
+                let mut c = Command::new(&bin);
+                c.args(["serve", "--listen", &addr, "--data-dir"])
+                    .arg(&dir)
+                    .args(["--shards", &args.shards.to_string()])
+                    .args(["--set", &format!("log.io={io}")])
+                    .args(["--set", &format!("log.flush={flush}")]);
+                for kv in &args.broker_set {
+                    c.args(["--set", kv]);
+                    if let Some((k, v)) = kv.split_once('=') {
+                        config.insert(k.to_string(), v.to_string());
+                    }
+                }
+                let log = std::fs::File::create(data_root.join(format!("broker-{n}.log")))?;
+                c.stdout(Stdio::null()).stderr(log);
+                let mut p = spawn_in_group(c)?;
+                wait_listening(&addr, &mut p, Duration::from_secs(20))?;
+                ("ringbroker".to_string(), addr, Some(p), config)
+            }
+            (None, None) => anyhow::bail!("no broker to bench"),
+        };
+        for &rate in &args.rates {
+            eprintln!("sweep: [{}] {} at {rate} rec/s", n + 1, setting.label);
+            let bench = BenchArgs {
+                bootstrap: bootstrap.clone(),
+                topic: format!("sweep-{n}-{rate}-{}", std::process::id()),
+                partitions: args.partitions,
+                producers: args.producers,
+                consumers: args.consumers,
+                record_size: args.record_size,
+                batch_size: setting.batch_size,
+                linger_ms: args.linger_ms,
+                compression: setting.codec,
+                acks: setting.acks,
+                rate,
+                warmup: args.warmup,
+                duration: args.duration,
+                key_distribution: KeyDistribution::None,
+                group: None,
+                drain_timeout: 10.0,
+                broker_config: config.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+                producer_set: Vec::new(),
+                consumer_set: Vec::new(),
+                json: None,
+                quiet: true,
+            };
+            let outcome = super::run(&bench);
+            let (results, error) = match outcome {
+                Ok(report) => (Some(report.results), None),
+                Err(e) => {
+                    eprintln!("sweep: {} at {rate}: {e:#}", setting.label);
+                    (None, Some(format!("{e:#}")))
+                }
+            };
+            let ratios = match (&results, &limits) {
+                (Some(r), Some(l)) => Some(ratios(r, l)),
+                _ => None,
+            };
+            if let Some(r) = &results {
+                eprintln!(
+                    "sweep:   {:.0} rec/s, {:.1} MB/s, ack p50 {:.2} p99 {:.2} ms, e2e p99 {:.2} ms",
+                    r.produce.records_per_s,
+                    r.produce.mb_per_s,
+                    r.ack_latency_ms.p50,
+                    r.ack_latency_ms.p99,
+                    r.e2e_latency_ms.p99
+                );
+            }
+            points.push(Point {
+                setting: setting.label.clone(),
+                broker: broker.clone(),
+                broker_config: config.clone(),
+                codec: setting.codec,
+                batch_size: setting.batch_size,
+                acks: setting.acks,
+                rate,
+                results,
+                ratios,
+                error,
+            });
+        }
+        if setting.pair.is_some() {
+            let _ = std::fs::remove_dir_all(data_root.join(format!("broker-{n}")));
+        }
+    }
+    if args.data_root.is_none() {
+        let _ = std::fs::remove_dir_all(&data_root);
+    }
+
+    let report = SweepReport {
+        benchmark: "ringbroker-bench-sweep",
+        version: env!("CARGO_PKG_VERSION"),
+        machine,
+        params: args,
+        limits,
+        points,
+    };
+    let stem = out.join("sweep");
+    super::write_json(&stem.with_extension("json"), &report)?;
+    std::fs::write(stem.with_extension("md"), markdown(&report))?;
+    write_plots(&out, &report.points)?;
+    println!("{}", markdown(&report));
+    eprintln!("sweep: wrote {}/sweep.{{json,md}} and plots", out.display());
+    Ok(())
+}
+
+fn ratios(r: &Results, l: &Limits) -> Ratios {
+    let div = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    Ratios {
+        produce_to_tcp_loopback: div(r.produce.mb_per_s, l.tcp_loopback_mb_s),
+        produce_to_disk_write: div(r.produce.mb_per_s, l.disk_write_mb_s),
+        ack_p50_to_fdatasync_p50: div(r.ack_latency_ms.p50, l.fdatasync_ms_p50),
+        ack_p99_to_fdatasync_p50: div(r.ack_latency_ms.p99, l.fdatasync_ms_p50),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sweep: SweepArgs,
+    }
+
+    #[test]
+    fn default_matrix_varies_one_thing_at_a_time() {
+        let cli = Cli::parse_from(["x"]);
+        let s = settings(&cli.sweep).unwrap();
+        // 6 pairs, 4 more codecs, 2 more batch sizes, 1 more acks.
+        assert_eq!(s.len(), 13);
+        assert_eq!(s[0].label, "buffered/none");
+        assert!(s.iter().all(|x| x.pair.is_some()));
+        let ext = Cli::parse_from(["x", "--bootstrap", "h:1", "--peer-name", "tansu"]);
+        let s = settings(&ext.sweep).unwrap();
+        assert_eq!(s.len(), 8);
+        assert!(s.iter().all(|x| x.pair.is_none()));
+        assert_eq!(s[1].label, "tansu gzip");
+    }
+
+    #[test]
+    fn utc_date_is_iso() {
+        let d = utc_date();
+        assert_eq!(d.len(), 10);
+        assert!(d.starts_with("20"));
+    }
+}
