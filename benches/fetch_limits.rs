@@ -12,8 +12,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, FetchRequest, ProduceRequest, RequestHeader,
-    TopicName,
+    ApiKey, CreateTopicsRequest, FetchRequest, ProduceRequest, RequestHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use ringbroker::protocol::batch::{self, testing::batch_of_size};
@@ -56,7 +55,12 @@ impl Client {
             .with_request_api_version(version)
             .with_correlation_id(self.next_id)
             .with_client_id(Some(StrBytes::from_static_str("fetch-bench")))
-            .encode(&mut body, ApiKey::try_from(R::KEY).expect("key").request_header_version(version))
+            .encode(
+                &mut body,
+                ApiKey::try_from(R::KEY)
+                    .expect("key")
+                    .request_header_version(version),
+            )
             .expect("header");
         req.encode(&mut body, version).expect("body");
         self.next_id += 1;
@@ -211,12 +215,16 @@ fn fetch_all(c: &mut Client, end_offset: i64, fetch_max: i32) -> (u64, f64) {
             .with_max_wait_ms(500)
             .with_min_bytes(1)
             .with_max_bytes(fetch_max)
-            .with_topics(vec![FetchTopic::default().with_topic(topic("bench")).with_partitions(
-                vec![FetchPartition::default()
-                    .with_partition(0)
-                    .with_fetch_offset(offset)
-                    .with_partition_max_bytes(fetch_max)],
-            )]);
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(topic("bench"))
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition(0)
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(fetch_max),
+                    ]),
+            ]);
         let len = c.send_only(11, &req);
         if buf.len() < len {
             buf.resize(len, 0);
@@ -233,12 +241,16 @@ fn fetch_all(c: &mut Client, end_offset: i64, fetch_max: i32) -> (u64, f64) {
         at += 4 + aborted.max(0) as usize * 16 + 4;
         let records_len = i32::from_be_bytes(buf[at..at + 4].try_into().expect("4 bytes"));
         at += 4;
-        assert!(error == 0 && records_len > 0, "data at offset {offset}: error {error}");
+        assert!(
+            error == 0 && records_len > 0,
+            "data at offset {offset}: error {error}"
+        );
         let records = &buf[at..at + records_len as usize];
         let mut pos = 0usize;
         while pos + 27 <= records.len() {
             let (base, length) = batch::peek_offset_and_size(&records[pos..]).expect("header");
-            let delta = i32::from_be_bytes(records[pos + 23..pos + 27].try_into().expect("4 bytes"));
+            let delta =
+                i32::from_be_bytes(records[pos + 23..pos + 27].try_into().expect("4 bytes"));
             offset = base + delta as i64 + 1;
             pos += length as usize + batch::LOG_OVERHEAD;
         }
@@ -296,7 +308,8 @@ fn main() {
                     ]),
             ]);
         let mut body = c.call(7, &req);
-        let resp = kafka_protocol::messages::ProduceResponse::decode(&mut body, 7).expect("produce response");
+        let resp = kafka_protocol::messages::ProduceResponse::decode(&mut body, 7)
+            .expect("produce response");
         let error = resp.responses[0].partition_responses[0].error_code;
         assert_eq!(error, 0, "produce accepted");
         written += batch.len() as u64;

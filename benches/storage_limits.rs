@@ -223,14 +223,15 @@ fn main() {
     let d = tmp.path().to_path_buf();
     let (raw_bytes, log_bytes, window) = (p.raw_bytes, p.log_bytes, p.fsync_window);
 
+    // LIMITS_ONLY=fsync skips the bandwidth part (quick group-commit checks) and writes no
+    // report.
+    let bandwidth = std::env::var("LIMITS_ONLY").map_or(true, |v| v != "fsync");
     let results = on_glommio(move || async move {
         let direct_none = LogConfig {
             io: IoMode::Direct,
             flush: FlushMode::None,
             ..LogConfig::default()
         };
-        // LIMITS_ONLY=fsync skips the bandwidth part (quick group-commit checks).
-        let bandwidth = std::env::var("LIMITS_ONLY").map_or(true, |v| v != "fsync");
         let (raw_qd1, log_1, raw_qd4, log_4) = if bandwidth {
             (
                 raw_direct(d.join("raw1"), raw_bytes, 64 << 10, 1).await,
@@ -251,6 +252,7 @@ fn main() {
         (raw_qd1, log_1, raw_qd4, log_4, fsync)
     });
     let (raw_qd1, log_1, raw_qd4, log_4, fsync) = results;
+    let full = full && bandwidth;
     let fio = if full {
         (fio_mbps(tmp.path(), 1, "1g"), fio_mbps(tmp.path(), 4, "1g"))
     } else {
