@@ -133,3 +133,59 @@ fn one_broker_per_data_dir() {
     let mut c = RawClient::connect(broker.addr());
     kafka::create_topic(&mut c, "still-mine", 1);
 }
+
+/// The README's start command uses the embedded default data dir, `./data`, a relative
+/// path: the broker must work from it (io_uring resolves no relative paths itself).
+#[test]
+fn relative_data_dir_works() {
+    let work = common::disk_tempdir("rb-cwd-");
+    let port = common::free_port();
+    let mut child = std::process::Command::new(common::broker_bin())
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--shards",
+            "2",
+        ])
+        .current_dir(work.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start broker");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = std::time::Instant::now() + EXIT_TIMEOUT;
+    let mut c = loop {
+        if let Ok(c) = RawClient::try_connect(addr) {
+            break c;
+        }
+        assert!(std::time::Instant::now() < deadline, "broker did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    kafka::create_topic(&mut c, "relative", 2);
+    for p in 0..2 {
+        let (code, _) = kafka::produce_one(
+            &mut c,
+            "relative",
+            p,
+            build_batch(&[b"x"], common::recent_ts()),
+        );
+        assert_eq!(code, NONE, "produce to partition {p}");
+    }
+    assert!(
+        work.path().join("data/relative-0").is_dir(),
+        "data in ./data"
+    );
+    // SAFETY: kill(2) on our child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = child.wait().expect("wait");
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert!(status.success(), "clean stop; stderr:\n{stderr}");
+    assert!(!stderr.contains("ERROR"), "no errors logged:\n{stderr}");
+}

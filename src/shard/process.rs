@@ -132,6 +132,10 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         .next()
         .with_context(|| format!("listen address {} resolves to nothing", config.listen))?;
     let _lock = lock_data_dir(&config)?;
+    // Absolute from here on: io_uring opens of relative paths fail (glommio passes no
+    // working-directory descriptor), and the default data dir is the relative ./data.
+    config.data_dir = std::fs::canonicalize(&config.data_dir)
+        .with_context(|| format!("cannot resolve data dir {}", config.data_dir.display()))?;
     let (metadata, added) =
         crate::group::ensure_offsets_topic(meta::load(&config.data_dir)?, &config);
     if added {

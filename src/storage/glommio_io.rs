@@ -285,6 +285,8 @@ impl Storage for GlommioStorage {
     type File = GlommioFile;
 
     async fn open(&self, path: &Path, kind: FileKind, create: bool) -> io::Result<GlommioFile> {
+        // io_uring opens resolve relative paths against no directory: make them absolute.
+        let path = &std::path::absolute(path)?;
         match kind {
             FileKind::Buffered => {
                 let file = open_buffered(path, true, create).await?;
@@ -345,7 +347,7 @@ impl Storage for GlommioStorage {
     }
 
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        let d = glommio::io::Directory::open(dir).await?;
+        let d = glommio::io::Directory::open(std::path::absolute(dir)?).await?;
         d.sync().await?;
         d.close().await?;
         Ok(())
