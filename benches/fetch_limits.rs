@@ -71,25 +71,7 @@ impl Client {
     }
 
     fn call<R: Request>(&mut self, version: i16, req: &R) -> Bytes {
-        let mut body = BytesMut::new();
-        RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(self.next_id)
-            .with_client_id(Some(StrBytes::from_static_str("fetch-bench")))
-            .encode(
-                &mut body,
-                ApiKey::try_from(R::KEY)
-                    .expect("key")
-                    .request_header_version(version),
-            )
-            .expect("header");
-        req.encode(&mut body, version).expect("body");
-        self.next_id += 1;
-        let mut frame = Vec::with_capacity(body.len() + 4);
-        frame.put_i32(body.len() as i32);
-        frame.extend_from_slice(&body);
-        self.stream.write_all(&frame).expect("send");
+        self.send(version, req);
         let mut len = [0u8; 4];
         self.stream.read_exact(&mut len).expect("response length");
         let mut resp = vec![0u8; i32::from_be_bytes(len) as usize];
@@ -105,55 +87,6 @@ impl Client {
 
 fn topic(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
-}
-
-/// Bytes per second through a loopback socket pair (the equivalent of iperf3).
-fn loopback_bandwidth(total: u64) -> f64 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let reader = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().expect("accept");
-        let mut buf = vec![0u8; 1 << 20];
-        let mut got = 0u64;
-        while got < total {
-            let n = s.read(&mut buf).expect("read");
-            if n == 0 {
-                break;
-            }
-            got += n as u64;
-        }
-    });
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let buf = vec![0x5au8; 1 << 20];
-    let start = Instant::now();
-    let mut sent = 0u64;
-    while sent < total {
-        s.write_all(&buf).expect("write");
-        sent += buf.len() as u64;
-    }
-    reader.join().expect("reader");
-    total as f64 / start.elapsed().as_secs_f64()
-}
-
-fn iperf3_bandwidth() -> Option<f64> {
-    Command::new("iperf3").arg("--version").output().ok()?;
-    let mut server = Command::new("iperf3")
-        .args(["-s", "-1", "-p", "25201"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    std::thread::sleep(Duration::from_millis(300));
-    let out = Command::new("iperf3")
-        .args(["-c", "127.0.0.1", "-p", "25201", "-t", "3", "-J"])
-        .output()
-        .ok();
-    let _ = server.kill();
-    let _ = server.wait();
-    let json: serde_json::Value = serde_json::from_slice(&out?.stdout).ok()?;
-    json["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .map(|b| b / 8.0)
 }
 
 /// utime + stime of a process, in seconds.
@@ -261,10 +194,10 @@ fn fetch_all(c: &mut Client, end_offset: i64, fetch_max: i32) -> (u64, f64) {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let (log_bytes, loop_bytes, batch_bytes) = if full {
-        (1u64 << 30, 4u64 << 30, 1_000_000usize)
+    let (log_bytes, batch_bytes) = if full {
+        (1u64 << 30, 1_000_000usize)
     } else {
-        (8 << 20, 64 << 20, 256 << 10)
+        (8 << 20, 256 << 10)
     };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
     std::fs::create_dir_all(&root).expect("bench dir");
@@ -273,8 +206,13 @@ fn main() {
         .tempdir_in(&root)
         .expect("tmp");
 
-    let loopback = loopback_bandwidth(loop_bytes);
-    let iperf = if full { iperf3_bandwidth() } else { None };
+    let seconds = if full { 3.0 } else { 0.2 };
+    let loopback = ringbroker::bench::limits::tcp_builtin(seconds).expect("loopback") * 1e6;
+    let iperf = if full {
+        ringbroker::bench::limits::tcp_iperf3(seconds).map(|m| m * 1e6)
+    } else {
+        None
+    };
 
     // Load the topic once (1 MiB batches), then read it back with each send mode.
     let port = free_port();
@@ -366,13 +304,7 @@ fn main() {
     let cpu_ratio = runs[1].2 / runs[0].2.max(1e-9);
     println!("| broker CPU per GiB, copying / zero-copy | {cpu_ratio:.2}x | |");
     if full {
-        let machine = serde_json::json!({
-            "cpu": std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| s.lines()
-                .find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string())),
-            "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-            "kernel": Command::new("uname").arg("-r").output().ok()
-                .and_then(|o| String::from_utf8(o.stdout).ok()).map(|s| s.trim().to_string()),
-        });
+        let machine = ringbroker::bench::hardware::Machine::detect();
         let report = serde_json::json!({
             "benchmark": "fetch_limits",
             "command": "cargo bench --bench fetch_limits",

@@ -175,30 +175,6 @@ fn fio_mbps(dir: &Path, depth: usize, size: &str) -> Option<f64> {
     Some(kib * 1024.0 / 1e6)
 }
 
-fn machine() -> serde_json::Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_default();
-    let kernel = Command::new("uname")
-        .arg("-r")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    serde_json::json!({
-        "cpu": cpu,
-        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "kernel": kernel,
-    })
-}
-
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let p = if full {
@@ -301,7 +277,7 @@ fn main() {
         let report = serde_json::json!({
             "benchmark": "storage_limits",
             "command": "cargo bench --bench storage_limits",
-            "machine": machine(),
+            "machine": ringbroker::bench::hardware::Machine::detect(),
             "params": { "raw_bytes": raw_bytes, "log_bytes": log_bytes, "fsync_window_s": window.as_secs_f64(), "batch_bytes": 65536 },
             "direct_none_64k": {
                 "raw_qd1_mb_s": raw_qd1, "log_1_appender_mb_s": log_1, "ratio_qd1": log_1 / raw_qd1,

@@ -75,7 +75,8 @@ pub fn measure(dir: &Path, seconds: f64) -> Limits {
     l
 }
 
-fn tcp_builtin(seconds: f64) -> std::io::Result<f64> {
+/// Loopback TCP bandwidth through a socket pair in this process, MB/s.
+pub fn tcp_builtin(seconds: f64) -> std::io::Result<f64> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let reader = std::thread::spawn(move || -> std::io::Result<(u64, Duration)> {
@@ -102,7 +103,8 @@ fn tcp_builtin(seconds: f64) -> std::io::Result<f64> {
     Ok(bytes as f64 / 1e6 / elapsed.as_secs_f64())
 }
 
-fn tcp_iperf3(seconds: f64) -> Option<f64> {
+/// Loopback TCP bandwidth by iperf3, MB/s, when it is installed.
+pub fn tcp_iperf3(seconds: f64) -> Option<f64> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .ok()?
         .local_addr()

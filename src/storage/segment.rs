@@ -148,6 +148,22 @@ pub struct Segment<F> {
 }
 
 impl<F: StorageFile> Segment<F> {
+    fn empty(base_offset: i64, log: F, index_file: F, time_file: F, now_ms: i64) -> Segment<F> {
+        Segment {
+            base_offset,
+            log: Rc::new(log),
+            index_file: Rc::new(index_file),
+            time_file: Rc::new(time_file),
+            index: OffsetIndex::default(),
+            time_index: TimeIndex::default(),
+            size: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            bytes_since_index: 0,
+            created_ms: now_ms,
+        }
+    }
+
     /// Creates the files of a new, empty segment.
     pub async fn create<S: Storage<File = F>>(
         storage: &S,
@@ -180,19 +196,13 @@ impl<F: StorageFile> Segment<F> {
             )
             .await?;
         time_file.truncate(0).await?;
-        Ok(Segment {
+        Ok(Segment::empty(
             base_offset,
-            log: Rc::new(log),
-            index_file: Rc::new(index_file),
-            time_file: Rc::new(time_file),
-            index: OffsetIndex::default(),
-            time_index: TimeIndex::default(),
-            size: 0,
-            next_offset: base_offset,
-            max_timestamp: -1,
-            bytes_since_index: 0,
-            created_ms: now_ms,
-        })
+            log,
+            index_file,
+            time_file,
+            now_ms,
+        ))
     }
 
     /// Opens an existing segment. `tail` segments get every batch after the last index
@@ -224,19 +234,7 @@ impl<F: StorageFile> Segment<F> {
                 true,
             )
             .await?;
-        let mut seg = Segment {
-            base_offset,
-            log: Rc::new(log),
-            index_file: Rc::new(index_file),
-            time_file: Rc::new(time_file),
-            index: OffsetIndex::default(),
-            time_index: TimeIndex::default(),
-            size: 0,
-            next_offset: base_offset,
-            max_timestamp: -1,
-            bytes_since_index: 0,
-            created_ms: now_ms,
-        };
+        let mut seg = Segment::empty(base_offset, log, index_file, time_file, now_ms);
         seg.recover(tail, index_interval_bytes).await?;
         Ok(seg)
     }
