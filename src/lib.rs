@@ -1,8 +1,11 @@
 //! ringbroker: a Kafka-wire-compatible message broker on glommio (io_uring, thread-per-core).
 
 pub mod alloc;
+pub mod bench;
+pub mod compression;
 pub mod config;
 pub mod group;
+pub mod producer;
 pub mod protocol;
 pub mod server;
 pub mod shard;

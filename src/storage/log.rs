@@ -29,7 +29,9 @@ use super::error::{Result, StorageError};
 use super::io::{FileKind, Storage, StorageFile, segment_path};
 use super::notify::{Listen, Notify};
 use super::segment::{Scanner, Segment};
+use crate::compression::{self, Codec};
 use crate::config::{FlushMode, IoMode, LogConfig};
+use crate::producer::{ProducerBatch, ProducerStates, Verdict};
 use crate::protocol::batch;
 use bytes::{Bytes, BytesMut};
 use std::cell::{Cell, RefCell};
@@ -139,6 +141,8 @@ struct Inner<S: Storage> {
     notify: Rc<Notify>,
     /// Serialises offset assignment with segment rolls and retention.
     assign_lock: async_lock::Mutex<()>,
+    /// Idempotent producer state, checked and updated under `assign_lock`.
+    producers: RefCell<ProducerStates>,
     clock: Cell<fn() -> i64>,
     /// The shard's batch cache and this log's id in it (`io = direct` only).
     cache: RefCell<Option<(Rc<RefCell<super::cache::BatchCache>>, u64)>>,
@@ -251,6 +255,69 @@ fn slice_chunks(chunks: &[Bytes], mut skip: u64, mut len: u64) -> Vec<Bytes> {
     out
 }
 
+fn producer_batch(h: &batch::BatchHeader) -> ProducerBatch {
+    ProducerBatch {
+        producer_id: h.producer_id,
+        epoch: h.producer_epoch,
+        first_seq: h.base_sequence,
+        last_offset_delta: h.last_offset_delta,
+    }
+}
+
+/// Checks every batch's records (bounded decompression) and rewrites those not in `target`.
+/// Returns the new bytes, or `None` when every batch is already stored as `target`.
+fn recompress(
+    headers: &[(batch::BatchHeader, std::ops::Range<usize>)],
+    batches: &[u8],
+    target: Codec,
+    config: &LogConfig,
+) -> Result<Option<Vec<u8>>> {
+    let limit = compression::decompressed_limit(config.max_batch_bytes);
+    let mut rewritten: Vec<Option<Vec<u8>>> = Vec::with_capacity(headers.len());
+    for (h, range) in headers {
+        rewritten.push(compression::recompress_batch(
+            h,
+            &batches[range.clone()],
+            target,
+            limit,
+        )?);
+    }
+    if rewritten.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for ((_, range), new) in headers.iter().zip(rewritten) {
+        match new {
+            Some(b) => out.extend_from_slice(&b),
+            None => out.extend_from_slice(&batches[range.clone()]),
+        }
+    }
+    Ok(Some(out))
+}
+
+/// Rebuilds the idempotent producer state of a log from the headers of all its batches.
+async fn rebuild_producer_states<F: StorageFile>(
+    segments: &[Segment<F>],
+) -> Result<ProducerStates> {
+    let mut states = ProducerStates::default();
+    for seg in segments {
+        let mut scanner = Scanner::new(seg.log.as_ref(), 0, seg.size, false);
+        while let Some(b) = scanner.next().await? {
+            if b.producer_id < 0 {
+                continue;
+            }
+            let pb = ProducerBatch {
+                producer_id: b.producer_id,
+                epoch: b.producer_epoch,
+                first_seq: b.base_sequence,
+                last_offset_delta: (b.last_offset - b.base_offset) as i32,
+            };
+            states.commit(&pb, b.base_offset, b.last_offset);
+        }
+    }
+    Ok(states)
+}
+
 /// Resets `writer_active` if the writer's future is dropped mid-flight, so another task
 /// takes over the queued bytes.
 struct WriterGuard<'a, S: Storage>(&'a Inner<S>);
@@ -328,6 +395,7 @@ impl<S: Storage> PartitionLog<S> {
             segments.push(Segment::create(&storage, &dir, 0, kind, now).await?);
             storage.sync_dir(&dir).await?;
         }
+        let producers = rebuild_producer_states(&segments).await?;
         let log_start_offset = segments[0].base_offset;
         let active = segments.last().expect("at least one segment");
         let (pos, next) = (active.size, active.next_offset);
@@ -352,6 +420,7 @@ impl<S: Storage> PartitionLog<S> {
             }),
             notify: Rc::new(Notify::default()),
             assign_lock: async_lock::Mutex::new(()),
+            producers: RefCell::new(producers),
             clock: Cell::new(clock),
             cache: RefCell::new(None),
         };
@@ -468,8 +537,29 @@ impl<S: Storage> PartitionLog<S> {
                 max: config.max_batch_bytes.min(config.segment_bytes),
             });
         }
-        let headers = batch::validate_batches(&batches)?;
+        let mut headers = batch::validate_batches(&batches)?;
+        for (h, _) in &headers {
+            Codec::from_attributes(h.attributes)?;
+        }
+        let mut batches = batches;
+        if let Some(target) = config.compression {
+            if let Some(rewritten) = recompress(&headers, &batches, target, &config)? {
+                let size = rewritten.len() as u64;
+                if size > config.max_batch_bytes || size > config.segment_bytes {
+                    return Err(StorageError::BatchTooLarge {
+                        size,
+                        max: config.max_batch_bytes.min(config.segment_bytes),
+                    });
+                }
+                headers = batch::validate_batches(&rewritten)?;
+                batches = Bytes::from(rewritten);
+            }
+        }
+        let size = batches.len() as u64;
         let records: i64 = headers.iter().map(|(h, _)| h.record_count as i64).sum();
+        let producer_batches: Vec<ProducerBatch> =
+            headers.iter().map(|(h, _)| producer_batch(h)).collect();
+        let idempotent = producer_batches.iter().any(|b| b.producer_id >= 0);
         let mut buf = match batches.try_into_mut() {
             Ok(b) => b,
             Err(shared) => BytesMut::from(shared.as_ref()),
@@ -477,11 +567,30 @@ impl<S: Storage> PartitionLog<S> {
 
         let guard = self.inner.assign_lock.lock().await;
         self.check_open(&self.inner.state.borrow())?;
+        // The producer checks and the state update happen under the lock that assigns
+        // offsets, so two appends of one producer cannot both pass the check.
+        if idempotent
+            && let Verdict::Duplicate(meta) =
+                self.inner.producers.borrow().check(&producer_batches)?
+        {
+            drop(guard);
+            // A retry of a batch already in the log: answer with its offsets once it is
+            // as durable as the original's acknowledgement would have needed.
+            let durable = config.flush == FlushMode::Fsync;
+            self.wait_for(meta.last_offset + 1, durable).await?;
+            return Ok(AppendInfo {
+                base_offset: meta.base_offset,
+                last_offset: meta.last_offset,
+                log_append_time: -1,
+                log_start_offset: self.log_start_offset(),
+            });
+        }
         let now = self.now();
         self.maybe_roll(&config, size, records, now).await?;
         let append_time = if config.log_append_time { now } else { -1 };
         let info = {
             let mut st = self.inner.state.borrow_mut();
+            let mut producers = self.inner.producers.borrow_mut();
             let base_offset = st.next_offset();
             let log_start_offset = st.log_start_offset;
             let seg = st.active_mut();
@@ -499,6 +608,9 @@ impl<S: Storage> PartitionLog<S> {
                     header.max_timestamp
                 };
                 let last = offset + header.last_offset_delta as i64;
+                if idempotent {
+                    producers.commit(&producer_batch(header), offset, last);
+                }
                 let position = seg.size;
                 seg.index_batch(
                     position,

@@ -1,0 +1,3 @@
+//! Load generation for benchmarks.
+
+pub mod loglines;
