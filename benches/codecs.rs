@@ -84,11 +84,9 @@ fn main() {
                 compression::decompress(codec, &packed, limit).expect("round trip"),
                 data
             );
-            g.bench_with_input(
-                BenchmarkId::new("compress", codec.name()),
-                &data,
-                |b, d| b.iter(|| compression::compress(codec, d)),
-            );
+            g.bench_with_input(BenchmarkId::new("compress", codec.name()), &data, |b, d| {
+                b.iter(|| compression::compress(codec, d))
+            });
             g.bench_with_input(
                 BenchmarkId::new("decompress", codec.name()),
                 &packed,

@@ -253,7 +253,10 @@ fn bombs_unknown_codecs_and_corrupt_data_are_rejected_with_bounded_memory() {
     create_with_configs(
         &mut c,
         "bombs",
-        &[("compression.type", "zstd"), ("max.message.bytes", "16777216")],
+        &[
+            ("compression.type", "zstd"),
+            ("max.message.bytes", "16777216"),
+        ],
     );
     create_with_configs(&mut c, "asis", &[]);
     // Check the bombs really are bombs before sending them.
@@ -291,7 +294,11 @@ fn bombs_unknown_codecs_and_corrupt_data_are_rejected_with_bounded_memory() {
         assert_eq!(r.0, MESSAGE_TOO_LARGE, "{name} bomb");
         assert!(after < 512 * 1024, "{name}: broker peak RSS {after} KiB");
     }
-    assert_eq!(kafka::latest_offset(&mut c, "bombs", 0), 0, "nothing written");
+    assert_eq!(
+        kafka::latest_offset(&mut c, "bombs", 0),
+        0,
+        "nothing written"
+    );
 
     // Codec bits 5-7 are refused on every topic; nothing is written.
     let plain = build_batch(&[b"a"], common::recent_ts());
@@ -323,8 +330,16 @@ fn bombs_unknown_codecs_and_corrupt_data_are_rejected_with_bounded_memory() {
         kafka::produce_one(&mut c, "bombs", 0, batch_with_payload(&garbage, 2, 1)).0,
         CORRUPT_MESSAGE
     );
-    assert_eq!(kafka::latest_offset(&mut c, "bombs", 0), 0, "nothing written");
-    assert_eq!(kafka::latest_offset(&mut c, "asis", 0), 0, "nothing written");
+    assert_eq!(
+        kafka::latest_offset(&mut c, "bombs", 0),
+        0,
+        "nothing written"
+    );
+    assert_eq!(
+        kafka::latest_offset(&mut c, "asis", 0),
+        0,
+        "nothing written"
+    );
     // A good batch still goes in, recompressed.
     let good = ringbroker::compression::compress(ringbroker::compression::Codec::Lz4, records);
     assert_eq!(

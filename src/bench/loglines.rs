@@ -78,7 +78,7 @@ impl LogLines {
         let status = [200, 200, 200, 201, 404, 500][(self.next_u64() % 6) as usize];
         let trace = self.next_u64();
         let user = self.next_u64() % 100_000;
-        if self.seq % 3 == 0 {
+        if self.seq.is_multiple_of(3) {
             let secs = self.ts_ms / 1000;
             format!(
                 "<134>1 {secs}.{:03} {host} {service} {} - - [{level}] {msg} path={path} status={status} latency_us={latency_us} trace={trace:016x}",

@@ -542,18 +542,18 @@ impl<S: Storage> PartitionLog<S> {
             Codec::from_attributes(h.attributes)?;
         }
         let mut batches = batches;
-        if let Some(target) = config.compression {
-            if let Some(rewritten) = recompress(&headers, &batches, target, &config)? {
-                let size = rewritten.len() as u64;
-                if size > config.max_batch_bytes || size > config.segment_bytes {
-                    return Err(StorageError::BatchTooLarge {
-                        size,
-                        max: config.max_batch_bytes.min(config.segment_bytes),
-                    });
-                }
-                headers = batch::validate_batches(&rewritten)?;
-                batches = Bytes::from(rewritten);
+        if let Some(target) = config.compression
+            && let Some(rewritten) = recompress(&headers, &batches, target, &config)?
+        {
+            let size = rewritten.len() as u64;
+            if size > config.max_batch_bytes || size > config.segment_bytes {
+                return Err(StorageError::BatchTooLarge {
+                    size,
+                    max: config.max_batch_bytes.min(config.segment_bytes),
+                });
             }
+            headers = batch::validate_batches(&rewritten)?;
+            batches = Bytes::from(rewritten);
         }
         let size = batches.len() as u64;
         let records: i64 = headers.iter().map(|(h, _)| h.record_count as i64).sum();
@@ -569,10 +569,12 @@ impl<S: Storage> PartitionLog<S> {
         self.check_open(&self.inner.state.borrow())?;
         // The producer checks and the state update happen under the lock that assigns
         // offsets, so two appends of one producer cannot both pass the check.
-        if idempotent
-            && let Verdict::Duplicate(meta) =
-                self.inner.producers.borrow().check(&producer_batches)?
-        {
+        let verdict = if idempotent {
+            self.inner.producers.borrow().check(&producer_batches)?
+        } else {
+            Verdict::Append
+        };
+        if let Verdict::Duplicate(meta) = verdict {
             drop(guard);
             // A retry of a batch already in the log: answer with its offsets once it is
             // as durable as the original's acknowledgement would have needed.
