@@ -1260,6 +1260,120 @@ mod tests {
         });
     }
 
+    fn idem_batch(i: usize, pid: i64, epoch: i16, seq: i32, n: usize) -> Bytes {
+        let mut b = batch(i, n).to_vec();
+        batch::set_producer(&mut b, pid, epoch, seq);
+        Bytes::from(b)
+    }
+
+    #[test]
+    fn producer_state_deduplicates_concurrent_retries_and_survives_reopen() {
+        block_on(async {
+            let sim = SimStorage::new(3);
+            let dir = PathBuf::from("/d/idem-0");
+            let log = PartitionLog::open(sim.clone(), dir.clone(), cfg(FlushMode::Fsync))
+                .await
+                .expect("open");
+            let mut seq = 0;
+            let mut sent = Vec::new();
+            for i in 0..60 {
+                let n = 1 + i % 3;
+                let b = idem_batch(i, 5, 0, seq, n);
+                // The batch and its retry race: one append, the same offsets for both.
+                let (a, r) =
+                    futures_lite::future::zip(log.append(b.clone()), log.append(b.clone())).await;
+                let (a, r) = (a.expect("append"), r.expect("retry"));
+                assert_eq!(
+                    (a.base_offset, a.last_offset),
+                    (r.base_offset, r.last_offset)
+                );
+                sent.push((b, a.base_offset));
+                seq += n as i32;
+            }
+            let end = log.log_end_offset();
+            assert_eq!(read_all(&log, 0).await.len(), 60);
+            assert!(log.segment_count() > 1);
+            let gap = idem_batch(99, 5, 0, seq + 1, 1);
+            assert!(matches!(
+                log.append(gap.clone()).await,
+                Err(StorageError::Producer(
+                    crate::producer::ProducerError::OutOfOrder { .. }
+                ))
+            ));
+            log.close().await.expect("close");
+
+            let log = PartitionLog::open(sim, dir, cfg(FlushMode::Fsync))
+                .await
+                .expect("reopen");
+            // The last five batches are still known after the state is rebuilt.
+            for (b, base) in &sent[55..] {
+                let info = log.append(b.clone()).await.expect("retry after reopen");
+                assert_eq!(info.base_offset, *base);
+            }
+            assert!(
+                log.append(sent[50].0.clone()).await.is_err(),
+                "too old to tell"
+            );
+            assert!(log.append(gap).await.is_err());
+            let stale = idem_batch(1, 5, -1, 0, 1);
+            assert!(matches!(
+                log.append(stale).await,
+                Err(StorageError::Producer(
+                    crate::producer::ProducerError::StaleEpoch { .. }
+                ))
+            ));
+            assert_eq!(log.log_end_offset(), end);
+            let next = log
+                .append(idem_batch(100, 5, 0, seq, 1))
+                .await
+                .expect("in sequence");
+            assert_eq!(next.base_offset, end);
+        });
+    }
+
+    #[test]
+    fn topic_compression_recompresses_and_unknown_codecs_are_refused() {
+        use crate::compression::{Codec, compress, decompress};
+        block_on(async {
+            let sim = SimStorage::new(4);
+            let config = LogConfig {
+                compression: Some(Codec::Zstd),
+                ..cfg(FlushMode::None)
+            };
+            let log = PartitionLog::open(sim, PathBuf::from("/d/z-0"), config)
+                .await
+                .expect("open");
+            let plain = batch(3, 4).to_vec();
+            let records = &plain[batch::HEADER_BYTES..];
+            let mut lz4 = plain[..batch::HEADER_BYTES].to_vec();
+            lz4.extend_from_slice(&compress(Codec::Lz4, records));
+            let len = (lz4.len() - batch::LOG_OVERHEAD) as i32;
+            batch::set_length_attributes_and_crc(&mut lz4, len, Codec::Lz4 as i16);
+            let info = log.append(Bytes::from(lz4.clone())).await.expect("append");
+            assert_eq!((info.base_offset, info.last_offset), (0, 3));
+            let stored = read_all(&log, 0).await;
+            let h = batch::BatchHeader::parse(&stored[0].1).expect("header");
+            assert_eq!(h.compression(), Codec::Zstd as i16);
+            assert_eq!(
+                decompress(Codec::Zstd, &stored[0].1[batch::HEADER_BYTES..], 1 << 20).unwrap(),
+                records
+            );
+            let mut bad = plain.clone();
+            batch::set_length_attributes_and_crc(&mut bad, len_of(&plain), 6);
+            assert!(matches!(
+                log.append(Bytes::from(bad)).await,
+                Err(StorageError::Compression(
+                    crate::compression::CompressionError::Unsupported(6)
+                ))
+            ));
+            assert_eq!(log.log_end_offset(), 4);
+        });
+    }
+
+    fn len_of(b: &[u8]) -> i32 {
+        (b.len() - batch::LOG_OVERHEAD) as i32
+    }
+
     #[test]
     fn bad_batches_write_nothing() {
         block_on(async {
