@@ -121,6 +121,41 @@ fn duplicates_gaps_and_stale_epochs_over_the_raw_protocol_and_a_restart() {
     );
 }
 
+#[test]
+fn every_advertised_init_producer_id_version_is_served() {
+    let broker = Broker::start(&[]);
+    let mut c = RawClient::connect(broker.addr());
+    let (min, max) = c.versions()[&22];
+    assert_eq!((min, max), (0, 4));
+    let mut seen = Vec::new();
+    for v in min..=max {
+        let resp = c.call(
+            v,
+            &InitProducerIdRequest::default()
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        );
+        assert_eq!(resp.error_code, NONE, "v{v}");
+        assert_eq!(resp.producer_epoch, 0, "v{v}");
+        seen.push(resp.producer_id.0);
+    }
+    seen.dedup();
+    assert_eq!(seen.len(), 5, "fresh ids: {seen:?}");
+    // Transactions are not implemented: a transactional id is refused.
+    let resp = c.call(
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(Some(kafka_protocol::messages::TransactionalId(
+                kafka_protocol::protocol::StrBytes::from_static_str("tx"),
+            )))
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    );
+    assert_ne!(resp.error_code, NONE);
+}
+
 /// A TCP proxy that forwards to `target` and, every `period`, cuts every open connection
 /// (both directions at once), so requests and responses are lost mid-flight.
 struct ChaosProxy {
