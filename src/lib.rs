@@ -2,8 +2,10 @@
 
 pub mod alloc;
 pub mod bench;
+pub mod compression;
 pub mod config;
 pub mod group;
+pub mod producer;
 pub mod protocol;
 pub mod server;
 pub mod shard;

@@ -11,6 +11,7 @@ pub mod consumer;
 pub mod hardware;
 pub mod histogram;
 pub mod limits;
+pub mod loglines;
 pub mod process;
 pub mod producer;
 pub mod record;

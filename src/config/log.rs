@@ -99,6 +99,9 @@ pub struct LogConfig {
     pub preallocate_bytes: u64,
     /// Stamp batches with the broker clock (`message.timestamp.type=LogAppendTime`).
     pub log_append_time: bool,
+    /// Topic `compression.type`: `None` stores batches as the producer sent them; a codec
+    /// makes the broker check and recompress every batch to it.
+    pub compression: Option<crate::compression::Codec>,
 }
 
 impl Default for LogConfig {
@@ -116,6 +119,7 @@ impl Default for LogConfig {
             max_batch_bytes: 1_048_588,
             preallocate_bytes: 32 << 20,
             log_append_time: false,
+            compression: None,
         }
     }
 }

@@ -46,9 +46,10 @@ fn apply(log: &mut LogConfig, key: &str, value: &str) -> Result<(), ConfigError>
         // Only deletion exists; compaction is not implemented.
         "cleanup.policy" if value == "delete" => {}
         "cleanup.policy" => return Err(bad(key, value, "only \"delete\" is supported")),
-        // Batches are stored as the producer sent them; recompression comes later.
-        "compression.type" if value == "producer" => {}
-        "compression.type" => return Err(bad(key, value, "only \"producer\" is supported")),
+        "compression.type" => {
+            log.compression = crate::compression::Codec::from_topic_config(value)
+                .map_err(|r| bad(key, value, &r))?
+        }
         other => return Err(ConfigError::UnknownKey(other.to_string())),
     }
     Ok(())
@@ -107,6 +108,11 @@ mod tests {
         assert!(c.log_append_time);
         assert_eq!(c.max_batch_bytes, 100);
         assert_eq!(c.segment_bytes, d.segment_bytes);
+        assert_eq!(c.compression, None);
+        let z = effective(&d, &map(&[("compression.type", "zstd")]));
+        assert_eq!(z.compression, Some(crate::compression::Codec::Zstd));
+        let u = effective(&d, &map(&[("compression.type", "uncompressed")]));
+        assert_eq!(u.compression, Some(crate::compression::Codec::None));
     }
 
     #[test]
@@ -115,7 +121,7 @@ mod tests {
         for kv in [
             ("nope", "1"),
             ("cleanup.policy", "compact"),
-            ("compression.type", "zstd"),
+            ("compression.type", "brotli"),
             ("segment.bytes", "0"),
             ("io", "mmap"),
         ] {

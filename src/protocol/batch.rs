@@ -224,6 +224,25 @@ pub fn set_log_append_time(buf: &mut [u8], timestamp_ms: i64) {
     buf[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Rewrites the length and attributes of a batch (after its records were replaced by
+/// recompression) and recomputes its CRC.
+pub fn set_length_attributes_and_crc(buf: &mut [u8], length: i32, attributes: i16) {
+    buf[OFF_LENGTH..OFF_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+    buf[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    let crc = crc32c::crc32c(&buf[OFF_ATTRIBUTES..]);
+    buf[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Sets the producer id, epoch and base sequence of a batch and recomputes its CRC
+/// (tests build idempotent batches with it).
+pub fn set_producer(buf: &mut [u8], producer_id: i64, epoch: i16, base_sequence: i32) {
+    buf[OFF_PRODUCER_ID..OFF_PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
+    buf[OFF_PRODUCER_EPOCH..OFF_PRODUCER_EPOCH + 2].copy_from_slice(&epoch.to_be_bytes());
+    buf[OFF_BASE_SEQUENCE..OFF_BASE_SEQUENCE + 4].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&buf[OFF_ATTRIBUTES..]);
+    buf[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Reads a zigzag varint from `buf` at `*pos`, advancing `pos`.
 fn read_varlong(buf: &[u8], pos: &mut usize) -> Option<i64> {
     let mut value: u64 = 0;
@@ -251,8 +270,15 @@ pub fn record_timestamps(batch: &[u8]) -> Option<Vec<(i64, i64)>> {
     if header.compression() != 0 {
         return None;
     }
+    record_timestamps_in(&header, &batch[HEADER_BYTES..])
+}
+
+/// The (offset, timestamp) of each record in `records`, the (decompressed) records of the
+/// batch whose header is `header`.
+pub fn record_timestamps_in(header: &BatchHeader, records: &[u8]) -> Option<Vec<(i64, i64)>> {
+    let batch = records;
     let mut out = Vec::with_capacity(header.record_count.clamp(0, 4096) as usize);
-    let mut pos = HEADER_BYTES;
+    let mut pos = 0usize;
     for _ in 0..header.record_count {
         let len = read_varlong(batch, &mut pos)?;
         let start = pos;

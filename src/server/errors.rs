@@ -1,6 +1,8 @@
 //! The one place where internal errors become Kafka error codes.
 
+use crate::compression::CompressionError;
 use crate::group::GroupError;
+use crate::producer::ProducerError;
 use crate::storage::StorageError;
 
 /// Kafka error codes the broker answers with (see Kafka's `Errors.java`).
@@ -25,6 +27,9 @@ pub mod code {
     pub const INVALID_SESSION_TIMEOUT: i16 = 26;
     pub const REBALANCE_IN_PROGRESS: i16 = 27;
     pub const UNSUPPORTED_VERSION: i16 = 35;
+    pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
     pub const TOPIC_ALREADY_EXISTS: i16 = 36;
     pub const INVALID_PARTITIONS: i16 = 37;
     pub const INVALID_REPLICATION_FACTOR: i16 = 38;
@@ -32,11 +37,14 @@ pub mod code {
     pub const INVALID_CONFIG: i16 = 40;
     pub const INVALID_REQUEST: i16 = 42;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const UNKNOWN_PRODUCER_ID: i16 = 59;
     pub const NON_EMPTY_GROUP: i16 = 68;
+    pub const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
     pub const GROUP_ID_NOT_FOUND: i16 = 69;
     pub const MEMBER_ID_REQUIRED: i16 = 79;
     pub const FENCED_INSTANCE_ID: i16 = 82;
     pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
+    pub const PRODUCER_FENCED: i16 = 90;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
 }
 
@@ -45,6 +53,14 @@ pub fn storage_error_code(e: &StorageError) -> i16 {
     match e {
         StorageError::InvalidBatch(_) => code::CORRUPT_MESSAGE,
         StorageError::BatchTooLarge { .. } => code::MESSAGE_TOO_LARGE,
+        StorageError::Compression(c) => compression_error_code(c),
+        // Since Kafka 2.7 (KIP-588) Produce answers a stale epoch with
+        // INVALID_PRODUCER_EPOCH, which producers treat as abortable; PRODUCER_FENCED is
+        // for the transactional APIs.
+        StorageError::Producer(ProducerError::StaleEpoch { .. }) => code::INVALID_PRODUCER_EPOCH,
+        StorageError::Producer(ProducerError::OutOfOrder { .. }) => {
+            code::OUT_OF_ORDER_SEQUENCE_NUMBER
+        }
         StorageError::OffsetOutOfRange { .. } => code::OFFSET_OUT_OF_RANGE,
         StorageError::Io(_) | StorageError::Failed(_) | StorageError::Corrupt { .. } => {
             code::KAFKA_STORAGE_ERROR
@@ -52,6 +68,16 @@ pub fn storage_error_code(e: &StorageError) -> i16 {
         // The log was closed under the request (topic deleted, broker stopping): a
         // retriable code makes the client refresh metadata and retry.
         StorageError::Closed => code::NOT_LEADER_OR_FOLLOWER,
+    }
+}
+
+/// The Kafka error code for a codec error.
+pub fn compression_error_code(e: &CompressionError) -> i16 {
+    match e {
+        CompressionError::Unsupported(_) => code::UNSUPPORTED_COMPRESSION_TYPE,
+        CompressionError::Corrupt(_) => code::CORRUPT_MESSAGE,
+        // Records that inflate past the limit: too large to store, as a huge batch is.
+        CompressionError::TooLarge { .. } => code::MESSAGE_TOO_LARGE,
     }
 }
 
@@ -100,6 +126,33 @@ mod tests {
         assert_eq!(storage_error_code(&oor), 1);
         let io = StorageError::Io(std::io::Error::other("disk"));
         assert_eq!(storage_error_code(&io), 56);
+        let cases = [
+            (CompressionError::Unsupported(5).into(), 76),
+            (CompressionError::Corrupt("x".into()).into(), 2),
+            (CompressionError::TooLarge { limit: 1 }.into(), 10),
+            (
+                ProducerError::StaleEpoch {
+                    producer_id: 1,
+                    epoch: 0,
+                    current: 1,
+                }
+                .into(),
+                47,
+            ),
+            (
+                ProducerError::OutOfOrder {
+                    producer_id: 1,
+                    expected: 1,
+                    first_seq: 3,
+                }
+                .into(),
+                45,
+            ),
+        ];
+        for (e, c) in cases {
+            let e: StorageError = e;
+            assert_eq!(storage_error_code(&e), c, "{e:?}");
+        }
     }
 
     #[test]

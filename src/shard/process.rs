@@ -104,6 +104,7 @@ fn take_signal(set: &libc::sigset_t, timeout: Duration) -> Option<libc::c_int> {
 struct StoppedBySignal(libc::c_int);
 
 struct Shared {
+    producer_ids: Arc<crate::producer::ProducerIdAllocator>,
     stopping: AtomicBool,
     drained: AtomicUsize,
     /// Shards whose logs and groups are loaded. No shard listens before all are: the
@@ -154,7 +155,10 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     }));
 
     let config = Arc::new(config);
+    let producer_ids = crate::producer::ProducerIdAllocator::open(&config.data_dir)
+        .context("cannot open the producer id allocator")?;
     let shared = Arc::new(Shared {
+        producer_ids: Arc::new(producer_ids),
         stopping: AtomicBool::new(false),
         drained: AtomicUsize::new(0),
         loaded: AtomicUsize::new(0),
@@ -285,7 +289,13 @@ async fn shard_main(
             return;
         }
     };
-    let shard = Shard::new(config, senders, shards, metadata.clone());
+    let shard = Shard::new(
+        config,
+        senders,
+        shards,
+        metadata.clone(),
+        shared.producer_ids.clone(),
+    );
     let id = shard.id;
     shard.serve_mesh(receivers);
     shard.apply_metadata(metadata).await;

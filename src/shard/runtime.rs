@@ -71,6 +71,8 @@ pub struct Shard {
     next_id: Cell<u64>,
     /// The consumer groups this shard coordinates (see `crate::group`).
     pub groups: crate::group::Coordinator,
+    /// The broker's producer id allocator, shared by all shards.
+    pub producer_ids: Arc<crate::producer::ProducerIdAllocator>,
     /// Serialises metadata changes on shard 0: one persist-and-broadcast at a time, so
     /// every shard sees versions in order. Not on the data path.
     meta_write: async_lock::Mutex<()>,
@@ -92,6 +94,7 @@ impl Shard {
         mesh: Senders<MeshMsg>,
         nshards: usize,
         initial: Arc<Metadata>,
+        producer_ids: Arc<crate::producer::ProducerIdAllocator>,
     ) -> Rc<Shard> {
         let view = MetaView::build(initial, &config.log);
         Rc::new(Shard {
@@ -111,6 +114,7 @@ impl Shard {
                 config.direct_cache_bytes_per_shard(nshards),
             ))),
             groups: crate::group::Coordinator::default(),
+            producer_ids,
             config,
         })
     }

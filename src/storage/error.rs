@@ -9,6 +9,13 @@ pub enum StorageError {
     /// The batch failed validation (length, magic, CRC, record count); nothing was written.
     #[error("invalid record batch: {0}")]
     InvalidBatch(#[from] BatchError),
+    /// A batch's codec is unknown, its records are corrupt or inflate past the limit;
+    /// nothing was written.
+    #[error("{0}")]
+    Compression(#[from] crate::compression::CompressionError),
+    /// The idempotent producer checks refused the append; nothing was written.
+    #[error("{0}")]
+    Producer(#[from] crate::producer::ProducerError),
     /// The append is larger than `max_batch_bytes` or a segment; nothing was written.
     #[error("record batch of {size} bytes exceeds the limit of {max} bytes")]
     BatchTooLarge { size: u64, max: u64 },

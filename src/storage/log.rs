@@ -29,7 +29,9 @@ use super::error::{Result, StorageError};
 use super::io::{FileKind, Storage, StorageFile, segment_path};
 use super::notify::{FifoLock, Listen, Notify};
 use super::segment::{Scanner, Segment};
+use crate::compression::{self, Codec};
 use crate::config::{FlushMode, IoMode, LogConfig};
+use crate::producer::{ProducerBatch, ProducerStates, Verdict};
 use crate::protocol::batch;
 use bytes::{Bytes, BytesMut};
 use std::cell::{Cell, RefCell};
@@ -140,6 +142,8 @@ struct Inner<S: Storage> {
     /// Serialises offset assignment with segment rolls and retention, first come first
     /// served (see [`FifoLock`]).
     assign_lock: FifoLock,
+    /// Idempotent producer state, checked and updated under `assign_lock`.
+    producers: RefCell<ProducerStates>,
     clock: Cell<fn() -> i64>,
     /// The shard's batch cache and this log's id in it (`io = direct` only).
     cache: RefCell<Option<(Rc<RefCell<super::cache::BatchCache>>, u64)>>,
@@ -179,6 +183,19 @@ fn parse_segment_name(name: &str) -> Option<(i64, &str)> {
         return None;
     }
     Some((stem.parse().ok()?, ext))
+}
+
+/// (offset, timestamp) of every record of a batch, decompressing (bounded by `limit`) when
+/// it is compressed; `None` if the records cannot be read.
+fn record_times(batch_bytes: &[u8], limit: usize) -> Option<Vec<(i64, i64)>> {
+    let header = batch::BatchHeader::parse(batch_bytes).ok()?;
+    let payload = batch_bytes.get(batch::HEADER_BYTES..)?;
+    if header.compression() == 0 {
+        return batch::record_timestamps_in(&header, payload);
+    }
+    let codec = Codec::from_attributes(header.attributes).ok()?;
+    let records = crate::compression::decompress(codec, payload, limit).ok()?;
+    batch::record_timestamps_in(&header, &records)
 }
 
 /// Walks whole batches held in memory (cache chunks starting at file position `pos`) and
@@ -250,6 +267,69 @@ fn slice_chunks(chunks: &[Bytes], mut skip: u64, mut len: u64) -> Vec<Bytes> {
         skip = 0;
     }
     out
+}
+
+fn producer_batch(h: &batch::BatchHeader) -> ProducerBatch {
+    ProducerBatch {
+        producer_id: h.producer_id,
+        epoch: h.producer_epoch,
+        first_seq: h.base_sequence,
+        last_offset_delta: h.last_offset_delta,
+    }
+}
+
+/// Checks every batch's records (bounded decompression) and rewrites those not in `target`.
+/// Returns the new bytes, or `None` when every batch is already stored as `target`.
+fn recompress(
+    headers: &[(batch::BatchHeader, std::ops::Range<usize>)],
+    batches: &[u8],
+    target: Codec,
+    config: &LogConfig,
+) -> Result<Option<Vec<u8>>> {
+    let limit = compression::decompressed_limit(config.max_batch_bytes);
+    let mut rewritten: Vec<Option<Vec<u8>>> = Vec::with_capacity(headers.len());
+    for (h, range) in headers {
+        rewritten.push(compression::recompress_batch(
+            h,
+            &batches[range.clone()],
+            target,
+            limit,
+        )?);
+    }
+    if rewritten.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for ((_, range), new) in headers.iter().zip(rewritten) {
+        match new {
+            Some(b) => out.extend_from_slice(&b),
+            None => out.extend_from_slice(&batches[range.clone()]),
+        }
+    }
+    Ok(Some(out))
+}
+
+/// Rebuilds the idempotent producer state of a log from the headers of all its batches.
+async fn rebuild_producer_states<F: StorageFile>(
+    segments: &[Segment<F>],
+) -> Result<ProducerStates> {
+    let mut states = ProducerStates::default();
+    for seg in segments {
+        let mut scanner = Scanner::new(seg.log.as_ref(), 0, seg.size, false);
+        while let Some(b) = scanner.next().await? {
+            if b.producer_id < 0 {
+                continue;
+            }
+            let pb = ProducerBatch {
+                producer_id: b.producer_id,
+                epoch: b.producer_epoch,
+                first_seq: b.base_sequence,
+                last_offset_delta: (b.last_offset - b.base_offset) as i32,
+            };
+            states.commit(&pb, b.base_offset, b.last_offset);
+        }
+    }
+    Ok(states)
 }
 
 /// Resets `writer_active` if the writer's future is dropped mid-flight, so another task
@@ -329,6 +409,7 @@ impl<S: Storage> PartitionLog<S> {
             segments.push(Segment::create(&storage, &dir, 0, kind, now).await?);
             storage.sync_dir(&dir).await?;
         }
+        let producers = rebuild_producer_states(&segments).await?;
         let log_start_offset = segments[0].base_offset;
         let active = segments.last().expect("at least one segment");
         let (pos, next) = (active.size, active.next_offset);
@@ -353,6 +434,7 @@ impl<S: Storage> PartitionLog<S> {
             }),
             notify: Rc::new(Notify::default()),
             assign_lock: FifoLock::default(),
+            producers: RefCell::new(producers),
             clock: Cell::new(clock),
             cache: RefCell::new(None),
         };
@@ -471,8 +553,29 @@ impl<S: Storage> PartitionLog<S> {
                 max: config.max_batch_bytes.min(config.segment_bytes),
             });
         }
-        let headers = batch::validate_batches(&batches)?;
+        let mut headers = batch::validate_batches(&batches)?;
+        for (h, _) in &headers {
+            Codec::from_attributes(h.attributes)?;
+        }
+        let mut batches = batches;
+        if let Some(target) = config.compression
+            && let Some(rewritten) = recompress(&headers, &batches, target, &config)?
+        {
+            let size = rewritten.len() as u64;
+            if size > config.max_batch_bytes || size > config.segment_bytes {
+                return Err(StorageError::BatchTooLarge {
+                    size,
+                    max: config.max_batch_bytes.min(config.segment_bytes),
+                });
+            }
+            headers = batch::validate_batches(&rewritten)?;
+            batches = Bytes::from(rewritten);
+        }
+        let size = batches.len() as u64;
         let records: i64 = headers.iter().map(|(h, _)| h.record_count as i64).sum();
+        let producer_batches: Vec<ProducerBatch> =
+            headers.iter().map(|(h, _)| producer_batch(h)).collect();
+        let idempotent = producer_batches.iter().any(|b| b.producer_id >= 0);
         let mut buf = match batches.try_into_mut() {
             Ok(b) => b,
             Err(shared) => BytesMut::from(shared.as_ref()),
@@ -480,11 +583,32 @@ impl<S: Storage> PartitionLog<S> {
 
         let guard = ticket.acquire().await;
         self.check_open(&self.inner.state.borrow())?;
+        // The producer checks and the state update happen under the lock that assigns
+        // offsets, so two appends of one producer cannot both pass the check.
+        let verdict = if idempotent {
+            self.inner.producers.borrow().check(&producer_batches)?
+        } else {
+            Verdict::Append
+        };
+        if let Verdict::Duplicate(meta) = verdict {
+            drop(guard);
+            // A retry of a batch already in the log: answer with its offsets once it is
+            // as durable as the original's acknowledgement would have needed.
+            let durable = config.flush == FlushMode::Fsync;
+            self.wait_for(meta.last_offset + 1, durable).await?;
+            return Ok(AppendInfo {
+                base_offset: meta.base_offset,
+                last_offset: meta.last_offset,
+                log_append_time: -1,
+                log_start_offset: self.log_start_offset(),
+            });
+        }
         let now = self.now();
         self.maybe_roll(&config, size, records, now).await?;
         let append_time = if config.log_append_time { now } else { -1 };
         let info = {
             let mut st = self.inner.state.borrow_mut();
+            let mut producers = self.inner.producers.borrow_mut();
             let base_offset = st.next_offset();
             let log_start_offset = st.log_start_offset;
             let seg = st.active_mut();
@@ -502,6 +626,9 @@ impl<S: Storage> PartitionLog<S> {
                     header.max_timestamp
                 };
                 let last = offset + header.last_offset_delta as i64;
+                if idempotent {
+                    producers.commit(&producer_batch(header), offset, last);
+                }
                 let position = seg.size;
                 seg.index_batch(
                     position,
@@ -980,8 +1107,8 @@ impl<S: Storage> PartitionLog<S> {
     }
 
     /// The first record with timestamp `>= timestamp`: `(offset, its timestamp)`, or `None`
-    /// when every record is older. Compressed batches answer with their first offset
-    /// and largest timestamp, since their records are not decoded here.
+    /// when every record is older. Compressed batches are decompressed (bounded by the
+    /// topic's decompression limit) to find the record.
     pub async fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
         let candidates: Vec<(Rc<S::File>, u64, u64, i64)> = {
             let st = self.inner.state.borrow();
@@ -1003,6 +1130,7 @@ impl<S: Storage> PartitionLog<S> {
                 .collect()
         };
         let log_start = self.log_start_offset();
+        let limit = crate::compression::decompressed_limit(self.config().max_batch_bytes);
         for (file, pos, end, _base) in candidates {
             let mut scanner = Scanner::new(file.as_ref(), pos, end, false);
             while let Some(b) = scanner.next().await? {
@@ -1010,10 +1138,12 @@ impl<S: Storage> PartitionLog<S> {
                     continue;
                 }
                 let bytes = file.read_at(b.position, b.size as usize).await?;
-                let hit = match batch::record_timestamps(&bytes) {
+                let hit = match record_times(&bytes, limit) {
                     Some(records) => records
                         .into_iter()
                         .find(|&(off, ts)| ts >= timestamp && off >= log_start),
+                    // Records that cannot be read (corrupt, or past the decompression
+                    // limit): the batch's first offset and largest timestamp.
                     None => Some((b.base_offset.max(log_start), b.max_timestamp)),
                 };
                 if hit.is_some() {
@@ -1147,6 +1277,120 @@ mod tests {
             let info = log.append(batch(7, 2)).await.expect("append after reopen");
             assert_eq!(info.base_offset, expect_next);
         });
+    }
+
+    fn idem_batch(i: usize, pid: i64, epoch: i16, seq: i32, n: usize) -> Bytes {
+        let mut b = batch(i, n).to_vec();
+        batch::set_producer(&mut b, pid, epoch, seq);
+        Bytes::from(b)
+    }
+
+    #[test]
+    fn producer_state_deduplicates_concurrent_retries_and_survives_reopen() {
+        block_on(async {
+            let sim = SimStorage::new(3);
+            let dir = PathBuf::from("/d/idem-0");
+            let log = PartitionLog::open(sim.clone(), dir.clone(), cfg(FlushMode::Fsync))
+                .await
+                .expect("open");
+            let mut seq = 0;
+            let mut sent = Vec::new();
+            for i in 0..60 {
+                let n = 1 + i % 3;
+                let b = idem_batch(i, 5, 0, seq, n);
+                // The batch and its retry race: one append, the same offsets for both.
+                let (a, r) =
+                    futures_lite::future::zip(log.append(b.clone()), log.append(b.clone())).await;
+                let (a, r) = (a.expect("append"), r.expect("retry"));
+                assert_eq!(
+                    (a.base_offset, a.last_offset),
+                    (r.base_offset, r.last_offset)
+                );
+                sent.push((b, a.base_offset));
+                seq += n as i32;
+            }
+            let end = log.log_end_offset();
+            assert_eq!(read_all(&log, 0).await.len(), 60);
+            assert!(log.segment_count() > 1);
+            let gap = idem_batch(99, 5, 0, seq + 1, 1);
+            assert!(matches!(
+                log.append(gap.clone()).await,
+                Err(StorageError::Producer(
+                    crate::producer::ProducerError::OutOfOrder { .. }
+                ))
+            ));
+            log.close().await.expect("close");
+
+            let log = PartitionLog::open(sim, dir, cfg(FlushMode::Fsync))
+                .await
+                .expect("reopen");
+            // The last five batches are still known after the state is rebuilt.
+            for (b, base) in &sent[55..] {
+                let info = log.append(b.clone()).await.expect("retry after reopen");
+                assert_eq!(info.base_offset, *base);
+            }
+            assert!(
+                log.append(sent[50].0.clone()).await.is_err(),
+                "too old to tell"
+            );
+            assert!(log.append(gap).await.is_err());
+            let stale = idem_batch(1, 5, -1, 0, 1);
+            assert!(matches!(
+                log.append(stale).await,
+                Err(StorageError::Producer(
+                    crate::producer::ProducerError::StaleEpoch { .. }
+                ))
+            ));
+            assert_eq!(log.log_end_offset(), end);
+            let next = log
+                .append(idem_batch(100, 5, 0, seq, 1))
+                .await
+                .expect("in sequence");
+            assert_eq!(next.base_offset, end);
+        });
+    }
+
+    #[test]
+    fn topic_compression_recompresses_and_unknown_codecs_are_refused() {
+        use crate::compression::{Codec, compress, decompress};
+        block_on(async {
+            let sim = SimStorage::new(4);
+            let config = LogConfig {
+                compression: Some(Codec::Zstd),
+                ..cfg(FlushMode::None)
+            };
+            let log = PartitionLog::open(sim, PathBuf::from("/d/z-0"), config)
+                .await
+                .expect("open");
+            let plain = batch(3, 4).to_vec();
+            let records = &plain[batch::HEADER_BYTES..];
+            let mut lz4 = plain[..batch::HEADER_BYTES].to_vec();
+            lz4.extend_from_slice(&compress(Codec::Lz4, records));
+            let len = (lz4.len() - batch::LOG_OVERHEAD) as i32;
+            batch::set_length_attributes_and_crc(&mut lz4, len, Codec::Lz4 as i16);
+            let info = log.append(Bytes::from(lz4.clone())).await.expect("append");
+            assert_eq!((info.base_offset, info.last_offset), (0, 3));
+            let stored = read_all(&log, 0).await;
+            let h = batch::BatchHeader::parse(&stored[0].1).expect("header");
+            assert_eq!(h.compression(), Codec::Zstd as i16);
+            assert_eq!(
+                decompress(Codec::Zstd, &stored[0].1[batch::HEADER_BYTES..], 1 << 20).unwrap(),
+                records
+            );
+            let mut bad = plain.clone();
+            batch::set_length_attributes_and_crc(&mut bad, len_of(&plain), 6);
+            assert!(matches!(
+                log.append(Bytes::from(bad)).await,
+                Err(StorageError::Compression(
+                    crate::compression::CompressionError::Unsupported(6)
+                ))
+            ));
+            assert_eq!(log.log_end_offset(), 4);
+        });
+    }
+
+    fn len_of(b: &[u8]) -> i32 {
+        (b.len() - batch::LOG_OVERHEAD) as i32
     }
 
     #[test]

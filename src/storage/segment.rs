@@ -8,9 +8,9 @@ use crate::protocol::batch::{self, BatchHeader, HEADER_BYTES, LOG_OVERHEAD};
 use std::path::Path;
 use std::rc::Rc;
 
-/// Bytes of a batch header a scan needs: base offset, length, leader epoch, magic, CRC,
-/// attributes, last offset delta, base and max timestamp.
-const PEEK_BYTES: usize = 43;
+/// Bytes of a batch header a scan reads: the whole fixed header, so the producer fields are
+/// there for rebuilding producer state.
+const PEEK_BYTES: usize = HEADER_BYTES;
 
 /// The header fields of a batch found by a scan, with its position in the file.
 #[derive(Debug, Clone, Copy)]
@@ -20,6 +20,9 @@ pub struct BatchPos {
     pub last_offset: i64,
     pub size: u64,
     pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
 }
 
 impl BatchPos {
@@ -100,6 +103,9 @@ impl<'a, F: StorageFile> Scanner<'a, F> {
         let magic = h[16] as i8;
         let last_offset_delta = i32_at(h, 23);
         let max_timestamp = i64_at(h, 35);
+        let producer_id = i64_at(h, 43);
+        let producer_epoch = i16::from_be_bytes([h[51], h[52]]);
+        let base_sequence = i32_at(h, 53);
         if length < (HEADER_BYTES - LOG_OVERHEAD) as i32
             || magic != 2
             || last_offset_delta < 0
@@ -125,6 +131,9 @@ impl<'a, F: StorageFile> Scanner<'a, F> {
             last_offset: base_offset + last_offset_delta as i64,
             size,
             max_timestamp,
+            producer_id,
+            producer_epoch,
+            base_sequence,
         }))
     }
 }

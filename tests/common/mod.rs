@@ -107,6 +107,11 @@ impl Broker {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The running broker's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     pub fn data_dir(&self) -> &Path {
         self.data.path()
     }

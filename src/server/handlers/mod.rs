@@ -10,6 +10,7 @@ pub mod fetch;
 pub mod fetch_frame;
 pub mod find_coordinator;
 pub mod heartbeat;
+pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
@@ -52,6 +53,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::InitProducerId, 0, 4),
 ];
 
 pub fn supported(api: ApiKey, version: i16) -> bool {
@@ -203,6 +205,7 @@ async fn handle_api(ctx: &Ctx, frame: Bytes) -> Result<Option<Answer>, RequestEr
         ApiKey::DescribeGroups => describe_groups::handle(ctx, &mut req).await,
         ApiKey::DeleteGroups => delete_groups::handle(ctx, &mut req).await,
         ApiKey::OffsetDelete => offset_delete::handle(ctx, &mut req).await,
+        ApiKey::InitProducerId => init_producer_id::handle(ctx, &mut req).await,
         other => Err(RequestError::UnsupportedVersion {
             api: other,
             version,

@@ -1,0 +1,123 @@
+//! Snappy as Kafka clients write it. The Java client wraps raw snappy blocks in xerial
+//! snappy-java's stream framing (a 16-byte header, then blocks each prefixed with a 4-byte
+//! big-endian length); librdkafka writes one raw snappy block. Both are read; the broker
+//! writes the xerial framing, which both clients read.
+
+use super::{CompressionError, Result};
+
+const XERIAL_MAGIC: [u8; 8] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];
+const XERIAL_HEADER_BYTES: usize = 16;
+/// Uncompressed bytes per xerial block when writing (snappy-java's default).
+const XERIAL_BLOCK_BYTES: usize = 32 * 1024;
+
+fn corrupt(e: impl std::fmt::Display) -> CompressionError {
+    CompressionError::Corrupt(format!("snappy: {e}"))
+}
+
+/// Decompresses one raw block into `out`, which may grow to at most `limit` bytes. The size
+/// the block claims is checked against the limit before anything is allocated for it.
+fn raw_block(block: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<()> {
+    let len = snap::raw::decompress_len(block).map_err(corrupt)?;
+    if out.len().saturating_add(len) > limit {
+        return Err(CompressionError::TooLarge { limit });
+    }
+    let start = out.len();
+    out.resize(start + len, 0);
+    let n = snap::raw::Decoder::new()
+        .decompress(block, &mut out[start..])
+        .map_err(corrupt)?;
+    if n != len {
+        return Err(corrupt(format!("block claims {len} bytes, holds {n}")));
+    }
+    Ok(())
+}
+
+pub fn decompress(data: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<()> {
+    if data.len() < XERIAL_HEADER_BYTES || data[..8] != XERIAL_MAGIC {
+        return raw_block(data, limit, out);
+    }
+    let mut pos = XERIAL_HEADER_BYTES;
+    while pos < data.len() {
+        let len_bytes = data
+            .get(pos..pos + 4)
+            .ok_or_else(|| corrupt("truncated xerial block length"))?;
+        let len = u32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]);
+        pos += 4;
+        let end = pos
+            .checked_add(len as usize)
+            .filter(|&e| e <= data.len())
+            .ok_or_else(|| corrupt(format!("xerial block of {len} bytes is truncated")))?;
+        raw_block(&data[pos..end], limit, out)?;
+        pos = end;
+    }
+    Ok(())
+}
+
+/// Compresses `data` in xerial framing, 32 KiB of input per block.
+pub fn compress_xerial(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(XERIAL_HEADER_BYTES + data.len() / 2 + 64);
+    out.extend_from_slice(&XERIAL_MAGIC);
+    out.extend_from_slice(&1i32.to_be_bytes()); // version
+    out.extend_from_slice(&1i32.to_be_bytes()); // minimum compatible version
+    let mut enc = snap::raw::Encoder::new();
+    let mut block = vec![0u8; snap::raw::max_compress_len(XERIAL_BLOCK_BYTES)];
+    for chunk in data.chunks(XERIAL_BLOCK_BYTES) {
+        // The buffer holds the worst case of a block, so compression cannot fail.
+        let n = enc
+            .compress(chunk, &mut block)
+            .expect("snappy block buffer");
+        out.extend_from_slice(&(n as u32).to_be_bytes());
+        out.extend_from_slice(&block[..n]);
+    }
+    out
+}
+
+/// One raw snappy block, as librdkafka writes it.
+pub fn compress_raw(data: &[u8]) -> Vec<u8> {
+    snap::raw::Encoder::new()
+        .compress_vec(data)
+        .expect("snappy raw compression of an in-memory buffer")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_and_xerial_both_decode() {
+        let data: Vec<u8> = (0..100_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        for c in [compress_raw(&data), compress_xerial(&data)] {
+            let mut out = Vec::new();
+            decompress(&c, 1 << 22, &mut out).unwrap();
+            assert_eq!(out, data);
+        }
+    }
+
+    #[test]
+    fn a_block_claiming_a_huge_size_allocates_nothing() {
+        // A raw block whose length varint says 1 GiB but holds a few bytes.
+        let mut lie = Vec::new();
+        let mut v: u64 = 1 << 30;
+        while v >= 0x80 {
+            lie.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        lie.push(v as u8);
+        lie.extend_from_slice(&[0, 0]);
+        let mut out = Vec::new();
+        assert_eq!(
+            decompress(&lie, 1 << 20, &mut out),
+            Err(CompressionError::TooLarge { limit: 1 << 20 })
+        );
+        assert!(out.capacity() < 1 << 20);
+    }
+
+    #[test]
+    fn truncated_xerial_frames_are_corrupt() {
+        let c = compress_xerial(&[7u8; 100_000]);
+        let mut out = Vec::new();
+        assert!(decompress(&c[..c.len() - 3], 1 << 20, &mut out).is_err());
+    }
+}

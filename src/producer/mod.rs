@@ -1,0 +1,8 @@
+//! Idempotent producers: producer id allocation (InitProducerId) and the per-partition
+//! producer state that deduplicates retried batches and rejects sequence gaps.
+
+pub mod ids;
+pub mod state;
+
+pub use ids::{ProducerIdAllocator, ProducerIdAndEpoch};
+pub use state::{BatchMeta, ProducerBatch, ProducerError, ProducerStates, Verdict};
