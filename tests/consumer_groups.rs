@@ -31,6 +31,11 @@ impl Broker {
     /// Starts the broker on a free port with small group timeouts, so rebalances and
     /// session expiry take seconds.
     fn start(dir: &Path) -> Broker {
+        Broker::start_with(dir, &[])
+    }
+
+    /// As [`Broker::start`], with more `--set KEY=VALUE` pairs.
+    fn start_with(dir: &Path, sets: &[&str]) -> Broker {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -44,6 +49,7 @@ impl Broker {
             .args(["--set", "group.min.session.timeout.ms=500"])
             .args(["--set", "group.initial.rebalance.delay.ms=1000"])
             .args(["--set", "offsets.topic.num.partitions=8"])
+            .args(sets.iter().flat_map(|kv| ["--set", kv]))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -763,4 +769,58 @@ fn static_members_and_protocol_checks() {
     // An empty group id is invalid.
     let r: JoinGroupResponse = a.call(ApiKey::JoinGroup, 5, &join_request("", ""));
     assert_eq!(r.error_code, 24);
+}
+
+/// Offsets of an empty group expire after `offsets.retention.minutes`, and stay expired
+/// across a restart (their tombstones are in `__consumer_offsets`). Takes a little over a
+/// minute: the retention is configured in whole minutes, as in Kafka.
+#[test]
+fn offsets_of_empty_groups_expire() {
+    let dir = data_dir();
+    let sets = [
+        "offsets.retention.minutes=1",
+        "offsets.retention.check.interval.ms=1000",
+    ];
+    let mut broker = Broker::start_with(dir.path(), &sets);
+    let (topic, group) = ("exp-events", "exp-group");
+    create_topic(&broker.addr, topic, 2);
+    produce(&broker.addr, topic, 2, "x", 10);
+    let committed = |addr: &str| -> Vec<Offset> {
+        let c = group_consumer(addr, group);
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..2 {
+            tpl.add_partition(topic, p);
+        }
+        c.committed_offsets(tpl, Duration::from_secs(10))
+            .expect("OffsetFetch")
+            .elements()
+            .iter()
+            .map(|e| e.offset())
+            .collect()
+    };
+    {
+        // A consumer without group membership (assign) commits and goes away: the group
+        // stays Empty, with offsets.
+        let c = group_consumer(&broker.addr, group);
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..2 {
+            tpl.add_partition_offset(topic, p, Offset::Offset(4))
+                .expect("offset");
+        }
+        c.commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+            .expect("commit");
+    }
+    assert_eq!(committed(&broker.addr), vec![Offset::Offset(4); 2]);
+    wait_until("offsets expired", Duration::from_secs(150), || {
+        committed(&broker.addr)
+            .iter()
+            .all(|o| *o == Offset::Invalid)
+    });
+    broker.stop();
+    let broker = Broker::start_with(dir.path(), &sets);
+    assert_eq!(
+        committed(&broker.addr),
+        vec![Offset::Invalid; 2],
+        "expired offsets stay expired after a restart"
+    );
 }

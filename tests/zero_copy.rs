@@ -62,7 +62,7 @@ fn value(partition: i32, seq: u64) -> Vec<u8> {
 fn counters(log: &str) -> BTreeMap<String, u64> {
     let mut last_per_shard: BTreeMap<String, &str> = BTreeMap::new();
     for line in log.lines() {
-        if let Some(at) = line.find("fetch bytes:") {
+        if let Some(at) = line.find("bytes sent by path:") {
             let shard = line[..at]
                 .rsplit("shard ")
                 .next()
@@ -75,7 +75,7 @@ fn counters(log: &str) -> BTreeMap<String, u64> {
     let mut sum = BTreeMap::new();
     for line in last_per_shard.values() {
         for field in line.split_whitespace() {
-            let field = field.trim_matches(|c| c == '(' || c == ')');
+            let field = field.trim_matches(|c| c == '(' || c == ')' || c == ';');
             if let Some((k, v)) = field.split_once('=')
                 && let Ok(n) = v.parse::<u64>()
             {

@@ -83,7 +83,8 @@ impl Response {
 pub struct FetchStats {
     /// File bytes sent by sendfile (zero-copy).
     pub sendfile_bytes: Cell<u64>,
-    /// Memory bytes (framing and cached batches) sent by writev.
+    /// Memory bytes sent by writev: every encoded response (not only Fetch) and cached
+    /// batches.
     pub writev_bytes: Cell<u64>,
     /// Bytes sent by copying writes: one byte each time the socket was full (to wait for
     /// room), or everything when zero-copy is off or sendfile refused the descriptor.
@@ -101,7 +102,7 @@ fn add(c: &Cell<u64>, n: u64) {
 impl FetchStats {
     pub fn summary(&self) -> String {
         format!(
-            "fetch bytes: sendfile={} writev={} fallback={} (fallbacks={}) cache_hit={} cache_miss={}",
+            "bytes sent by path: sendfile={} writev={} fallback={} (fallbacks={}); fetched from cache: cache_hit={} cache_miss={}",
             self.sendfile_bytes.get(),
             self.writev_bytes.get(),
             self.fallback_bytes.get(),
