@@ -40,3 +40,12 @@ pub enum StorageError {
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+impl StorageError {
+    pub fn corrupt(path: &std::path::Path, reason: impl Into<String>) -> StorageError {
+        StorageError::Corrupt {
+            path: path.display().to_string(),
+            reason: reason.into(),
+        }
+    }
+}

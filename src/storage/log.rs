@@ -393,7 +393,7 @@ impl<S: Storage> PartitionLog<S> {
             if let Some(prev) = segments.last() {
                 let prev: &Segment<S::File> = prev;
                 if prev.next_offset > seg.base_offset {
-                    return Err(super::segment::corrupt(
+                    return Err(StorageError::corrupt(
                         &dir,
                         format!(
                             "segment {} ends at offset {} past the next segment's base {}",

@@ -1,10 +1,10 @@
 //! One segment of a partition log: the `.log` file of whole v2 batches and its two sparse
 //! indexes, plus the scans that recovery and reads use to walk batch headers.
 
-use super::error::{Result, StorageError};
+use super::error::Result;
 use super::index::{OffsetIndex, TIME_ENTRY_BYTES, TimeIndex};
 use super::io::{FileKind, Storage, StorageFile, segment_path};
-use crate::protocol::batch::{self, BatchHeader, HEADER_BYTES, LOG_OVERHEAD};
+use crate::protocol::batch::{self, HEADER_BYTES, LOG_OVERHEAD};
 use std::path::Path;
 use std::rc::Rc;
 
@@ -270,7 +270,7 @@ impl<F: StorageFile> Segment<F> {
                 return Ok(false);
             }
             let h = self.log.read_at(pos as u64, PEEK_BYTES).await?;
-            match BatchHeader::parse_prefix(&h) {
+            match batch::peek_offset_and_size(&h) {
                 Some((base, _)) if base == self.base_offset + rel as i64 => {}
                 _ => return Ok(false),
             }
@@ -467,19 +467,5 @@ impl<F: StorageFile> IndexJob<F> {
             .await?;
         self.file.sync_data().await?;
         Ok(())
-    }
-}
-
-impl BatchHeader {
-    /// Base offset and length from the first [`LOG_OVERHEAD`] bytes.
-    pub fn parse_prefix(buf: &[u8]) -> Option<(i64, i32)> {
-        batch::peek_offset_and_size(buf)
-    }
-}
-
-pub fn corrupt(path: &Path, reason: impl Into<String>) -> StorageError {
-    StorageError::Corrupt {
-        path: path.display().to_string(),
-        reason: reason.into(),
     }
 }
