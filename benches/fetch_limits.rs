@@ -339,17 +339,12 @@ fn main() {
             })).collect::<Vec<_>>(),
             "cpu_ratio_copying_over_zero_copy": cpu_ratio,
         });
-        let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("perf/results");
-        std::fs::create_dir_all(&out).expect("perf/results");
-        let date = Command::new("date")
-            .arg("+%Y-%m-%d")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|| "undated".into());
-        let path = out.join(format!("fetch-limits-{date}.json"));
-        std::fs::write(&path, serde_json::to_string_pretty(&report).expect("json")).expect("write");
+        let path = ringbroker::bench::report::write_dated(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+            "fetch-limits",
+            &report,
+        )
+        .expect("write report");
         println!("\nwrote {}", path.display());
     }
 }

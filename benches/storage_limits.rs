@@ -286,18 +286,12 @@ fn main() {
             },
             "fsync_group_commit": fsync_json,
         });
-        let out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("perf/results");
-        std::fs::create_dir_all(&out_dir).expect("perf/results");
-        let date = Command::new("date")
-            .arg("+%Y-%m-%d")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|| "undated".into());
-        let path = out_dir.join(format!("storage-limits-{date}.json"));
-        std::fs::write(&path, serde_json::to_string_pretty(&report).expect("json"))
-            .expect("write report");
+        let path = ringbroker::bench::report::write_dated(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+            "storage-limits",
+            &report,
+        )
+        .expect("write report");
         println!("\nwrote {}", path.display());
     }
 }

@@ -125,3 +125,25 @@ impl Report {
         out
     }
 }
+
+/// Writes a benchmark's JSON report to `perf/results/<prefix>-<date>.json` under `root`
+/// (the repository) and returns the path.
+pub fn write_dated(
+    root: &std::path::Path,
+    prefix: &str,
+    report: &serde_json::Value,
+) -> std::io::Result<std::path::PathBuf> {
+    let dir = root.join("perf/results");
+    std::fs::create_dir_all(&dir)?;
+    let date = std::process::Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "undated".into());
+    let path = dir.join(format!("{prefix}-{date}.json"));
+    let text = serde_json::to_string_pretty(report).map_err(std::io::Error::other)?;
+    std::fs::write(&path, text)?;
+    Ok(path)
+}

@@ -163,7 +163,7 @@ pub fn compress(codec: Codec, data: &[u8]) -> Vec<u8> {
 fn check_record_framing(records: &[u8], count: i32) -> Result<()> {
     let mut pos = 0usize;
     for i in 0..count {
-        let len = read_varlong(records, &mut pos)
+        let len = batch::read_varlong(records, &mut pos)
             .ok_or_else(|| CompressionError::Corrupt(format!("record {i}: bad length")))?;
         let end = usize::try_from(len)
             .ok()
@@ -183,25 +183,6 @@ fn check_record_framing(records: &[u8], count: i32) -> Result<()> {
     }
     Ok(())
 }
-
-fn read_varlong(buf: &[u8], pos: &mut usize) -> Option<i64> {
-    let mut value: u64 = 0;
-    let mut shift = 0u32;
-    loop {
-        let byte = *buf.get(*pos)?;
-        *pos += 1;
-        value |= ((byte & 0x7f) as u64) << shift;
-        if byte & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-        if shift > 63 {
-            return None;
-        }
-    }
-    Some(((value >> 1) as i64) ^ -((value & 1) as i64))
-}
-
 /// Checks one whole, CRC-valid batch's records decompress (within `limit`) to `record_count`
 /// records, and when `target` differs from the batch's codec returns the batch rewritten
 /// with `target`: only the compression bits, the records, the length and the CRC change.

@@ -244,7 +244,7 @@ pub fn set_producer(buf: &mut [u8], producer_id: i64, epoch: i16, base_sequence:
 }
 
 /// Reads a zigzag varint from `buf` at `*pos`, advancing `pos`.
-fn read_varlong(buf: &[u8], pos: &mut usize) -> Option<i64> {
+pub fn read_varlong(buf: &[u8], pos: &mut usize) -> Option<i64> {
     let mut value: u64 = 0;
     let mut shift = 0u32;
     loop {
