@@ -204,8 +204,10 @@ fn vm_hwm_kib(pid: u32) -> u64 {
 
 /// Decompression bombs, built cheaply: each codec's stream is a repetition of one
 /// compressed chunk of zeros (gzip members, lz4 independent blocks, zstd frames and xerial
-/// snappy blocks all concatenate). Snappy cannot compress better than ~21:1, so its bomb
-/// is 256 MiB of zeros (12 MiB on the wire) rather than 1 GiB (48 MiB).
+/// snappy blocks all concatenate). Snappy cannot compress better than ~21:1: its 1 GiB bomb
+/// is 48 MiB on the wire, over the topic's 16 MiB batch limit, so it is refused by size
+/// before any decompression; a 256 MiB one (12 MiB on the wire) reaches the decompression
+/// limit.
 fn bombs() -> Vec<(&'static str, i16, Vec<u8>)> {
     let mib = vec![0u8; 1 << 20];
     let gzip_member = {
@@ -230,13 +232,17 @@ fn bombs() -> Vec<(&'static str, i16, Vec<u8>)> {
     }
     lz4.extend_from_slice(&0u32.to_be_bytes());
     let xerial_one = ringbroker::compression::snappy::compress_xerial(&mib[..32 * 1024]);
-    let mut snappy = xerial_one.clone();
-    for _ in 1..8 * 1024 {
-        snappy.extend_from_slice(&xerial_one[16..]);
-    }
+    let snappy_of = |blocks: usize| {
+        let mut out = xerial_one.clone();
+        for _ in 1..blocks {
+            out.extend_from_slice(&xerial_one[16..]);
+        }
+        out
+    };
     vec![
         ("gzip", 1, gzip),
-        ("snappy", 2, snappy),
+        ("snappy", 2, snappy_of(8 * 1024)),
+        ("snappy-1g", 2, snappy_of(32 * 1024)),
         ("lz4", 3, lz4),
         ("zstd", 4, zstd),
     ]
@@ -261,8 +267,8 @@ fn bombs_unknown_codecs_and_corrupt_data_are_rejected_with_bounded_memory() {
     create_with_configs(&mut c, "asis", &[]);
     // Check the bombs really are bombs before sending them.
     for (name, codec, bomb) in bombs() {
-        let total: u64 = match codec {
-            2 => 256 << 20,
+        let total: u64 = match name {
+            "snappy" => 256 << 20,
             _ => 1 << 30,
         };
         let mut sink = std::io::sink();
