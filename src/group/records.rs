@@ -197,33 +197,8 @@ impl GroupValue {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    loop {
-        if z < 0x80 {
-            out.push(z as u8);
-            return;
-        }
-        out.push((z as u8 & 0x7f) | 0x80);
-        z >>= 7;
-    }
-}
-
-fn get_varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
-    let mut z: u64 = 0;
-    for shift in (0..64).step_by(7) {
-        let b = *buf.get(*pos)?;
-        *pos += 1;
-        z |= ((b & 0x7f) as u64) << shift;
-        if b & 0x80 == 0 {
-            return Some(((z >> 1) as i64) ^ -((z & 1) as i64));
-        }
-    }
-    None
-}
-
 fn get_bytes<'a>(buf: &'a [u8], pos: &mut usize) -> Option<Option<&'a [u8]>> {
-    let len = get_varint(buf, pos)?;
+    let len = batch::read_varlong(buf, pos)?;
     if len < 0 {
         return Some(None);
     }
@@ -240,19 +215,19 @@ pub fn build_batch(records: &[Record], timestamp_ms: i64) -> Bytes {
     let mut body = Vec::new();
     for (i, (key, value)) in records.iter().enumerate() {
         let mut rec = vec![0u8]; // attributes
-        put_varint(&mut rec, 0); // timestamp delta
-        put_varint(&mut rec, i as i64); // offset delta
-        put_varint(&mut rec, key.len() as i64);
+        batch::put_varlong(&mut rec, 0); // timestamp delta
+        batch::put_varlong(&mut rec, i as i64); // offset delta
+        batch::put_varlong(&mut rec, key.len() as i64);
         rec.extend_from_slice(key);
         match value {
             Some(v) => {
-                put_varint(&mut rec, v.len() as i64);
+                batch::put_varlong(&mut rec, v.len() as i64);
                 rec.extend_from_slice(v);
             }
-            None => put_varint(&mut rec, -1),
+            None => batch::put_varlong(&mut rec, -1),
         }
-        put_varint(&mut rec, 0); // headers
-        put_varint(&mut body, rec.len() as i64);
+        batch::put_varlong(&mut rec, 0); // headers
+        batch::put_varlong(&mut body, rec.len() as i64);
         body.extend_from_slice(&rec);
     }
     let n = records.len() as i32;
@@ -313,13 +288,13 @@ pub fn parse_batches(mut buf: &[u8]) -> (Vec<LoggedRecord>, Option<i64>) {
 }
 
 fn parse_record(buf: &[u8], pos: &mut usize, base_offset: i64) -> Option<LoggedRecord> {
-    let len = get_varint(buf, pos)?;
+    let len = batch::read_varlong(buf, pos)?;
     let end = pos.checked_add(usize::try_from(len).ok()?)?;
     let rec = buf.get(*pos..end)?;
     *pos = end;
     let mut p = 1; // attributes
-    get_varint(rec, &mut p)?; // timestamp delta
-    let offset_delta = get_varint(rec, &mut p)?;
+    batch::read_varlong(rec, &mut p)?; // timestamp delta
+    let offset_delta = batch::read_varlong(rec, &mut p)?;
     let key = get_bytes(rec, &mut p)??.to_vec();
     let value = get_bytes(rec, &mut p)?.map(|v| v.to_vec());
     Some(LoggedRecord {

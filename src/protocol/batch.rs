@@ -300,20 +300,23 @@ pub fn record_timestamps_in(header: &BatchHeader, records: &[u8]) -> Option<Vec<
     Some(out)
 }
 
+/// Appends `v` as a zigzag varint (the record framing's encoding).
+pub fn put_varlong(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    loop {
+        if z < 0x80 {
+            out.push(z as u8);
+            return;
+        }
+        out.push((z as u8 & 0x7f) | 0x80);
+        z >>= 7;
+    }
+}
+
 pub mod testing {
     //! Builders for valid v2 batches, shared by unit tests, integration tests and benches.
 
-    fn put_varlong(out: &mut Vec<u8>, v: i64) {
-        let mut z = ((v << 1) ^ (v >> 63)) as u64;
-        loop {
-            if z < 0x80 {
-                out.push(z as u8);
-                return;
-            }
-            out.push((z as u8 & 0x7f) | 0x80);
-            z >>= 7;
-        }
-    }
+    use super::put_varlong;
 
     /// Builds an uncompressed v2 batch of `values`, base timestamp `ts`, each record 1 ms apart.
     pub fn build_batch(values: &[&[u8]], ts: i64) -> Vec<u8> {

@@ -157,8 +157,34 @@ pub struct Segment<F> {
 }
 
 impl<F: StorageFile> Segment<F> {
-    fn empty(base_offset: i64, log: F, index_file: F, time_file: F, now_ms: i64) -> Segment<F> {
-        Segment {
+    /// Opens (or, with `create_log`, creates) the three files of the segment at
+    /// `base_offset`; the indexes are always created if missing. Nothing is read yet.
+    async fn open_files<S: Storage<File = F>>(
+        storage: &S,
+        dir: &Path,
+        base_offset: i64,
+        kind: FileKind,
+        create_log: bool,
+        now_ms: i64,
+    ) -> Result<Segment<F>> {
+        let log = storage
+            .open(&segment_path(dir, base_offset, "log"), kind, create_log)
+            .await?;
+        let index_file = storage
+            .open(
+                &segment_path(dir, base_offset, "index"),
+                FileKind::Buffered,
+                true,
+            )
+            .await?;
+        let time_file = storage
+            .open(
+                &segment_path(dir, base_offset, "timeindex"),
+                FileKind::Buffered,
+                true,
+            )
+            .await?;
+        Ok(Segment {
             base_offset,
             log: Rc::new(log),
             index_file: Rc::new(index_file),
@@ -170,7 +196,7 @@ impl<F: StorageFile> Segment<F> {
             max_timestamp: -1,
             bytes_since_index: 0,
             created_ms: now_ms,
-        }
+        })
     }
 
     /// Creates the files of a new, empty segment.
@@ -181,37 +207,15 @@ impl<F: StorageFile> Segment<F> {
         kind: FileKind,
         now_ms: i64,
     ) -> Result<Segment<F>> {
-        let log = storage
-            .open(&segment_path(dir, base_offset, "log"), kind, true)
-            .await?;
-        if !log.is_empty() {
+        let seg = Segment::open_files(storage, dir, base_offset, kind, true, now_ms).await?;
+        if !seg.log.is_empty() {
             // A leftover of an earlier life at this base offset (e.g. a crash right after
             // retention emptied the log): it holds nothing the log still counts.
-            log.truncate(0).await?;
+            seg.log.truncate(0).await?;
         }
-        let index_file = storage
-            .open(
-                &segment_path(dir, base_offset, "index"),
-                FileKind::Buffered,
-                true,
-            )
-            .await?;
-        index_file.truncate(0).await?;
-        let time_file = storage
-            .open(
-                &segment_path(dir, base_offset, "timeindex"),
-                FileKind::Buffered,
-                true,
-            )
-            .await?;
-        time_file.truncate(0).await?;
-        Ok(Segment::empty(
-            base_offset,
-            log,
-            index_file,
-            time_file,
-            now_ms,
-        ))
+        seg.index_file.truncate(0).await?;
+        seg.time_file.truncate(0).await?;
+        Ok(seg)
     }
 
     /// Opens an existing segment. `tail` segments get every batch after the last index
@@ -226,24 +230,7 @@ impl<F: StorageFile> Segment<F> {
         now_ms: i64,
         index_interval_bytes: u64,
     ) -> Result<Segment<F>> {
-        let log = storage
-            .open(&segment_path(dir, base_offset, "log"), kind, false)
-            .await?;
-        let index_file = storage
-            .open(
-                &segment_path(dir, base_offset, "index"),
-                FileKind::Buffered,
-                true,
-            )
-            .await?;
-        let time_file = storage
-            .open(
-                &segment_path(dir, base_offset, "timeindex"),
-                FileKind::Buffered,
-                true,
-            )
-            .await?;
-        let mut seg = Segment::empty(base_offset, log, index_file, time_file, now_ms);
+        let mut seg = Segment::open_files(storage, dir, base_offset, kind, false, now_ms).await?;
         seg.recover(tail, index_interval_bytes).await?;
         Ok(seg)
     }
