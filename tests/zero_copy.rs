@@ -267,3 +267,104 @@ fn long_poll_wakes_a_waiting_consumer() {
         latencies_us[latencies_us.len() - 1]
     );
 }
+
+/// A consumer that asks for a large fetch and then stops reading must not stall its
+/// shard: the socket fills, sendfile would block, and with one shard every other client
+/// would hang behind it. The writer has to wait for room without blocking the reactor.
+/// When the slow consumer reads again, its response is whole and byte-exact, and the
+/// counters show the waits.
+#[test]
+fn a_consumer_that_stops_reading_does_not_stall_the_shard() {
+    use common::RawClient;
+    use common::kafka::{self, NONE};
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+    use kafka_protocol::protocol::Decodable;
+    use ringbroker::protocol::batch::testing::batch_of_size;
+    use std::io::Read;
+
+    let _heavy = common::heavy_lock();
+    let mut broker = Broker::start_with_args(vec!["--shards".into(), "1".into()]);
+    let mut c = RawClient::connect(broker.addr());
+    kafka::create_topic(&mut c, "stall", 1);
+    // 32 MiB: far more than the slow client's receive buffer plus the broker's send buffer.
+    let mut produced = Vec::new();
+    for i in 0..64 {
+        let batch = batch_of_size(512 << 10, 16, common::recent_ts() + i);
+        let (err, _) = kafka::produce_one(&mut c, "stall", 0, batch.clone());
+        assert_eq!(err, NONE);
+        produced.push(batch);
+    }
+
+    let mut slow = RawClient::connect(broker.addr());
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(64 << 20)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(kafka::topic_name("stall"))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(64 << 20),
+                ]),
+        ]);
+    let version = 11;
+    slow.send(version, &req);
+    // Give the broker time to fill the socket and get stuck, if it would.
+    std::thread::sleep(Duration::from_millis(500));
+
+    // Another client on the same (only) shard is still served: a produce and a fetch of it.
+    let mut other = RawClient::connect(broker.addr());
+    kafka::create_topic(&mut other, "other", 1);
+    let (err, base) = kafka::produce_one(
+        &mut other,
+        "other",
+        0,
+        ringbroker::protocol::batch::testing::build_batch(&[b"still served"], common::recent_ts()),
+    );
+    assert_eq!(err, NONE);
+    let got = kafka::fetch(&mut other, "other", &[(0, base)]);
+    assert_eq!(got[0].1, NONE);
+    assert_eq!(got[0].3.len(), 1, "the other client's record is fetched");
+
+    // The slow consumer now reads its whole response; every batch is intact.
+    let mut len = [0u8; 4];
+    slow.stream.read_exact(&mut len).expect("response length");
+    let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+    slow.stream.read_exact(&mut frame).expect("response body");
+    let mut body = bytes::Bytes::from(frame);
+    body = body.slice(4..); // correlation id (v11 has a v0 response header)
+    let resp = FetchResponse::decode(&mut body, version).expect("fetch response decodes");
+    let records = resp.responses[0].partitions[0]
+        .records
+        .clone()
+        .expect("records");
+    let mut expected = Vec::new();
+    let mut offset = 0i64;
+    for b in &produced {
+        let mut b = b.clone();
+        ringbroker::protocol::batch::set_base_offset(&mut b, offset);
+        offset += 16;
+        expected.extend_from_slice(&b);
+    }
+    assert_eq!(records.len(), expected.len(), "whole log returned");
+    assert!(
+        records[..] == expected[..],
+        "fetched bytes equal the produced batches"
+    );
+
+    broker.stop();
+    let sums = counters(&broker.log());
+    assert!(
+        sums.get("fallbacks").copied().unwrap_or(0) >= 1,
+        "the writer waited for a full socket at least once: {sums:?}"
+    );
+    assert!(
+        sums.get("sendfile").copied().unwrap_or(0) >= expected.len() as u64 - (1 << 20),
+        "the file bytes went by sendfile: {sums:?}"
+    );
+}

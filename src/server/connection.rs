@@ -97,6 +97,14 @@ pub async fn read_frame(
 pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream) {
     let shard = ctx.shard.clone();
     let _ = stream.set_nodelay(true);
+    // glommio accepts blocking sockets: its own reads and writes go through io_uring and
+    // MSG_DONTWAIT, but the writer's sendfile and writev are plain syscalls and would put
+    // the whole shard to sleep on a full socket. The flag belongs to the open file, so it
+    // covers the dup below too.
+    if let Err(e) = set_nonblocking(stream.as_raw_fd()) {
+        tracing::warn!("could not make a client socket non-blocking: {e}");
+        return;
+    }
     // SAFETY: dup returns a new descriptor we own; it is handed to exactly one TcpStream.
     let write_fd = unsafe { libc::dup(stream.as_raw_fd()) };
     if write_fd < 0 {
@@ -157,6 +165,19 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream) {
     // The writer answers what was read so far, then closes.
     drop(tx);
     write_loop.await;
+}
+
+fn set_nonblocking(fd: std::os::fd::RawFd) -> std::io::Result<()> {
+    // SAFETY: fcntl on a descriptor this connection owns; no pointers are passed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
