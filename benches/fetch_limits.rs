@@ -257,10 +257,20 @@ fn main() {
 
     // The two send modes alternate over several rounds and each reports its median: on a
     // shared machine one round of each says little.
-    let rounds = if full { 5 } else { 1 };
+    // FETCH_LIMITS_ROUNDS and FETCH_LIMITS_MODE=zero-copy|copying narrow a run for
+    // profiling (perf record / perf stat around one mode).
+    let rounds = std::env::var("FETCH_LIMITS_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(if full { 5 } else { 1 });
+    let modes: Vec<bool> = match std::env::var("FETCH_LIMITS_MODE").as_deref() {
+        Ok("zero-copy") => vec![true],
+        Ok("copying") => vec![false],
+        _ => vec![true, false],
+    };
     let mut samples: Vec<(bool, f64, f64)> = Vec::new();
     for _ in 0..rounds {
-        for zero_copy in [true, false] {
+        for &zero_copy in &modes {
             let broker = start_broker(tmp.path(), port, zero_copy);
             let mut c = Client::connect(port);
             // One warm-up pass keeps the comparison about the send path, not the page cache.
@@ -288,9 +298,9 @@ fn main() {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let runs: Vec<(bool, f64, f64)> = [true, false]
-        .into_iter()
-        .map(|z| (z, median(z, |s| s.1), median(z, |s| s.2)))
+    let runs: Vec<(bool, f64, f64)> = modes
+        .iter()
+        .map(|&z| (z, median(z, |s| s.1), median(z, |s| s.2)))
         .collect();
     println!("| measurement | value | ratio |");
     println!("|---|---|---|");
@@ -318,6 +328,9 @@ fn main() {
             cpu_per_gib,
             bps / loopback
         );
+    }
+    if modes.len() < 2 {
+        return;
     }
     let cpu_ratio = runs[1].2 / runs[0].2.max(1e-9);
     println!("| broker CPU per GiB, copying / zero-copy | {cpu_ratio:.2}x | |");

@@ -3,10 +3,11 @@
 //! Most responses are one encoded buffer. A Fetch response is its framing in small buffers
 //! with the record bytes between them, either in memory (the direct-IO batch cache) or as
 //! ranges of segment files. File ranges go from the page cache to the socket with
-//! sendfile(2), never through user space. The socket is non-blocking (glommio's): when
-//! sendfile or writev meets a full socket, the next piece is sent with a copying write
-//! through glommio, which waits for room without blocking the reactor, and then the
-//! zero-copy path resumes. Every path counts its bytes in [`FetchStats`].
+//! sendfile(2), never through user space. The socket is non-blocking (the connection sets
+//! O_NONBLOCK; glommio accepts blocking sockets): when sendfile or writev meets a full
+//! socket, the next piece is sent with a copying write through glommio, which waits for
+//! room without blocking the reactor, and then the zero-copy path resumes. Every path
+//! counts its bytes in [`FetchStats`].
 
 use bytes::Bytes;
 use futures_lite::AsyncWriteExt;
@@ -165,6 +166,52 @@ pub async fn write_response(
     zero_copy: bool,
 ) -> io::Result<()> {
     let sock = stream.as_raw_fd();
+    let cork = response.len() >= CORK_MIN_BYTES;
+    if cork {
+        set_cork(sock, true);
+    }
+    let sent = write_chunks(stream, sock, response, stats, zero_copy).await;
+    if cork {
+        // Uncorking sends the last partial segment at once.
+        set_cork(sock, false);
+    }
+    sent
+}
+
+/// Responses at least this large are sent corked (TCP_CORK), so that only full segments
+/// leave until the whole frame is queued. The socket has TCP_NODELAY, and without the cork
+/// every ACK that arrives between two sends pushes out the partial segment left at the
+/// tail of the queue: sendfile moves 64 KiB per internal round and a loopback segment
+/// carries 65483 bytes, so a large fetch went out as a full segment plus a 53-byte one
+/// per round (measured with the `net:net_dev_xmit` tracepoint: 34 KB per packet on
+/// average, against 52 KB for copying writes of 256 KiB, and more CPU per GiB).
+const CORK_MIN_BYTES: u64 = 128 * 1024;
+
+fn set_cork(sock: RawFd, on: bool) {
+    let v: libc::c_int = on.into();
+    // SAFETY: setsockopt with a pointer to a live c_int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock,
+            libc::IPPROTO_TCP,
+            libc::TCP_CORK,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        // Only the segment sizes change; the bytes still go out.
+        tracing::debug!("TCP_CORK={on}: {}", io::Error::last_os_error());
+    }
+}
+
+async fn write_chunks(
+    stream: &mut TcpStream,
+    sock: RawFd,
+    response: Response,
+    stats: &FetchStats,
+    zero_copy: bool,
+) -> io::Result<()> {
     let mut chunks = response.chunks.into_iter().peekable();
     while let Some(chunk) = chunks.next() {
         match chunk {
