@@ -101,7 +101,12 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / hz
 }
 
-fn start_broker(data: &std::path::Path, port: u16, zero_copy: bool) -> Child {
+fn start_broker(
+    data: &std::path::Path,
+    port: u16,
+    zero_copy: bool,
+    congestion: Option<&str>,
+) -> Child {
     Command::new(env!("CARGO_BIN_EXE_ringbroker"))
         .args([
             "serve",
@@ -113,6 +118,10 @@ fn start_broker(data: &std::path::Path, port: u16, zero_copy: bool) -> Child {
         .arg("--data-dir")
         .arg(data)
         .args(["--set", &format!("fetch.zero.copy={zero_copy}")])
+        .args([
+            "--set",
+            &format!("socket.tcp.congestion={}", congestion.unwrap_or("")),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -192,6 +201,19 @@ fn fetch_all(c: &mut Client, end_offset: i64, fetch_max: i32) -> (u64, f64) {
     (bytes, start.elapsed().as_secs_f64())
 }
 
+/// One send mode's median over the rounds: (zero_copy, bytes/s, broker CPU s/GiB).
+type Median = (bool, f64, f64);
+
+/// Everything measured under one congestion control.
+struct Part {
+    /// What the sockets used, e.g. "bbr (system default)" or "cubic".
+    congestion: String,
+    loopback: f64,
+    iperf: Option<f64>,
+    medians: Vec<Median>,
+    samples: Vec<(bool, f64, f64)>,
+}
+
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let (log_bytes, batch_bytes) = if full {
@@ -206,17 +228,9 @@ fn main() {
         .tempdir_in(&root)
         .expect("tmp");
 
-    let seconds = if full { 3.0 } else { 0.2 };
-    let loopback = ringbroker::bench::limits::tcp_builtin(seconds).expect("loopback") * 1e6;
-    let iperf = if full {
-        ringbroker::bench::limits::tcp_iperf3(seconds).map(|m| m * 1e6)
-    } else {
-        None
-    };
-
-    // Load the topic once (1 MiB batches), then read it back with each send mode.
+    // Load the topic once (1 MB batches), then read it back with each send mode.
     let port = free_port();
-    let broker = start_broker(tmp.path(), port, true);
+    let broker = start_broker(tmp.path(), port, true, None);
     let mut c = Client::connect(port);
     c.call(
         5,
@@ -255,8 +269,26 @@ fn main() {
     }
     stop(broker);
 
-    // The two send modes alternate over several rounds and each reports its median: on a
-    // shared machine one round of each says little.
+    // The system's congestion control, and cubic beside it when the default differs: with
+    // bbr and no fq qdisc, TCP paces every socket itself with a timer per burst, which on
+    // this kind of VM costs more than the bytes (see the README). FETCH_LIMITS_CC=a,b
+    // picks the list ("default" is the system's).
+    let system = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string());
+    let ccs: Vec<Option<String>> = match std::env::var("FETCH_LIMITS_CC") {
+        Ok(list) => list
+            .split(',')
+            .map(|a| (a != "default").then(|| a.to_string()))
+            .collect(),
+        Err(_) => {
+            let mut v = vec![None];
+            if system != "cubic" && ringbroker::server::sockopt::probe_congestion("cubic").is_ok() {
+                v.push(Some("cubic".to_string()));
+            }
+            v
+        }
+    };
     // FETCH_LIMITS_ROUNDS and FETCH_LIMITS_MODE=zero-copy|copying narrow a run for
     // profiling (perf record / perf stat around one mode).
     let rounds = std::env::var("FETCH_LIMITS_ROUNDS")
@@ -268,89 +300,86 @@ fn main() {
         Ok("copying") => vec![false],
         _ => vec![true, false],
     };
-    let mut samples: Vec<(bool, f64, f64)> = Vec::new();
-    for _ in 0..rounds {
-        for &zero_copy in &modes {
-            let broker = start_broker(tmp.path(), port, zero_copy);
-            let mut c = Client::connect(port);
-            // One warm-up pass keeps the comparison about the send path, not the page cache.
-            fetch_all(&mut c, end_offset, 64 << 20);
-            // Two passes: CPU time is counted in 10 ms ticks.
-            let cpu0 = cpu_seconds(broker.id());
-            let (mut bytes, mut secs) = (0u64, 0f64);
-            for _ in 0..2 {
-                let (b, s) = fetch_all(&mut c, end_offset, 64 << 20);
-                bytes += b;
-                secs += s;
-            }
-            let cpu = cpu_seconds(broker.id()) - cpu0;
-            stop(broker);
-            let gib = bytes as f64 / (1u64 << 30) as f64;
-            samples.push((zero_copy, bytes as f64 / secs, cpu / gib));
-        }
-    }
-    let median = |zero_copy: bool, pick: fn(&(bool, f64, f64)) -> f64| {
-        let mut v: Vec<f64> = samples
-            .iter()
-            .filter(|s| s.0 == zero_copy)
-            .map(pick)
-            .collect();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let runs: Vec<(bool, f64, f64)> = modes
-        .iter()
-        .map(|&z| (z, median(z, |s| s.1), median(z, |s| s.2)))
-        .collect();
-    println!("| measurement | value | ratio |");
-    println!("|---|---|---|");
-    println!(
-        "| loopback TCP, socket pair | {:.0} MB/s | 1.00 |",
-        loopback / 1e6
-    );
-    if let Some(i) = iperf {
-        println!(
-            "| loopback TCP, iperf3 | {:.0} MB/s | {:.2} |",
-            i / 1e6,
-            i / loopback
-        );
-    }
-    for (zero_copy, bps, cpu_per_gib) in &runs {
-        let mode = if *zero_copy {
-            "zero-copy (sendfile)"
+    let seconds = if full { 3.0 } else { 0.2 };
+
+    let mut parts = Vec::new();
+    for cc in &ccs {
+        let cc = cc.as_deref();
+        let name = cc.map_or(format!("{system} (system default)"), str::to_string);
+        let loopback = ringbroker::bench::limits::tcp_builtin(seconds, cc).expect("loopback") * 1e6;
+        let iperf = if full {
+            ringbroker::bench::limits::tcp_iperf3(seconds, cc).map(|m| m * 1e6)
         } else {
-            "copying writes"
+            None
         };
-        let of_iperf = iperf.map_or(String::new(), |i| format!(", {:.2} of iperf3", bps / i));
-        println!(
-            "| fetch, 1 consumer, {mode}, median of {rounds} | {:.0} MB/s, {:.3} CPU s/GiB | {:.2} of loopback{of_iperf} |",
-            bps / 1e6,
-            cpu_per_gib,
-            bps / loopback
-        );
+        // The two send modes alternate over several rounds and each reports its median: on
+        // a shared machine one round of each says little.
+        let mut samples: Vec<(bool, f64, f64)> = Vec::new();
+        for _ in 0..rounds {
+            for &zero_copy in &modes {
+                let broker = start_broker(tmp.path(), port, zero_copy, cc);
+                let mut c = Client::connect(port);
+                // One warm-up pass keeps the comparison about the send path, not the page
+                // cache.
+                fetch_all(&mut c, end_offset, 64 << 20);
+                // Two passes: CPU time is counted in 10 ms ticks.
+                let cpu0 = cpu_seconds(broker.id());
+                let (mut bytes, mut secs) = (0u64, 0f64);
+                for _ in 0..2 {
+                    let (b, s) = fetch_all(&mut c, end_offset, 64 << 20);
+                    bytes += b;
+                    secs += s;
+                }
+                let cpu = cpu_seconds(broker.id()) - cpu0;
+                stop(broker);
+                let gib = bytes as f64 / (1u64 << 30) as f64;
+                samples.push((zero_copy, bytes as f64 / secs, cpu / gib));
+            }
+        }
+        let median = |zero_copy: bool, pick: fn(&(bool, f64, f64)) -> f64| {
+            let mut v: Vec<f64> = samples
+                .iter()
+                .filter(|s| s.0 == zero_copy)
+                .map(pick)
+                .collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let medians: Vec<Median> = modes
+            .iter()
+            .map(|&z| (z, median(z, |s| s.1), median(z, |s| s.2)))
+            .collect();
+        let part = Part {
+            congestion: name,
+            loopback,
+            iperf,
+            medians,
+            samples,
+        };
+        print_part(&part, rounds);
+        parts.push(part);
     }
-    if modes.len() < 2 {
-        return;
-    }
-    let cpu_ratio = runs[1].2 / runs[0].2.max(1e-9);
-    println!("| broker CPU per GiB, copying / zero-copy | {cpu_ratio:.2}x | |");
-    if full {
+
+    if full && modes.len() == 2 {
         let machine = ringbroker::bench::hardware::Machine::detect();
         let report = serde_json::json!({
             "benchmark": "fetch_limits",
             "command": "cargo bench --bench fetch_limits",
             "machine": machine,
             "params": { "rounds": rounds, "log_bytes": log_bytes, "batch_bytes": batch_bytes, "fetch_max_bytes": 64 << 20, "shards": 1, "io": "buffered" },
-            "loopback_socket_pair_bytes_per_s": loopback,
-            "loopback_iperf3_bytes_per_s": iperf,
-            "fetch_medians": runs.iter().map(|(z, bps, cpu)| serde_json::json!({
-                "zero_copy": z, "bytes_per_s": bps, "ratio_to_loopback": bps / loopback,
-                "ratio_to_iperf3": iperf.map(|i| bps / i), "broker_cpu_s_per_gib": cpu,
+            "by_congestion_control": parts.iter().map(|p| serde_json::json!({
+                "congestion_control": p.congestion,
+                "loopback_socket_pair_bytes_per_s": p.loopback,
+                "loopback_iperf3_bytes_per_s": p.iperf,
+                "fetch_medians": p.medians.iter().map(|(z, bps, cpu)| serde_json::json!({
+                    "zero_copy": z, "bytes_per_s": bps, "ratio_to_loopback": bps / p.loopback,
+                    "ratio_to_iperf3": p.iperf.map(|i| bps / i), "broker_cpu_s_per_gib": cpu,
+                })).collect::<Vec<_>>(),
+                "fetch_rounds": p.samples.iter().map(|(z, bps, cpu)| serde_json::json!({
+                    "zero_copy": z, "bytes_per_s": bps, "broker_cpu_s_per_gib": cpu,
+                })).collect::<Vec<_>>(),
+                "cpu_ratio_copying_over_zero_copy": p.medians[1].2 / p.medians[0].2.max(1e-9),
             })).collect::<Vec<_>>(),
-            "fetch_rounds": samples.iter().map(|(z, bps, cpu)| serde_json::json!({
-                "zero_copy": z, "bytes_per_s": bps, "broker_cpu_s_per_gib": cpu,
-            })).collect::<Vec<_>>(),
-            "cpu_ratio_copying_over_zero_copy": cpu_ratio,
         });
         let path = ringbroker::bench::report::write_dated(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
@@ -359,5 +388,42 @@ fn main() {
         )
         .expect("write report");
         println!("\nwrote {}", path.display());
+    }
+}
+
+fn print_part(p: &Part, rounds: usize) {
+    println!("\n### congestion control: {}\n", p.congestion);
+    println!("| measurement | value | ratio |");
+    println!("|---|---|---|");
+    println!(
+        "| loopback TCP, socket pair | {:.0} MB/s | 1.00 |",
+        p.loopback / 1e6
+    );
+    if let Some(i) = p.iperf {
+        println!(
+            "| loopback TCP, iperf3 | {:.0} MB/s | {:.2} |",
+            i / 1e6,
+            i / p.loopback
+        );
+    }
+    for (zero_copy, bps, cpu_per_gib) in &p.medians {
+        let mode = if *zero_copy {
+            "zero-copy (sendfile)"
+        } else {
+            "copying writes"
+        };
+        let of_iperf = p
+            .iperf
+            .map_or(String::new(), |i| format!(", {:.2} of iperf3", bps / i));
+        println!(
+            "| fetch, 1 consumer, {mode}, median of {rounds} | {:.0} MB/s, {:.3} CPU s/GiB | {:.2} of loopback{of_iperf} |",
+            bps / 1e6,
+            cpu_per_gib,
+            bps / p.loopback
+        );
+    }
+    if p.medians.len() == 2 {
+        let cpu_ratio = p.medians[1].2 / p.medians[0].2.max(1e-9);
+        println!("| broker CPU per GiB, copying / zero-copy | {cpu_ratio:.2}x | |");
     }
 }

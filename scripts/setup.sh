@@ -3,6 +3,7 @@
 #   kcat      scripts/smoke.sh (Debian's kcat links librdkafka 2.0.2)
 #   gcc, make, perl  the rdkafka dev-dependency builds a bundled librdkafka
 #   python3, pip, kafka-python  tests/consumer_groups.rs drives a kafka-python group
+#   ss (iproute2)  tests/cli.rs reads a client socket's congestion control
 set -euo pipefail
 need_apt=()
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
@@ -10,6 +11,7 @@ command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v perl >/dev/null 2>&1 || need_apt+=(perl)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+command -v ss >/dev/null 2>&1 || need_apt+=(iproute2)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 if ((${#need_apt[@]})); then
   if command -v apt-get >/dev/null 2>&1; then

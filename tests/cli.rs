@@ -47,6 +47,10 @@ fn bad_keys_and_values_are_refused_with_a_message() {
             "auto.create.topics.enable",
         ),
         ("no-equals-sign", "no-equals-sign"),
+        (
+            "socket.tcp.congestion=no-such-algo",
+            "socket.tcp.congestion",
+        ),
     ] {
         let mut args = base.to_vec();
         args.extend(["--set", set]);
@@ -188,4 +192,41 @@ fn relative_data_dir_works() {
     }
     assert!(status.success(), "clean stop; stderr:\n{stderr}");
     assert!(!stderr.contains("ERROR"), "no errors logged:\n{stderr}");
+}
+
+/// `socket.tcp.congestion` reaches the client sockets: `ss` shows the algorithm on the
+/// broker's side of an established connection.
+#[test]
+fn congestion_control_is_set_on_client_sockets() {
+    // An algorithm other than the system's default, so the check means something.
+    let system =
+        std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").unwrap_or_default();
+    let algo = if system.trim() == "reno" {
+        "cubic"
+    } else {
+        "reno"
+    };
+    let set = format!("socket.tcp.congestion={algo}");
+    let mut broker = common::Broker::start(&[set.as_str()]);
+    let mut c = common::RawClient::connect(broker.addr());
+    // A request and its answer: the connection is accepted and configured.
+    assert!(!c.versions().is_empty());
+    let port = broker.port;
+    let out = std::process::Command::new("ss")
+        .args([
+            "-tinH",
+            "state",
+            "established",
+            "sport",
+            "=",
+            &format!(":{port}"),
+        ])
+        .output()
+        .expect("ss (iproute2) runs; scripts/setup.sh installs it");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.split_whitespace().any(|w| w == algo),
+        "the broker's socket uses {algo}: {text}"
+    );
+    broker.stop();
 }

@@ -38,8 +38,8 @@ pub fn measure(dir: &Path, seconds: f64) -> Limits {
         disk_dir: dir.display().to_string(),
         ..Limits::default()
     };
-    l.tcp_loopback_mb_s_builtin = tcp_builtin(seconds).unwrap_or(0.0);
-    l.tcp_loopback_mb_s_iperf3 = tcp_iperf3(seconds);
+    l.tcp_loopback_mb_s_builtin = tcp_builtin(seconds, None).unwrap_or(0.0);
+    l.tcp_loopback_mb_s_iperf3 = tcp_iperf3(seconds, None);
     l.tcp_loopback_mb_s = l
         .tcp_loopback_mb_s_iperf3
         .unwrap_or(l.tcp_loopback_mb_s_builtin);
@@ -76,7 +76,9 @@ pub fn measure(dir: &Path, seconds: f64) -> Limits {
 }
 
 /// Loopback TCP bandwidth through a socket pair in this process, MB/s.
-pub fn tcp_builtin(seconds: f64) -> std::io::Result<f64> {
+/// Loopback TCP bandwidth of one socket pair in this process, MB/s; the sender uses
+/// `congestion` (TCP_CONGESTION) when given, else the system's default.
+pub fn tcp_builtin(seconds: f64, congestion: Option<&str>) -> std::io::Result<f64> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let reader = std::thread::spawn(move || -> std::io::Result<(u64, Duration)> {
@@ -91,6 +93,10 @@ pub fn tcp_builtin(seconds: f64) -> std::io::Result<f64> {
         }
     });
     let mut stream = std::net::TcpStream::connect(addr)?;
+    if let Some(algorithm) = congestion {
+        use std::os::fd::AsRawFd;
+        crate::server::sockopt::set_congestion(stream.as_raw_fd(), algorithm)?;
+    }
     let buf = vec![0x5au8; 1 << 20];
     let end = Instant::now() + Duration::from_secs_f64(seconds);
     while Instant::now() < end {
@@ -103,8 +109,9 @@ pub fn tcp_builtin(seconds: f64) -> std::io::Result<f64> {
     Ok(bytes as f64 / 1e6 / elapsed.as_secs_f64())
 }
 
-/// Loopback TCP bandwidth by iperf3, MB/s, when it is installed.
-pub fn tcp_iperf3(seconds: f64) -> Option<f64> {
+/// Loopback TCP bandwidth by iperf3, MB/s, when it is installed; `congestion` is passed
+/// to its sender (`-C`).
+pub fn tcp_iperf3(seconds: f64, congestion: Option<&str>) -> Option<f64> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .ok()?
         .local_addr()
@@ -118,11 +125,14 @@ pub fn tcp_iperf3(seconds: f64) -> Option<f64> {
         .spawn()
         .ok()?;
     std::thread::sleep(Duration::from_millis(300));
-    let out = Command::new("iperf3")
+    let mut client = Command::new("iperf3");
+    client
         .args(["-c", "127.0.0.1", "-p", &port, "-J", "-t"])
-        .arg(format!("{}", seconds.ceil().max(1.0)))
-        .stderr(Stdio::null())
-        .output();
+        .arg(format!("{}", seconds.ceil().max(1.0)));
+    if let Some(algorithm) = congestion {
+        client.args(["-C", algorithm]);
+    }
+    let out = client.stderr(Stdio::null()).output();
     let _ = server.kill();
     let _ = server.wait();
     let json: serde_json::Value = serde_json::from_slice(&out.ok()?.stdout).ok()?;
@@ -178,7 +188,8 @@ mod tests {
     fn builtin_limits_are_positive() {
         let dir = std::env::temp_dir().join(format!("rb-limits-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        assert!(super::tcp_builtin(0.2).unwrap() > 0.0);
+        assert!(super::tcp_builtin(0.2, None).unwrap() > 0.0);
+        assert!(super::tcp_builtin(0.2, Some("reno")).unwrap() > 0.0);
         assert!(super::disk_write_builtin(&dir, 8 << 20).unwrap() > 0.0);
         assert_eq!(super::fdatasync_builtin(&dir, 5).unwrap().len(), 5);
         std::fs::remove_dir_all(&dir).unwrap();

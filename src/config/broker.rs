@@ -47,6 +47,9 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: u64,
     /// Requests of one connection processed concurrently (pipelining depth).
     pub max_inflight_requests: usize,
+    /// Congestion control set on every client socket (TCP_CONGESTION); `None` keeps the
+    /// system's default (`net.ipv4.tcp_congestion_control`).
+    pub socket_tcp_congestion: Option<String>,
     /// Locked io_uring buffer memory per shard; `None` sizes it from `ulimit -l`.
     pub io_memory_bytes: Option<usize>,
     /// Send fetched record bytes with sendfile/writev (true) or copying writes (false,
@@ -73,6 +76,7 @@ impl Default for BrokerConfig {
             message_max_bytes: 1_048_588,
             socket_request_max_bytes: 104_857_600,
             max_inflight_requests: 32,
+            socket_tcp_congestion: None,
             io_memory_bytes: None,
             fetch_zero_copy: true,
             direct_cache_bytes: None,
@@ -161,6 +165,7 @@ impl BrokerConfig {
         "message.max.bytes",
         "socket.request.max.bytes",
         "max.inflight.requests",
+        "socket.tcp.congestion",
         "io.memory.bytes",
         "fetch.zero.copy",
         "log.direct.cache.bytes",
@@ -229,6 +234,16 @@ impl BrokerConfig {
             }
             "max.inflight.requests" => {
                 self.max_inflight_requests = parse_positive(key, value)? as usize;
+            }
+            "socket.tcp.congestion" => {
+                if value.is_empty() {
+                    self.socket_tcp_congestion = None;
+                } else {
+                    crate::server::sockopt::probe_congestion(value).map_err(|e| {
+                        bad(key, value, &format!("not available on this machine ({e}); see net.ipv4.tcp_available_congestion_control"))
+                    })?;
+                    self.socket_tcp_congestion = Some(value.to_string());
+                }
             }
             "io.memory.bytes" => {
                 self.io_memory_bytes = Some(parse_positive(key, value)? as usize);
@@ -440,6 +455,11 @@ mod tests {
         assert_eq!(c.log.max_batch_bytes, 2000);
         c.apply_override("log.io=direct").unwrap();
         assert_eq!(c.log.io, IoMode::Direct);
+        c.apply_override("socket.tcp.congestion=reno").unwrap();
+        assert_eq!(c.socket_tcp_congestion.as_deref(), Some("reno"));
+        assert!(c.apply_override("socket.tcp.congestion=nonesuch").is_err());
+        c.apply_override("socket.tcp.congestion=").unwrap();
+        assert_eq!(c.socket_tcp_congestion, None);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 use super::handlers::{self, Ctx};
 use crate::server::response::{Response, write_response};
+use crate::server::sockopt;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_lite::AsyncReadExt;
 use glommio::channels::local_channel;
@@ -101,9 +102,15 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream) {
     // MSG_DONTWAIT, but the writer's sendfile and writev are plain syscalls and would put
     // the whole shard to sleep on a full socket. The flag belongs to the open file, so it
     // covers the dup below too.
-    if let Err(e) = set_nonblocking(stream.as_raw_fd()) {
+    if let Err(e) = sockopt::set_nonblocking(stream.as_raw_fd()) {
         tracing::warn!("could not make a client socket non-blocking: {e}");
         return;
+    }
+    if let Some(algorithm) = &shard.config.socket_tcp_congestion
+        && let Err(e) = sockopt::set_congestion(stream.as_raw_fd(), algorithm)
+    {
+        // Checked at startup; only the connection's congestion control differs.
+        tracing::debug!("TCP_CONGESTION={algorithm} on a client socket: {e}");
     }
     // SAFETY: dup returns a new descriptor we own; it is handed to exactly one TcpStream.
     let write_fd = unsafe { libc::dup(stream.as_raw_fd()) };
@@ -165,19 +172,6 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream) {
     // The writer answers what was read so far, then closes.
     drop(tx);
     write_loop.await;
-}
-
-fn set_nonblocking(fd: std::os::fd::RawFd) -> std::io::Result<()> {
-    // SAFETY: fcntl on a descriptor this connection owns; no pointers are passed.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: as above.
-    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

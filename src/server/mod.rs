@@ -6,3 +6,4 @@ pub mod errors;
 pub mod handlers;
 pub mod listener;
 pub mod response;
+pub mod sockopt;

@@ -188,20 +188,9 @@ pub async fn write_response(
 const CORK_MIN_BYTES: u64 = 128 * 1024;
 
 fn set_cork(sock: RawFd, on: bool) {
-    let v: libc::c_int = on.into();
-    // SAFETY: setsockopt with a pointer to a live c_int and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock,
-            libc::IPPROTO_TCP,
-            libc::TCP_CORK,
-            (&v as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
+    if let Err(e) = super::sockopt::set_cork(sock, on) {
         // Only the segment sizes change; the bytes still go out.
-        tracing::debug!("TCP_CORK={on}: {}", io::Error::last_os_error());
+        tracing::debug!("TCP_CORK={on}: {e}");
     }
 }
 
