@@ -201,8 +201,9 @@ fn fetch_all(c: &mut Client, end_offset: i64, fetch_max: i32) -> (u64, f64) {
     (bytes, start.elapsed().as_secs_f64())
 }
 
-/// One send mode's median over the rounds: (zero_copy, bytes/s, broker CPU s/GiB).
-type Median = (bool, f64, f64);
+/// One round of one send mode, or a mode's median over the rounds:
+/// (zero_copy, bytes/s, broker CPU s/GiB).
+type Sample = (bool, f64, f64);
 
 /// Everything measured under one congestion control.
 struct Part {
@@ -210,8 +211,8 @@ struct Part {
     congestion: String,
     loopback: f64,
     iperf: Option<f64>,
-    medians: Vec<Median>,
-    samples: Vec<(bool, f64, f64)>,
+    medians: Vec<Sample>,
+    samples: Vec<Sample>,
 }
 
 fn main() {
@@ -314,7 +315,7 @@ fn main() {
         };
         // The two send modes alternate over several rounds and each reports its median: on
         // a shared machine one round of each says little.
-        let mut samples: Vec<(bool, f64, f64)> = Vec::new();
+        let mut samples: Vec<Sample> = Vec::new();
         for _ in 0..rounds {
             for &zero_copy in &modes {
                 let broker = start_broker(tmp.path(), port, zero_copy, cc);
@@ -336,7 +337,7 @@ fn main() {
                 samples.push((zero_copy, bytes as f64 / secs, cpu / gib));
             }
         }
-        let median = |zero_copy: bool, pick: fn(&(bool, f64, f64)) -> f64| {
+        let median = |zero_copy: bool, pick: fn(&Sample) -> f64| {
             let mut v: Vec<f64> = samples
                 .iter()
                 .filter(|s| s.0 == zero_copy)
@@ -345,7 +346,7 @@ fn main() {
             v.sort_by(f64::total_cmp);
             v[v.len() / 2]
         };
-        let medians: Vec<Median> = modes
+        let medians: Vec<Sample> = modes
             .iter()
             .map(|&z| (z, median(z, |s| s.1), median(z, |s| s.2)))
             .collect();

@@ -75,7 +75,6 @@ pub fn measure(dir: &Path, seconds: f64) -> Limits {
     l
 }
 
-/// Loopback TCP bandwidth through a socket pair in this process, MB/s.
 /// Loopback TCP bandwidth of one socket pair in this process, MB/s; the sender uses
 /// `congestion` (TCP_CONGESTION) when given, else the system's default.
 pub fn tcp_builtin(seconds: f64, congestion: Option<&str>) -> std::io::Result<f64> {

@@ -1,7 +1,7 @@
 //! The few socket options the broker sets on client connections.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 fn setsockopt_raw(
     fd: RawFd,
@@ -61,7 +61,6 @@ pub fn set_congestion(fd: RawFd, algorithm: &str) -> io::Result<()> {
 /// Checks that `algorithm` can be set on this machine, on a throwaway TCP socket.
 pub fn probe_congestion(algorithm: &str) -> io::Result<()> {
     let sock = std::net::TcpListener::bind("127.0.0.1:0")?;
-    use std::os::fd::AsRawFd;
     set_congestion(sock.as_raw_fd(), algorithm)
 }
 
