@@ -4,6 +4,7 @@ pub mod alloc;
 pub mod bench;
 pub mod compression;
 pub mod config;
+pub mod fatal;
 pub mod group;
 pub mod producer;
 pub mod protocol;

@@ -71,6 +71,7 @@ fn build_config(args: &ServeArgs) -> Result<BrokerConfig, ringbroker::config::Co
             config.set(key, v)?;
         }
     }
+    config.validate()?;
     Ok(config)
 }
 

@@ -133,6 +133,25 @@ pub fn decompress(codec: Codec, data: &[u8], limit: usize) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// The decompressed bytes of `data` (written with a compressing `codec`) as a stream. The
+/// caller bounds how much it reads; the snappy reader also stops at `limit` itself, since a
+/// raw snappy block must be decoded whole.
+pub fn reader<'a>(codec: Codec, data: &'a [u8], limit: usize) -> Result<Box<dyn Read + 'a>> {
+    Ok(match codec {
+        Codec::None => Box::new(data),
+        Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(data)),
+        Codec::Snappy => Box::new(snappy::Reader::new(data, limit)),
+        Codec::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(data)),
+        Codec::Zstd => {
+            let mut d = zstd::stream::read::Decoder::with_buffer(data)
+                .map_err(|e| CompressionError::Corrupt(e.to_string()))?;
+            d.window_log_max(ZSTD_WINDOW_LOG_MAX)
+                .map_err(|e| CompressionError::Corrupt(e.to_string()))?;
+            Box::new(d)
+        }
+    })
+}
+
 /// Largest zstd window accepted on decompression (16 MiB); producers use 2-8 MiB windows.
 const ZSTD_WINDOW_LOG_MAX: u32 = 24;
 /// zstd level for broker-side recompression (the library default).

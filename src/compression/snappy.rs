@@ -53,6 +53,89 @@ pub fn decompress(data: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<()> {
     Ok(())
 }
 
+/// Decompressed bytes of `data` as a stream, one block at a time, at most `limit` bytes in
+/// all (the record walker reads through it without holding the whole batch).
+pub struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+    xerial: bool,
+    block: Vec<u8>,
+    at: usize,
+    produced: usize,
+    limit: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(data: &'a [u8], limit: usize) -> Reader<'a> {
+        let xerial = data.len() >= XERIAL_HEADER_BYTES && data[..8] == XERIAL_MAGIC;
+        Reader {
+            data,
+            pos: if xerial { XERIAL_HEADER_BYTES } else { 0 },
+            xerial,
+            block: Vec::new(),
+            at: 0,
+            produced: 0,
+            limit,
+        }
+    }
+
+    /// Decodes the next block into `self.block`; `false` when none is left.
+    fn next_block(&mut self) -> Result<bool> {
+        if self.pos >= self.data.len() {
+            return Ok(false);
+        }
+        let block = if self.xerial {
+            let len_bytes = self
+                .data
+                .get(self.pos..self.pos.saturating_add(4))
+                .ok_or_else(|| corrupt("truncated xerial block length"))?;
+            let len = u32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]);
+            let start = self.pos + 4;
+            let end = usize::try_from(len)
+                .ok()
+                .and_then(|l| start.checked_add(l))
+                .filter(|&e| e <= self.data.len())
+                .ok_or_else(|| corrupt(format!("xerial block of {len} bytes is truncated")))?;
+            self.pos = end;
+            &self.data[start..end]
+        } else {
+            self.pos = self.data.len();
+            self.data
+        };
+        self.block.clear();
+        self.at = 0;
+        raw_block(block, self.limit - self.produced, &mut self.block).map_err(|e| match e {
+            CompressionError::TooLarge { .. } => CompressionError::TooLarge { limit: self.limit },
+            other => other,
+        })?;
+        self.produced += self.block.len();
+        Ok(true)
+    }
+}
+
+impl std::io::Read for Reader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.block.len() {
+            match self.next_block() {
+                Ok(true) => {}
+                Ok(false) => return Ok(0),
+                // The stream's reader tells "past the limit" from "corrupt" by the kind.
+                Err(e @ CompressionError::TooLarge { .. }) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::FileTooLarge,
+                        e.to_string(),
+                    ));
+                }
+                Err(e) => return Err(std::io::Error::other(e.to_string())),
+            }
+        }
+        let n = buf.len().min(self.block.len() - self.at);
+        buf[..n].copy_from_slice(&self.block[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 /// Compresses `data` in xerial framing, 32 KiB of input per block.
 pub fn compress_xerial(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(XERIAL_HEADER_BYTES + data.len() / 2 + 64);

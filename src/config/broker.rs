@@ -62,6 +62,8 @@ pub struct BrokerConfig {
     pub log: LogConfig,
     /// Consumer-group coordinator settings.
     pub group: super::GroupConfig,
+    /// Request memory, connections, timeouts and partition caps.
+    pub limits: super::LimitsConfig,
 }
 
 impl Default for BrokerConfig {
@@ -82,6 +84,7 @@ impl Default for BrokerConfig {
             direct_cache_bytes: None,
             log: LogConfig::default(),
             group: super::GroupConfig::default(),
+            limits: super::LimitsConfig::default(),
         }
     }
 }
@@ -180,6 +183,8 @@ impl BrokerConfig {
         "log.index.interval.bytes",
         "log.preallocate.bytes",
         "log.message.timestamp.type",
+        "log.message.timestamp.before.max.ms",
+        "log.message.timestamp.after.max.ms",
         "offsets.topic.num.partitions",
         "offsets.retention.minutes",
         "offsets.retention.check.interval.ms",
@@ -275,6 +280,12 @@ impl BrokerConfig {
             "log.message.timestamp.type" => {
                 self.log.log_append_time = parse_timestamp_type(key, value)?
             }
+            "log.message.timestamp.before.max.ms" => {
+                self.log.timestamp_before_max_ms = parse_timestamp_bound(key, value)?
+            }
+            "log.message.timestamp.after.max.ms" => {
+                self.log.timestamp_after_max_ms = parse_timestamp_bound(key, value)?
+            }
             "offsets.topic.num.partitions" => {
                 let n: i32 = parse_num(key, value)?;
                 if !(1..=1000).contains(&n) {
@@ -297,7 +308,36 @@ impl BrokerConfig {
             "group.initial.rebalance.delay.ms" => {
                 self.group.initial_rebalance_delay_ms = parse_num(key, value)?
             }
-            other => return Err(ConfigError::UnknownKey(other.to_string())),
+            other => {
+                if !self.limits.set(other, value)? {
+                    return Err(ConfigError::UnknownKey(other.to_string()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every key `set` accepts.
+    pub fn keys() -> impl Iterator<Item = &'static str> {
+        Self::KEYS.iter().chain(super::LimitsConfig::KEYS).copied()
+    }
+
+    /// Checks what no single key can: settings that must agree with each other. Run once
+    /// every source has been applied.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.limits.queued_max_request_bytes < self.socket_request_max_bytes {
+            return Err(bad(
+                "queued.max.request.bytes",
+                &self.limits.queued_max_request_bytes.to_string(),
+                "must be at least socket.request.max.bytes, or no largest request could be read",
+            ));
+        }
+        if self.message_max_bytes > self.socket_request_max_bytes {
+            return Err(bad(
+                "message.max.bytes",
+                &self.message_max_bytes.to_string(),
+                "must not exceed socket.request.max.bytes",
+            ));
         }
         Ok(())
     }
@@ -337,6 +377,16 @@ pub(crate) fn parse_timestamp_type(key: &str, value: &str) -> Result<bool, Confi
         "CreateTime" => Ok(false),
         "LogAppendTime" => Ok(true),
         _ => Err(bad(key, value, "expected CreateTime or LogAppendTime")),
+    }
+}
+
+/// A timestamp bound in ms; Kafka's "no bound" is Long.MAX_VALUE, and -1 reads the same.
+pub(crate) fn parse_timestamp_bound(key: &str, value: &str) -> Result<Option<u64>, ConfigError> {
+    let v: i64 = parse_num(key, value)?;
+    match v {
+        -1 | i64::MAX => Ok(None),
+        v if v >= 0 => Ok(Some(v as u64)),
+        _ => Err(bad(key, value, "must be >= 0 (or -1 for no bound)")),
     }
 }
 
@@ -478,7 +528,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(c, d);
-        for key in BrokerConfig::KEYS {
+        for key in BrokerConfig::keys() {
             assert!(text.contains(key), "configs/ringbroker.toml lacks {key}");
         }
     }

@@ -102,6 +102,13 @@ pub struct LogConfig {
     /// Topic `compression.type`: `None` stores batches as the producer sent them; a codec
     /// makes the broker check and recompress every batch to it.
     pub compression: Option<crate::compression::Codec>,
+    /// With CreateTime: how far in the past a batch's timestamps may be
+    /// (`message.timestamp.before.max.ms`); `None` has no bound.
+    pub timestamp_before_max_ms: Option<u64>,
+    /// With CreateTime: how far in the future a batch's timestamps may be
+    /// (`message.timestamp.after.max.ms`, Kafka 4.0's default of one hour). A far-future
+    /// timestamp would otherwise keep its segment from ever expiring.
+    pub timestamp_after_max_ms: Option<u64>,
 }
 
 impl Default for LogConfig {
@@ -120,6 +127,8 @@ impl Default for LogConfig {
             preallocate_bytes: 32 << 20,
             log_append_time: false,
             compression: None,
+            timestamp_before_max_ms: None,
+            timestamp_after_max_ms: Some(3_600_000),
         }
     }
 }

@@ -2,9 +2,11 @@
 
 pub mod broker;
 pub mod group;
+pub mod limits;
 pub mod log;
 pub mod topic;
 
 pub use broker::{BrokerConfig, ConfigError};
 pub use group::GroupConfig;
+pub use limits::LimitsConfig;
 pub use log::{FlushMode, IoMode, LogConfig};

@@ -3,7 +3,10 @@
 //! A topic stores only the keys it overrides; everything else follows the broker's `log.*`
 //! defaults at the time the log is opened, as in Kafka.
 
-use super::broker::{ConfigError, bad, parse_optional_limit, parse_positive, parse_timestamp_type};
+use super::broker::{
+    ConfigError, bad, parse_optional_limit, parse_positive, parse_timestamp_bound,
+    parse_timestamp_type,
+};
 use super::log::{FlushMode, IoMode, LogConfig};
 use std::collections::BTreeMap;
 
@@ -20,6 +23,8 @@ pub const TOPIC_KEYS: &[&str] = &[
     "retention.ms",
     "max.message.bytes",
     "message.timestamp.type",
+    "message.timestamp.before.max.ms",
+    "message.timestamp.after.max.ms",
     "index.interval.bytes",
     "cleanup.policy",
     "compression.type",
@@ -42,6 +47,12 @@ fn apply(log: &mut LogConfig, key: &str, value: &str) -> Result<(), ConfigError>
         "retention.ms" => log.retention_ms = parse_optional_limit(key, value)?,
         "max.message.bytes" => log.max_batch_bytes = parse_positive(key, value)?,
         "message.timestamp.type" => log.log_append_time = parse_timestamp_type(key, value)?,
+        "message.timestamp.before.max.ms" => {
+            log.timestamp_before_max_ms = parse_timestamp_bound(key, value)?
+        }
+        "message.timestamp.after.max.ms" => {
+            log.timestamp_after_max_ms = parse_timestamp_bound(key, value)?
+        }
         "index.interval.bytes" => log.index_interval_bytes = parse_positive(key, value)?,
         // Only deletion exists; compaction is not implemented.
         "cleanup.policy" if value == "delete" => {}
@@ -55,14 +66,42 @@ fn apply(log: &mut LogConfig, key: &str, value: &str) -> Result<(), ConfigError>
     Ok(())
 }
 
-/// Validates a set of topic overrides against the broker defaults.
+/// The smallest `segment.bytes` a client may give a topic (Kafka 4.0's bound): smaller
+/// segments would let one client make a file set per batch.
+pub const SEGMENT_BYTES_MIN: u64 = 1 << 20;
+/// The shortest `segment.ms` a client may give a topic: at most one roll per second per
+/// partition (Kafka accepts 1 ms; a roll per append is an amplification ringbroker refuses).
+pub const SEGMENT_MS_MIN: u64 = 1000;
+
+/// Validates a set of topic overrides (from a client) against the broker defaults.
+/// `request_max_bytes` is the broker's `socket.request.max.bytes`: no batch larger than a
+/// request can arrive, so a larger `max.message.bytes` is a mistake.
 pub fn validate(
     defaults: &LogConfig,
     overrides: &BTreeMap<String, String>,
+    request_max_bytes: u64,
 ) -> Result<(), ConfigError> {
     let mut log = defaults.clone();
     for (k, v) in overrides {
         apply(&mut log, k, v)?;
+        let out_of_range = match k.as_str() {
+            "segment.bytes" if log.segment_bytes < SEGMENT_BYTES_MIN => {
+                Some(format!("must be at least {SEGMENT_BYTES_MIN}"))
+            }
+            "segment.bytes" if log.segment_bytes > i32::MAX as u64 => {
+                Some("must fit a 32-bit file position".to_string())
+            }
+            "segment.ms" if log.segment_ms < SEGMENT_MS_MIN => {
+                Some(format!("must be at least {SEGMENT_MS_MIN}"))
+            }
+            "max.message.bytes" if log.max_batch_bytes > request_max_bytes => Some(format!(
+                "must not exceed socket.request.max.bytes ({request_max_bytes})"
+            )),
+            _ => None,
+        };
+        if let Some(reason) = out_of_range {
+            return Err(bad(k, v, &reason));
+        }
     }
     Ok(())
 }
@@ -101,7 +140,7 @@ mod tests {
             ("cleanup.policy", "delete"),
             ("compression.type", "producer"),
         ]);
-        validate(&d, &o).unwrap();
+        validate(&d, &o, 1 << 20).unwrap();
         let c = effective(&d, &o);
         assert_eq!(c.flush, FlushMode::Fsync);
         assert_eq!(c.retention_ms, None);
@@ -124,8 +163,13 @@ mod tests {
             ("compression.type", "brotli"),
             ("segment.bytes", "0"),
             ("io", "mmap"),
+            ("segment.bytes", "14"),
+            ("segment.bytes", "4294967296"),
+            ("segment.ms", "1"),
+            ("max.message.bytes", "2000000"),
+            ("message.timestamp.after.max.ms", "-5"),
         ] {
-            assert!(validate(&d, &map(&[kv])).is_err(), "{kv:?}");
+            assert!(validate(&d, &map(&[kv]), 1 << 20).is_err(), "{kv:?}");
         }
     }
 }

@@ -907,11 +907,12 @@ pub fn persist_group(shard: &Shard, group: &Group) {
     let key = Key::Group {
         group: group.id.clone(),
     };
-    append_detached(
-        shard,
-        &group.id,
-        vec![(key.encode(), Some(group.group_value().encode()))],
-    );
+    match (key.encode(), group.group_value().encode()) {
+        (Ok(k), Ok(v)) => append_detached(shard, &group.id, vec![(k, Some(v))]),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!("group metadata of {} not persisted: {e}", group.id)
+        }
+    }
 }
 
 /// Appends records to the group's offsets partition without waiting for them.
@@ -923,7 +924,9 @@ pub fn append_detached(shard: &Shard, group: &str, records: Vec<Record>) {
         tracing::error!("no {OFFSETS_TOPIC} partition for group {group} on this shard");
         return;
     };
-    let batch = build_batch(&records, crate::storage::log::wall_clock_ms());
+    let Some(batch) = build_batch(&records, crate::storage::log::wall_clock_ms()) else {
+        return;
+    };
     let group = group.to_string();
     glommio::spawn_local(async move {
         if let Err(e) = log.append(batch).await {

@@ -10,6 +10,7 @@
 //! Handlers run on the connection's shard; they send a [`GroupOp`] to the coordinator
 //! shard (inline when it is the same one), which answers with a [`GroupReply`].
 
+pub mod admit;
 pub mod coordinator;
 pub mod offsets;
 pub mod records;
@@ -73,6 +74,8 @@ pub enum GroupError {
     GroupSubscribedToTopic,
     #[error("offset metadata too large")]
     OffsetMetadataTooLarge,
+    #[error("a field of the request is beyond the broker's bounds")]
+    InvalidRequest,
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
 }
@@ -184,6 +187,9 @@ pub async fn route(shard: &Rc<Shard>, group: &str, op: GroupOp) -> Option<GroupR
 
 /// Runs `op` on this shard, which coordinates the groups named.
 pub async fn handle(shard: &Rc<Shard>, op: GroupOp) -> GroupReply {
+    if let Err(e) = admit::check(&op, shard.config.message_max_bytes) {
+        return admit::refuse(op, e);
+    }
     let c = &shard.groups;
     match op {
         GroupOp::Join {

@@ -115,17 +115,23 @@ pub async fn commit(shard: &Shard, req: OffsetCommitRequest) -> OffsetCommitResp
                 metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
                 commit_timestamp_ms: now_ms,
             };
-            records.push((key.encode(), Some(value.encode())));
+            match (key.encode(), value.encode()) {
+                (Ok(k), Ok(v)) => records.push((k, Some(v))),
+                _ => {
+                    codes[ti][pi] = GroupError::InvalidRequest.code();
+                    continue;
+                }
+            }
             applied.push((ti, pi, topic.clone(), p.partition_index, value));
         }
     }
     if !records.is_empty() {
         let result = match offsets_log(shard, &group_id) {
             None => Err(GroupError::NotCoordinator),
-            Some(log) => log
-                .append(build_batch(&records, now_ms))
-                .await
-                .map_err(GroupError::from),
+            Some(log) => match build_batch(&records, now_ms) {
+                Some(batch) => log.append(batch).await.map_err(GroupError::from),
+                None => Err(GroupError::InvalidRequest),
+            },
         };
         match result {
             Ok(info) => {
@@ -280,31 +286,31 @@ async fn delete_group(shard: &Shard, id: &str) -> Result<(), GroupError> {
         let mut t: Vec<Record> = group
             .offsets
             .keys()
-            .map(|(topic, partition)| {
+            .filter_map(|(topic, partition)| {
                 let k = Key::Offset {
                     group: id.to_string(),
                     topic: topic.clone(),
                     partition: *partition,
                 };
-                (k.encode(), None)
+                k.encode().ok().map(|k| (k, None))
             })
             .collect();
-        t.push((
-            Key::Group {
-                group: id.to_string(),
-            }
-            .encode(),
-            None,
-        ));
+        let g = Key::Group {
+            group: id.to_string(),
+        };
+        t.extend(g.encode().ok().map(|k| (k, None)));
         t
     };
     let result = match offsets_log(shard, id) {
         None => Err(GroupError::NotCoordinator),
-        Some(log) => log
-            .append(build_batch(&tombstones, wall_clock_ms()))
-            .await
-            .map(|_| ())
-            .map_err(GroupError::from),
+        Some(log) => match build_batch(&tombstones, wall_clock_ms()) {
+            Some(batch) => log
+                .append(batch)
+                .await
+                .map(|_| ())
+                .map_err(GroupError::from),
+            None => Ok(()),
+        },
     };
     let mut groups = shard.groups.groups.borrow_mut();
     match &result {
@@ -395,7 +401,9 @@ pub async fn offset_delete(shard: &Shard, req: OffsetDeleteRequest) -> OffsetDel
                             topic: topic.clone(),
                             partition: i,
                         };
-                        tombstones.push((k.encode(), None));
+                        if let Ok(k) = k.encode() {
+                            tombstones.push((k, None));
+                        }
                         deleted.push((topic.clone(), i));
                     }
                 }
@@ -406,11 +414,14 @@ pub async fn offset_delete(shard: &Shard, req: OffsetDeleteRequest) -> OffsetDel
     if !tombstones.is_empty() {
         let result = match offsets_log(shard, &group_id) {
             None => Err(GroupError::NotCoordinator),
-            Some(log) => log
-                .append(build_batch(&tombstones, wall_clock_ms()))
-                .await
-                .map(|_| ())
-                .map_err(GroupError::from),
+            Some(log) => match build_batch(&tombstones, wall_clock_ms()) {
+                Some(batch) => log
+                    .append(batch)
+                    .await
+                    .map(|_| ())
+                    .map_err(GroupError::from),
+                None => Ok(()),
+            },
         };
         if let Err(e) = result {
             return fail(e);
@@ -468,18 +479,19 @@ pub fn expire(shard: &Shard) {
                         topic: topic.clone(),
                         partition: *partition,
                     };
-                    t.push((k.encode(), None));
+                    if let Ok(k) = k.encode() {
+                        t.push((k, None));
+                    }
                 }
                 keep
             });
             if g.offsets.is_empty() && now - since >= retention {
-                t.push((
-                    Key::Group {
-                        group: g.id.clone(),
-                    }
-                    .encode(),
-                    None,
-                ));
+                let k = Key::Group {
+                    group: g.id.clone(),
+                };
+                if let Ok(k) = k.encode() {
+                    t.push((k, None));
+                }
                 gone.push(g.id.clone());
             }
             if !t.is_empty() {

@@ -50,13 +50,17 @@ pub struct GroupValue {
     pub timestamp_ms: i64,
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    // Group ids, topic names and metadata are bounded well below i16::MAX by the callers
-    // (topic names by Kafka's rule, metadata by OFFSET_METADATA_MAX_BYTES, group ids by the
-    // frame); truncating would corrupt the record, so it is asserted.
-    assert!(s.len() <= i16::MAX as usize, "string too long for a record");
-    out.extend_from_slice(&(s.len() as i16).to_be_bytes());
+/// A string too long for the i16 length of a record string. Callers bound what they
+/// store (`super::admit`), so this is a refused request, never a truncated record.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("a string of {0} bytes does not fit a record of __consumer_offsets")]
+pub struct RecordError(pub usize);
+
+fn put_str(out: &mut Vec<u8>, s: &str) -> Result<(), RecordError> {
+    let len = i16::try_from(s.len()).map_err(|_| RecordError(s.len()))?;
+    out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(s.as_bytes());
+    Ok(())
 }
 
 /// Reads fields from untrusted bytes, failing on any short read.
@@ -103,7 +107,7 @@ impl<'a> Reader<'a> {
 }
 
 impl Key {
-    pub fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> Result<Vec<u8>, RecordError> {
         let mut out = Vec::new();
         match self {
             Key::Offset {
@@ -112,16 +116,16 @@ impl Key {
                 partition,
             } => {
                 out.extend_from_slice(&KEY_OFFSET.to_be_bytes());
-                put_str(&mut out, group);
-                put_str(&mut out, topic);
+                put_str(&mut out, group)?;
+                put_str(&mut out, topic)?;
                 out.extend_from_slice(&partition.to_be_bytes());
             }
             Key::Group { group } => {
                 out.extend_from_slice(&KEY_GROUP.to_be_bytes());
-                put_str(&mut out, group);
+                put_str(&mut out, group)?;
             }
         }
-        out
+        Ok(out)
     }
 
     pub fn decode(bytes: &[u8]) -> Option<Key> {
@@ -145,17 +149,17 @@ impl Key {
 }
 
 impl OffsetValue {
-    pub fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> Result<Vec<u8>, RecordError> {
         let mut out = Vec::new();
         out.extend_from_slice(&VALUE_VERSION.to_be_bytes());
         out.extend_from_slice(&self.offset.to_be_bytes());
         out.extend_from_slice(&self.leader_epoch.to_be_bytes());
         match &self.metadata {
-            Some(m) => put_str(&mut out, m),
+            Some(m) => put_str(&mut out, m)?,
             None => out.extend_from_slice(&(-1i16).to_be_bytes()),
         }
         out.extend_from_slice(&self.commit_timestamp_ms.to_be_bytes());
-        out
+        Ok(out)
     }
 
     pub fn decode(bytes: &[u8]) -> Option<OffsetValue> {
@@ -173,14 +177,14 @@ impl OffsetValue {
 }
 
 impl GroupValue {
-    pub fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> Result<Vec<u8>, RecordError> {
         let mut out = Vec::new();
         out.extend_from_slice(&VALUE_VERSION.to_be_bytes());
-        put_str(&mut out, &self.protocol_type);
+        put_str(&mut out, &self.protocol_type)?;
         out.extend_from_slice(&self.generation.to_be_bytes());
-        put_str(&mut out, &self.protocol);
+        put_str(&mut out, &self.protocol)?;
         out.extend_from_slice(&self.timestamp_ms.to_be_bytes());
-        out
+        Ok(out)
     }
 
     pub fn decode(bytes: &[u8]) -> Option<GroupValue> {
@@ -209,9 +213,12 @@ fn get_bytes<'a>(buf: &'a [u8], pos: &mut usize) -> Option<Option<&'a [u8]>> {
 }
 
 /// One uncompressed v2 batch of `(key, value)` records (a `None` value is a tombstone),
-/// with base offset 0: the log assigns the real one.
-pub fn build_batch(records: &[Record], timestamp_ms: i64) -> Bytes {
-    assert!(!records.is_empty(), "a batch needs at least one record");
+/// with base offset 0: the log assigns the real one. `None` for no records (a batch holds
+/// at least one).
+pub fn build_batch(records: &[Record], timestamp_ms: i64) -> Option<Bytes> {
+    if records.is_empty() {
+        return None;
+    }
     let mut body = Vec::new();
     for (i, (key, value)) in records.iter().enumerate() {
         let mut rec = vec![0u8]; // attributes
@@ -250,7 +257,7 @@ pub fn build_batch(records: &[Record], timestamp_ms: i64) -> Bytes {
     let crc = crc32c::crc32c(&b[OFF_ATTRIBUTES..]);
     b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
     debug_assert!(batch::validate_batch(&b).is_ok());
-    Bytes::from(b)
+    Some(Bytes::from(b))
 }
 
 /// A record read back: its offset in the log, key and value (None: tombstone).
@@ -315,29 +322,36 @@ mod tests {
             topic: "t".into(),
             partition: 7,
         };
-        assert_eq!(Key::decode(&k.encode()), Some(k));
+        assert_eq!(Key::decode(&k.encode().unwrap()), Some(k));
         let g = Key::Group { group: "g".into() };
-        assert_eq!(Key::decode(&g.encode()), Some(g));
+        assert_eq!(Key::decode(&g.encode().unwrap()), Some(g));
         let v = OffsetValue {
             offset: 42,
             leader_epoch: -1,
             metadata: None,
             commit_timestamp_ms: 5,
         };
-        assert_eq!(OffsetValue::decode(&v.encode()), Some(v));
+        assert_eq!(OffsetValue::decode(&v.encode().unwrap()), Some(v));
         let gv = GroupValue {
             protocol_type: "consumer".into(),
             generation: 3,
             protocol: "range".into(),
             timestamp_ms: 9,
         };
-        assert_eq!(GroupValue::decode(&gv.encode()), Some(gv));
+        assert_eq!(GroupValue::decode(&gv.encode().unwrap()), Some(gv));
         // Truncated bytes from disk are rejected, not trusted.
         let e = Key::Group {
             group: "abc".into(),
         }
-        .encode();
+        .encode()
+        .unwrap();
         assert_eq!(Key::decode(&e[..e.len() - 1]), None);
+        // A string longer than a record string holds is an error, not a panic.
+        let long = Key::Group {
+            group: "g".repeat(40_000),
+        };
+        assert_eq!(long.encode(), Err(RecordError(40_000)));
+        assert!(build_batch(&[], 0).is_none());
     }
 
     #[test]
@@ -346,7 +360,7 @@ mod tests {
             (b"k1".to_vec(), Some(b"v1".to_vec())),
             (b"k2".to_vec(), None),
         ];
-        let mut b = build_batch(&recs, 1000).to_vec();
+        let mut b = build_batch(&recs, 1000).unwrap().to_vec();
         batch::set_base_offset(&mut b, 10);
         let mut two = b.clone();
         two.extend_from_slice(&b);

@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Ids reserved per persisted block.
 pub const BLOCK_SIZE: i64 = 1000;
@@ -38,6 +39,9 @@ struct Inner {
 pub struct ProducerIdAllocator {
     path: PathBuf,
     inner: Mutex<Inner>,
+    /// Every id below this was issued (in this life or an earlier one); none above. Logs
+    /// read it without the lock to refuse batches of ids never issued.
+    issued_below: Arc<AtomicI64>,
 }
 
 impl ProducerIdAllocator {
@@ -63,12 +67,18 @@ impl ProducerIdAllocator {
         }
         Ok(ProducerIdAllocator {
             path,
+            issued_below: Arc::new(AtomicI64::new(next)),
             inner: Mutex::new(Inner {
                 next,
                 reserved_end: next,
                 epochs: HashMap::new(),
             }),
         })
+    }
+
+    /// The bound below which every producer id has been issued.
+    pub fn issued_below(&self) -> Arc<AtomicI64> {
+        self.issued_below.clone()
     }
 
     fn persist(&self, end: i64) -> io::Result<()> {
@@ -107,6 +117,7 @@ impl ProducerIdAllocator {
         }
         let id = inner.next;
         inner.next += 1;
+        self.issued_below.store(inner.next, Ordering::Release);
         if inner.epochs.len() >= TRACKED_MAX {
             inner.epochs.clear();
         }

@@ -34,6 +34,9 @@ pub enum ProducerError {
         expected: i32,
         first_seq: i32,
     },
+    /// The batch names a producer id this broker never issued.
+    #[error("producer id {producer_id} was not issued by this broker")]
+    UnknownProducerId { producer_id: i64 },
 }
 
 /// The identity and offsets of one batch of a producer.

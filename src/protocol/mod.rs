@@ -2,3 +2,4 @@
 //! and its CRC. Request/response framing and API types come from the `kafka-protocol` crate.
 
 pub mod batch;
+pub mod records;

@@ -6,21 +6,35 @@
 //! writer through a queue of `max.inflight.requests` slots; the writer awaits them in that
 //! order. So requests run concurrently, responses leave in request order (Kafka requires
 //! it), and a client that does not read its responses stops being read.
+//!
+//! What one connection may hold is bounded (DESIGN §8): a frame's memory comes from the
+//! broker's [`MemoryPool`] before it is allocated, and is only touched as its bytes arrive;
+//! a frame must arrive within `socket.frame.timeout.ms`; a connection with nothing to do
+//! for `connections.max.idle.ms` is closed. Each request runs [`Contained`]: a bug that
+//! panics while handling it closes this connection and nothing else.
 
 use super::handlers::{self, Ctx};
+use super::pool::{MemoryPool, pooled};
+use crate::fatal::{Contained, Panicked};
 use crate::server::response::{Response, write_response};
 use crate::server::sockopt;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_lite::AsyncReadExt;
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
+use std::cell::Cell;
 use std::net::Shutdown;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// Bytes asked of the socket per read while looking for frame boundaries.
 const READ_CHUNK: usize = 64 * 1024;
+/// A large frame's buffer grows (and is zero-filled) at most this far ahead of the bytes
+/// that arrived, so a declared-but-unsent frame costs reserved pool bytes, not memory.
+const LARGE_READ_STEP: usize = 1 << 20;
 
 #[derive(Debug, Error)]
 pub enum FrameError {
@@ -30,22 +44,74 @@ pub enum FrameError {
     Negative(i32),
     #[error("connection closed inside a frame")]
     Truncated,
+    #[error("frame not complete within socket.frame.timeout.ms")]
+    Stalled,
+    #[error("idle for connections.max.idle.ms")]
+    Idle,
     #[error("socket error: {0}")]
     Io(#[from] std::io::Error),
 }
 
 /// Checks a frame length read from the wire before anything is allocated for it.
 pub fn check_frame_len(len: i32, max: usize) -> Result<usize, FrameError> {
-    if len < 0 {
+    let Ok(len) = usize::try_from(len) else {
         return Err(FrameError::Negative(len));
-    }
-    if len as usize > max {
+    };
+    if len > max {
         return Err(FrameError::TooLarge {
             len: len as i64,
             max,
         });
     }
-    Ok(len as usize)
+    Ok(len)
+}
+
+/// What the reader and the writer of one connection tell each other.
+#[derive(Default)]
+pub struct Activity {
+    /// Requests read and not yet answered.
+    in_flight: Cell<usize>,
+    /// The last time a byte was read or a response sent.
+    last: Cell<Option<Instant>>,
+}
+
+impl Activity {
+    fn touch(&self) {
+        self.last.set(Some(Instant::now()));
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.last.get().map(|t| t.elapsed()).unwrap_or_default()
+    }
+}
+
+/// The limits one connection's reader works under.
+pub struct ReadLimits {
+    pub frame_max_bytes: usize,
+    pub frame_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// Cuts frames off a socket with the limits above.
+pub struct FrameReader {
+    buf: BytesMut,
+    limits: ReadLimits,
+    pool: Arc<MemoryPool>,
+}
+
+enum Waited<T> {
+    Done(T),
+    TimedOut,
+}
+
+/// `fut`, or `TimedOut` once `dur` has passed. Dropping a glommio socket read loses
+/// nothing: reads wait for readiness, then take bytes without blocking.
+async fn within<T>(dur: Duration, fut: impl std::future::Future<Output = T>) -> Waited<T> {
+    futures_lite::future::or(async { Waited::Done(fut.await) }, async {
+        glommio::timer::sleep(dur).await;
+        Waited::TimedOut
+    })
+    .await
 }
 
 /// Reads more bytes into `buf`; returns how many (0 at end of stream).
@@ -57,45 +123,132 @@ async fn fill(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<usi
     n
 }
 
-/// Reads the next frame (without its length prefix). `None` at a clean end of stream.
-pub async fn read_frame(
-    stream: &mut TcpStream,
-    buf: &mut BytesMut,
-    max: usize,
-) -> Result<Option<Bytes>, FrameError> {
-    while buf.len() < 4 {
-        if fill(stream, buf).await? == 0 {
-            return if buf.is_empty() {
-                Ok(None)
-            } else {
-                Err(FrameError::Truncated)
-            };
+impl FrameReader {
+    pub fn new(limits: ReadLimits, pool: Arc<MemoryPool>) -> FrameReader {
+        FrameReader {
+            buf: BytesMut::new(),
+            limits,
+            pool,
         }
     }
-    let len = check_frame_len(i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]), max)?;
-    buf.advance(4);
-    if buf.len() >= len {
-        return Ok(Some(buf.split_to(len).freeze()));
+
+    /// Waits for the first bytes of the next frame. A connection that has nothing in flight
+    /// and no traffic for the idle timeout is closed, as Kafka does.
+    async fn await_frame_start(
+        &mut self,
+        stream: &mut TcpStream,
+        activity: &Activity,
+    ) -> Result<bool, FrameError> {
+        // An idle connection keeps no read buffer: the next read allocates one.
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
+        loop {
+            let left = self.limits.idle_timeout.saturating_sub(activity.idle_for());
+            match within(
+                left.max(Duration::from_millis(1)),
+                fill(stream, &mut self.buf),
+            )
+            .await
+            {
+                Waited::Done(n) => {
+                    activity.touch();
+                    return Ok(n? > 0);
+                }
+                Waited::TimedOut => {
+                    if activity.in_flight.get() == 0
+                        && activity.idle_for() >= self.limits.idle_timeout
+                    {
+                        return Err(FrameError::Idle);
+                    }
+                }
+            }
+        }
     }
-    // A large frame is read straight into its own buffer of the exact size.
-    let mut frame = BytesMut::with_capacity(len);
-    frame.extend_from_slice(buf);
-    buf.clear();
-    let have = frame.len();
-    frame.resize(len, 0);
-    stream
-        .read_exact(&mut frame[have..])
-        .await
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => FrameError::Truncated,
-            _ => FrameError::Io(e),
+
+    /// Reads until `buf` holds `want` bytes, or the deadline.
+    async fn fill_to(
+        &mut self,
+        stream: &mut TcpStream,
+        want: usize,
+        deadline: Instant,
+    ) -> Result<(), FrameError> {
+        while self.buf.len() < want {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match within(left, fill(stream, &mut self.buf)).await {
+                Waited::Done(n) => {
+                    if n? == 0 {
+                        return Err(FrameError::Truncated);
+                    }
+                }
+                Waited::TimedOut => return Err(FrameError::Stalled),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the next frame (without its length prefix). `None` at a clean end of stream.
+    pub async fn next(
+        &mut self,
+        stream: &mut TcpStream,
+        activity: &Activity,
+    ) -> Result<Option<Bytes>, FrameError> {
+        if self.buf.is_empty() && !self.await_frame_start(stream, activity).await? {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        let deadline = started + self.limits.frame_timeout;
+        self.fill_to(stream, 4, deadline).await?;
+        let len = check_frame_len(
+            i32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]),
+            self.limits.frame_max_bytes,
+        )?;
+        self.buf.advance(4);
+        // Memory first: while the pool is spent this connection is not read at all. The
+        // wait is the broker's, so it does not count against the client's deadline.
+        let reservation = self.pool.reserve(len as u64).await;
+        let deadline = deadline + started.elapsed();
+        if len <= READ_CHUNK {
+            self.fill_to(stream, len, deadline).await?;
+            let frame = self.buf.split_to(len).freeze();
+            return Ok(Some(pooled(frame, reservation)));
+        }
+        // A large frame is read into its own buffer, which grows only as bytes arrive.
+        let mut frame: Vec<u8> = Vec::new();
+        frame.try_reserve_exact(len).map_err(|_| {
+            FrameError::Io(std::io::Error::new(
+                std::io::ErrorKind::OutOfMemory,
+                "cannot allocate a frame",
+            ))
         })?;
-    Ok(Some(frame.freeze()))
+        let have = self.buf.len().min(len);
+        frame.extend_from_slice(&self.buf[..have]);
+        self.buf.advance(have);
+        while frame.len() < len {
+            let start = frame.len();
+            let step = (len - start).min(LARGE_READ_STEP);
+            frame.resize(start + step, 0);
+            let left = deadline.saturating_duration_since(Instant::now());
+            let n = match within(left, stream.read(&mut frame[start..])).await {
+                Waited::Done(n) => n?,
+                Waited::TimedOut => return Err(FrameError::Stalled),
+            };
+            if n == 0 {
+                return Err(FrameError::Truncated);
+            }
+            frame.truncate(start + n);
+            activity.touch();
+        }
+        Ok(Some(pooled(frame, reservation)))
+    }
 }
 
-/// Serves one connection until the client closes it, a request cannot be answered, or the
-/// broker stops (which shuts the read side down).
-pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream) {
+type RequestTask =
+    glommio::Task<Result<Result<Option<Response>, handlers::RequestError>, Panicked>>;
+
+/// Serves one connection until the client closes it, a request cannot be answered, a
+/// limit closes it, or the broker stops (which shuts the read side down).
+pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream, pool: Arc<MemoryPool>) {
     let shard = ctx.shard.clone();
     let _ = stream.set_nodelay(true);
     // glommio accepts blocking sockets: its own reads and writes go through io_uring and
@@ -123,41 +276,59 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream) {
     }
     // SAFETY: `write_fd` is a valid, owned socket descriptor (checked above).
     let mut writer = unsafe { TcpStream::from_raw_fd(write_fd) };
-    let (tx, rx) =
-        local_channel::new_bounded::<glommio::Task<_>>(shard.config.max_inflight_requests);
+    let (tx, rx) = local_channel::new_bounded::<RequestTask>(shard.config.max_inflight_requests);
+    let activity = Rc::new(Activity::default());
+    activity.touch();
 
     let writer_shard = shard.clone();
-    let write_loop = glommio::spawn_local(async move {
+    let writer_activity = activity.clone();
+    let write_loop = glommio::spawn_local(Contained::new(async move {
         while let Some(task) = rx.recv().await {
-            let result: Result<Option<Response>, handlers::RequestError> = task.await;
+            let result = task.await;
+            writer_activity
+                .in_flight
+                .set(writer_activity.in_flight.get().saturating_sub(1));
             match result {
-                Ok(Some(response)) => {
+                Ok(Ok(Some(response))) => {
                     let zero_copy = writer_shard.config.fetch_zero_copy;
                     let sent =
                         write_response(&mut writer, response, &writer_shard.fetch_stats, zero_copy)
                             .await;
+                    writer_activity.touch();
                     if sent.is_err() {
                         break;
                     }
                 }
-                Ok(None) => {}
-                Err(e) => {
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => {
                     tracing::info!("closing connection: {e}");
                     break;
                 }
+                Err(Panicked) => break,
             }
         }
         // Wakes the reader if it is still waiting for bytes.
         let _ = writer.shutdown(Shutdown::Both).await;
-    });
+    }));
 
-    let max = shard.config.socket_request_max_bytes as usize;
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let limits = &shard.config.limits;
+    let mut reader = FrameReader::new(
+        ReadLimits {
+            frame_max_bytes: usize::try_from(shard.config.socket_request_max_bytes)
+                .unwrap_or(usize::MAX),
+            frame_timeout: Duration::from_millis(limits.socket_frame_timeout_ms),
+            idle_timeout: Duration::from_millis(limits.connections_max_idle_ms),
+        },
+        pool,
+    );
     loop {
-        match read_frame(&mut stream, &mut buf, max).await {
+        match reader.next(&mut stream, &activity).await {
             Ok(Some(frame)) => {
                 let ctx = ctx.clone();
-                let task = glommio::spawn_local(async move { handlers::handle(&ctx, frame).await });
+                activity.in_flight.set(activity.in_flight.get() + 1);
+                let task = glommio::spawn_local(Contained::new(async move {
+                    handlers::handle(&ctx, frame).await
+                }));
                 if tx.send(task).await.is_err() {
                     break;
                 }
@@ -171,7 +342,9 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream) {
     }
     // The writer answers what was read so far, then closes.
     drop(tx);
-    write_loop.await;
+    if write_loop.await.is_err() {
+        tracing::error!("closing connection: its writer panicked");
+    }
 }
 
 #[cfg(test)]

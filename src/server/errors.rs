@@ -20,6 +20,7 @@ pub mod code {
     pub const NOT_COORDINATOR: i16 = 16;
     pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
     pub const INVALID_REQUIRED_ACKS: i16 = 21;
+    pub const INVALID_TIMESTAMP: i16 = 32;
     pub const ILLEGAL_GENERATION: i16 = 22;
     pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
     pub const INVALID_GROUP_ID: i16 = 24;
@@ -36,6 +37,7 @@ pub mod code {
     pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
     pub const INVALID_CONFIG: i16 = 40;
     pub const INVALID_REQUEST: i16 = 42;
+    pub const POLICY_VIOLATION: i16 = 44;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
     pub const UNKNOWN_PRODUCER_ID: i16 = 59;
     pub const NON_EMPTY_GROUP: i16 = 68;
@@ -45,6 +47,7 @@ pub mod code {
     pub const FENCED_INSTANCE_ID: i16 = 82;
     pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
     pub const PRODUCER_FENCED: i16 = 90;
+    pub const INVALID_RECORD: i16 = 87;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
 }
 
@@ -61,6 +64,11 @@ pub fn storage_error_code(e: &StorageError) -> i16 {
         StorageError::Producer(ProducerError::OutOfOrder { .. }) => {
             code::OUT_OF_ORDER_SEQUENCE_NUMBER
         }
+        StorageError::Producer(ProducerError::UnknownProducerId { .. }) => {
+            code::UNKNOWN_PRODUCER_ID
+        }
+        StorageError::InvalidRecord(_) => code::INVALID_RECORD,
+        StorageError::InvalidTimestamp { .. } => code::INVALID_TIMESTAMP,
         StorageError::OffsetOutOfRange { .. } => code::OFFSET_OUT_OF_RANGE,
         StorageError::Io(_) | StorageError::Failed(_) | StorageError::Corrupt { .. } => {
             code::KAFKA_STORAGE_ERROR
@@ -100,6 +108,7 @@ pub fn group_error_code(e: &GroupError) -> i16 {
         GroupError::UnknownTopicOrPartition => code::UNKNOWN_TOPIC_OR_PARTITION,
         GroupError::GroupSubscribedToTopic => code::GROUP_SUBSCRIBED_TO_TOPIC,
         GroupError::OffsetMetadataTooLarge => code::OFFSET_METADATA_TOO_LARGE,
+        GroupError::InvalidRequest => code::INVALID_REQUEST,
         // A commit whose append failed: the offsets partition went away under it (the
         // client finds the coordinator again) or the disk failed.
         GroupError::Storage(StorageError::Closed) => code::NOT_COORDINATOR,

@@ -1,8 +1,11 @@
 //! The Kafka listener of one shard. Every shard binds the same port with SO_REUSEPORT
 //! (glommio's `TcpListener::bind` sets it), and the kernel spreads connections over them.
 
+use super::admission::ConnectionLimits;
 use super::connection;
 use super::handlers::Ctx;
+use super::pool::MemoryPool;
+use crate::fatal::Contained;
 use crate::shard::Shard;
 use glommio::net::TcpListener;
 use std::cell::{Cell, RefCell};
@@ -10,7 +13,14 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// What every shard's listener shares: the request memory pool and the connection limits.
+pub struct Frontend {
+    pub pool: Arc<MemoryPool>,
+    pub connections: Arc<ConnectionLimits>,
+}
 
 /// The open connections of a shard, so shutdown can stop their readers.
 #[derive(Default)]
@@ -53,7 +63,12 @@ fn advertised(shard: &Shard, local: Option<SocketAddr>) -> (String, i32) {
     }
 }
 
-pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, conns: Rc<Connections>) {
+pub async fn accept_loop(
+    shard: Rc<Shard>,
+    listener: TcpListener,
+    conns: Rc<Connections>,
+    frontend: Arc<Frontend>,
+) {
     loop {
         let stream = match listener.accept().await {
             Ok(s) => s,
@@ -64,23 +79,40 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, conns: Rc<Conn
                 continue;
             }
         };
+        let peer = stream.peer_addr().ok();
+        let admitted = match frontend.connections.admit(peer.map(|a| a.ip())) {
+            Ok(a) => a,
+            Err(refused) => {
+                // Closed at once (dropping the stream); the open connections go on.
+                tracing::debug!(
+                    "refusing a connection from {}: {refused}",
+                    peer.map(|a| a.to_string()).unwrap_or_default()
+                );
+                continue;
+            }
+        };
         let (host, port) = advertised(&shard, stream.local_addr().ok());
         let ctx = Rc::new(Ctx {
             shard: shard.clone(),
             advertised_host: host,
             advertised_port: port,
-            client_host: stream
-                .peer_addr()
-                .map(|a| format!("/{}", a.ip()))
-                .unwrap_or_default(),
+            client_host: peer.map(|a| format!("/{}", a.ip())).unwrap_or_default(),
         });
         let id = conns.next_id.get();
         conns.next_id.set(id + 1);
         conns.open.borrow_mut().insert(id, stream.as_raw_fd());
         let conns = conns.clone();
+        let pool = frontend.pool.clone();
         glommio::spawn_local(async move {
-            connection::serve(ctx, stream).await;
+            // A bug that panics in the connection's own code closes this connection only.
+            if Contained::new(connection::serve(ctx, stream, pool))
+                .await
+                .is_err()
+            {
+                tracing::error!("a connection's reader panicked; it is closed");
+            }
             conns.open.borrow_mut().remove(&id);
+            drop(admitted);
         })
         .detach();
     }

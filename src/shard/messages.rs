@@ -19,6 +19,12 @@ pub enum MeshMsg {
         id: u64,
         rep: ShardReply,
     },
+    /// The caller of request `id` stopped waiting (a long poll answered by another shard):
+    /// a wait still parked for it ends now instead of at its timeout.
+    Cancel {
+        from: usize,
+        id: u64,
+    },
 }
 
 /// Work for the shard that owns the partitions named (or, for metadata, for shard 0).

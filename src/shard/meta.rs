@@ -57,6 +57,15 @@ pub fn new_topic_id() -> String {
         .to_string()
 }
 
+/// Topics that belong to the broker: clients may read them but not produce to, create,
+/// delete or reconfigure them. Their data is the broker's own state (committed offsets,
+/// later transactions), which a forged record or a lost segment would corrupt.
+pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];
+
+pub fn is_internal(name: &str) -> bool {
+    INTERNAL_TOPICS.contains(&name)
+}
+
 /// Kafka's topic name rule: 1..=249 characters of `[a-zA-Z0-9._-]`, and not `.` or `..`.
 pub fn validate_topic_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() {

@@ -10,7 +10,9 @@ use super::Shard;
 use super::messages::MeshMsg;
 use super::meta::{self, Metadata};
 use crate::config::BrokerConfig;
-use crate::server::listener::{self, Connections};
+use crate::server::admission::ConnectionLimits;
+use crate::server::listener::{self, Connections, Frontend};
+use crate::server::pool::MemoryPool;
 use anyhow::{Context, bail};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
@@ -50,6 +52,35 @@ fn memlock_limit() -> Option<u64> {
         None
     } else {
         Some(lim.rlim_cur)
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit (connections and segment files
+/// both need descriptors) and returns the soft limit now in force.
+fn raise_nofile_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 1024;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct we pass; raising the soft limit up to the
+        // hard one needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = lim.rlim_max;
+        }
+    }
+    if lim.rlim_cur == libc::RLIM_INFINITY {
+        u64::MAX
+    } else {
+        lim.rlim_cur
     }
 }
 
@@ -105,6 +136,7 @@ struct StoppedBySignal(libc::c_int);
 
 struct Shared {
     producer_ids: Arc<crate::producer::ProducerIdAllocator>,
+    frontend: Arc<Frontend>,
     stopping: AtomicBool,
     drained: AtomicUsize,
     /// Shards whose logs and groups are loaded. No shard listens before all are: the
@@ -147,18 +179,28 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         .io_memory_bytes
         .unwrap_or_else(|| io_memory_per_shard(memlock_limit(), shards));
     let signals = block_stop_signals();
-    // A panicking shard must not leave the others serving: stop the whole process.
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        default_hook(info);
-        std::process::exit(101);
-    }));
+    // A panic in a request's own handling closes its connection; anywhere else it stops
+    // the whole process (see `crate::fatal`).
+    crate::fatal::install_hook();
+    crate::fatal::faults();
+    let nofile = raise_nofile_limit();
+    let max_connections = config.limits.effective_max_connections(nofile);
+    tracing::info!(
+        "file descriptors: {nofile}; up to {max_connections} client connections (two \
+         descriptors each), the rest for segment files; request memory pool {} bytes",
+        config.limits.queued_max_request_bytes
+    );
+    let frontend = Arc::new(Frontend {
+        pool: MemoryPool::new(config.limits.queued_max_request_bytes),
+        connections: ConnectionLimits::new(max_connections, config.limits.max_connections_per_ip),
+    });
 
     let config = Arc::new(config);
     let producer_ids = crate::producer::ProducerIdAllocator::open(&config.data_dir)
         .context("cannot open the producer id allocator")?;
     let shared = Arc::new(Shared {
         producer_ids: Arc::new(producer_ids),
+        frontend,
         stopping: AtomicBool::new(false),
         drained: AtomicUsize::new(0),
         loaded: AtomicUsize::new(0),
@@ -175,6 +217,9 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
             Placement::Unbound
         };
         let builder = LocalExecutorBuilder::new(placement)
+            // Work moved off the reactor (walking large compressed batches) runs on a
+            // thread the kernel may place on any core.
+            .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(1))
             .name(&format!("shard-{i}"))
             .io_memory(io_memory);
         let (go_tx, go_rx) = mpsc::channel::<bool>();
@@ -315,6 +360,7 @@ async fn shard_main(
                 shard.clone(),
                 listener,
                 conns.clone(),
+                shared.frontend.clone(),
             ));
             let _ = startup.send((id, Startup::Ready));
             Some(task)

@@ -47,10 +47,17 @@ impl MetaView {
             .topics
             .iter()
             .map(|(name, t)| {
+                let mut log = topic::effective(defaults, &t.configs);
+                if meta::is_internal(name) {
+                    // The broker's own state: kept whatever the broker's retention defaults
+                    // say (offsets are compacted in memory only).
+                    log.retention_bytes = None;
+                    log.retention_ms = None;
+                }
                 let view = TopicView {
                     partitions: t.partitions,
                     id: t.uuid(),
-                    log: topic::effective(defaults, &t.configs),
+                    log,
                 };
                 (name.clone(), view)
             })
@@ -69,6 +76,9 @@ pub struct Shard {
     mesh: Senders<MeshMsg>,
     pending: RefCell<HashMap<u64, LocalSender<ShardReply>>>,
     next_id: Cell<u64>,
+    /// Long-poll waits parked here for other shards, by (caller shard, request id):
+    /// dropping the sender ends the wait.
+    waits: RefCell<HashMap<(usize, u64), LocalSender<()>>>,
     /// The consumer groups this shard coordinates (see `crate::group`).
     pub groups: crate::group::Coordinator,
     /// The broker's producer id allocator, shared by all shards.
@@ -106,6 +116,7 @@ impl Shard {
             mesh,
             pending: RefCell::new(HashMap::new()),
             next_id: Cell::new(0),
+            waits: RefCell::new(HashMap::new()),
             meta_write: async_lock::Mutex::new(()),
             fetch_stats: FetchStats::default(),
             stats_logged_at: Cell::new(std::time::Instant::now()),
@@ -144,22 +155,33 @@ impl Shard {
     /// `None` means the mesh to that shard is gone (only while stopping).
     pub async fn call(self: &Rc<Self>, shard: usize, req: ShardRequest) -> Option<ShardReply> {
         if shard == self.id {
-            return Some(self.clone().handle(req).await);
+            // Inline, but in fatal mode: this changes state the shard owns, even when a
+            // connection's task is the one polling it (see `crate::fatal`).
+            return Some(crate::fatal::Owned::new(self.clone().handle(req)).await);
         }
         let id = self.next_id.get();
-        self.next_id.set(id + 1);
+        self.next_id.set(id.wrapping_add(1));
         let (tx, rx) = local_channel::new_bounded(1);
         self.pending.borrow_mut().insert(id, tx);
+        let mut call = PendingCall {
+            shard: self,
+            to: shard,
+            id,
+            answered: false,
+        };
         let msg = MeshMsg::Request {
             from: self.id,
             id,
             req,
         };
         if self.mesh.send_to(shard, msg).await.is_err() {
+            call.answered = true;
             self.pending.borrow_mut().remove(&id);
             return None;
         }
-        rx.recv().await
+        let reply = rx.recv().await;
+        call.answered = true;
+        reply
     }
 
     /// Serves the mesh: runs requests of other shards, and hands replies to their callers.
@@ -174,10 +196,22 @@ impl Shard {
                             // fetch, an fdatasync) does not hold up the queue.
                             let shard = shard.clone();
                             glommio::spawn_local(async move {
-                                let rep = shard.clone().handle(req).await;
+                                let rep = match req {
+                                    ShardRequest::WaitChanged { parts, timeout_ms } => {
+                                        let (tx, cancel) = local_channel::new_bounded(1);
+                                        shard.waits.borrow_mut().insert((from, id), tx);
+                                        shard.wait_changed(parts, timeout_ms, Some(cancel)).await;
+                                        shard.waits.borrow_mut().remove(&(from, id));
+                                        ShardReply::Changed
+                                    }
+                                    req => shard.clone().handle(req).await,
+                                };
                                 let _ = shard.mesh.send_to(from, MeshMsg::Reply { id, rep }).await;
                             })
                             .detach();
+                        }
+                        MeshMsg::Cancel { from, id } => {
+                            shard.waits.borrow_mut().remove(&(from, id));
                         }
                         MeshMsg::Reply { id, rep } => {
                             if let Some(tx) = shard.pending.borrow_mut().remove(&id) {
@@ -200,7 +234,7 @@ impl Shard {
                     ShardReply::Read(self.read(parts, max_bytes).await)
                 }
                 ShardRequest::WaitChanged { parts, timeout_ms } => {
-                    self.wait_changed(parts, timeout_ms).await;
+                    self.wait_changed(parts, timeout_ms, None).await;
                     ShardReply::Changed
                 }
                 ShardRequest::ListOffsets(parts) => {
@@ -233,6 +267,9 @@ impl Shard {
             .into_iter()
             .map(|part| {
                 let log = self.log(&part.topic, part.partition);
+                if crate::fatal::faults().panic_topic.as_deref() == Some(part.topic.as_str()) {
+                    panic!("injected fault: an append to {} panics", part.topic);
+                }
                 Box::pin(async move {
                     let Some(log) = log else {
                         return ProduceResult::error(code::UNKNOWN_TOPIC_OR_PARTITION, None);
@@ -339,7 +376,12 @@ impl Shard {
     /// Waits until one of `parts` has a high watermark above the one the caller saw, or the
     /// timeout. Checking against the caller's value closes the race with an append that
     /// lands between the caller's read and this wait.
-    async fn wait_changed(&self, parts: Vec<(String, i32, i64)>, timeout_ms: u64) {
+    async fn wait_changed(
+        &self,
+        parts: Vec<(String, i32, i64)>,
+        timeout_ms: u64,
+        cancel: Option<local_channel::LocalReceiver<()>>,
+    ) {
         let mut logs = Vec::with_capacity(parts.len());
         for (topic, partition, seen_hw) in &parts {
             let Some(log) = self.log(topic, *partition) else {
@@ -358,6 +400,12 @@ impl Shard {
         waits.push(Box::pin(glommio::timer::sleep(Duration::from_millis(
             timeout_ms,
         ))));
+        if let Some(cancel) = cancel {
+            waits.push(Box::pin(async move {
+                // Resolves when the sender is dropped: the caller stopped waiting.
+                let _ = cancel.recv().await;
+            }));
+        }
         first_of(waits).await;
     }
 
@@ -427,16 +475,34 @@ impl Shard {
             let check = || -> Result<(), (i16, String)> {
                 validate_topic_name(&t.name)
                     .map_err(|m| (code::INVALID_TOPIC_EXCEPTION, m.to_string()))?;
+                if meta::is_internal(&t.name) {
+                    return Err((
+                        code::INVALID_REQUEST,
+                        format!("{} is an internal topic; the broker creates it", t.name),
+                    ));
+                }
                 if next.topics.contains_key(&t.name) {
                     return Err((
                         code::TOPIC_ALREADY_EXISTS,
                         format!("topic {} already exists", t.name),
                     ));
                 }
-                if !(1..=MAX_PARTITIONS).contains(&partitions) {
+                let max = self.config.limits.topic_partitions_max;
+                if !(1..=max).contains(&partitions) {
                     return Err((
                         code::INVALID_PARTITIONS,
-                        format!("partitions must be in 1..={MAX_PARTITIONS}"),
+                        format!("partitions must be in 1..={max} (topic.partitions.max)"),
+                    ));
+                }
+                let held: i64 = next.topics.values().map(|t| i64::from(t.partitions)).sum();
+                let cap = self.config.limits.broker_partitions_max;
+                if held.saturating_add(i64::from(partitions)) > cap {
+                    return Err((
+                        code::POLICY_VIOLATION,
+                        format!(
+                            "the broker holds {held} partitions; {partitions} more would pass \
+                             broker.partitions.max = {cap}"
+                        ),
                     ));
                 }
                 if t.replication_factor != -1 && t.replication_factor != 1 {
@@ -451,8 +517,12 @@ impl Shard {
                         "manual replica assignment is not supported".into(),
                     ));
                 }
-                topic::validate(&self.config.log, &t.configs)
-                    .map_err(|e| (code::INVALID_CONFIG, e.to_string()))?;
+                topic::validate(
+                    &self.config.log,
+                    &t.configs,
+                    self.config.socket_request_max_bytes,
+                )
+                .map_err(|e| (code::INVALID_CONFIG, e.to_string()))?;
                 Ok(())
             };
             let mut result = TopicResult {
@@ -512,6 +582,14 @@ impl Shard {
                 partitions: 0,
                 id: String::new(),
             };
+            if meta::is_internal(&name) {
+                result.error_code = code::INVALID_TOPIC_EXCEPTION;
+                result.error_message = Some(format!(
+                    "{name} is an internal topic: it belongs to the broker and cannot be deleted"
+                ));
+                results.push(result);
+                continue;
+            }
             match next.topics.remove(&name) {
                 Some(t) => {
                     result.partitions = t.partitions;
@@ -599,6 +677,7 @@ impl Shard {
                 let dir = self.partition_dir(topic, p);
                 match Log::open(self.storage.clone(), dir.clone(), t.log.clone()).await {
                     Ok(log) => {
+                        log.use_issued_ids(self.producer_ids.issued_below());
                         if t.log.io == crate::config::IoMode::Direct {
                             log.use_cache(self.batch_cache.clone());
                         }
@@ -662,9 +741,35 @@ impl Shard {
     }
 }
 
-/// Kafka's default cap on partitions per topic creation is far higher; this keeps one
-/// request from opening an unbounded number of files.
-pub const MAX_PARTITIONS: i32 = 10_000;
+/// A call to another shard in flight. If the caller stops waiting before the reply comes
+/// (a long poll answered by another shard, a closed connection), the callee is told so it
+/// can end a parked wait at once.
+struct PendingCall<'a> {
+    shard: &'a Shard,
+    to: usize,
+    id: u64,
+    answered: bool,
+}
+
+impl Drop for PendingCall<'_> {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        self.shard.pending.borrow_mut().remove(&self.id);
+        // Best effort: with a full queue the wait ends at its own timeout instead.
+        let _ = self.shard.mesh.try_send_to(
+            self.to,
+            MeshMsg::Cancel {
+                from: self.shard.id,
+                id: self.id,
+            },
+        );
+    }
+}
+
+/// The error code of a result that is left out of the response (a duplicate entry).
+const OMITTED: i16 = i16::MIN;
 
 impl ProduceResult {
     pub fn error(error_code: i16, error_message: Option<String>) -> ProduceResult {
@@ -675,6 +780,15 @@ impl ProduceResult {
             log_append_time: -1,
             log_start_offset: -1,
         }
+    }
+
+    /// A placeholder for a repeated entry, answered with its first occurrence.
+    pub fn omitted() -> ProduceResult {
+        ProduceResult::error(OMITTED, None)
+    }
+
+    pub fn is_omitted(&self) -> bool {
+        self.error_code == OMITTED
     }
 }
 

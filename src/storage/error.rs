@@ -16,6 +16,18 @@ pub enum StorageError {
     /// The idempotent producer checks refused the append; nothing was written.
     #[error("{0}")]
     Producer(#[from] crate::producer::ProducerError),
+    /// A batch breaks a rule of what clients may write (its record framing, control or
+    /// transactional bits, producer fields); nothing was written.
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    /// A batch's timestamps are outside `message.timestamp.before/after.max.ms`.
+    #[error("timestamp {timestamp} is {what} the broker's time {now} by more than {bound} ms")]
+    InvalidTimestamp {
+        timestamp: i64,
+        now: i64,
+        what: &'static str,
+        bound: u64,
+    },
     /// The append is larger than `max_batch_bytes` or a segment; nothing was written.
     #[error("record batch of {size} bytes exceeds the limit of {max} bytes")]
     BatchTooLarge { size: u64, max: u64 },

@@ -356,4 +356,13 @@ impl Storage for GlommioStorage {
     fn exists(&self, path: &Path) -> bool {
         path.exists()
     }
+
+    async fn offload<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        glommio::executor()
+            .spawn_blocking(move || crate::fatal::contained_call(work))
+            .await
+    }
 }

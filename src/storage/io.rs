@@ -59,6 +59,13 @@ pub trait Storage: Clone + 'static {
     /// fsync of the directory, so created, renamed and removed entries survive a crash.
     async fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     fn exists(&self, path: &Path) -> bool;
+    /// Runs CPU-heavy work on a client's bytes (walking decompressed records) away from
+    /// the reactor, so one large batch cannot stall the shard's other clients. A panic in
+    /// `work` is contained to it: `None`.
+    async fn offload<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T>;
 }
 
 /// `<dir>/<20-digit base offset>.<ext>`, Kafka's segment file naming.

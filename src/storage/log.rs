@@ -25,6 +25,7 @@
 //! Append futures may be dropped (a client went away): the bytes stay queued and another
 //! append, a `flush`, `tick` or `close` writes them.
 
+use super::admit;
 use super::error::{Result, StorageError};
 use super::io::{FileKind, Storage, StorageFile, segment_path};
 use super::notify::{FifoLock, Listen, Notify};
@@ -147,6 +148,8 @@ struct Inner<S: Storage> {
     clock: Cell<fn() -> i64>,
     /// The shard's batch cache and this log's id in it (`io = direct` only).
     cache: RefCell<Option<(Rc<RefCell<super::cache::BatchCache>>, u64)>>,
+    /// Producer ids below this were issued by the broker; `None` checks nothing (tests).
+    issued_ids: RefCell<Option<std::sync::Arc<std::sync::atomic::AtomicI64>>>,
 }
 
 /// One partition's log. Cloning is cheap and shares the log. Not `Send`: a log belongs to
@@ -437,6 +440,7 @@ impl<S: Storage> PartitionLog<S> {
             producers: RefCell::new(producers),
             clock: Cell::new(clock),
             cache: RefCell::new(None),
+            issued_ids: RefCell::new(None),
         };
         Ok(PartitionLog {
             inner: Rc::new(inner),
@@ -449,6 +453,11 @@ impl<S: Storage> PartitionLog<S> {
 
     /// Makes written batches go to the shard's batch cache, and reads that it covers come
     /// from it. For `io = direct` logs, whose bytes the page cache does not keep.
+    /// Refuses batches of producer ids at or above `issued_below` (UNKNOWN_PRODUCER_ID).
+    pub fn use_issued_ids(&self, issued_below: std::sync::Arc<std::sync::atomic::AtomicI64>) {
+        *self.inner.issued_ids.borrow_mut() = Some(issued_below);
+    }
+
     pub fn use_cache(&self, cache: Rc<RefCell<super::cache::BatchCache>>) {
         let id = cache.borrow_mut().register();
         *self.inner.cache.borrow_mut() = Some((cache, id));
@@ -554,13 +563,42 @@ impl<S: Storage> PartitionLog<S> {
             });
         }
         let mut headers = batch::validate_batches(&batches)?;
-        for (h, _) in &headers {
-            Codec::from_attributes(h.attributes)?;
-        }
+        let checked_at = self.now();
+        let issued = self
+            .inner
+            .issued_ids
+            .borrow()
+            .as_ref()
+            .map(|a| a.load(std::sync::atomic::Ordering::Acquire));
+        admit::check_headers(&headers, &config, checked_at, issued)?;
         let mut batches = batches;
-        if let Some(target) = config.compression
-            && let Some(rewritten) = recompress(&headers, &batches, target, &config)?
+        let mut rewritten = None;
+        let inline = admit::WalkBudget {
+            bytes: admit::INLINE_WALK_BYTES,
+            is_inline: true,
+        };
+        // Recompression is heavy anyway: it always runs off the reactor, walk included.
+        // Otherwise the walk stays inline unless a batch needs more than the inline budget.
+        if config.compression.is_some()
+            || !admit::walk_all(&headers, &batches, &config, checked_at, inline)?
         {
+            let (hs, bs, cfg) = (headers.clone(), batches.clone(), config.clone());
+            let work = move || -> Result<Option<Vec<u8>>> {
+                let full = admit::WalkBudget {
+                    bytes: compression::decompressed_limit(cfg.max_batch_bytes) as u64,
+                    is_inline: false,
+                };
+                admit::walk_all(&hs, &bs, &cfg, checked_at, full)?;
+                match cfg.compression {
+                    Some(target) => recompress(&hs, &bs, target, &cfg),
+                    None => Ok(None),
+                }
+            };
+            rewritten = self.inner.storage.offload(work).await.ok_or_else(|| {
+                StorageError::InvalidRecord("checking the batch failed (a bug)".into())
+            })??;
+        }
+        if let Some(rewritten) = rewritten {
             let size = rewritten.len() as u64;
             if size > config.max_batch_bytes || size > config.segment_bytes {
                 return Err(StorageError::BatchTooLarge {
@@ -813,30 +851,56 @@ impl<S: Storage> PartitionLog<S> {
 
     /// Seals the active segment (all of it written and synced, indexes persisted and the
     /// largest timestamp recorded) and starts a new one. Call with `assign_lock` held.
+    ///
+    /// The new segment's files are created first: running out of file descriptors (or
+    /// any failure to create them) leaves the active segment as it was and fails only this
+    /// append, which the client retries; it does not fail the log. Once the old segment is
+    /// being sealed, an IO error fails the log as any write error does.
     async fn roll(&self, now: i64) -> Result<()> {
         let next = self.inner.state.borrow().next_offset();
         self.wait_for(next, true).await?;
         let kind = file_kind(self.config().io);
+        let dir = &self.inner.dir;
+        let seg = match Segment::create(&self.inner.storage, dir, next, kind, now).await {
+            Ok(seg) => seg,
+            Err(e) => {
+                // Leftover files at `next` would claim offsets the active segment is about
+                // to take: remove them, or stop the log if that is impossible.
+                for ext in ["log", "index", "timeindex"] {
+                    let path = segment_path(dir, next, ext);
+                    if self.inner.storage.exists(&path)
+                        && let Err(rm) = self.inner.storage.remove_file(&path).await
+                    {
+                        self.fail("removing a half-created segment", &rm);
+                        return Err(StorageError::Io(rm));
+                    }
+                }
+                tracing::warn!(
+                    "cannot start a new segment in {}: {e}; the append is refused and the \
+                     active segment stays",
+                    dir.display()
+                );
+                return Err(e);
+            }
+        };
         let (log, jobs) = {
             let mut st = self.inner.state.borrow_mut();
-            let seg = st.active_mut();
-            seg.seal();
-            (seg.log.clone(), seg.index_jobs(u64::MAX, i64::MAX))
+            let active = st.active_mut();
+            active.seal();
+            (active.log.clone(), active.index_jobs(u64::MAX, i64::MAX))
         };
         let io = async {
             for job in jobs {
                 job.run_and_sync().await?;
             }
             log.close().await?;
-            let seg =
-                Segment::create(&self.inner.storage, &self.inner.dir, next, kind, now).await?;
             // The new files' directory entries must survive a crash before anything
             // acknowledged lands in them.
-            self.inner.storage.sync_dir(&self.inner.dir).await?;
-            Ok(seg)
+            self.inner.storage.sync_dir(dir).await?;
+            Ok(())
         };
         match io.await {
-            Ok(seg) => {
+            Ok(()) => {
                 let mut st = self.inner.state.borrow_mut();
                 st.segments.push(seg);
                 st.written_pos = 0;

@@ -4,6 +4,7 @@
 //! tests); `index` holds the sparse `.index` / `.timeindex`; `log` owns the segments of one
 //! partition, its appender and flush policy, recovery and reads.
 
+pub mod admit;
 pub mod cache;
 pub mod error;
 pub mod glommio_io;

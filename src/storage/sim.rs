@@ -397,4 +397,12 @@ impl Storage for SimStorage {
         let fs = self.fs.borrow();
         fs.files.contains_key(path) || fs.dirs.contains(path)
     }
+
+    async fn offload<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        futures_lite::future::yield_now().await;
+        crate::fatal::contained_call(work)
+    }
 }

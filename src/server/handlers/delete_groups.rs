@@ -10,11 +10,9 @@ use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse, GroupI
 
 pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError> {
     let request: DeleteGroupsRequest = req.decode_body()?;
-    let calls: Vec<_> = request
-        .groups_names
-        .iter()
-        .map(|g| {
-            let id = g.to_string();
+    let calls: Vec<_> = super::dedupe::unique(request.groups_names.iter().map(|g| g.to_string()))
+        .into_iter()
+        .map(|id| {
             Box::pin(async move {
                 let c = match group::route(&ctx.shard, &id, GroupOp::Delete(vec![id.clone()])).await
                 {

@@ -18,6 +18,9 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
             None => by_id.push(t.topic_id),
         }
     }
+    // Each topic is deleted and answered once, however often it is named.
+    let names = super::dedupe::unique(names);
+    let by_id = super::dedupe::unique(by_id);
     let results = match ctx
         .shard
         .call(

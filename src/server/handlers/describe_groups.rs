@@ -11,11 +11,9 @@ use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, Gr
 
 pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError> {
     let request: DescribeGroupsRequest = req.decode_body()?;
-    let calls: Vec<_> = request
-        .groups
-        .iter()
-        .map(|g| {
-            let id = g.to_string();
+    let calls: Vec<_> = super::dedupe::unique(request.groups.iter().map(|g| g.to_string()))
+        .into_iter()
+        .map(|id| {
             Box::pin(async move {
                 match group::route(&ctx.shard, &id, GroupOp::Describe(vec![id.clone()])).await {
                     Some(GroupReply::Describe(mut d)) if d.len() == 1 => d.remove(0),

@@ -12,7 +12,7 @@ use crate::server::response::Response;
 use crate::shard::messages::{ReadPart, ReadResult, ShardReply, ShardRequest};
 use crate::shard::runtime::{first_of, join_all};
 use kafka_protocol::messages::FetchRequest;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// One partition of the request, in request order.
@@ -72,11 +72,17 @@ async fn read_round(ctx: &Ctx, wanted: &[Wanted], max_bytes: u64) -> Vec<ReadRes
 pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Response, RequestError> {
     let request: FetchRequest = req.decode_body()?;
     let meta = ctx.shard.meta();
+    // Each partition is read and answered once, however often the request names it (the
+    // first position given wins, as a fetch session would keep one).
+    let mut seen: HashSet<(&str, i32)> = HashSet::new();
     let mut wanted = Vec::new();
     for t in &request.topics {
         let topic = topic_str(&t.topic);
         let partitions = meta.topics.get(&topic).map(|v| v.partitions).unwrap_or(0);
         for p in &t.partitions {
+            if !seen.insert((t.topic.0.as_str(), p.partition)) {
+                continue;
+            }
             let exists = p.partition >= 0 && p.partition < partitions;
             wanted.push(Wanted {
                 owner: exists.then(|| ctx.shard.owner(&topic, p.partition)),
@@ -133,34 +139,31 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Response, RequestErr
     // Shards filled their partitions independently: keep the whole response within
     // max_bytes, except that the first records returned are always whole (KIP-74).
     let mut used = 0u64;
-    let mut results = results.into_iter();
-    let mut frames = Vec::with_capacity(request.topics.len());
-    for t in &request.topics {
-        let mut partitions = Vec::with_capacity(t.partitions.len());
-        for p in &t.partitions {
-            let r = results
-                .next()
-                .unwrap_or_else(|| ReadResult::error(code::UNKNOWN_SERVER_ERROR));
-            let len = r.records_len();
-            let records = if used > 0 && used + len > max_bytes {
-                Vec::new()
-            } else {
-                used += len;
-                r.records
-            };
-            partitions.push(PartitionFrame {
-                partition: p.partition,
-                error_code: r.error_code,
-                high_watermark: r.high_watermark,
-                last_stable_offset: r.high_watermark,
-                log_start_offset: r.log_start_offset,
-                records,
-            });
+    let mut frames: Vec<TopicFrame> = Vec::new();
+    for (w, r) in wanted.into_iter().zip(results) {
+        let len = r.records_len();
+        let records = if used > 0 && used + len > max_bytes {
+            Vec::new()
+        } else {
+            used += len;
+            r.records
+        };
+        let partition = PartitionFrame {
+            partition: w.partition,
+            error_code: r.error_code,
+            high_watermark: r.high_watermark,
+            last_stable_offset: r.high_watermark,
+            log_start_offset: r.log_start_offset,
+            records,
+        };
+        // Partitions of one topic named together stay together, in request order.
+        match frames.last_mut() {
+            Some(last) if last.name == w.topic => last.partitions.push(partition),
+            _ => frames.push(TopicFrame {
+                name: w.topic,
+                partitions: vec![partition],
+            }),
         }
-        frames.push(TopicFrame {
-            name: topic_str(&t.topic),
-            partitions,
-        });
     }
     Ok(fetch_frame::encode(
         req.version,

@@ -30,7 +30,8 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
             producer_id: request.producer_id.0,
             epoch: request.producer_epoch,
         });
-    match ctx.shard.producer_ids.init(current) {
+    // The allocator is the broker's state: a panic inside it must stop the process.
+    match crate::fatal::owned(|| ctx.shard.producer_ids.init(current)) {
         Ok(p) => req.respond(
             &InitProducerIdResponse::default()
                 .with_producer_id(ProducerId(p.producer_id))

@@ -10,7 +10,13 @@ use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+enum Slot {
+    Pending,
+    Done(ListOffsetsResult),
+    Skip,
+}
 
 pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError> {
     let request: ListOffsetsRequest = req.decode_body()?;
@@ -20,14 +26,40 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
         offset: -1,
         timestamp: -1,
     };
-    let mut results: Vec<Option<ListOffsetsResult>> = Vec::new();
+    // Kafka answers a partition named twice with INVALID_REQUEST; here it is also answered
+    // once, at its first place.
+    let mut named: HashMap<(&str, i32), u32> = HashMap::new();
+    for t in &request.topics {
+        for p in &t.partitions {
+            *named
+                .entry((t.name.0.as_str(), p.partition_index))
+                .or_default() += 1;
+        }
+    }
+    let mut answered: HashSet<(&str, i32)> = HashSet::new();
+    // Per partition of the request: `None` to fill from a shard, or the result; partitions
+    // left out of the response are `Skip`.
+    let mut results: Vec<Slot> = Vec::new();
     let mut groups: BTreeMap<usize, (Vec<ListOffsetsPart>, Vec<usize>)> = BTreeMap::new();
     for t in &request.topics {
         let topic = topic_str(&t.name);
         let partitions = meta.topics.get(&topic).map(|v| v.partitions).unwrap_or(0);
         for p in &t.partitions {
+            let key = (t.name.0.as_str(), p.partition_index);
+            if !answered.insert(key) {
+                results.push(Slot::Skip);
+                continue;
+            }
+            if named.get(&key).is_some_and(|n| *n > 1) {
+                results.push(Slot::Done(ListOffsetsResult {
+                    error_code: code::INVALID_REQUEST,
+                    offset: -1,
+                    timestamp: -1,
+                }));
+                continue;
+            }
             if p.partition_index < 0 || p.partition_index >= partitions {
-                results.push(Some(missing()));
+                results.push(Slot::Done(missing()));
                 continue;
             }
             let g = groups
@@ -39,7 +71,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
                 timestamp: p.timestamp,
             });
             g.1.push(results.len());
-            results.push(None);
+            results.push(Slot::Pending);
         }
     }
     let mut slots = Vec::new();
@@ -53,7 +85,9 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
     for (reply, idx) in join_all(calls).await.into_iter().zip(slots) {
         if let Some(ShardReply::ListOffsets(rs)) = reply {
             for (r, i) in rs.into_iter().zip(idx) {
-                results[i] = Some(r);
+                if let Some(slot) = results.get_mut(i) {
+                    *slot = Slot::Done(r);
+                }
             }
         }
     }
@@ -65,18 +99,25 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
             let partitions = t
                 .partitions
                 .iter()
-                .map(|p| {
-                    let r = results.next().flatten().unwrap_or(ListOffsetsResult {
-                        error_code: code::KAFKA_STORAGE_ERROR,
-                        offset: -1,
-                        timestamp: -1,
-                    });
-                    ListOffsetsPartitionResponse::default()
-                        .with_partition_index(p.partition_index)
-                        .with_error_code(r.error_code)
-                        .with_offset(r.offset)
-                        .with_timestamp(r.timestamp)
-                        .with_leader_epoch(if req.version >= 4 { 0 } else { -1 })
+                .zip(results.by_ref())
+                .filter_map(|(p, slot)| {
+                    let r = match slot {
+                        Slot::Skip => return None,
+                        Slot::Done(r) => r,
+                        Slot::Pending => ListOffsetsResult {
+                            error_code: code::KAFKA_STORAGE_ERROR,
+                            offset: -1,
+                            timestamp: -1,
+                        },
+                    };
+                    Some(
+                        ListOffsetsPartitionResponse::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(r.error_code)
+                            .with_offset(r.offset)
+                            .with_timestamp(r.timestamp)
+                            .with_leader_epoch(if req.version >= 4 { 0 } else { -1 }),
+                    )
                 })
                 .collect();
             ListOffsetsTopicResponse::default()

@@ -6,7 +6,7 @@
 
 use super::{Ctx, Request, RequestError, str_bytes, topic_name, topic_str};
 use crate::server::errors::code;
-use crate::shard::meta::validate_topic_name;
+use crate::shard::meta::{is_internal, validate_topic_name};
 use bytes::Bytes;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -25,18 +25,25 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
     let wanted: Option<Vec<String>> = match &request.topics {
         None => None,
         Some(t) if t.is_empty() && req.version == 0 => None,
-        Some(t) => Some(
-            t.iter()
-                .filter_map(|t| t.name.as_ref().map(topic_str))
-                .collect(),
-        ),
+        Some(t) => {
+            // Each topic is answered once, however often it is named.
+            let mut seen = std::collections::HashSet::new();
+            Some(
+                t.iter()
+                    .filter_map(|t| t.name.as_ref().map(topic_str))
+                    .filter(|n| seen.insert(n.clone()))
+                    .collect(),
+            )
+        }
     };
 
     if let Some(names) = &wanted {
         let meta = ctx.shard.meta();
         let missing: Vec<String> = names
             .iter()
-            .filter(|n| !meta.topics.contains_key(*n) && validate_topic_name(n).is_ok())
+            .filter(|n| {
+                !meta.topics.contains_key(*n) && validate_topic_name(n).is_ok() && !is_internal(n)
+            })
             .cloned()
             .collect();
         if allow_create && !missing.is_empty() {
@@ -75,7 +82,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
             MetadataResponseTopic::default()
                 .with_name(Some(topic_name(name)))
                 .with_topic_id(t.id)
-                .with_is_internal(name == crate::group::OFFSETS_TOPIC)
+                .with_is_internal(is_internal(name))
                 .with_partitions(partitions)
         })
         .collect();

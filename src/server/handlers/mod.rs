@@ -3,6 +3,7 @@
 
 pub mod api_versions;
 pub mod create_topics;
+pub mod dedupe;
 pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_groups;
@@ -172,6 +173,11 @@ async fn handle_api(ctx: &Ctx, frame: Bytes) -> Result<Option<Answer>, RequestEr
     let mut body = frame;
     let header = RequestHeader::decode(&mut body, api.request_header_version(version))
         .map_err(|e| RequestError::Decode(e.to_string()))?;
+    if let Some(id) = &crate::fatal::faults().panic_client_id
+        && header.client_id.as_deref() == Some(id.as_str())
+    {
+        panic!("injected fault: a request from client {id} panics");
+    }
     let mut req = Request {
         api,
         version,

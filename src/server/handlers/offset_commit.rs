@@ -11,7 +11,8 @@ use kafka_protocol::messages::offset_commit_response::{
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
 pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError> {
-    let request: OffsetCommitRequest = req.decode_body()?;
+    let mut request: OffsetCommitRequest = req.decode_body()?;
+    super::dedupe::last_commit_per_partition(&mut request);
     let group_id = request.group_id.to_string();
     // Kept to answer every partition if the coordinator cannot be reached.
     let shape: Vec<_> = request

@@ -8,7 +8,8 @@ use bytes::Bytes;
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 
 pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError> {
-    let request: OffsetDeleteRequest = req.decode_body()?;
+    let mut request: OffsetDeleteRequest = req.decode_body()?;
+    super::dedupe::unique_offset_deletes(&mut request.topics);
     let group_id = request.group_id.to_string();
     let response = match group::route(&ctx.shard, &group_id, GroupOp::OffsetDelete(request)).await {
         Some(GroupReply::OffsetDelete(r)) => r,

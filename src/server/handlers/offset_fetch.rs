@@ -36,14 +36,19 @@ async fn fetch_one(
 pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError> {
     let request: OffsetFetchRequest = req.decode_body()?;
     if req.version >= 8 {
+        // Each group once (its first entry), each partition once.
+        let mut seen = std::collections::HashSet::new();
         let calls: Vec<_> = request
             .groups
             .iter()
+            .filter(|g| seen.insert(g.group_id.to_string()))
             .map(|g| {
                 let topics = g.topics.as_ref().map(|ts| {
-                    ts.iter()
-                        .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
-                        .collect()
+                    super::dedupe::unique_partitions(
+                        ts.iter()
+                            .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
+                            .collect(),
+                    )
                 });
                 Box::pin(fetch_one(ctx, g.group_id.to_string(), topics))
             })
@@ -81,9 +86,11 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
         return req.respond(&OffsetFetchResponse::default().with_groups(groups));
     }
     let topics = request.topics.as_ref().map(|ts| {
-        ts.iter()
-            .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
-            .collect()
+        super::dedupe::unique_partitions(
+            ts.iter()
+                .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
+                .collect(),
+        )
     });
     let f = fetch_one(ctx, request.group_id.to_string(), topics).await;
     // v1 has no group-level error: a group error goes on every partition.

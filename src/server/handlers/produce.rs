@@ -8,12 +8,12 @@
 use super::{Ctx, Request, RequestError, str_bytes, topic_name, topic_str};
 use crate::server::errors::code;
 use crate::shard::messages::{ProducePart, ProduceResult, ShardReply, ShardRequest};
-use crate::shard::meta::validate_topic_name;
+use crate::shard::meta::{is_internal, validate_topic_name};
 use crate::shard::runtime::join_all;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// The parts of a request one shard appends, and the (topic, partition) index of each.
 type Group = (Vec<ProducePart>, Vec<(usize, usize)>);
@@ -32,8 +32,11 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Option<Bytes>, Reque
             .topic_data
             .iter()
             .map(|t| topic_str(&t.name))
-            .filter(|n| !meta.topics.contains_key(n) && validate_topic_name(n).is_ok())
+            .filter(|n| {
+                !meta.topics.contains_key(n) && validate_topic_name(n).is_ok() && !is_internal(n)
+            })
             .collect();
+        missing.sort_unstable();
         missing.dedup();
         if !missing.is_empty() {
             super::create_topics::auto_create(ctx, missing).await;
@@ -41,6 +44,17 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Option<Bytes>, Reque
     }
 
     let meta = shard.meta();
+    // A partition named twice is answered once, with INVALID_REQUEST, and neither copy is
+    // appended: which one the client meant cannot be known.
+    let mut named: HashMap<(&str, i32), u32> = HashMap::new();
+    for topic in &request.topic_data {
+        for part in &topic.partition_data {
+            *named
+                .entry((topic.name.0.as_str(), part.index))
+                .or_default() += 1;
+        }
+    }
+    let mut answered: HashSet<(&str, i32)> = HashSet::new();
     let mut results: Vec<Vec<Option<ProduceResult>>> = Vec::new();
     // Per owning shard: the parts to append and where their results go.
     let mut groups: BTreeMap<usize, Group> = BTreeMap::new();
@@ -50,13 +64,22 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Option<Bytes>, Reque
         let mut row = Vec::with_capacity(topic.partition_data.len());
         for (pi, part) in topic.partition_data.iter().enumerate() {
             let p = part.index;
+            let key = (topic.name.0.as_str(), p);
+            if !answered.insert(key) {
+                row.push(Some(ProduceResult::omitted()));
+                continue;
+            }
             let error = if !matches!(acks, -1..=1) {
                 Some(code::INVALID_REQUIRED_ACKS)
+            } else if named.get(&key).is_some_and(|n| *n > 1) {
+                Some(code::INVALID_REQUEST)
             } else {
                 match view {
                     None if validate_topic_name(&name).is_err() => {
                         Some(code::INVALID_TOPIC_EXCEPTION)
                     }
+                    // Internal topics are written by the broker only.
+                    _ if is_internal(&name) => Some(code::INVALID_TOPIC_EXCEPTION),
                     Some(v) if p >= 0 && p < v.partitions => match &part.records {
                         None => Some(code::CORRUPT_MESSAGE),
                         Some(r) if r.len() as u64 > v.log.max_batch_bytes => {
@@ -117,6 +140,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Option<Bytes>, Reque
                 .partition_data
                 .iter()
                 .zip(row)
+                .filter(|(_, r)| !r.as_ref().is_some_and(ProduceResult::is_omitted))
                 .map(|(part, r)| {
                     let r =
                         r.unwrap_or_else(|| ProduceResult::error(code::KAFKA_STORAGE_ERROR, None));

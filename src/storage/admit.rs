@@ -1,0 +1,273 @@
+//! What a client's batches must satisfy before the log takes them, beyond length, magic
+//! and CRC (`protocol::batch::validate_batches`). Kafka checks the same on every topic:
+//!
+//! - the codec is one Kafka has; control batches come only from the broker, and
+//!   transactional ones are refused until transactions exist;
+//! - an idempotent batch names a producer id this broker issued (its epoch and sequence
+//!   are the producer state's to judge);
+//! - with CreateTime, every timestamp is within `message.timestamp.before.max.ms` /
+//!   `after.max.ms` of the broker clock (a far-future timestamp would pin its segment
+//!   against retention);
+//! - the records agree with the header: the count, each offset delta in order, every
+//!   length inside its record. Compressed batches are decompressed for this (bounded, and
+//!   streamed: nothing of them is kept), as Kafka does, so no batch that would stop its
+//!   partition's consumers is ever stored.
+//!
+//! The record walk costs CPU in proportion to the records. It runs on the reactor up to a
+//! small budget of decompressed bytes; a batch that needs more is checked again off the
+//! reactor (`Storage::offload`), so a large or adversarial batch cannot stall the other
+//! clients of the shard.
+
+use super::error::{Result, StorageError};
+use crate::compression::{self, Codec, CompressionError};
+use crate::config::LogConfig;
+use crate::producer::ProducerError;
+use crate::protocol::batch::{ATTR_CONTROL, ATTR_TRANSACTIONAL, BatchHeader, HEADER_BYTES};
+use crate::protocol::records::{self, FramingError, SliceSource, StreamSource};
+use std::ops::Range;
+
+/// Decompressed bytes one batch may be walked on the reactor before the check moves off it.
+pub const INLINE_WALK_BYTES: u64 = 1 << 20;
+
+/// Kafka's "no timestamp".
+const NO_TIMESTAMP: i64 = -1;
+
+/// The checks that need only the headers.
+pub fn check_headers(
+    headers: &[(BatchHeader, Range<usize>)],
+    config: &LogConfig,
+    now_ms: i64,
+    issued_below: Option<i64>,
+) -> Result<()> {
+    for (h, _) in headers {
+        Codec::from_attributes(h.attributes)?;
+        if h.attributes & ATTR_CONTROL != 0 {
+            return Err(StorageError::InvalidRecord(
+                "clients may not write control batches".into(),
+            ));
+        }
+        if h.attributes & ATTR_TRANSACTIONAL != 0 {
+            return Err(StorageError::InvalidRecord(
+                "transactional batches are not supported".into(),
+            ));
+        }
+        if h.producer_id >= 0 && issued_below.is_some_and(|below| h.producer_id >= below) {
+            return Err(ProducerError::UnknownProducerId {
+                producer_id: h.producer_id,
+            }
+            .into());
+        }
+        if !config.log_append_time {
+            check_timestamp(h.base_timestamp, config, now_ms)?;
+            check_timestamp(h.max_timestamp, config, now_ms)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_timestamp(ts: i64, config: &LogConfig, now_ms: i64) -> Result<()> {
+    if ts == NO_TIMESTAMP {
+        return Ok(());
+    }
+    let out = |what, bound| StorageError::InvalidTimestamp {
+        timestamp: ts,
+        now: now_ms,
+        what,
+        bound,
+    };
+    let diff = i128::from(ts) - i128::from(now_ms);
+    if let Some(after) = config.timestamp_after_max_ms
+        && diff > i128::from(after)
+    {
+        return Err(out("ahead of", after));
+    }
+    if let Some(before) = config.timestamp_before_max_ms
+        && -diff > i128::from(before)
+    {
+        return Err(out("behind", before));
+    }
+    Ok(())
+}
+
+/// How far a walk may go: the decompressed bytes it may read, and whether running out of
+/// them means "try again off the reactor" rather than "too large".
+#[derive(Clone, Copy)]
+pub struct WalkBudget {
+    pub bytes: u64,
+    pub is_inline: bool,
+}
+
+/// What walking a batch's records found.
+pub enum Walked {
+    Ok,
+    /// The inline budget ran out: walk it again off the reactor.
+    NeedsOffload,
+}
+
+/// Walks the records of one whole, CRC-checked batch and checks every record timestamp.
+pub fn walk_batch(
+    header: &BatchHeader,
+    batch: &[u8],
+    config: &LogConfig,
+    now_ms: i64,
+    budget: WalkBudget,
+) -> Result<Walked> {
+    let codec = Codec::from_attributes(header.attributes)?;
+    let payload = batch
+        .get(HEADER_BYTES..)
+        .ok_or_else(|| StorageError::InvalidRecord("batch shorter than its header".into()))?;
+    let check_times = !config.log_append_time && header.base_timestamp != NO_TIMESTAMP;
+    let mut visit = |_index: i32, delta: i64| -> std::result::Result<(), FramingError> {
+        if !check_times {
+            return Ok(());
+        }
+        let Some(ts) = header.base_timestamp.checked_add(delta) else {
+            return Err(FramingError::Bad {
+                index: _index,
+                what: "timestamp overflows",
+            });
+        };
+        check_timestamp(ts, config, now_ms).map_err(|_| FramingError::Bad {
+            index: _index,
+            what: "timestamp out of bounds",
+        })
+    };
+    let walked = if codec == Codec::None {
+        records::walk(
+            &mut SliceSource::new(payload),
+            header.record_count,
+            &mut visit,
+        )
+    } else {
+        let limit = usize::try_from(budget.bytes).unwrap_or(usize::MAX);
+        let reader = compression::reader(codec, payload, limit)?;
+        records::walk(
+            &mut StreamSource::new(reader, budget.bytes),
+            header.record_count,
+            &mut visit,
+        )
+    };
+    match walked {
+        Ok(()) => Ok(Walked::Ok),
+        Err(FramingError::TooLarge { .. }) if budget.is_inline => Ok(Walked::NeedsOffload),
+        Err(FramingError::TooLarge { limit }) => Err(CompressionError::TooLarge {
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+        }
+        .into()),
+        Err(FramingError::Corrupt(msg)) => Err(CompressionError::Corrupt(msg).into()),
+        Err(FramingError::Bad {
+            what: "timestamp out of bounds",
+            ..
+        }) => Err(StorageError::InvalidRecord(
+            "a record timestamp is outside message.timestamp.before/after.max.ms".into(),
+        )),
+        Err(e) => Err(StorageError::InvalidRecord(e.to_string())),
+    }
+}
+
+/// Walks every batch of a request within `budget`. `Ok(false)` when a batch needs more
+/// than an inline budget allows.
+pub fn walk_all(
+    headers: &[(BatchHeader, Range<usize>)],
+    batches: &[u8],
+    config: &LogConfig,
+    now_ms: i64,
+    budget: WalkBudget,
+) -> Result<bool> {
+    for (h, range) in headers {
+        let batch = batches
+            .get(range.clone())
+            .ok_or_else(|| StorageError::InvalidRecord("batch outside the request".into()))?;
+        if let Walked::NeedsOffload = walk_batch(h, batch, config, now_ms, budget)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::batch::{self, testing::build_batch, validate_batches};
+
+    fn headers(b: &[u8]) -> Vec<(BatchHeader, Range<usize>)> {
+        validate_batches(b).unwrap()
+    }
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    #[test]
+    fn header_rules() {
+        let config = LogConfig::default();
+        let ok = build_batch(&[b"a"], NOW);
+        check_headers(&headers(&ok), &config, NOW, Some(10)).unwrap();
+        // Two hours ahead: beyond the default one-hour bound.
+        let future = build_batch(&[b"a"], NOW + 7_200_000);
+        assert!(matches!(
+            check_headers(&headers(&future), &config, NOW, None),
+            Err(StorageError::InvalidTimestamp { .. })
+        ));
+        // Far in the past is fine by default (no before bound)...
+        let past = build_batch(&[b"a"], 1000);
+        check_headers(&headers(&past), &config, NOW, None).unwrap();
+        // ...and LogAppendTime topics take any timestamp.
+        let stamped = LogConfig {
+            log_append_time: true,
+            ..LogConfig::default()
+        };
+        check_headers(&headers(&future), &stamped, NOW, None).unwrap();
+        // Producer ids this broker never issued.
+        let mut idem = build_batch(&[b"a"], NOW);
+        batch::set_producer(&mut idem, 42, 0, 0);
+        check_headers(&headers(&idem), &config, NOW, Some(43)).unwrap();
+        assert!(matches!(
+            check_headers(&headers(&idem), &config, NOW, Some(42)),
+            Err(StorageError::Producer(
+                ProducerError::UnknownProducerId { .. }
+            ))
+        ));
+    }
+
+    #[test]
+    fn compressed_records_are_walked_and_large_ones_go_off_the_reactor() {
+        let config = LogConfig::default();
+        let plain = build_batch(&[&[b'x'; 3000], &[b'y'; 3000]], NOW);
+        let records = &plain[HEADER_BYTES..];
+        for codec in [Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
+            let mut b = plain[..HEADER_BYTES].to_vec();
+            b.extend_from_slice(&compression::compress(codec, records));
+            let length = (b.len() - batch::LOG_OVERHEAD) as i32;
+            batch::set_length_attributes_and_crc(&mut b, length, codec as i16);
+            let hs = headers(&b);
+            let roomy = WalkBudget {
+                bytes: 1 << 20,
+                is_inline: true,
+            };
+            assert!(walk_all(&hs, &b, &config, NOW, roomy).unwrap(), "{codec:?}");
+            let tight = WalkBudget {
+                bytes: 4000,
+                is_inline: true,
+            };
+            assert!(
+                !walk_all(&hs, &b, &config, NOW, tight).unwrap(),
+                "{codec:?}"
+            );
+            let off = WalkBudget {
+                bytes: 4000,
+                is_inline: false,
+            };
+            assert!(walk_all(&hs, &b, &config, NOW, off).is_err(), "{codec:?}");
+            // The same records claiming three of them: refused.
+            let mut lie = b.clone();
+            lie[batch::HEADER_BYTES - 4..batch::HEADER_BYTES].copy_from_slice(&3i32.to_be_bytes());
+            lie[23..27].copy_from_slice(&2i32.to_be_bytes());
+            let length = (lie.len() - batch::LOG_OVERHEAD) as i32;
+            batch::set_length_attributes_and_crc(&mut lie, length, codec as i16);
+            let hs = headers(&lie);
+            assert!(matches!(
+                walk_all(&hs, &lie, &config, NOW, roomy),
+                Err(StorageError::InvalidRecord(_))
+            ));
+        }
+    }
+}
