@@ -76,15 +76,21 @@ fn build_config(args: &ServeArgs) -> Result<BrokerConfig, ringbroker::config::Co
 }
 
 fn main() -> ExitCode {
-    // RINGBROKER_LOG=debug|info|warn|error (default info).
-    let level = std::env::var("RINGBROKER_LOG")
-        .ok()
-        .and_then(|l| l.parse::<tracing::Level>().ok())
-        .unwrap_or(tracing::Level::INFO);
+    // RUST_LOG, as Rust programs read it: `debug`, or per module
+    // (`info,ringbroker::server=debug`). Default info; a value that does not parse says so.
+    let filter = match tracing_subscriber::EnvFilter::try_from_default_env() {
+        Ok(f) => f,
+        Err(e) => {
+            if std::env::var_os("RUST_LOG").is_some() {
+                eprintln!("ringbroker: ignoring RUST_LOG: {e}");
+            }
+            tracing_subscriber::EnvFilter::new("info")
+        }
+    };
     // Colour only on a terminal: logs redirected to files stay plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
-        .with_max_level(level)
+        .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .init();

@@ -332,13 +332,6 @@ impl BrokerConfig {
                 "must be at least socket.request.max.bytes, or no largest request could be read",
             ));
         }
-        if self.message_max_bytes > self.socket_request_max_bytes {
-            return Err(bad(
-                "message.max.bytes",
-                &self.message_max_bytes.to_string(),
-                "must not exceed socket.request.max.bytes",
-            ));
-        }
         Ok(())
     }
 

@@ -14,7 +14,7 @@
 //! panics while handling it closes this connection and nothing else.
 
 use super::handlers::{self, Ctx};
-use super::pool::{MemoryPool, pooled};
+use super::pool::{MemoryPool, Overdraft, Reservation, pooled};
 use crate::fatal::{Contained, Panicked};
 use crate::server::response::{Response, write_response};
 use crate::server::sockopt;
@@ -204,16 +204,22 @@ impl FrameReader {
             self.limits.frame_max_bytes,
         )?;
         self.buf.advance(4);
-        // Memory first: while the pool is spent this connection is not read at all. The
-        // wait is the broker's, so it does not count against the client's deadline.
-        let reservation = self.pool.reserve(len as u64).await;
-        let deadline = deadline + started.elapsed();
         if len <= READ_CHUNK {
+            // Memory first: while the pool is spent this connection is not read at all.
+            // The wait is the broker's, so it does not count against the client's deadline.
+            let waiting = Instant::now();
+            let reservation = self.pool.reserve(len as u64, None).await;
+            let deadline = deadline + waiting.elapsed();
             self.fill_to(stream, len, deadline).await?;
             let frame = self.buf.split_to(len).freeze();
             return Ok(Some(pooled(frame, reservation)));
         }
-        // A large frame is read into its own buffer, which grows only as bytes arrive.
+        // A large frame is read into its own buffer, which grows (and is reserved from the
+        // pool) a step at a time as bytes arrive; see `pool` for why, and for the overdraft
+        // that keeps partly read frames from waiting on each other forever.
+        let mut deadline = deadline;
+        let mut reservation = Reservation::empty(&self.pool);
+        let mut overdraft: Option<Overdraft> = None;
         let mut frame: Vec<u8> = Vec::new();
         frame.try_reserve_exact(len).map_err(|_| {
             FrameError::Io(std::io::Error::new(
@@ -222,12 +228,26 @@ impl FrameReader {
             ))
         })?;
         let have = self.buf.len().min(len);
+        if have > 0 {
+            let waiting = Instant::now();
+            reservation.merge(self.pool.reserve(have as u64, Some(&mut overdraft)).await);
+            deadline += waiting.elapsed();
+        }
         frame.extend_from_slice(&self.buf[..have]);
         self.buf.advance(have);
+        // `reserved` runs at most one step ahead of the bytes that arrived.
+        let mut reserved = have;
         while frame.len() < len {
             let start = frame.len();
-            let step = (len - start).min(LARGE_READ_STEP);
-            frame.resize(start + step, 0);
+            let target = len.min(start + LARGE_READ_STEP);
+            if target > reserved {
+                let waiting = Instant::now();
+                let more = self.pool.reserve((target - reserved) as u64, Some(&mut overdraft));
+                reservation.merge(more.await);
+                deadline += waiting.elapsed();
+                reserved = target;
+            }
+            frame.resize(target, 0);
             let left = deadline.saturating_duration_since(Instant::now());
             let n = match within(left, stream.read(&mut frame[start..])).await {
                 Waited::Done(n) => n?,
@@ -239,6 +259,7 @@ impl FrameReader {
             frame.truncate(start + n);
             activity.touch();
         }
+        drop(overdraft);
         Ok(Some(pooled(frame, reservation)))
     }
 }

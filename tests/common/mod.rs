@@ -66,6 +66,10 @@ pub fn disk_tempdir(prefix: &str) -> tempfile::TempDir {
 pub struct Broker {
     pub port: u16,
     extra: Vec<String>,
+    /// Extra environment of the broker process.
+    env: Vec<(String, String)>,
+    /// RLIMIT_AS of the broker process (as `prlimit --as` sets it), if any.
+    address_space_limit: Option<u64>,
     data: tempfile::TempDir,
     log_path: PathBuf,
     child: Option<Child>,
@@ -85,11 +89,23 @@ impl Broker {
 
     /// Starts a broker with arbitrary extra CLI arguments (after `--listen` and `--data-dir`).
     pub fn start_with_args(extra: Vec<String>) -> Broker {
+        Broker::start_with_options(extra, Vec::new(), None)
+    }
+
+    /// Starts a broker with extra CLI arguments, extra environment, and an address-space
+    /// limit (RLIMIT_AS, as hosts with strict overcommit or `prlimit --as` impose).
+    pub fn start_with_options(
+        extra: Vec<String>,
+        env: Vec<(String, String)>,
+        address_space_limit: Option<u64>,
+    ) -> Broker {
         let data = disk_tempdir("rb-data-");
         let log_path = data.path().with_extension("stderr.log");
         let mut b = Broker {
             port: free_port(),
             extra,
+            env,
+            address_space_limit,
             data,
             log_path,
             child: None,
@@ -132,18 +148,29 @@ impl Broker {
         writeln!(log, "===== harness: start #{} =====", self.starts).expect("write log");
         let err = log.try_clone().expect("clone log fd");
         let mut cmd = Command::new(broker_bin());
+        let as_limit = self.address_space_limit;
         // If the test process dies without running Drop (killed by a timeout), take the
         // broker with it. The signal fires when the spawning thread exits; a Broker is only
         // ever used from the thread that created it.
-        // SAFETY: prctl is async-signal-safe and touches only the child.
+        // SAFETY: prctl and setrlimit are async-signal-safe and touch only the child.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                if let Some(bytes) = as_limit {
+                    let lim = libc::rlimit {
+                        rlim_cur: bytes,
+                        rlim_max: bytes,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             });
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let child = cmd
             .arg("serve")
             .arg("--listen")
@@ -195,6 +222,27 @@ impl Broker {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The broker's resident memory (VmRSS of /proc/PID/status), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let pid = self.pid().expect("broker running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmRSS in /proc/PID/status")
+            * 1024
+    }
+
+    /// How the broker process ended, if it did (without waiting).
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok().flatten();
+        if status.is_some() {
+            self.child = None;
+        }
+        status
     }
 
     /// Is the broker process still running?
