@@ -1,4 +1,6 @@
 //! Kafka wire protocol pieces that ringbroker implements itself: the v2 record batch header
-//! and its CRC. Request/response framing and API types come from the `kafka-protocol` crate.
+//! and its CRC, and the structural pre-check of request frames. Request/response framing
+//! and API types come from the `kafka-protocol` crate.
 
 pub mod batch;
+pub mod precheck;
