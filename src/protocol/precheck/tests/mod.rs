@@ -14,6 +14,7 @@ mod build_groups;
 mod coverage;
 mod footprint;
 mod hostile;
+mod min_size;
 mod structure;
 
 use super::{Limits, PrecheckError, check_request, schema_for};
