@@ -13,6 +13,7 @@ mod build_data;
 mod build_groups;
 mod coverage;
 mod footprint;
+mod fuzz;
 mod hostile;
 mod min_size;
 mod structure;
