@@ -1,5 +1,7 @@
 //! Kafka wire protocol pieces that ringbroker implements itself: the v2 record batch header
-//! and its CRC. Request/response framing and API types come from the `kafka-protocol` crate.
+//! and its CRC, the record framing inside a batch, and the structural pre-check of request
+//! frames. Request/response framing and API types come from the `kafka-protocol` crate.
 
 pub mod batch;
+pub mod precheck;
 pub mod records;

@@ -1,0 +1,108 @@
+//! The schema's minimum sizes are exact: a struct at its defaults (empty strings and
+//! arrays, nulls, no tagged fields) encodes, by the crate, to exactly the minimum the
+//! walker divides counts by. Too large a minimum would refuse honest requests; too small
+//! would let a count reserve more than the bytes can fill.
+
+use super::super::schema::{self, Elem, StructSchema, Ty};
+use kafka_protocol::messages::create_topics_request::*;
+use kafka_protocol::messages::delete_topics_request::*;
+use kafka_protocol::messages::fetch_request::*;
+use kafka_protocol::messages::join_group_request::*;
+use kafka_protocol::messages::leave_group_request::*;
+use kafka_protocol::messages::list_offsets_request::*;
+use kafka_protocol::messages::metadata_request::*;
+use kafka_protocol::messages::offset_commit_request::*;
+use kafka_protocol::messages::offset_delete_request::*;
+use kafka_protocol::messages::offset_fetch_request::*;
+use kafka_protocol::messages::produce_request::*;
+use kafka_protocol::messages::sync_group_request::*;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::Encodable;
+
+/// The encoded size of the crate's default value of the struct named `name`.
+fn default_size(name: &str, v: i16) -> Option<usize> {
+    macro_rules! sizes {
+        ($($t:ident),* $(,)?) => {
+            match name {
+                $(stringify!($t) => Some($t::default().compute_size(v).unwrap()),)*
+                _ => None,
+            }
+        };
+    }
+    sizes!(
+        ProduceRequest,
+        TopicProduceData,
+        PartitionProduceData,
+        FetchRequest,
+        FetchTopic,
+        FetchPartition,
+        ForgottenTopic,
+        ListOffsetsRequest,
+        ListOffsetsTopic,
+        ListOffsetsPartition,
+        MetadataRequest,
+        MetadataRequestTopic,
+        ApiVersionsRequest,
+        CreateTopicsRequest,
+        CreatableTopic,
+        CreatableReplicaAssignment,
+        CreatableTopicConfig,
+        DeleteTopicsRequest,
+        DeleteTopicState,
+        InitProducerIdRequest,
+        FindCoordinatorRequest,
+        JoinGroupRequest,
+        JoinGroupRequestProtocol,
+        SyncGroupRequest,
+        SyncGroupRequestAssignment,
+        HeartbeatRequest,
+        LeaveGroupRequest,
+        MemberIdentity,
+        OffsetCommitRequest,
+        OffsetCommitRequestTopic,
+        OffsetCommitRequestPartition,
+        OffsetFetchRequest,
+        OffsetFetchRequestTopic,
+        OffsetFetchRequestGroup,
+        OffsetFetchRequestTopics,
+        ListGroupsRequest,
+        DescribeGroupsRequest,
+        DeleteGroupsRequest,
+        OffsetDeleteRequest,
+        OffsetDeleteRequestTopic,
+        OffsetDeleteRequestPartition,
+    )
+}
+
+/// Checks `s` and every struct array inside it that is present in `v`.
+fn check(s: &StructSchema, v: i16, flexible: bool, checked: &mut usize) {
+    let expected = default_size(s.name, v)
+        .unwrap_or_else(|| panic!("{} has no crate type in this test", s.name));
+    let min = schema::struct_min_size(s, v, flexible);
+    assert_eq!(
+        min, expected,
+        "{} v{v}: schema minimum vs crate default",
+        s.name
+    );
+    *checked += 1;
+    for f in s.fields.iter().filter(|f| f.versions.contains(v)) {
+        if let Ty::Array {
+            elem: Elem::Struct(inner),
+            ..
+        } = f.ty
+        {
+            check(inner, v, flexible, checked);
+        }
+    }
+}
+
+#[test]
+fn minimum_sizes_equal_the_crates_default_encodings() {
+    let mut checked = 0;
+    for m in schema::ALL {
+        for v in m.versions.min..=m.versions.max {
+            check(m.body, v, m.is_flexible(v), &mut checked);
+        }
+    }
+    assert!(checked >= 244, "{checked} (struct, version) pairs");
+}
