@@ -1,6 +1,5 @@
 //! ringbroker: a Kafka-wire-compatible message broker on glommio (io_uring, thread-per-core).
 
-pub mod alloc;
 pub mod bench;
 pub mod compression;
 pub mod config;
@@ -12,7 +11,10 @@ pub mod server;
 pub mod shard;
 pub mod storage;
 
-/// The unit tests decode hostile requests too, so they run on the broker's allocator.
+/// The precheck's differential tests run `kafka-protocol` on hostile frames; see
+/// `test_alloc`.
+#[cfg(test)]
+mod test_alloc;
 #[cfg(test)]
 #[global_allocator]
-static TEST_ALLOCATOR: alloc::BrokerAlloc = alloc::BrokerAlloc;
+static TEST_ALLOCATOR: test_alloc::BrokerAlloc = test_alloc::BrokerAlloc;

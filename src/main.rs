@@ -5,11 +5,6 @@ use ringbroker::config::BrokerConfig;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Huge, never-touched reservations (wire-supplied counts) map address space instead of
-/// aborting the process; see `ringbroker::alloc`.
-#[global_allocator]
-static GLOBAL: ringbroker::alloc::BrokerAlloc = ringbroker::alloc::BrokerAlloc;
-
 #[derive(Parser)]
 #[command(
     name = "ringbroker",

@@ -342,7 +342,10 @@ fn bombs_unknown_codecs_and_corrupt_data_are_rejected_with_bounded_memory() {
             r.0
         );
         assert_eq!(r.0, MESSAGE_TOO_LARGE, "framed bomb to {topic}");
-        assert!(after < 512 * 1024, "framed bomb: broker peak RSS {after} KiB");
+        assert!(
+            after < 512 * 1024,
+            "framed bomb: broker peak RSS {after} KiB"
+        );
     }
     assert_eq!(
         kafka::latest_offset(&mut c, "bombs", 0),

@@ -15,8 +15,8 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
     DescribeGroupsRequest, DescribeGroupsResponse, GroupId, JoinGroupRequest, JoinGroupResponse,
-    MetadataRequest, MetadataResponse, OffsetCommitRequest, OffsetCommitResponse,
-    SyncGroupRequest, SyncGroupResponse,
+    MetadataRequest, MetadataResponse, OffsetCommitRequest, OffsetCommitResponse, SyncGroupRequest,
+    SyncGroupResponse,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use ringbroker::protocol::batch::{self, testing::build_batch};
@@ -42,7 +42,11 @@ fn long(n: usize) -> StrBytes {
 
 /// The broker still runs, answers a new connection, and `topic` still holds `values`.
 fn assert_serving(broker: &mut Broker, topic: &str, values: &[&[u8]]) {
-    assert!(broker.is_running(), "broker process died:\n{}", broker.log());
+    assert!(
+        broker.is_running(),
+        "broker process died:\n{}",
+        broker.log()
+    );
     let mut c = RawClient::connect(broker.addr());
     let got: Vec<Vec<u8>> = kafka::fetch_all(&mut c, topic, 0, 0)
         .into_iter()
@@ -153,7 +157,9 @@ fn forged_counts_cannot_abort_under_an_address_space_limit() {
         9,
         10,
         // null transactional id, acks 1, timeout 30 s, one topic "h", 2^32-2 partitions.
-        &[0, 0, 1, 0, 0, 0x75, 0x30, 2, 2, b'h', 0xff, 0xff, 0xff, 0xff, 0x0f],
+        &[
+            0, 0, 1, 0, 0, 0x75, 0x30, 2, 2, b'h', 0xff, 0xff, 0xff, 0xff, 0x0f,
+        ],
     ));
     for f in &frames {
         let mut bad = RawClient::connect(broker.addr());
@@ -266,6 +272,8 @@ fn declared_frames_hold_no_memory_and_others_keep_being_served() {
 #[test]
 fn connection_limits_refuse_new_connections_only() {
     let mut broker = Broker::start(&["max.connections.per.ip=3", "connections.max.idle.ms=1500"]);
+    // The harness's start-up probe connection counts until the broker has seen it close.
+    std::thread::sleep(Duration::from_millis(300));
     let mut held: Vec<RawClient> = (0..3).map(|_| RawClient::connect(broker.addr())).collect();
     for c in &mut held {
         c.versions();
@@ -273,7 +281,11 @@ fn connection_limits_refuse_new_connections_only() {
     let mut refused = RawClient::connect(broker.addr());
     // The broker may have closed it before this write arrives.
     let _ = refused.send_bytes(&RawClient::encode_raw(18, 0, 1, &[]));
-    assert_eq!(refused.read_outcome(), ReadOutcome::Closed, "4th connection");
+    assert_eq!(
+        refused.read_outcome(),
+        ReadOutcome::Closed,
+        "4th connection"
+    );
     // The three keep working; closing one makes room.
     let mut c = held.pop().expect("one");
     let values = seed(&mut c, "held");
@@ -313,7 +325,10 @@ fn connection_limits_refuse_new_connections_only() {
         ]);
     let t = Instant::now();
     let r = poller.call(v, &fetch);
-    assert!(t.elapsed() >= Duration::from_millis(2900), "long poll waited");
+    assert!(
+        t.elapsed() >= Duration::from_millis(2900),
+        "long poll waited"
+    );
     assert_eq!(r.responses[0].partitions[0].error_code, NONE);
     assert_serving(&mut broker, "held", &values);
 }
@@ -352,14 +367,22 @@ fn a_panicking_request_costs_only_its_connection() {
         "the panic is logged"
     );
     // Other connections, even on the same shard, go on; the data is all there.
-    assert_eq!(kafka::metadata(&mut other, &["held"]).topics[0].error_code, NONE);
+    assert_eq!(
+        kafka::metadata(&mut other, &["held"]).topics[0].error_code,
+        NONE
+    );
     assert_serving(&mut broker, "held", &values);
 }
 
 #[test]
 fn a_panic_inside_shard_state_stops_the_broker_and_loses_nothing() {
     let mut broker = Broker::start_with_options(
-        vec!["--shards".into(), "2".into(), "--set".into(), "log.flush=fsync".into()],
+        vec![
+            "--shards".into(),
+            "2".into(),
+            "--set".into(),
+            "log.flush=fsync".into(),
+        ],
         vec![("RINGBROKER_TEST_PANIC_TOPIC".into(), "doomed".into())],
         None,
     );
@@ -460,7 +483,11 @@ fn topic_configs_and_partition_counts_are_bounded() {
         ("segment.ms", "10"),
         ("max.message.bytes", "200000000"),
     ] {
-        assert_eq!(create_with(&mut c, "t", 1, &[(k, v)]).0, INVALID_CONFIG, "{k}={v}");
+        assert_eq!(
+            create_with(&mut c, "t", 1, &[(k, v)]).0,
+            INVALID_CONFIG,
+            "{k}={v}"
+        );
     }
     assert_eq!(create_with(&mut c, "t", 65, &[]).0, INVALID_PARTITIONS);
     // 50 offsets partitions + 64 + 64 = 178; 64 more would pass 200.
@@ -487,8 +514,16 @@ fn batches_are_validated_on_every_topic() {
     let mut refuse = |b: Vec<u8>, code: i16, what: &str| {
         assert_eq!(kafka::produce_one(&mut c, "held", 0, b).0, code, "{what}");
     };
-    refuse(with_attributes(&[b"c"], 0x20), INVALID_RECORD, "control batch");
-    refuse(with_attributes(&[b"t"], 0x10), INVALID_RECORD, "transactional batch");
+    refuse(
+        with_attributes(&[b"c"], 0x20),
+        INVALID_RECORD,
+        "control batch",
+    );
+    refuse(
+        with_attributes(&[b"t"], 0x10),
+        INVALID_RECORD,
+        "transactional batch",
+    );
     // Header and records disagree: the header says 3 records, 2 are there.
     let mut short = build_batch(&[b"a", b"b"], common::recent_ts());
     short[23..27].copy_from_slice(&2i32.to_be_bytes()); // last offset delta

@@ -242,7 +242,9 @@ impl FrameReader {
             let target = len.min(start + LARGE_READ_STEP);
             if target > reserved {
                 let waiting = Instant::now();
-                let more = self.pool.reserve((target - reserved) as u64, Some(&mut overdraft));
+                let more = self
+                    .pool
+                    .reserve((target - reserved) as u64, Some(&mut overdraft));
                 reservation.merge(more.await);
                 deadline += waiting.elapsed();
                 reserved = target;

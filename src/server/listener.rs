@@ -94,6 +94,7 @@ pub async fn accept_loop(
         let (host, port) = advertised(&shard, stream.local_addr().ok());
         let ctx = Rc::new(Ctx {
             shard: shard.clone(),
+            pool: frontend.pool.clone(),
             advertised_host: host,
             advertised_port: port,
             client_host: peer.map(|a| format!("/{}", a.ip())).unwrap_or_default(),

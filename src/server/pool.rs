@@ -139,6 +139,17 @@ impl MemoryPool {
         }
     }
 
+    /// Reserves `bytes` at once, past the capacity if need be: for memory a request already
+    /// being handled needs (its decoded form). Waiting there could deadlock with the
+    /// frames that hold the pool; instead the overdrawn pool holds back new frames.
+    pub fn force_reserve(self: &Arc<Self>, bytes: u64) -> Reservation {
+        self.used.fetch_add(bytes, Ordering::AcqRel);
+        Reservation {
+            pool: self.clone(),
+            bytes,
+        }
+    }
+
     fn try_overdraft(self: &Arc<Self>) -> Option<Overdraft> {
         self.overdraft
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
@@ -214,10 +225,9 @@ mod tests {
                 // ...a second one waits, and small frames wait for memory as before.
                 let mut second = None;
                 let waiting = pool.reserve(10, Some(&mut second));
-                let timed_out = glommio::timer::timeout(Duration::from_millis(30), async {
-                    Ok(waiting.await)
-                })
-                .await;
+                let timed_out =
+                    glommio::timer::timeout(Duration::from_millis(30), async { Ok(waiting.await) })
+                        .await;
                 assert!(timed_out.is_err(), "no second overdraft");
                 // Once the first frame is whole, the overdraft passes on.
                 drop(first);

@@ -23,6 +23,7 @@ pub mod offset_fetch;
 pub mod produce;
 pub mod sync_group;
 
+use crate::protocol::precheck;
 use crate::server::response::Response;
 use crate::shard::Shard;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -79,6 +80,8 @@ pub enum RequestError {
 /// What a handler sees of its connection.
 pub struct Ctx {
     pub shard: Rc<Shard>,
+    /// The broker's request memory pool; decoded requests are charged to it too.
+    pub pool: std::sync::Arc<crate::server::pool::MemoryPool>,
     /// Host and port returned in Metadata for this broker.
     pub advertised_host: String,
     pub advertised_port: i32,
@@ -170,6 +173,14 @@ async fn handle_api(ctx: &Ctx, frame: Bytes) -> Result<Option<Answer>, RequestEr
     if api == ApiKey::Produce && version < produce::MIN_VERSION {
         return produce::unsupported_old_version(frame, version).map(|b| b.map(Answer::Bytes));
     }
+    // No count or length of the frame reaches the decoder before it is checked against
+    // the bytes that hold it, and what decoding will allocate is known (and charged to
+    // the request memory pool) before it does.
+    let checked = precheck::check_request(&frame, &precheck::Limits::default())
+        .map_err(|e| RequestError::Decode(e.to_string()))?;
+    let _decoded = ctx
+        .pool
+        .force_reserve(checked.decoded_bytes_estimate as u64);
     let mut body = frame;
     let header = RequestHeader::decode(&mut body, api.request_header_version(version))
         .map_err(|e| RequestError::Decode(e.to_string()))?;
@@ -240,14 +251,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lying_array_counts_fail_without_allocating() {
-        // Before the vendored patch this asked the allocator for ~150 GB and aborted.
-        let mut body = Bytes::from_static(&[0x7f, 0xff, 0xff, 0xff]);
-        let r = kafka_protocol::messages::MetadataRequest::decode(&mut body, 1);
-        assert!(r.is_err());
-        let mut body = Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
-        let r = kafka_protocol::messages::MetadataRequest::decode(&mut body, 9);
-        assert!(r.is_err());
+    fn every_advertised_api_has_a_precheck_schema() {
+        for (api, _, _) in SUPPORTED {
+            assert!(precheck::schema_for(*api).is_some(), "{api:?}");
+        }
     }
 
     #[test]

@@ -1,14 +1,13 @@
-//! The broker's global allocator: the system allocator, except that huge requests are
+//! The unit tests' global allocator: the system allocator, except that huge requests are
 //! served by `mmap(MAP_NORESERVE)`.
 //!
-//! Why: request decoding (the `kafka-protocol` crate) reserves `Vec::with_capacity(n)`
-//! with `n` read from the wire. A 20-byte request claiming 2^31 elements asks for hundreds
-//! of GiB; the system allocator refuses and the process aborts, taking every shard with
-//! it. A reservation that is never touched costs only address space, so serving huge
-//! requests from a MAP_NORESERVE mapping turns that abort into a decode error (the buffer
-//! runs out long before the vector fills) and the memory is returned untouched. Real data
-//! is bounded elsewhere: frames by `socket.request.max.bytes`, batches by
-//! `message.max.bytes`.
+//! Test scaffolding only. The broker never relies on it: `protocol::precheck` refuses every
+//! count the frame cannot hold before `kafka-protocol` reserves anything. The precheck's
+//! differential tests, though, run the crate itself on hostile frames the walker refused
+//! (to prove the crate would refuse them too), and the crate reserves the claimed counts
+//! first; on this allocator such a reservation costs address space, not an abort of the
+//! test binary. Hosts with strict overcommit ignore MAP_NORESERVE, which is why it could
+//! never be the broker's defence.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ptr;
