@@ -551,3 +551,66 @@ fn batches_are_validated_on_every_topic() {
     refuse(idem, UNKNOWN_PRODUCER_ID, "producer id never issued");
     assert_serving(&mut broker, "held", &values);
 }
+
+#[test]
+fn an_answered_long_poll_cancels_its_waits_on_other_shards() {
+    let mut broker = Broker::start_with_options(
+        vec!["--shards".into(), "2".into()],
+        vec![("RUST_LOG".into(), "info,ringbroker::shard=debug".into())],
+        None,
+    );
+    let mut c = RawClient::connect(broker.addr());
+    // Eight partitions land on both shards, so the fetch parks a wait on each.
+    kafka::create_topic(&mut c, "polled", 8);
+    let v = c.pick_version::<kafka_protocol::messages::FetchRequest>(12);
+    // Each round polls every partition from its end, then one partition gets a record.
+    // When that partition is on the connection's own shard, the wait parked on the other
+    // shard must be cancelled (rather than sit there for 20 s).
+    let mut next = [0i64; 8];
+    let mut waits = 0;
+    for round in 0..8usize {
+        let fetch = kafka_protocol::messages::FetchRequest::default()
+            .with_max_wait_ms(20_000)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![
+                kafka_protocol::messages::fetch_request::FetchTopic::default()
+                    .with_topic(kafka::topic_name("polled"))
+                    .with_partitions(
+                        (0..8)
+                            .map(|p| {
+                                kafka_protocol::messages::fetch_request::FetchPartition::default()
+                                    .with_partition(p as i32)
+                                    .with_fetch_offset(next[p])
+                                    .with_partition_max_bytes(1 << 20)
+                            })
+                            .collect(),
+                    ),
+            ]);
+        let id = c.send(v, &fetch);
+        std::thread::sleep(Duration::from_millis(300));
+        let mut p = RawClient::connect(broker.addr());
+        let batch = build_batch(&[b"wake"], common::recent_ts());
+        let (err, _) = kafka::produce_one(&mut p, "polled", round as i32, batch);
+        assert_eq!(err, NONE);
+        next[round] += 1;
+        let t = Instant::now();
+        c.recv::<kafka_protocol::messages::FetchRequest>(v, id)
+            .expect("fetch answered");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the append woke the poll"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        waits = broker.log().matches("long-poll wait").count();
+        if waits > 0 {
+            break;
+        }
+    }
+    assert!(
+        waits > 0,
+        "no wait on another shard was cancelled; log:\n{}",
+        broker.log()
+    );
+}

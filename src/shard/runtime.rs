@@ -211,7 +211,12 @@ impl Shard {
                             .detach();
                         }
                         MeshMsg::Cancel { from, id } => {
-                            shard.waits.borrow_mut().remove(&(from, id));
+                            if shard.waits.borrow_mut().remove(&(from, id)).is_some() {
+                                tracing::debug!(
+                                    "shard {}: long-poll wait {from}/{id} cancelled",
+                                    shard.id
+                                );
+                            }
                         }
                         MeshMsg::Reply { id, rep } => {
                             if let Some(tx) = shard.pending.borrow_mut().remove(&id) {

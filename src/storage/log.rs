@@ -1350,6 +1350,60 @@ mod tests {
     }
 
     #[test]
+    fn running_out_of_descriptors_at_a_roll_refuses_the_append_not_the_log() {
+        block_on(async {
+            let sim = SimStorage::new(9);
+            let dir = PathBuf::from("/d/nofile-0");
+            let log = PartitionLog::open(sim.clone(), dir.clone(), cfg(FlushMode::Fsync))
+                .await
+                .expect("open");
+            let mut sent = Vec::new();
+            let mut i = 0;
+            // Fill the first segment (4096 bytes) up to the next roll.
+            while sim
+                .file_bytes(&segment_path(&dir, 0, "log"))
+                .map_or(0, |b| b.len())
+                < 3500
+            {
+                let info = log.append(batch(i, 3)).await.expect("append");
+                sent.push((info.base_offset, i));
+                i += 1;
+            }
+            let files = sim_files(&sim, &dir);
+            // The roll needs three new files; the second open fails as EMFILE would.
+            sim.fail_open_at(2);
+            let big = batch(i, 40);
+            match log.append(big.clone()).await {
+                Err(StorageError::Io(e)) => assert_eq!(e.raw_os_error(), Some(libc::EMFILE)),
+                other => panic!("expected EMFILE, got {other:?}"),
+            }
+            assert_eq!(
+                sim_files(&sim, &dir),
+                files,
+                "no half-created segment is left"
+            );
+            // The log is healthy: the retry rolls and lands right after the last offset.
+            let next = sent.last().map(|(o, _)| o + 3).unwrap_or(0);
+            let info = log
+                .append(big)
+                .await
+                .expect("retry after descriptors are back");
+            assert_eq!(info.base_offset, next);
+            log.close().await.expect("close");
+            let log = PartitionLog::open(sim, dir, cfg(FlushMode::Fsync))
+                .await
+                .expect("reopen");
+            assert_eq!(log.high_watermark(), next + 40);
+        });
+    }
+
+    fn sim_files(sim: &SimStorage, dir: &Path) -> Vec<String> {
+        let mut names = block_on(sim.list_dir(dir)).expect("list");
+        names.sort();
+        names
+    }
+
+    #[test]
     fn producer_state_deduplicates_concurrent_retries_and_survives_reopen() {
         block_on(async {
             let sim = SimStorage::new(3);

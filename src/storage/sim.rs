@@ -55,6 +55,8 @@ fn apply(img: &mut Vec<u8>, op: &Op) {
 struct Faults {
     crash_at_write: Option<u64>,
     fail_sync_at: Option<u64>,
+    /// Opens to let through before one fails with EMFILE, as when descriptors run out.
+    open_fails_after: Option<u32>,
 }
 
 struct Fs {
@@ -107,6 +109,12 @@ impl SimStorage {
     pub fn fail_sync_at(&self, n: u64) {
         let mut fs = self.fs.borrow_mut();
         fs.faults.fail_sync_at = Some(fs.syncs + n);
+    }
+
+    /// The `n`-th open from now (1-based) fails with EMFILE, as when the process is out
+    /// of file descriptors.
+    pub fn fail_open_at(&self, n: u32) {
+        self.fs.borrow_mut().faults.open_fails_after = Some(n.saturating_sub(1));
     }
 
     /// Makes every operation fail from now on, as if the process died here.
@@ -314,6 +322,14 @@ impl Storage for SimStorage {
         futures_lite::future::yield_now().await;
         self.check()?;
         let mut fs = self.fs.borrow_mut();
+        match fs.faults.open_fails_after {
+            Some(0) => {
+                fs.faults.open_fails_after = None;
+                return Err(io::Error::from_raw_os_error(libc::EMFILE));
+            }
+            Some(n) => fs.faults.open_fails_after = Some(n - 1),
+            None => {}
+        }
         let state = match fs.files.get(path) {
             Some(s) => s.clone(),
             None if create => {

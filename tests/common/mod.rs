@@ -170,7 +170,7 @@ impl Broker {
                 Ok(())
             });
         }
-        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+
         let child = cmd
             .arg("serve")
             .arg("--listen")
@@ -182,6 +182,8 @@ impl Broker {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            // The test's own environment comes last, so it wins.
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
