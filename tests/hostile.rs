@@ -554,7 +554,7 @@ fn batches_are_validated_on_every_topic() {
 
 #[test]
 fn an_answered_long_poll_cancels_its_waits_on_other_shards() {
-    let mut broker = Broker::start_with_options(
+    let broker = Broker::start_with_options(
         vec!["--shards".into(), "2".into()],
         vec![("RUST_LOG".into(), "info,ringbroker::shard=debug".into())],
         None,
