@@ -284,7 +284,7 @@ fn main() {
             .collect(),
         Err(_) => {
             let mut v = vec![None];
-            if system != "cubic" && ringbroker::server::sockopt::probe_congestion("cubic").is_ok() {
+            if system != "cubic" && ringbroker::os::sockopt::probe_congestion("cubic").is_ok() {
                 v.push(Some("cubic".to_string()));
             }
             v

@@ -1,10 +1,12 @@
 //! ringbroker: a Kafka-wire-compatible message broker on glommio (io_uring, thread-per-core).
 
 pub mod bench;
+pub mod broker;
 pub mod compression;
 pub mod config;
 pub mod fatal;
 pub mod group;
+pub mod os;
 pub mod producer;
 pub mod protocol;
 pub mod server;

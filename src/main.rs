@@ -106,7 +106,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match ringbroker::shard::process::run(config) {
+            match ringbroker::broker::run(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("ringbroker: {e:#}");

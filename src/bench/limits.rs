@@ -94,7 +94,7 @@ pub fn tcp_builtin(seconds: f64, congestion: Option<&str>) -> std::io::Result<f6
     let mut stream = std::net::TcpStream::connect(addr)?;
     if let Some(algorithm) = congestion {
         use std::os::fd::AsRawFd;
-        crate::server::sockopt::set_congestion(stream.as_raw_fd(), algorithm)?;
+        crate::os::sockopt::set_congestion(stream.as_raw_fd(), algorithm)?;
     }
     let buf = vec![0x5au8; 1 << 20];
     let end = Instant::now() + Duration::from_secs_f64(seconds);

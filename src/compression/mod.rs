@@ -28,6 +28,19 @@ pub enum CompressionError {
 
 type Result<T> = std::result::Result<T, CompressionError>;
 
+impl CompressionError {
+    /// The Kafka error code a client gets for this error.
+    pub fn code(&self) -> i16 {
+        use crate::protocol::code;
+        match self {
+            CompressionError::Unsupported(_) => code::UNSUPPORTED_COMPRESSION_TYPE,
+            CompressionError::Corrupt(_) => code::CORRUPT_MESSAGE,
+            // Records that inflate past the limit: too large to store, as a huge batch is.
+            CompressionError::TooLarge { .. } => code::MESSAGE_TOO_LARGE,
+        }
+    }
+}
+
 /// Kafka's codecs, numbered as in the batch attributes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Codec {

@@ -244,7 +244,7 @@ impl BrokerConfig {
                 if value.is_empty() {
                     self.socket_tcp_congestion = None;
                 } else {
-                    crate::server::sockopt::probe_congestion(value).map_err(|e| {
+                    crate::os::sockopt::probe_congestion(value).map_err(|e| {
                         bad(key, value, &format!("not available on this machine ({e}); see net.ipv4.tcp_available_congestion_control"))
                     })?;
                     self.socket_tcp_congestion = Some(value.to_string());

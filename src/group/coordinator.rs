@@ -14,7 +14,7 @@
 use super::records::{GroupValue, Key, Record, build_batch};
 use super::{GroupError, OFFSETS_TOPIC, offsets_partition};
 use crate::config::GroupConfig;
-use crate::server::handlers::str_bytes;
+use crate::protocol::strings::str_bytes;
 use crate::shard::Shard;
 use bytes::Bytes;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};

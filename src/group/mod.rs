@@ -39,7 +39,7 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// Kafka's `offset.metadata.max.bytes`.
 pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 
-/// Why a group request fails; `server::errors` maps each to its Kafka code.
+/// Why a group request fails; [`GroupError::code`] maps each to its Kafka code.
 #[derive(Debug, Error)]
 pub enum GroupError {
     #[error("unknown member id")]
@@ -81,8 +81,32 @@ pub enum GroupError {
 }
 
 impl GroupError {
+    /// The Kafka error code a client gets for this error.
     pub fn code(&self) -> i16 {
-        crate::server::errors::group_error_code(self)
+        use crate::protocol::code;
+        match self {
+            GroupError::UnknownMemberId => code::UNKNOWN_MEMBER_ID,
+            GroupError::IllegalGeneration => code::ILLEGAL_GENERATION,
+            GroupError::RebalanceInProgress => code::REBALANCE_IN_PROGRESS,
+            GroupError::CoordinatorNotAvailable => code::COORDINATOR_NOT_AVAILABLE,
+            GroupError::NotCoordinator => code::NOT_COORDINATOR,
+            GroupError::LoadInProgress => code::COORDINATOR_LOAD_IN_PROGRESS,
+            GroupError::InvalidGroupId => code::INVALID_GROUP_ID,
+            GroupError::InconsistentGroupProtocol => code::INCONSISTENT_GROUP_PROTOCOL,
+            GroupError::GroupIdNotFound => code::GROUP_ID_NOT_FOUND,
+            GroupError::NonEmptyGroup => code::NON_EMPTY_GROUP,
+            GroupError::FencedInstanceId => code::FENCED_INSTANCE_ID,
+            GroupError::MemberIdRequired => code::MEMBER_ID_REQUIRED,
+            GroupError::InvalidSessionTimeout => code::INVALID_SESSION_TIMEOUT,
+            GroupError::UnknownTopicOrPartition => code::UNKNOWN_TOPIC_OR_PARTITION,
+            GroupError::GroupSubscribedToTopic => code::GROUP_SUBSCRIBED_TO_TOPIC,
+            GroupError::OffsetMetadataTooLarge => code::OFFSET_METADATA_TOO_LARGE,
+            GroupError::InvalidRequest => code::INVALID_REQUEST,
+            // A commit whose append failed: the offsets partition went away under it (the
+            // client finds the coordinator again) or the disk failed.
+            GroupError::Storage(StorageError::Closed) => code::NOT_COORDINATOR,
+            GroupError::Storage(s) => s.code(),
+        }
     }
 }
 
@@ -247,6 +271,30 @@ pub fn ensure_offsets_topic(mut meta: Metadata, config: &BrokerConfig) -> (Metad
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_errors_map_to_kafka_codes() {
+        let cases = [
+            (GroupError::UnknownMemberId, 25),
+            (GroupError::IllegalGeneration, 22),
+            (GroupError::RebalanceInProgress, 27),
+            (GroupError::CoordinatorNotAvailable, 15),
+            (GroupError::NotCoordinator, 16),
+            (GroupError::InvalidGroupId, 24),
+            (GroupError::InconsistentGroupProtocol, 23),
+            (GroupError::GroupIdNotFound, 69),
+            (GroupError::NonEmptyGroup, 68),
+            (GroupError::UnknownTopicOrPartition, 3),
+            (GroupError::FencedInstanceId, 82),
+            (GroupError::MemberIdRequired, 79),
+            (GroupError::GroupSubscribedToTopic, 86),
+            (GroupError::InvalidRequest, 42),
+            (GroupError::Storage(StorageError::Closed), 16),
+        ];
+        for (e, c) in cases {
+            assert_eq!(e.code(), c, "{e:?}");
+        }
+    }
 
     #[test]
     fn group_partition_is_stable() {

@@ -8,7 +8,7 @@
 use super::coordinator::{Committed, Group, State, append_detached, offsets_log};
 use super::records::{GroupValue, Key, OffsetValue, Record, build_batch, parse_batches};
 use super::{FetchedGroup, FetchedOffset, GroupError, OFFSET_METADATA_MAX_BYTES, OFFSETS_TOPIC};
-use crate::server::handlers::topic_name;
+use crate::protocol::strings::topic_name;
 use crate::shard::Shard;
 use crate::storage::log::wall_clock_ms;
 use kafka_protocol::messages::offset_commit_response::{

@@ -39,6 +39,21 @@ pub enum ProducerError {
     UnknownProducerId { producer_id: i64 },
 }
 
+impl ProducerError {
+    /// The Kafka error code a client gets for this error.
+    pub fn code(&self) -> i16 {
+        use crate::protocol::code;
+        match self {
+            // Since Kafka 2.7 (KIP-588) Produce answers a stale epoch with
+            // INVALID_PRODUCER_EPOCH, which producers treat as abortable; PRODUCER_FENCED
+            // is for the transactional APIs.
+            ProducerError::StaleEpoch { .. } => code::INVALID_PRODUCER_EPOCH,
+            ProducerError::OutOfOrder { .. } => code::OUT_OF_ORDER_SEQUENCE_NUMBER,
+            ProducerError::UnknownProducerId { .. } => code::UNKNOWN_PRODUCER_ID,
+        }
+    }
+}
+
 /// The identity and offsets of one batch of a producer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchMeta {

@@ -3,5 +3,8 @@
 //! frames. Request/response framing and API types come from the `kafka-protocol` crate.
 
 pub mod batch;
+pub mod code;
 pub mod precheck;
 pub mod records;
+pub mod strings;
+pub mod versions;

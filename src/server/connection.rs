@@ -16,8 +16,8 @@
 use super::handlers::{self, Ctx};
 use super::pool::{MemoryPool, Overdraft, Reservation, pooled};
 use crate::fatal::{Contained, Panicked};
+use crate::os::sockopt;
 use crate::server::response::{Response, write_response};
-use crate::server::sockopt;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_lite::AsyncReadExt;
 use glommio::channels::local_channel;

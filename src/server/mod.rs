@@ -3,9 +3,7 @@
 
 pub mod admission;
 pub mod connection;
-pub mod errors;
 pub mod handlers;
 pub mod listener;
 pub mod pool;
 pub mod response;
-pub mod sockopt;

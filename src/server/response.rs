@@ -9,38 +9,14 @@
 //! room without blocking the reactor, and then the zero-copy path resumes. Every path
 //! counts its bytes in [`FetchStats`].
 
+pub use crate::shard::stats::FetchStats;
+use crate::shard::stats::add;
+pub use crate::storage::Chunk;
 use bytes::Bytes;
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
-use std::cell::Cell;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-
-/// A piece of a response frame.
-pub enum Chunk {
-    Bytes(Bytes),
-    /// `len` bytes of a file from `position`. The descriptor is a dup of the segment's, so
-    /// the range stays readable even if retention deletes the segment meanwhile, and it
-    /// can cross to the connection's shard.
-    File {
-        fd: OwnedFd,
-        position: u64,
-        len: u64,
-    },
-}
-
-impl Chunk {
-    pub fn len(&self) -> u64 {
-        match self {
-            Chunk::Bytes(b) => b.len() as u64,
-            Chunk::File { len, .. } => *len,
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+use std::os::fd::{AsRawFd, RawFd};
 
 /// One response frame, length prefix included.
 pub struct Response {
@@ -76,51 +52,6 @@ impl Response {
             }
         }
         Ok(out)
-    }
-}
-
-/// Bytes each path carried, per shard. Logged periodically and at shutdown.
-#[derive(Default)]
-pub struct FetchStats {
-    /// File bytes sent by sendfile (zero-copy).
-    pub sendfile_bytes: Cell<u64>,
-    /// Memory bytes sent by writev: every encoded response (not only Fetch) and cached
-    /// batches.
-    pub writev_bytes: Cell<u64>,
-    /// Bytes sent by copying writes: one byte each time the socket was full (to wait for
-    /// room), or everything when zero-copy is off or sendfile refused the descriptor.
-    pub fallback_bytes: Cell<u64>,
-    pub fallback_count: Cell<u64>,
-    /// Record bytes served from the direct-IO batch cache / from segment files.
-    pub cache_hit_bytes: Cell<u64>,
-    pub cache_miss_bytes: Cell<u64>,
-}
-
-fn add(c: &Cell<u64>, n: u64) {
-    c.set(c.get() + n);
-}
-
-impl FetchStats {
-    pub fn summary(&self) -> String {
-        format!(
-            "bytes sent by path: sendfile={} writev={} fallback={} (fallbacks={}); fetched from cache: cache_hit={} cache_miss={}",
-            self.sendfile_bytes.get(),
-            self.writev_bytes.get(),
-            self.fallback_bytes.get(),
-            self.fallback_count.get(),
-            self.cache_hit_bytes.get(),
-            self.cache_miss_bytes.get(),
-        )
-    }
-
-    /// Bytes sent on all paths.
-    pub fn total(&self) -> u64 {
-        self.sendfile_bytes.get() + self.writev_bytes.get() + self.fallback_bytes.get()
-    }
-
-    /// Changes whenever any counter does (to log only when something moved).
-    pub fn version(&self) -> u64 {
-        self.total() + self.cache_hit_bytes.get() + self.cache_miss_bytes.get()
     }
 }
 
@@ -188,7 +119,7 @@ pub async fn write_response(
 const CORK_MIN_BYTES: u64 = 128 * 1024;
 
 fn set_cork(sock: RawFd, on: bool) {
-    if let Err(e) = super::sockopt::set_cork(sock, on) {
+    if let Err(e) = crate::os::sockopt::set_cork(sock, on) {
         // Only the segment sizes change; the bytes still go out.
         tracing::debug!("TCP_CORK={on}: {e}");
     }

@@ -2,7 +2,7 @@
 //! travel as `Bytes`, never as a log or a file, which stay on their owning shard.
 
 use super::meta::Metadata;
-use crate::server::response::Chunk;
+use crate::storage::Chunk;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::Arc;

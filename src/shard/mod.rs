@@ -1,11 +1,11 @@
 //! Shards: the shard table (who owns a partition), the mesh messages between shards, the
-//! metadata copy every shard keeps, the shard runtime that owns the logs, and the process
-//! that starts and stops the shards.
+//! metadata copy every shard keeps, and the shard runtime that owns the logs. Starting and
+//! stopping them is `crate::broker`.
 
 pub mod messages;
 pub mod meta;
-pub mod process;
 pub mod runtime;
+pub mod stats;
 pub mod table;
 
 pub use runtime::Shard;

@@ -7,10 +7,11 @@
 
 use super::messages::*;
 use super::meta::{self, Metadata, validate_topic_name};
+use super::stats::{FetchStats, add};
 use super::table;
 use crate::config::{BrokerConfig, LogConfig, topic};
-use crate::server::errors::{code, storage_error_code};
-use crate::server::response::{Chunk, FetchStats};
+use crate::protocol::code;
+use crate::storage::Chunk;
 use crate::storage::{BatchCache, GlommioStorage};
 use glommio::channels::channel_mesh::{Receivers, Senders};
 use glommio::channels::local_channel::{self, LocalSender};
@@ -92,10 +93,6 @@ pub struct Shard {
     batch_cache: Rc<RefCell<BatchCache>>,
     stats_logged_at: Cell<std::time::Instant>,
     stats_logged_total: Cell<u64>,
-}
-
-fn add(c: &Cell<u64>, n: u64) {
-    c.set(c.get() + n);
 }
 
 impl Shard {
@@ -287,7 +284,7 @@ impl Shard {
                             log_append_time: info.log_append_time,
                             log_start_offset: info.log_start_offset,
                         },
-                        Err(e) => ProduceResult::error(storage_error_code(&e), Some(e.to_string())),
+                        Err(e) => ProduceResult::error(e.code(), Some(e.to_string())),
                     }
                 }) as LocalBoxFuture<'_, ProduceResult>
             })
@@ -316,7 +313,7 @@ impl Shard {
             let slice = match log.read(part.offset, part.max_bytes.min(budget)).await {
                 Ok(s) => s,
                 Err(e) => {
-                    let mut r = ReadResult::error(storage_error_code(&e));
+                    let mut r = ReadResult::error(e.code());
                     r.high_watermark = log.high_watermark();
                     r.log_start_offset = log.log_start_offset();
                     out.push(r);
@@ -450,7 +447,7 @@ impl Shard {
                         timestamp: -1,
                     },
                     Err(e) => ListOffsetsResult {
-                        error_code: storage_error_code(&e),
+                        error_code: e.code(),
                         offset: -1,
                         timestamp: -1,
                     },

@@ -54,10 +54,87 @@ pub enum StorageError {
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
 impl StorageError {
+    /// The Kafka error code a client gets for this error.
+    pub fn code(&self) -> i16 {
+        use crate::protocol::code;
+        match self {
+            StorageError::InvalidBatch(_) => code::CORRUPT_MESSAGE,
+            StorageError::BatchTooLarge { .. } => code::MESSAGE_TOO_LARGE,
+            StorageError::Compression(c) => c.code(),
+            StorageError::Producer(p) => p.code(),
+            StorageError::InvalidRecord(_) => code::INVALID_RECORD,
+            StorageError::InvalidTimestamp { .. } => code::INVALID_TIMESTAMP,
+            StorageError::OffsetOutOfRange { .. } => code::OFFSET_OUT_OF_RANGE,
+            StorageError::Io(_) | StorageError::Failed(_) | StorageError::Corrupt { .. } => {
+                code::KAFKA_STORAGE_ERROR
+            }
+            // The log was closed under the request (topic deleted, broker stopping): a
+            // retriable code makes the client refresh metadata and retry.
+            StorageError::Closed => code::NOT_LEADER_OR_FOLLOWER,
+        }
+    }
+}
+
+impl StorageError {
     pub fn corrupt(path: &std::path::Path, reason: impl Into<String>) -> StorageError {
         StorageError::Corrupt {
             path: path.display().to_string(),
             reason: reason.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compression::CompressionError;
+    use crate::producer::ProducerError;
+    use crate::protocol::batch::BatchError;
+
+    #[test]
+    fn storage_errors_map_to_kafka_codes() {
+        let cases: Vec<(StorageError, i16)> = vec![
+            (StorageError::InvalidBatch(BatchError::BadMagic(1)), 2),
+            (StorageError::BatchTooLarge { size: 2, max: 1 }, 10),
+            (
+                StorageError::OffsetOutOfRange {
+                    offset: 9,
+                    log_start_offset: 0,
+                    high_watermark: 1,
+                },
+                1,
+            ),
+            (StorageError::Io(std::io::Error::other("disk")), 56),
+            (StorageError::Closed, 6),
+            (StorageError::InvalidRecord("x".into()), 87),
+            (CompressionError::Unsupported(5).into(), 76),
+            (CompressionError::Corrupt("x".into()).into(), 2),
+            (CompressionError::TooLarge { limit: 1 }.into(), 10),
+            (
+                ProducerError::StaleEpoch {
+                    producer_id: 1,
+                    epoch: 0,
+                    current: 1,
+                }
+                .into(),
+                47,
+            ),
+            (
+                ProducerError::OutOfOrder {
+                    producer_id: 1,
+                    expected: 1,
+                    first_seq: 3,
+                }
+                .into(),
+                45,
+            ),
+            (
+                ProducerError::UnknownProducerId { producer_id: 1 }.into(),
+                59,
+            ),
+        ];
+        for (e, c) in cases {
+            assert_eq!(e.code(), c, "{e:?}");
         }
     }
 }

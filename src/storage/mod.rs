@@ -6,12 +6,14 @@
 
 pub mod admit;
 pub mod cache;
+pub mod chunk;
 pub mod error;
 pub mod glommio_io;
 pub mod index;
 pub mod io;
 
 pub use cache::BatchCache;
+pub use chunk::Chunk;
 pub use error::{Result, StorageError};
 pub use glommio_io::GlommioStorage;
 pub use io::{FileKind, Storage, StorageFile};

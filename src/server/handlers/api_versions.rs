@@ -5,7 +5,7 @@
 //! clients negotiate down.
 
 use super::{Ctx, Request, RequestError, SUPPORTED, encode_frame};
-use crate::server::errors::code;
+use crate::protocol::code;
 use bytes::Bytes;
 use kafka_protocol::messages::ApiVersionsResponse;
 use kafka_protocol::messages::api_versions_response::ApiVersion;

@@ -4,7 +4,7 @@
 //! broadcasts them before answering.
 
 use super::{Ctx, Request, RequestError, str_bytes, topic_name, topic_str};
-use crate::server::errors::code;
+use crate::protocol::code;
 use crate::shard::messages::{NewTopic, ShardReply, ShardRequest, TopicResult};
 use bytes::Bytes;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;

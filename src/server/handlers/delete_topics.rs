@@ -2,7 +2,7 @@
 //! UNKNOWN_TOPIC_ID).
 
 use super::{Ctx, Request, RequestError, str_bytes, topic_name, topic_str};
-use crate::server::errors::code;
+use crate::protocol::code;
 use crate::shard::messages::{ShardReply, ShardRequest};
 use bytes::Bytes;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;

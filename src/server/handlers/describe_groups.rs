@@ -3,7 +3,7 @@
 
 use super::{Ctx, Request, RequestError, str_bytes};
 use crate::group::{self, GroupOp, GroupReply};
-use crate::server::errors::code;
+use crate::protocol::code;
 use crate::shard::runtime::join_all;
 use bytes::Bytes;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;

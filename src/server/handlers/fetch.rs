@@ -7,7 +7,7 @@
 
 use super::fetch_frame::{self, PartitionFrame, TopicFrame};
 use super::{Ctx, Request, RequestError, topic_str};
-use crate::server::errors::code;
+use crate::protocol::code;
 use crate::server::response::Response;
 use crate::shard::messages::{ReadPart, ReadResult, ShardReply, ShardRequest};
 use crate::shard::runtime::{first_of, join_all};

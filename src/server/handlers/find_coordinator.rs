@@ -3,7 +3,7 @@
 //! v4 batches keys in `coordinator_keys`. Transaction coordinators do not exist yet.
 
 use super::{Ctx, Request, RequestError, str_bytes};
-use crate::server::errors::code;
+use crate::protocol::code;
 use crate::server::handlers::metadata::NODE_ID;
 use bytes::Bytes;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;

@@ -6,7 +6,7 @@
 
 use super::{Ctx, Request, RequestError};
 use crate::producer::ProducerIdAndEpoch;
-use crate::server::errors::code;
+use crate::protocol::code;
 use bytes::Bytes;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 

@@ -3,7 +3,7 @@
 
 use super::{Ctx, Request, RequestError};
 use crate::group::{self, GroupOp, GroupReply, coordinator::join_error};
-use crate::server::errors::code;
+use crate::protocol::code;
 use bytes::Bytes;
 use kafka_protocol::messages::JoinGroupRequest;
 

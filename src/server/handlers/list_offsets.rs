@@ -2,7 +2,7 @@
 //! offset whose timestamp is at least the one asked.
 
 use super::{Ctx, Request, RequestError, topic_name, topic_str};
-use crate::server::errors::code;
+use crate::protocol::code;
 use crate::shard::messages::{ListOffsetsPart, ListOffsetsResult, ShardReply, ShardRequest};
 use crate::shard::runtime::join_all;
 use bytes::Bytes;

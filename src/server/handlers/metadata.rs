@@ -5,7 +5,7 @@
 //! versions always allow it, as in Kafka).
 
 use super::{Ctx, Request, RequestError, str_bytes, topic_name, topic_str};
-use crate::server::errors::code;
+use crate::protocol::code;
 use crate::shard::meta::{is_internal, validate_topic_name};
 use bytes::Bytes;
 use kafka_protocol::messages::metadata_response::{

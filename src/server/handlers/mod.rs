@@ -24,6 +24,7 @@ pub mod produce;
 pub mod sync_group;
 
 use crate::protocol::precheck;
+pub use crate::protocol::strings::{str_bytes, topic_name, topic_str};
 use crate::server::response::Response;
 use crate::shard::Shard;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -32,37 +33,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use std::rc::Rc;
 use thiserror::Error;
 
-/// Versions this broker implements, advertised by ApiVersions. Only versions whose
-/// semantics are implemented are listed: Fetch stops before v13 (topic ids), ListOffsets
-/// before v7 (max timestamp), Produce starts at v0 for librdkafka's compression check but
-/// v0-2 are answered with UNSUPPORTED_VERSION (see `produce.rs`).
-pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 0, 9),
-    (ApiKey::Fetch, 4, 12),
-    (ApiKey::ListOffsets, 1, 6),
-    (ApiKey::Metadata, 0, 12),
-    (ApiKey::ApiVersions, 0, 3),
-    (ApiKey::CreateTopics, 2, 7),
-    (ApiKey::DeleteTopics, 1, 6),
-    (ApiKey::FindCoordinator, 0, 4),
-    (ApiKey::JoinGroup, 0, 9),
-    (ApiKey::SyncGroup, 0, 5),
-    (ApiKey::Heartbeat, 0, 4),
-    (ApiKey::LeaveGroup, 0, 5),
-    (ApiKey::OffsetCommit, 2, 8),
-    (ApiKey::OffsetFetch, 1, 8),
-    (ApiKey::ListGroups, 0, 4),
-    (ApiKey::DescribeGroups, 0, 5),
-    (ApiKey::DeleteGroups, 0, 2),
-    (ApiKey::OffsetDelete, 0, 0),
-    (ApiKey::InitProducerId, 0, 4),
-];
-
-pub fn supported(api: ApiKey, version: i16) -> bool {
-    SUPPORTED
-        .iter()
-        .any(|(k, min, max)| *k == api && (*min..=*max).contains(&version))
-}
+pub use crate::protocol::versions::{SUPPORTED, supported};
 
 /// Why a request cannot be answered: the connection is closed, as Kafka does.
 #[derive(Debug, Error)]
@@ -229,21 +200,6 @@ async fn handle_api(ctx: &Ctx, frame: Bytes) -> Result<Option<Answer>, RequestEr
         }),
     };
     bytes.map(|b| Some(Answer::Bytes(b)))
-}
-
-/// A topic name from the wire as an owned string.
-pub fn topic_str(name: &kafka_protocol::messages::TopicName) -> String {
-    name.0.as_str().to_string()
-}
-
-pub fn topic_name(name: &str) -> kafka_protocol::messages::TopicName {
-    kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_string(
-        name.to_string(),
-    ))
-}
-
-pub fn str_bytes(s: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
-    kafka_protocol::protocol::StrBytes::from_string(s.into())
 }
 
 #[cfg(test)]

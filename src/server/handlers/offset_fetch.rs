@@ -3,7 +3,7 @@
 
 use super::{Ctx, Request, RequestError, topic_name};
 use crate::group::{self, FetchedGroup, GroupOp, GroupReply};
-use crate::server::errors::code;
+use crate::protocol::code;
 use crate::shard::runtime::join_all;
 use bytes::Bytes;
 use kafka_protocol::messages::offset_fetch_response::{

@@ -6,7 +6,7 @@
 //! their size is checked here, the batches are validated by the log.
 
 use super::{Ctx, Request, RequestError, str_bytes, topic_name, topic_str};
-use crate::server::errors::code;
+use crate::protocol::code;
 use crate::shard::messages::{ProducePart, ProduceResult, ShardReply, ShardRequest};
 use crate::shard::meta::{is_internal, validate_topic_name};
 use crate::shard::runtime::join_all;
@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 type Group = (Vec<ProducePart>, Vec<(usize, usize)>);
 
 /// The oldest Produce version we decode (record batches v2).
-pub const MIN_VERSION: i16 = 3;
+pub const MIN_VERSION: i16 = crate::protocol::versions::PRODUCE_MIN_DECODED;
 
 pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Option<Bytes>, RequestError> {
     let request: ProduceRequest = req.decode_body()?;

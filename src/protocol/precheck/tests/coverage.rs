@@ -3,13 +3,13 @@
 use super::super::schema::{self, Elem, Ty};
 use super::super::{Limits, check_request, schema_for};
 use super::{CASES, build, crate_decode};
-use crate::server::handlers::{SUPPORTED, produce};
+use crate::protocol::versions::{PRODUCE_MIN_DECODED, SUPPORTED};
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::RequestHeader;
 use kafka_protocol::protocol::Decodable;
 
 /// Produce below this version is answered by hand, without decoding.
-const PRODUCE_MIN: i16 = produce::MIN_VERSION;
+const PRODUCE_MIN: i16 = PRODUCE_MIN_DECODED;
 
 fn has_array(s: &schema::StructSchema, v: i16) -> bool {
     s.fields

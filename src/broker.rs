@@ -6,13 +6,13 @@
 //! 2. wait until every shard has drained (other shards may still route work here);
 //! 3. flush and close every log; the executors end and the process exits 0.
 
-use super::Shard;
-use super::messages::MeshMsg;
-use super::meta::{self, Metadata};
 use crate::config::BrokerConfig;
 use crate::server::admission::ConnectionLimits;
 use crate::server::listener::{self, Connections, Frontend};
 use crate::server::pool::MemoryPool;
+use crate::shard::Shard;
+use crate::shard::messages::MeshMsg;
+use crate::shard::meta::{self, Metadata};
 use anyhow::{Context, bail};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
@@ -41,49 +41,6 @@ pub fn io_memory_per_shard(memlock_bytes: Option<u64>, shards: usize) -> usize {
     (per as usize).clamp(IO_MEMORY_MIN, IO_MEMORY_MAX)
 }
 
-fn memlock_limit() -> Option<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) };
-    if rc != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
-        None
-    } else {
-        Some(lim.rlim_cur)
-    }
-}
-
-/// Raises the soft limit on open files to the hard limit (connections and segment files
-/// both need descriptors) and returns the soft limit now in force.
-fn raise_nofile_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return 1024;
-    }
-    if lim.rlim_cur < lim.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: lim.rlim_max,
-            rlim_max: lim.rlim_max,
-        };
-        // SAFETY: setrlimit reads the struct we pass; raising the soft limit up to the
-        // hard one needs no privilege.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            lim.rlim_cur = lim.rlim_max;
-        }
-    }
-    if lim.rlim_cur == libc::RLIM_INFINITY {
-        u64::MAX
-    } else {
-        lim.rlim_cur
-    }
-}
-
 /// Takes an exclusive lock on `<data>/.lock` so two brokers never share a data directory.
 fn lock_data_dir(config: &BrokerConfig) -> anyhow::Result<std::fs::File> {
     std::fs::create_dir_all(&config.data_dir)
@@ -103,31 +60,6 @@ fn lock_data_dir(config: &BrokerConfig) -> anyhow::Result<std::fs::File> {
         );
     }
     Ok(file)
-}
-
-/// SIGINT and SIGTERM are blocked in every thread (the mask is inherited by the shard
-/// threads) and taken synchronously by the main thread with sigwait.
-fn block_stop_signals() -> libc::sigset_t {
-    // SAFETY: plain libc signal-set manipulation on a local set.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    }
-}
-
-/// Takes one pending stop signal, waiting up to `timeout`.
-fn take_signal(set: &libc::sigset_t, timeout: Duration) -> Option<libc::c_int> {
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: sigtimedwait on a set of signals this process blocks; no siginfo wanted.
-    let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &ts) };
-    (sig > 0).then_some(sig)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -177,13 +109,13 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     let metadata = Arc::new(metadata);
     let io_memory = config
         .io_memory_bytes
-        .unwrap_or_else(|| io_memory_per_shard(memlock_limit(), shards));
-    let signals = block_stop_signals();
+        .unwrap_or_else(|| io_memory_per_shard(crate::os::limits::memlock_limit(), shards));
+    let signals = crate::os::signals::block_stop_signals();
     // A panic in a request's own handling closes its connection; anywhere else it stops
     // the whole process (see `crate::fatal`).
     crate::fatal::install_hook();
     crate::fatal::faults();
-    let nofile = raise_nofile_limit();
+    let nofile = crate::os::limits::raise_nofile_limit();
     let max_connections = config.limits.effective_max_connections(nofile);
     tracing::info!(
         "file descriptors: {nofile}; up to {max_connections} client connections (two \
@@ -269,7 +201,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
                 Ok((_, Startup::Ready)) => ready += 1,
                 Ok((_, Startup::Failed(msg))) => bail!("{msg}"),
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if let Some(sig) = take_signal(&signals, Duration::ZERO) {
+                    if let Some(sig) = crate::os::signals::take_signal(&signals, Duration::ZERO) {
                         return Err(StoppedBySignal(sig).into());
                     }
                 }
@@ -302,7 +234,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     tracing::info!("ringbroker listening on {listen} with {shards} shards");
 
     let sig = loop {
-        if let Some(sig) = take_signal(&signals, Duration::from_secs(3600)) {
+        if let Some(sig) = crate::os::signals::take_signal(&signals, Duration::from_secs(3600)) {
             break sig;
         }
     };

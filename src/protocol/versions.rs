@@ -1,0 +1,40 @@
+//! The Kafka API versions this broker speaks: what ApiVersions advertises, what a request's
+//! version is checked against, and what `precheck` has a schema for.
+
+use kafka_protocol::messages::ApiKey;
+
+/// Versions this broker implements, advertised by ApiVersions. Only versions whose
+/// semantics are implemented are listed: Fetch stops before v13 (topic ids), ListOffsets
+/// before v7 (max timestamp), Produce starts at v0 for librdkafka's compression check but
+/// v0-2 are answered with UNSUPPORTED_VERSION (see `server/handlers/produce.rs`).
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 0, 9),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 6),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::InitProducerId, 0, 4),
+];
+
+pub fn supported(api: ApiKey, version: i16) -> bool {
+    SUPPORTED
+        .iter()
+        .any(|(k, min, max)| *k == api && (*min..=*max).contains(&version))
+}
+
+/// The oldest Produce version decoded (record batches v2); older ones are answered
+/// UNSUPPORTED_VERSION without decoding.
+pub const PRODUCE_MIN_DECODED: i16 = 3;

@@ -1,0 +1,31 @@
+//! Record bytes a read hands out: in memory (the direct-IO batch cache) or a range of a
+//! segment file, which the server sends with sendfile without reading it.
+
+use bytes::Bytes;
+use std::os::fd::OwnedFd;
+
+/// A piece of record data.
+pub enum Chunk {
+    Bytes(Bytes),
+    /// `len` bytes of a file from `position`. The descriptor is a dup of the segment's, so
+    /// the range stays readable even if retention deletes the segment meanwhile, and it
+    /// can cross to the connection's shard.
+    File {
+        fd: OwnedFd,
+        position: u64,
+        len: u64,
+    },
+}
+
+impl Chunk {
+    pub fn len(&self) -> u64 {
+        match self {
+            Chunk::Bytes(b) => b.len() as u64,
+            Chunk::File { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
