@@ -101,8 +101,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     // working-directory descriptor), and the default data dir is the relative ./data.
     config.data_dir = std::fs::canonicalize(&config.data_dir)
         .with_context(|| format!("cannot resolve data dir {}", config.data_dir.display()))?;
-    let (metadata, added) =
-        crate::group::ensure_offsets_topic(meta::load(&config.data_dir)?, &config);
+    let (metadata, added) = meta::ensure_offsets_topic(meta::load(&config.data_dir)?, &config);
     if added {
         meta::persist_blocking(&config.data_dir, &metadata)?;
     }
@@ -277,7 +276,7 @@ async fn shard_main(
     shard.serve_mesh(receivers);
     shard.apply_metadata(metadata).await;
     // Before the listener opens, so this shard's groups are there for its first requests.
-    crate::group::offsets::load(&shard).await;
+    crate::shard::groups::load(&shard).await;
     shared.loaded.fetch_add(1, Ordering::SeqCst);
     while shared.loaded.load(Ordering::SeqCst) < shards && !shared.stopping.load(Ordering::SeqCst) {
         glommio::timer::sleep(Duration::from_millis(1)).await;

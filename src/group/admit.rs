@@ -8,7 +8,8 @@
 //! keeps them in one group record, which that limit bounds). A request beyond a bound is
 //! answered with Kafka's error code and changes nothing.
 
-use super::{GroupError, GroupOp, GroupReply, coordinator::join_error};
+use super::state::join_error;
+use super::{GroupError, GroupOp, GroupReply};
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,

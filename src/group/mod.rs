@@ -1,25 +1,31 @@
 //! Consumer groups: one coordinator per group, on the shard that owns the group's
 //! partition of `__consumer_offsets`, so a commit is appended without a cross-shard hop.
 //!
-//! - `coordinator`: membership and the classic rebalance protocol (JoinGroup, SyncGroup,
-//!   Heartbeat, LeaveGroup), session and rebalance timeouts.
-//! - `offsets`: OffsetCommit/OffsetFetch/OffsetDelete/DeleteGroups, loading the groups of
-//!   this shard's offsets partitions at start, and offset expiry.
-//! - `records`: the key/value records of `__consumer_offsets` and their batches.
+//! The coordinator is a pure state machine, as Kafka's coordinator runtime has it: a
+//! request (a [`GroupOp`] with a [`Token`]), the time and the state go in; the answers and
+//! the records to append come out as [`Effects`]. It does no IO, keeps no clock and spawns
+//! nothing, so unit tests drive it with a fake clock, and the simulation runs it from a
+//! seed. [`GroupHost`] is the runtime around it: it appends through a narrow
+//! [`OffsetsLog`], tells the coordinator how each append went, delivers the answers, and
+//! ticks it; the shard gives it its partition logs and glommio, the simulation a simulated
+//! disk and clock.
 //!
-//! Handlers run on the connection's shard; they send a [`GroupOp`] to the coordinator
-//! shard (inline when it is the same one), which answers with a [`GroupReply`].
+//! - `state`: one group, its members and the rebalance protocol.
+//! - `coordinator`: the groups of one shard; JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+//!   DescribeGroups, ListGroups, session and rebalance timeouts.
+//! - `offsets`: OffsetCommit/OffsetFetch/OffsetDelete/DeleteGroups, offset expiry, and
+//!   rebuilding the groups from the records of `__consumer_offsets`.
+//! - `records`: the key/value records of `__consumer_offsets` and their batches.
+//! - `admit`: bounds on what a group request may carry.
+//! - `host`: the runtime around the coordinator.
 
 pub mod admit;
 pub mod coordinator;
+pub mod host;
 pub mod offsets;
 pub mod records;
+pub mod state;
 
-use crate::config::BrokerConfig;
-use crate::shard::Shard;
-use crate::shard::messages::{ShardReply, ShardRequest};
-use crate::shard::meta::{Metadata, TopicMeta, new_topic_id};
-use crate::shard::table::topic_hash;
 use crate::storage::StorageError;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
@@ -28,10 +34,10 @@ use kafka_protocol::messages::{
     OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
     SyncGroupRequest, SyncGroupResponse,
 };
-use std::rc::Rc;
 use thiserror::Error;
 
-pub use coordinator::Coordinator;
+pub use coordinator::GroupCoordinator;
+pub use host::{GroupHost, OffsetsLog};
 
 /// The internal topic holding committed offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -176,96 +182,49 @@ pub enum GroupReply {
     OffsetDelete(OffsetDeleteResponse),
 }
 
-/// The partition of `__consumer_offsets` that holds `group`. FNV-1a, stable across
-/// restarts and shards like the shard table.
+/// The partition of `__consumer_offsets` that holds `group`: a stable hash of its id, so
+/// a group stays where its offsets are across restarts.
 pub fn offsets_partition(group: &str, partitions: i32) -> i32 {
-    (topic_hash(group) % partitions.max(1) as u64) as i32
+    let n = u64::try_from(partitions.max(1)).unwrap_or(1);
+    // Below `partitions`, which is an i32.
+    (crate::protocol::strings::name_hash(group) % n) as i32
 }
 
-fn offsets_partitions(shard: &Shard) -> i32 {
-    shard
-        .meta()
-        .topics
-        .get(OFFSETS_TOPIC)
-        .map(|t| t.partitions)
-        .unwrap_or(shard.config.group.offsets_topic_partitions)
+/// Identifies a request waiting for its answer, so the coordinator can answer it later
+/// (a parked join, a commit waiting for its append).
+pub type Token = u64;
+
+/// Records to append to the group's `__consumer_offsets` partition. `then` names what to
+/// do once the append resolves ([`GroupCoordinator::appended`]); `None` appends without
+/// waiting (group metadata, expiry tombstones: losing one costs nothing acknowledged).
+pub struct Append {
+    pub group: String,
+    pub records: Vec<records::Record>,
+    pub then: Option<u64>,
 }
 
-/// The shard that coordinates `group`: the owner of its offsets partition.
-pub fn coordinator_shard(shard: &Shard, group: &str) -> usize {
-    shard.owner(
-        OFFSETS_TOPIC,
-        offsets_partition(group, offsets_partitions(shard)),
-    )
+/// What one step of the coordinator asks its host to do: answers to send, and records to
+/// append in this order.
+#[derive(Default)]
+pub struct Effects {
+    pub replies: Vec<(Token, GroupReply)>,
+    pub appends: Vec<Append>,
 }
 
-/// Sends `op` to the coordinator of `group` and waits for its answer. `None` when the
-/// mesh is gone (the broker is stopping).
-pub async fn route(shard: &Rc<Shard>, group: &str, op: GroupOp) -> Option<GroupReply> {
-    let owner = coordinator_shard(shard, group);
-    match shard.call(owner, ShardRequest::Group(Box::new(op))).await {
-        Some(ShardReply::Group(r)) => Some(r),
-        _ => None,
+impl Effects {
+    pub fn reply(&mut self, token: Token, reply: GroupReply) {
+        self.replies.push((token, reply));
     }
-}
 
-/// Runs `op` on this shard, which coordinates the groups named.
-pub async fn handle(shard: &Rc<Shard>, op: GroupOp) -> GroupReply {
-    if let Err(e) = admit::check(&op, shard.config.message_max_bytes) {
-        return admit::refuse(op, e);
-    }
-    let c = &shard.groups;
-    match op {
-        GroupOp::Join {
-            req,
-            version,
-            client_id,
-            client_host,
-        } => GroupReply::Join(c.join(shard, req, version, client_id, client_host).await),
-        GroupOp::Sync { req } => GroupReply::Sync(c.sync(shard, req).await),
-        GroupOp::Heartbeat {
-            group,
-            generation,
-            member_id,
-            instance_id,
-        } => GroupReply::Heartbeat(
-            c.heartbeat(&group, generation, &member_id, instance_id.as_deref())
-                .err()
-                .map(|e| e.code())
-                .unwrap_or(0),
-        ),
-        GroupOp::Leave { req, version } => GroupReply::Leave(c.leave(shard, req, version)),
-        GroupOp::Commit { req } => GroupReply::Commit(offsets::commit(shard, req).await),
-        GroupOp::Fetch { group, topics } => {
-            GroupReply::Fetch(offsets::fetch(shard, &group, topics))
-        }
-        GroupOp::Describe(groups) => GroupReply::Describe(c.describe(&groups)),
-        GroupOp::List(states) => GroupReply::List(c.list(&states)),
-        GroupOp::Delete(groups) => GroupReply::Delete(offsets::delete_groups(shard, groups).await),
-        GroupOp::OffsetDelete(req) => {
-            GroupReply::OffsetDelete(offsets::offset_delete(shard, req).await)
+    pub fn append(&mut self, group: &str, records: Vec<records::Record>, then: Option<u64>) {
+        if !records.is_empty() {
+            self.appends.push(Append {
+                group: group.to_string(),
+                records,
+                then,
+            });
         }
     }
-}
-
-/// Adds `__consumer_offsets` to the metadata if it is missing. Runs on the main thread
-/// before the shards start, so every shard opens its partitions with the others.
-/// Offsets are compacted in memory only, so the topic keeps its segments forever
-/// (retention.ms = -1): time retention would drop live offsets.
-pub fn ensure_offsets_topic(mut meta: Metadata, config: &BrokerConfig) -> (Metadata, bool) {
-    if meta.topics.contains_key(OFFSETS_TOPIC) {
-        return (meta, false);
-    }
-    meta.topics.insert(
-        OFFSETS_TOPIC.to_string(),
-        TopicMeta {
-            partitions: config.group.offsets_topic_partitions,
-            id: new_topic_id(),
-            configs: [("retention.ms".to_string(), "-1".to_string())].into(),
-        },
-    );
-    meta.version += 1;
-    (meta, true)
 }
 
 #[cfg(test)]

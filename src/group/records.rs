@@ -10,6 +10,7 @@
 //! every length, since the bytes come from disk.
 
 use crate::protocol::batch;
+use crate::protocol::reader::Reader;
 use bytes::Bytes;
 
 const KEY_OFFSET: i16 = 1;
@@ -63,49 +64,6 @@ fn put_str(out: &mut Vec<u8>, s: &str) -> Result<(), RecordError> {
     Ok(())
 }
 
-/// Reads fields from untrusted bytes, failing on any short read.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Some(head)
-    }
-    fn i16(&mut self) -> Option<i16> {
-        self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
-    }
-    fn i32(&mut self) -> Option<i32> {
-        self.take(4)
-            .and_then(|b| b.try_into().ok())
-            .map(i32::from_be_bytes)
-    }
-    fn i64(&mut self) -> Option<i64> {
-        self.take(8)
-            .and_then(|b| b.try_into().ok())
-            .map(i64::from_be_bytes)
-    }
-    fn str(&mut self) -> Option<String> {
-        let len = self.i16()?;
-        if len < 0 {
-            return None;
-        }
-        String::from_utf8(self.take(len as usize)?.to_vec()).ok()
-    }
-    fn nullable_str(&mut self) -> Option<Option<String>> {
-        let len = self.i16()?;
-        if len < 0 {
-            return Some(None);
-        }
-        Some(Some(
-            String::from_utf8(self.take(len as usize)?.to_vec()).ok()?,
-        ))
-    }
-}
-
 impl Key {
     pub fn encode(&self) -> Result<Vec<u8>, RecordError> {
         let mut out = Vec::new();
@@ -129,14 +87,14 @@ impl Key {
     }
 
     pub fn decode(bytes: &[u8]) -> Option<Key> {
-        let mut r = Reader(bytes);
+        let mut r = Reader::new(bytes);
         match r.i16()? {
             KEY_OFFSET => Some(Key::Offset {
-                group: r.str()?,
-                topic: r.str()?,
+                group: r.string()?,
+                topic: r.string()?,
                 partition: r.i32()?,
             }),
-            KEY_GROUP => Some(Key::Group { group: r.str()? }),
+            KEY_GROUP => Some(Key::Group { group: r.string()? }),
             _ => None,
         }
     }
@@ -163,14 +121,14 @@ impl OffsetValue {
     }
 
     pub fn decode(bytes: &[u8]) -> Option<OffsetValue> {
-        let mut r = Reader(bytes);
+        let mut r = Reader::new(bytes);
         if r.i16()? != VALUE_VERSION {
             return None;
         }
         Some(OffsetValue {
             offset: r.i64()?,
             leader_epoch: r.i32()?,
-            metadata: r.nullable_str()?,
+            metadata: r.nullable_string()?,
             commit_timestamp_ms: r.i64()?,
         })
     }
@@ -188,14 +146,14 @@ impl GroupValue {
     }
 
     pub fn decode(bytes: &[u8]) -> Option<GroupValue> {
-        let mut r = Reader(bytes);
+        let mut r = Reader::new(bytes);
         if r.i16()? != VALUE_VERSION {
             return None;
         }
         Some(GroupValue {
-            protocol_type: r.str()?,
+            protocol_type: r.string()?,
             generation: r.i32()?,
-            protocol: r.str()?,
+            protocol: r.string()?,
             timestamp_ms: r.i64()?,
         })
     }

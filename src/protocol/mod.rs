@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod code;
 pub mod precheck;
+pub mod reader;
 pub mod records;
 pub mod strings;
 pub mod versions;

@@ -63,7 +63,8 @@ pub enum ShardReply {
     CreateTopics(Vec<TopicResult>),
     DeleteTopics(Vec<TopicResult>),
     Applied,
-    Group(crate::group::GroupReply),
+    /// `None` when the coordinator stopped with the request parked.
+    Group(Option<crate::group::GroupReply>),
 }
 
 pub struct ProducePart {

@@ -66,6 +66,30 @@ pub fn is_internal(name: &str) -> bool {
     INTERNAL_TOPICS.contains(&name)
 }
 
+/// Adds `__consumer_offsets` to the metadata if it is missing. Runs on the main thread
+/// before the shards start, so every shard opens its partitions with the others.
+/// Offsets are compacted in memory only, so the topic keeps its segments forever
+/// (retention.ms = -1): time retention would drop live offsets.
+pub fn ensure_offsets_topic(
+    mut meta: Metadata,
+    config: &crate::config::BrokerConfig,
+) -> (Metadata, bool) {
+    let name = crate::group::OFFSETS_TOPIC;
+    if meta.topics.contains_key(name) {
+        return (meta, false);
+    }
+    meta.topics.insert(
+        name.to_string(),
+        TopicMeta {
+            partitions: config.group.offsets_topic_partitions,
+            id: new_topic_id(),
+            configs: [("retention.ms".to_string(), "-1".to_string())].into(),
+        },
+    );
+    meta.version += 1;
+    (meta, true)
+}
+
 /// Kafka's topic name rule: 1..=249 characters of `[a-zA-Z0-9._-]`, and not `.` or `..`.
 pub fn validate_topic_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() {

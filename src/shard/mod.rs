@@ -2,6 +2,7 @@
 //! metadata copy every shard keeps, and the shard runtime that owns the logs. Starting and
 //! stopping them is `crate::broker`.
 
+pub mod groups;
 pub mod messages;
 pub mod meta;
 pub mod runtime;

@@ -81,7 +81,7 @@ pub struct Shard {
     /// dropping the sender ends the wait.
     waits: RefCell<HashMap<(usize, u64), LocalSender<()>>>,
     /// The consumer groups this shard coordinates (see `crate::group`).
-    pub groups: crate::group::Coordinator,
+    pub groups: Rc<super::groups::Groups>,
     /// The broker's producer id allocator, shared by all shards.
     pub producer_ids: Arc<crate::producer::ProducerIdAllocator>,
     /// Serialises metadata changes on shard 0: one persist-and-broadcast at a time, so
@@ -104,7 +104,7 @@ impl Shard {
         producer_ids: Arc<crate::producer::ProducerIdAllocator>,
     ) -> Rc<Shard> {
         let view = MetaView::build(initial, &config.log);
-        Rc::new(Shard {
+        Rc::new_cyclic(|me| Shard {
             id: mesh.peer_id(),
             nshards,
             storage: GlommioStorage,
@@ -121,7 +121,7 @@ impl Shard {
             batch_cache: Rc::new(RefCell::new(BatchCache::new(
                 config.direct_cache_bytes_per_shard(nshards),
             ))),
-            groups: crate::group::Coordinator::default(),
+            groups: super::groups::host(me.clone(), &config),
             producer_ids,
             config,
         })
@@ -250,7 +250,7 @@ impl Shard {
                     ShardReply::DeleteTopics(self.delete_topics(names).await)
                 }
                 ShardRequest::Group(op) => {
-                    ShardReply::Group(crate::group::handle(&self, *op).await)
+                    ShardReply::Group(super::groups::handle(&self, *op).await)
                 }
                 ShardRequest::ApplyMetadata(meta) => {
                     self.apply_metadata(meta).await;
@@ -711,7 +711,7 @@ impl Shard {
         // The logs were opened with `PartitionLog::open`, whose clock is the wall clock.
         let now_ms = crate::storage::log::wall_clock_ms();
         self.log_fetch_stats(false);
-        self.groups.tick(self);
+        self.groups.tick();
         for (topic, p, log) in self.all_logs() {
             if let Err(e) = log.tick(now_ms).await {
                 tracing::error!("maintenance of {topic}-{p} failed: {e}");

@@ -6,15 +6,7 @@
 //! of one topic spread evenly. The hash is FNV-1a, not std's randomly seeded hasher: the
 //! mapping must be the same on every shard and across restarts.
 
-/// FNV-1a over the topic name.
-pub fn topic_hash(topic: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in topic.as_bytes() {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
+pub use crate::protocol::strings::name_hash as topic_hash;
 
 /// The shard that owns partition `partition` of `topic` among `shards` shards.
 pub fn owner(topic: &str, partition: i32, shards: usize) -> usize {

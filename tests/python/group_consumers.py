@@ -55,13 +55,16 @@ def wait(what, pred, timeout=30):
     deadline = time.time() + timeout
     while not pred():
         if errors:
+            stop.set()
             sys.exit(f"consumer failed: {errors}")
         if time.time() > deadline:
+            # Stop the consumer threads first, or the interpreter waits for them forever.
+            stop.set()
             sys.exit(f"timed out waiting for {what}: {assignments} {len(seen)}")
         time.sleep(0.05)
 
 
-threads = [threading.Thread(target=consume, args=(n,)) for n in ("k0", "k1")]
+threads = [threading.Thread(target=consume, args=(n,), daemon=True) for n in ("k0", "k1")]
 for t in threads:
     t.start()
 

@@ -1,7 +1,7 @@
 //! DeleteGroups, versions 0-2: deletes empty groups and their committed offsets.
 
 use super::{Ctx, Request, RequestError, str_bytes};
-use crate::group::{self, GroupOp, GroupReply};
+use crate::group::{GroupOp, GroupReply};
 use crate::protocol::code;
 use crate::shard::runtime::join_all;
 use bytes::Bytes;
@@ -14,7 +14,12 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
         .into_iter()
         .map(|id| {
             Box::pin(async move {
-                let c = match group::route(&ctx.shard, &id, GroupOp::Delete(vec![id.clone()])).await
+                let c = match crate::shard::groups::route(
+                    &ctx.shard,
+                    &id,
+                    GroupOp::Delete(vec![id.clone()]),
+                )
+                .await
                 {
                     Some(GroupReply::Delete(r)) => r.first().map(|(_, c)| *c),
                     _ => None,

@@ -2,7 +2,7 @@
 //! group's coordinator shard.
 
 use super::{Ctx, Request, RequestError, str_bytes};
-use crate::group::{self, GroupOp, GroupReply};
+use crate::group::{GroupOp, GroupReply};
 use crate::protocol::code;
 use crate::shard::runtime::join_all;
 use bytes::Bytes;
@@ -15,7 +15,13 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
         .into_iter()
         .map(|id| {
             Box::pin(async move {
-                match group::route(&ctx.shard, &id, GroupOp::Describe(vec![id.clone()])).await {
+                match crate::shard::groups::route(
+                    &ctx.shard,
+                    &id,
+                    GroupOp::Describe(vec![id.clone()]),
+                )
+                .await
+                {
                     Some(GroupReply::Describe(mut d)) if d.len() == 1 => d.remove(0),
                     _ => DescribedGroup::default()
                         .with_group_id(GroupId(str_bytes(id)))

@@ -1,7 +1,7 @@
 //! Heartbeat, versions 0-4: keeps a member's session alive and tells it of a rebalance.
 
 use super::{Ctx, Request, RequestError};
-use crate::group::{self, GroupOp, GroupReply};
+use crate::group::{GroupOp, GroupReply};
 use crate::protocol::code;
 use bytes::Bytes;
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
@@ -15,7 +15,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
         member_id: request.member_id.to_string(),
         instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
     };
-    let error = match group::route(&ctx.shard, &group_id, op).await {
+    let error = match crate::shard::groups::route(&ctx.shard, &group_id, op).await {
         Some(GroupReply::Heartbeat(c)) => c,
         _ => code::COORDINATOR_NOT_AVAILABLE,
     };

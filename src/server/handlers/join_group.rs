@@ -2,7 +2,8 @@
 //! members). The request waits on the coordinator shard until the rebalance completes.
 
 use super::{Ctx, Request, RequestError};
-use crate::group::{self, GroupOp, GroupReply, coordinator::join_error};
+use crate::group::state::join_error;
+use crate::group::{GroupOp, GroupReply};
 use crate::protocol::code;
 use bytes::Bytes;
 use kafka_protocol::messages::JoinGroupRequest;
@@ -22,7 +23,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
             .unwrap_or_default(),
         client_host: ctx.client_host.clone(),
     };
-    let response = match group::route(&ctx.shard, &group_id, op).await {
+    let response = match crate::shard::groups::route(&ctx.shard, &group_id, op).await {
         Some(GroupReply::Join(r)) => r,
         _ => join_error(code::COORDINATOR_NOT_AVAILABLE, &member_id),
     };

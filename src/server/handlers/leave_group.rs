@@ -1,7 +1,7 @@
 //! LeaveGroup, versions 0-5 (v3+: a batch of members, each with its own result).
 
 use super::{Ctx, Request, RequestError};
-use crate::group::{self, GroupOp, GroupReply};
+use crate::group::{GroupOp, GroupReply};
 use crate::protocol::code;
 use bytes::Bytes;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
@@ -13,7 +13,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
         req: request,
         version: req.version,
     };
-    let response = match group::route(&ctx.shard, &group_id, op).await {
+    let response = match crate::shard::groups::route(&ctx.shard, &group_id, op).await {
         Some(GroupReply::Leave(r)) => r,
         _ => LeaveGroupResponse::default().with_error_code(code::COORDINATOR_NOT_AVAILABLE),
     };

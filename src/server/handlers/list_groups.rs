@@ -24,7 +24,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
         .collect();
     let mut groups = Vec::new();
     for reply in join_all(calls).await {
-        if let Some(ShardReply::Group(GroupReply::List(gs))) = reply {
+        if let Some(ShardReply::Group(Some(GroupReply::List(gs)))) = reply {
             groups.extend(gs);
         }
     }

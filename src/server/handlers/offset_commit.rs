@@ -2,7 +2,7 @@
 //! `__consumer_offsets` under the topic's flush setting.
 
 use super::{Ctx, Request, RequestError};
-use crate::group::{self, GroupOp, GroupReply};
+use crate::group::{GroupOp, GroupReply};
 use crate::protocol::code;
 use bytes::Bytes;
 use kafka_protocol::messages::offset_commit_response::{
@@ -23,27 +23,29 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
             (t.name.clone(), ps)
         })
         .collect();
-    let response = match group::route(&ctx.shard, &group_id, GroupOp::Commit { req: request }).await
-    {
-        Some(GroupReply::Commit(r)) => r,
-        _ => OffsetCommitResponse::default().with_topics(
-            shape
-                .into_iter()
-                .map(|(name, ps)| {
-                    OffsetCommitResponseTopic::default()
-                        .with_name(name)
-                        .with_partitions(
-                            ps.into_iter()
-                                .map(|p| {
-                                    OffsetCommitResponsePartition::default()
-                                        .with_partition_index(p)
-                                        .with_error_code(code::COORDINATOR_NOT_AVAILABLE)
-                                })
-                                .collect(),
-                        )
-                })
-                .collect(),
-        ),
-    };
+    let response =
+        match crate::shard::groups::route(&ctx.shard, &group_id, GroupOp::Commit { req: request })
+            .await
+        {
+            Some(GroupReply::Commit(r)) => r,
+            _ => OffsetCommitResponse::default().with_topics(
+                shape
+                    .into_iter()
+                    .map(|(name, ps)| {
+                        OffsetCommitResponseTopic::default()
+                            .with_name(name)
+                            .with_partitions(
+                                ps.into_iter()
+                                    .map(|p| {
+                                        OffsetCommitResponsePartition::default()
+                                            .with_partition_index(p)
+                                            .with_error_code(code::COORDINATOR_NOT_AVAILABLE)
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            ),
+        };
     req.respond(&response)
 }

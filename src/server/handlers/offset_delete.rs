@@ -2,7 +2,7 @@
 //! subscribe to (GROUP_SUBSCRIBED_TO_TOPIC for those it does).
 
 use super::{Ctx, Request, RequestError};
-use crate::group::{self, GroupOp, GroupReply};
+use crate::group::{GroupOp, GroupReply};
 use crate::protocol::code;
 use bytes::Bytes;
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
@@ -11,9 +11,12 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
     let mut request: OffsetDeleteRequest = req.decode_body()?;
     super::dedupe::unique_offset_deletes(&mut request.topics);
     let group_id = request.group_id.to_string();
-    let response = match group::route(&ctx.shard, &group_id, GroupOp::OffsetDelete(request)).await {
-        Some(GroupReply::OffsetDelete(r)) => r,
-        _ => OffsetDeleteResponse::default().with_error_code(code::COORDINATOR_NOT_AVAILABLE),
-    };
+    let response =
+        match crate::shard::groups::route(&ctx.shard, &group_id, GroupOp::OffsetDelete(request))
+            .await
+        {
+            Some(GroupReply::OffsetDelete(r)) => r,
+            _ => OffsetDeleteResponse::default().with_error_code(code::COORDINATOR_NOT_AVAILABLE),
+        };
     req.respond(&response)
 }

@@ -2,7 +2,7 @@
 //! request, each sent to its own coordinator shard).
 
 use super::{Ctx, Request, RequestError, topic_name};
-use crate::group::{self, FetchedGroup, GroupOp, GroupReply};
+use crate::group::{FetchedGroup, GroupOp, GroupReply};
 use crate::protocol::code;
 use crate::shard::runtime::join_all;
 use bytes::Bytes;
@@ -23,7 +23,7 @@ async fn fetch_one(
         group: group_id.clone(),
         topics,
     };
-    match group::route(&ctx.shard, &group_id, op).await {
+    match crate::shard::groups::route(&ctx.shard, &group_id, op).await {
         Some(GroupReply::Fetch(f)) => f,
         _ => FetchedGroup {
             group: group_id,

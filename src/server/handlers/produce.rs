@@ -7,6 +7,7 @@
 
 use super::{Ctx, Request, RequestError, str_bytes, topic_name, topic_str};
 use crate::protocol::code;
+use crate::protocol::reader::Reader;
 use crate::shard::messages::{ProducePart, ProduceResult, ShardReply, ShardRequest};
 use crate::shard::meta::{is_internal, validate_topic_name};
 use crate::shard::runtime::join_all;
@@ -164,68 +165,32 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Option<Bytes>, Reque
         .map(Some)
 }
 
-/// A reader of the few fields of an old Produce request, checked at every step.
-struct Cursor<'a>(&'a [u8]);
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], RequestError> {
-        if self.0.len() < n {
-            return Err(RequestError::Decode("truncated produce request".into()));
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-    fn i16(&mut self) -> Result<i16, RequestError> {
-        let b = self.take(2)?;
-        Ok(i16::from_be_bytes([b[0], b[1]]))
-    }
-    fn i32(&mut self) -> Result<i32, RequestError> {
-        let b = self.take(4)?;
-        Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    /// A (nullable) string or bytes field with an i16 or i32 length.
-    fn skip_sized(&mut self, len: i32) -> Result<&'a [u8], RequestError> {
-        if len < 0 {
-            return Ok(&[]);
-        }
-        self.take(len as usize)
-    }
-    fn count(&mut self) -> Result<usize, RequestError> {
-        let n = self.i32()?;
-        // Every element takes at least 4 bytes: a count beyond that is a lie, and is
-        // rejected before anything is allocated for it.
-        if n < 0 || n as usize > self.0.len() / 4 {
-            return Err(RequestError::Decode(format!("bad array length {n}")));
-        }
-        Ok(n as usize)
-    }
-}
-
 /// Answers Produce v0-2 with UNSUPPORTED_VERSION for every partition (nothing for acks=0).
 /// The crate does not decode these versions, so the few fields needed are read by hand.
 pub fn unsupported_old_version(frame: Bytes, version: i16) -> Result<Option<Bytes>, RequestError> {
-    let mut c = Cursor(&frame);
-    c.take(4)?; // api key, api version
-    let correlation_id = c.i32()?;
-    let client_id_len = c.i16()?;
-    c.skip_sized(client_id_len as i32)?;
-    let acks = c.i16()?;
-    c.i32()?; // timeout
+    let truncated = || RequestError::Decode("truncated produce request".into());
+    let mut c = Reader::new(&frame);
+    c.take(4).ok_or_else(truncated)?; // api key, api version
+    let correlation_id = c.i32().ok_or_else(truncated)?;
+    c.sized(false).ok_or_else(truncated)?; // client id
+    let acks = c.i16().ok_or_else(truncated)?;
+    c.i32().ok_or_else(truncated)?; // timeout
     let mut body = BytesMut::new();
-    let topics = c.count()?;
-    body.put_i32(topics as i32);
+    // Every topic and partition takes at least 4 bytes: a count beyond that is a lie, and
+    // is refused before anything is reserved for it.
+    let bad_count = || RequestError::Decode("bad array length".into());
+    let topics = c.count(4).ok_or_else(bad_count)?;
+    body.put_i32(i32::try_from(topics).map_err(|_| bad_count())?);
     for _ in 0..topics {
-        let name_len = c.i16()?;
-        let name = c.skip_sized(name_len as i32)?;
+        let name = c.sized(false).ok_or_else(truncated)?.unwrap_or_default();
+        // At most i16::MAX bytes: it was read with an i16 length.
         body.put_i16(name.len() as i16);
         body.put_slice(name);
-        let partitions = c.count()?;
-        body.put_i32(partitions as i32);
+        let partitions = c.count(4).ok_or_else(bad_count)?;
+        body.put_i32(i32::try_from(partitions).map_err(|_| bad_count())?);
         for _ in 0..partitions {
-            let partition = c.i32()?;
-            let records_len = c.i32()?;
-            c.skip_sized(records_len)?;
+            let partition = c.i32().ok_or_else(truncated)?;
+            c.sized(true).ok_or_else(truncated)?; // records
             body.put_i32(partition);
             body.put_i16(code::UNSUPPORTED_VERSION);
             body.put_i64(-1); // base offset
@@ -240,8 +205,9 @@ pub fn unsupported_old_version(frame: Bytes, version: i16) -> Result<Option<Byte
     if acks == 0 {
         return Ok(None);
     }
+    let len = i32::try_from(4 + body.len()).map_err(|_| bad_count())?;
     let mut frame_out = BytesMut::with_capacity(8 + body.len());
-    frame_out.put_i32(4 + body.len() as i32);
+    frame_out.put_i32(len);
     frame_out.put_i32(correlation_id);
     frame_out.put_slice(&body);
     Ok(Some(frame_out.freeze()))
