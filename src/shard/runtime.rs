@@ -264,7 +264,8 @@ impl Shard {
         // The partitions of one request are appended concurrently: each waits for its own
         // durability (under flush=fsync, each log's group commit), so a request for 12
         // partitions costs one fdatasync round, not 12 in a row. Offsets within a
-        // partition still follow the request's order.
+        // partition still follow the request's order: each append takes its place in line
+        // here, when called.
         let appends: Vec<LocalBoxFuture<'_, ProduceResult>> = parts
             .into_iter()
             .map(|part| {
@@ -272,11 +273,12 @@ impl Shard {
                 if crate::fatal::faults().panic_topic.as_deref() == Some(part.topic.as_str()) {
                     panic!("injected fault: an append to {} panics", part.topic);
                 }
+                let append = log.map(|log| log.append(part.records));
                 Box::pin(async move {
-                    let Some(log) = log else {
+                    let Some(append) = append else {
                         return ProduceResult::error(code::UNKNOWN_TOPIC_OR_PARTITION, None);
                     };
-                    match log.append(part.records).await {
+                    match append.await {
                         Ok(info) => ProduceResult {
                             error_code: code::NONE,
                             error_message: None,

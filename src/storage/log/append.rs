@@ -9,7 +9,9 @@ use crate::protocol::batch;
 use crate::storage::admit;
 use crate::storage::error::{Result, StorageError};
 use crate::storage::io::Storage;
+use crate::storage::notify::Ticket;
 use bytes::{Bytes, BytesMut};
+use std::future::Future;
 
 /// What an append was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,11 +65,21 @@ fn recompress(
 
 impl<S: Storage> PartitionLog<S> {
     /// Appends one or more v2 batches (a produce request's records). See [the append
-    /// contract](crate::storage::log#the-append-contract) for what is durable when this
-    /// resolves.
-    pub async fn append(&self, batches: Bytes) -> Result<AppendInfo> {
-        // The place in line is taken before anything can wait: offsets follow call order.
+    /// contract](crate::storage::log#the-append-contract) for what is durable when the
+    /// future resolves.
+    ///
+    /// Not an `async fn`: the place in line is taken here, when `append` is called, so
+    /// offsets follow the order of the calls even when the futures are polled in another
+    /// order. The future holds its own handle on the log and borrows nothing, so a caller
+    /// may call `append` in order and await each future in a task of its own.
+    pub fn append(&self, batches: Bytes) -> impl Future<Output = Result<AppendInfo>> + use<S> {
         let ticket = self.inner.assign_lock.ticket();
+        let log = self.clone();
+        async move { log.append_in_line(ticket, batches).await }
+    }
+
+    /// The append itself, once its place in line (`ticket`) is taken.
+    async fn append_in_line(&self, ticket: Ticket, batches: Bytes) -> Result<AppendInfo> {
         let config = self.config();
         let size = batches.len() as u64;
         if size > config.max_batch_bytes || size > config.segment_bytes.min(u32::MAX as u64) {
@@ -219,8 +231,42 @@ mod tests {
     use crate::storage::StorageError;
     use crate::storage::sim::SimStorage;
     use bytes::Bytes;
-    use futures_lite::future::block_on;
+    use futures_lite::future::{block_on, zip};
     use std::path::PathBuf;
+
+    /// Only a future that borrows nothing can be handed to a task of its own.
+    fn owns_what_it_needs<F: std::future::Future + 'static>(f: F) -> F {
+        f
+    }
+
+    #[test]
+    fn offsets_follow_the_order_of_calls_not_of_first_polls() {
+        block_on(async {
+            let sim = SimStorage::new(8);
+            let dir = PathBuf::from("/d/order-0");
+            let log = PartitionLog::open(sim, dir, cfg(FlushMode::Fsync))
+                .await
+                .expect("open");
+            let handle = log.clone();
+            let first = owns_what_it_needs(handle.append(batch(0, 1)));
+            let second = owns_what_it_needs(handle.append(batch(1, 2)));
+            // Never polled: it gives its place up when dropped, and the line moves on.
+            drop(handle.append(batch(9, 1)));
+            let third = owns_what_it_needs(handle.append(batch(2, 1)));
+            drop(handle);
+            // `zip` polls its first future first: the last call is polled first.
+            let (c, (b, a)) = zip(third, zip(second, first)).await;
+            let offsets = |r: crate::storage::Result<super::AppendInfo>| {
+                let info = r.expect("append");
+                (info.base_offset, info.last_offset)
+            };
+            assert_eq!(offsets(a), (0, 0));
+            assert_eq!(offsets(b), (1, 2));
+            assert_eq!(offsets(c), (3, 3));
+            let stored: Vec<i64> = read_all(&log, 0).await.iter().map(|(o, _)| *o).collect();
+            assert_eq!(stored, vec![0, 1, 3]);
+        });
+    }
 
     fn idem_batch(i: usize, pid: i64, epoch: i16, seq: i32, n: usize) -> Bytes {
         let mut b = batch(i, n).to_vec();

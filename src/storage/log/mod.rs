@@ -27,8 +27,11 @@
 //! fdatasync Linux may already have dropped the dirty pages. Reads keep working. Only a
 //! reopen (which runs recovery) brings the log back.
 //!
-//! Append futures may be dropped (a client went away): the bytes stay queued and another
-//! append, a `flush`, `tick` or `close` writes them.
+//! The place in line is taken when `append` is called, not when its future is first
+//! polled: offsets follow call order even when the futures are awaited by other tasks, in
+//! any order. An append future dropped before its offsets are assigned appends nothing
+//! and gives up its place. One dropped after that (a client went away) leaves its bytes
+//! queued, and another append, a `flush`, `tick` or `close` writes them.
 
 mod append;
 mod maintenance;
