@@ -417,11 +417,7 @@ impl Shard {
         let mut out = Vec::with_capacity(parts.len());
         for part in parts {
             let Some(log) = self.log(&part.topic, part.partition) else {
-                out.push(ListOffsetsResult {
-                    error_code: code::UNKNOWN_TOPIC_OR_PARTITION,
-                    offset: -1,
-                    timestamp: -1,
-                });
+                out.push(ListOffsetsResult::error(code::UNKNOWN_TOPIC_OR_PARTITION));
                 continue;
             };
             let ok = |offset| ListOffsetsResult {
@@ -432,27 +428,15 @@ impl Shard {
             out.push(match part.timestamp {
                 -2 => ok(log.log_start_offset()),
                 -1 => ok(log.high_watermark()),
-                ts if ts < 0 => ListOffsetsResult {
-                    error_code: code::INVALID_REQUEST,
-                    offset: -1,
-                    timestamp: -1,
-                },
+                ts if ts < 0 => ListOffsetsResult::error(code::INVALID_REQUEST),
                 ts => match log.offset_for_timestamp(ts).await {
                     Ok(Some((offset, timestamp))) => ListOffsetsResult {
                         error_code: code::NONE,
                         offset,
                         timestamp,
                     },
-                    Ok(None) => ListOffsetsResult {
-                        error_code: code::NONE,
-                        offset: -1,
-                        timestamp: -1,
-                    },
-                    Err(e) => ListOffsetsResult {
-                        error_code: e.code(),
-                        offset: -1,
-                        timestamp: -1,
-                    },
+                    Ok(None) => ok(-1),
+                    Err(e) => ListOffsetsResult::error(e.code()),
                 },
             });
         }
@@ -803,6 +787,16 @@ impl ReadResult {
             high_watermark: -1,
             log_start_offset: -1,
             records: Vec::new(),
+        }
+    }
+}
+
+impl ListOffsetsResult {
+    pub fn error(error_code: i16) -> ListOffsetsResult {
+        ListOffsetsResult {
+            error_code,
+            offset: -1,
+            timestamp: -1,
         }
     }
 }
