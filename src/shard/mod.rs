@@ -1,11 +1,13 @@
 //! Shards: the shard table (who owns a partition), the mesh messages between shards, the
-//! metadata copy every shard keeps, and the shard runtime that owns the logs. Starting and
-//! stopping them is `crate::broker`.
+//! metadata copy every shard keeps, the shard runtime that owns the logs, and the scatter of
+//! one request's partitions to their owning shards. Starting and stopping them is
+//! `crate::broker`.
 
 pub mod groups;
 pub mod messages;
 pub mod meta;
 pub mod runtime;
+pub mod scatter;
 pub mod stats;
 pub mod table;
 

@@ -264,7 +264,8 @@ impl Shard {
         // The partitions of one request are appended concurrently: each waits for its own
         // durability (under flush=fsync, each log's group commit), so a request for 12
         // partitions costs one fdatasync round, not 12 in a row. Offsets within a
-        // partition still follow the request's order.
+        // partition still follow the request's order: each append takes its place in line
+        // here, when called.
         let appends: Vec<LocalBoxFuture<'_, ProduceResult>> = parts
             .into_iter()
             .map(|part| {
@@ -272,11 +273,12 @@ impl Shard {
                 if crate::fatal::faults().panic_topic.as_deref() == Some(part.topic.as_str()) {
                     panic!("injected fault: an append to {} panics", part.topic);
                 }
+                let append = log.map(|log| log.append(part.records));
                 Box::pin(async move {
-                    let Some(log) = log else {
+                    let Some(append) = append else {
                         return ProduceResult::error(code::UNKNOWN_TOPIC_OR_PARTITION, None);
                     };
-                    match log.append(part.records).await {
+                    match append.await {
                         Ok(info) => ProduceResult {
                             error_code: code::NONE,
                             error_message: None,
@@ -415,11 +417,7 @@ impl Shard {
         let mut out = Vec::with_capacity(parts.len());
         for part in parts {
             let Some(log) = self.log(&part.topic, part.partition) else {
-                out.push(ListOffsetsResult {
-                    error_code: code::UNKNOWN_TOPIC_OR_PARTITION,
-                    offset: -1,
-                    timestamp: -1,
-                });
+                out.push(ListOffsetsResult::error(code::UNKNOWN_TOPIC_OR_PARTITION));
                 continue;
             };
             let ok = |offset| ListOffsetsResult {
@@ -430,27 +428,15 @@ impl Shard {
             out.push(match part.timestamp {
                 -2 => ok(log.log_start_offset()),
                 -1 => ok(log.high_watermark()),
-                ts if ts < 0 => ListOffsetsResult {
-                    error_code: code::INVALID_REQUEST,
-                    offset: -1,
-                    timestamp: -1,
-                },
+                ts if ts < 0 => ListOffsetsResult::error(code::INVALID_REQUEST),
                 ts => match log.offset_for_timestamp(ts).await {
                     Ok(Some((offset, timestamp))) => ListOffsetsResult {
                         error_code: code::NONE,
                         offset,
                         timestamp,
                     },
-                    Ok(None) => ListOffsetsResult {
-                        error_code: code::NONE,
-                        offset: -1,
-                        timestamp: -1,
-                    },
-                    Err(e) => ListOffsetsResult {
-                        error_code: e.code(),
-                        offset: -1,
-                        timestamp: -1,
-                    },
+                    Ok(None) => ok(-1),
+                    Err(e) => ListOffsetsResult::error(e.code()),
                 },
             });
         }
@@ -801,6 +787,16 @@ impl ReadResult {
             high_watermark: -1,
             log_start_offset: -1,
             records: Vec::new(),
+        }
+    }
+}
+
+impl ListOffsetsResult {
+    pub fn error(error_code: i16) -> ListOffsetsResult {
+        ListOffsetsResult {
+            error_code,
+            offset: -1,
+            timestamp: -1,
         }
     }
 }

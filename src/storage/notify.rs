@@ -58,8 +58,16 @@ impl Future for Listen {
 /// `ticket`, whatever order their futures are later polled in. The log assigns offsets
 /// under it: pipelined produce requests of one connection must get offsets in request
 /// order, and a lock that lets a newcomer overtake a woken waiter would break that.
+///
+/// Tickets and guards share the line with the lock rather than borrow it, so a ticket can
+/// travel inside a future that outlives the call that took it (a task of its own).
 #[derive(Default)]
 pub struct FifoLock {
+    line: Rc<Line>,
+}
+
+#[derive(Default)]
+struct Line {
     next: Cell<u64>,
     serving: Cell<u64>,
     /// Tickets whose holders went away before their turn; skipped when reached.
@@ -67,33 +75,35 @@ pub struct FifoLock {
     notify: Rc<Notify>,
 }
 
-pub struct Ticket<'a> {
-    lock: &'a FifoLock,
+pub struct Ticket {
+    line: Rc<Line>,
     number: u64,
     served: bool,
 }
 
-pub struct FifoGuard<'a> {
-    lock: &'a FifoLock,
+pub struct FifoGuard {
+    line: Rc<Line>,
 }
 
 impl FifoLock {
     /// Takes a place in line now.
-    pub fn ticket(&self) -> Ticket<'_> {
-        let number = self.next.get();
-        self.next.set(number + 1);
+    pub fn ticket(&self) -> Ticket {
+        let number = self.line.next.get();
+        self.line.next.set(number + 1);
         Ticket {
-            lock: self,
+            line: self.line.clone(),
             number,
             served: false,
         }
     }
 
     /// Waits for a place taken now.
-    pub async fn lock(&self) -> FifoGuard<'_> {
+    pub async fn lock(&self) -> FifoGuard {
         self.ticket().acquire().await
     }
+}
 
+impl Line {
     fn advance(&self) {
         let mut next = self.serving.get() + 1;
         let mut abandoned = self.abandoned.borrow_mut();
@@ -106,34 +116,36 @@ impl FifoLock {
     }
 }
 
-impl<'a> Ticket<'a> {
-    pub async fn acquire(mut self) -> FifoGuard<'a> {
+impl Ticket {
+    pub async fn acquire(mut self) -> FifoGuard {
         loop {
-            if self.lock.serving.get() == self.number {
+            if self.line.serving.get() == self.number {
                 self.served = true;
-                return FifoGuard { lock: self.lock };
+                return FifoGuard {
+                    line: self.line.clone(),
+                };
             }
-            self.lock.notify.listen().await;
+            self.line.notify.listen().await;
         }
     }
 }
 
-impl Drop for Ticket<'_> {
+impl Drop for Ticket {
     fn drop(&mut self) {
         if self.served {
             return;
         }
-        if self.lock.serving.get() == self.number {
-            self.lock.advance();
+        if self.line.serving.get() == self.number {
+            self.line.advance();
         } else {
-            self.lock.abandoned.borrow_mut().insert(self.number);
+            self.line.abandoned.borrow_mut().insert(self.number);
         }
     }
 }
 
-impl Drop for FifoGuard<'_> {
+impl Drop for FifoGuard {
     fn drop(&mut self) {
-        self.lock.advance();
+        self.line.advance();
     }
 }
 

@@ -10,9 +10,9 @@ use super::{Ctx, Request, RequestError, topic_str};
 use crate::protocol::code;
 use crate::server::response::Response;
 use crate::shard::messages::{ReadPart, ReadResult, ShardReply, ShardRequest};
-use crate::shard::runtime::{first_of, join_all};
+use crate::shard::scatter::ShardUnreachable;
 use kafka_protocol::messages::FetchRequest;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 /// One partition of the request, in request order.
@@ -25,48 +25,34 @@ struct Wanted {
     owner: Option<usize>,
 }
 
+/// One read of every partition, on its owning shard; the results in request order.
 async fn read_round(ctx: &Ctx, wanted: &[Wanted], max_bytes: u64) -> Vec<ReadResult> {
-    let mut groups: BTreeMap<usize, (Vec<ReadPart>, Vec<usize>)> = BTreeMap::new();
-    for (i, w) in wanted.iter().enumerate() {
-        if let Some(owner) = w.owner {
-            let g = groups.entry(owner).or_default();
-            g.0.push(ReadPart {
-                topic: w.topic.clone(),
-                partition: w.partition,
-                offset: w.offset,
-                max_bytes: w.max_bytes,
-            });
-            g.1.push(i);
-        }
-    }
-    let mut out: Vec<ReadResult> = wanted
+    let reads = wanted.iter().filter_map(|w| {
+        let read = ReadPart {
+            topic: w.topic.clone(),
+            partition: w.partition,
+            offset: w.offset,
+            max_bytes: w.max_bytes,
+        };
+        Some((w.owner?, read))
+    });
+    let read = |parts| ShardRequest::Read { parts, max_bytes };
+    let mut answers = ctx
+        .shard
+        .scatter(reads, read, |reply| match reply {
+            ShardReply::Read(rs) => Some(rs),
+            _ => None,
+        })
+        .await
+        .into_iter();
+    // The answers are those of the partitions that exist, in the same order.
+    wanted
         .iter()
-        .map(|_| ReadResult::error(code::UNKNOWN_TOPIC_OR_PARTITION))
-        .collect();
-    let mut slots = Vec::with_capacity(groups.len());
-    let mut calls = Vec::with_capacity(groups.len());
-    for (owner, (parts, idx)) in groups {
-        slots.push(idx);
-        calls.push(Box::pin(
-            ctx.shard
-                .call(owner, ShardRequest::Read { parts, max_bytes }),
-        ));
-    }
-    for (reply, idx) in join_all(calls).await.into_iter().zip(slots) {
-        match reply {
-            Some(ShardReply::Read(rs)) if rs.len() == idx.len() => {
-                for (r, i) in rs.into_iter().zip(idx) {
-                    out[i] = r;
-                }
-            }
-            _ => {
-                for i in idx {
-                    out[i] = ReadResult::error(code::KAFKA_STORAGE_ERROR);
-                }
-            }
-        }
-    }
-    out
+        .map(|w| match w.owner {
+            None => ReadResult::error(code::UNKNOWN_TOPIC_OR_PARTITION),
+            Some(_) => answers.next().unwrap_or_else(|| ShardUnreachable.into()),
+        })
+        .collect()
 }
 
 pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Response, RequestError> {
@@ -112,28 +98,15 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Response, RequestErr
         }
         // Park until one partition advances past what this round saw, or the deadline.
         let timeout_ms = (deadline - now).as_millis() as u64 + 1;
-        let mut groups: BTreeMap<usize, Vec<(String, i32, i64)>> = BTreeMap::new();
-        for (w, r) in wanted.iter().zip(&results) {
-            if let Some(owner) = w.owner {
-                groups.entry(owner).or_default().push((
-                    w.topic.clone(),
-                    w.partition,
-                    r.high_watermark,
-                ));
-            }
-        }
-        let waits = groups
-            .into_iter()
-            .map(|(owner, parts)| {
-                let shard = ctx.shard.clone();
-                Box::pin(async move {
-                    shard
-                        .call(owner, ShardRequest::WaitChanged { parts, timeout_ms })
-                        .await;
-                }) as std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>
+        let seen = wanted.iter().zip(&results).filter_map(|(w, r)| {
+            Some((w.owner?, (w.topic.clone(), w.partition, r.high_watermark)))
+        });
+        ctx.shard
+            .scatter_first(seen, |parts| ShardRequest::WaitChanged {
+                parts,
+                timeout_ms,
             })
-            .collect();
-        first_of(waits).await;
+            .await;
     };
 
     // Shards filled their partitions independently: keep the whole response within

@@ -4,15 +4,16 @@
 use super::{Ctx, Request, RequestError, topic_name, topic_str};
 use crate::protocol::code;
 use crate::shard::messages::{ListOffsetsPart, ListOffsetsResult, ShardReply, ShardRequest};
-use crate::shard::runtime::join_all;
+use crate::shard::scatter::ShardUnreachable;
 use bytes::Bytes;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 enum Slot {
+    /// Asked of the owning shard; the answers come in the order of these slots.
     Pending,
     Done(ListOffsetsResult),
     Skip,
@@ -21,11 +22,6 @@ enum Slot {
 pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError> {
     let request: ListOffsetsRequest = req.decode_body()?;
     let meta = ctx.shard.meta();
-    let missing = || ListOffsetsResult {
-        error_code: code::UNKNOWN_TOPIC_OR_PARTITION,
-        offset: -1,
-        timestamp: -1,
-    };
     // Kafka answers a partition named twice with INVALID_REQUEST; here it is also answered
     // once, at its first place.
     let mut named: HashMap<(&str, i32), u32> = HashMap::new();
@@ -37,10 +33,11 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
         }
     }
     let mut answered: HashSet<(&str, i32)> = HashSet::new();
-    // Per partition of the request: `None` to fill from a shard, or the result; partitions
-    // left out of the response are `Skip`.
+    // Per partition of the request: `Pending` to fill from a shard, or the result;
+    // partitions left out of the response are `Skip`.
     let mut results: Vec<Slot> = Vec::new();
-    let mut groups: BTreeMap<usize, (Vec<ListOffsetsPart>, Vec<usize>)> = BTreeMap::new();
+    // The partitions to ask, each with its owning shard, in the order of `Pending` slots.
+    let mut to_ask: Vec<(usize, ListOffsetsPart)> = Vec::new();
     for t in &request.topics {
         let topic = topic_str(&t.name);
         let partitions = meta.topics.get(&topic).map(|v| v.partitions).unwrap_or(0);
@@ -51,46 +48,32 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
                 continue;
             }
             if named.get(&key).is_some_and(|n| *n > 1) {
-                results.push(Slot::Done(ListOffsetsResult {
-                    error_code: code::INVALID_REQUEST,
-                    offset: -1,
-                    timestamp: -1,
-                }));
+                results.push(Slot::Done(ListOffsetsResult::error(code::INVALID_REQUEST)));
                 continue;
             }
             if p.partition_index < 0 || p.partition_index >= partitions {
-                results.push(Slot::Done(missing()));
+                results.push(Slot::Done(ListOffsetsResult::error(
+                    code::UNKNOWN_TOPIC_OR_PARTITION,
+                )));
                 continue;
             }
-            let g = groups
-                .entry(ctx.shard.owner(&topic, p.partition_index))
-                .or_default();
-            g.0.push(ListOffsetsPart {
+            let ask = ListOffsetsPart {
                 topic: topic.clone(),
                 partition: p.partition_index,
                 timestamp: p.timestamp,
-            });
-            g.1.push(results.len());
+            };
+            to_ask.push((ctx.shard.owner(&topic, p.partition_index), ask));
             results.push(Slot::Pending);
         }
     }
-    let mut slots = Vec::new();
-    let mut calls = Vec::new();
-    for (owner, (parts, idx)) in groups {
-        slots.push(idx);
-        calls.push(Box::pin(
-            ctx.shard.call(owner, ShardRequest::ListOffsets(parts)),
-        ));
-    }
-    for (reply, idx) in join_all(calls).await.into_iter().zip(slots) {
-        if let Some(ShardReply::ListOffsets(rs)) = reply {
-            for (r, i) in rs.into_iter().zip(idx) {
-                if let Some(slot) = results.get_mut(i) {
-                    *slot = Slot::Done(r);
-                }
-            }
-        }
-    }
+    let mut answers = ctx
+        .shard
+        .scatter(to_ask, ShardRequest::ListOffsets, |reply| match reply {
+            ShardReply::ListOffsets(rs) => Some(rs),
+            _ => None,
+        })
+        .await
+        .into_iter();
     let mut results = results.into_iter();
     let topics = request
         .topics
@@ -104,11 +87,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
                     let r = match slot {
                         Slot::Skip => return None,
                         Slot::Done(r) => r,
-                        Slot::Pending => ListOffsetsResult {
-                            error_code: code::KAFKA_STORAGE_ERROR,
-                            offset: -1,
-                            timestamp: -1,
-                        },
+                        Slot::Pending => answers.next().unwrap_or_else(|| ShardUnreachable.into()),
                     };
                     Some(
                         ListOffsetsPartitionResponse::default()

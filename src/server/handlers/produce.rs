@@ -10,14 +10,11 @@ use crate::protocol::code;
 use crate::protocol::reader::Reader;
 use crate::shard::messages::{ProducePart, ProduceResult, ShardReply, ShardRequest};
 use crate::shard::meta::{is_internal, validate_topic_name};
-use crate::shard::runtime::join_all;
+use crate::shard::scatter::ShardUnreachable;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use std::collections::{BTreeMap, HashMap, HashSet};
-
-/// The parts of a request one shard appends, and the (topic, partition) index of each.
-type Group = (Vec<ProducePart>, Vec<(usize, usize)>);
+use std::collections::{HashMap, HashSet};
 
 /// The oldest Produce version we decode (record batches v2).
 pub const MIN_VERSION: i16 = crate::protocol::versions::PRODUCE_MIN_DECODED;
@@ -57,8 +54,10 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Option<Bytes>, Reque
     }
     let mut answered: HashSet<(&str, i32)> = HashSet::new();
     let mut results: Vec<Vec<Option<ProduceResult>>> = Vec::new();
-    // Per owning shard: the parts to append and where their results go.
-    let mut groups: BTreeMap<usize, Group> = BTreeMap::new();
+    // The parts to append, each with its owning shard, and the (topic, partition) index of
+    // each in the request.
+    let mut to_append: Vec<(usize, ProducePart)> = Vec::new();
+    let mut places: Vec<(usize, usize)> = Vec::new();
     for (ti, topic) in request.topic_data.iter().enumerate() {
         let name = topic_str(&topic.name);
         let view = meta.topics.get(&name);
@@ -95,13 +94,13 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Option<Bytes>, Reque
                 Some(c) => row.push(Some(ProduceResult::error(c, None))),
                 None => {
                     row.push(None);
-                    let group = groups.entry(shard.owner(&name, p)).or_default();
-                    group.0.push(ProducePart {
+                    let append = ProducePart {
                         topic: name.clone(),
                         partition: p,
                         records: part.records.clone().unwrap_or_default(),
-                    });
-                    group.1.push((ti, pi));
+                    };
+                    to_append.push((shard.owner(&name, p), append));
+                    places.push((ti, pi));
                 }
             }
         }
@@ -109,24 +108,14 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Option<Bytes>, Reque
     }
 
     // One message per owning shard, all in flight at once.
-    let mut slots = Vec::with_capacity(groups.len());
-    let mut calls = Vec::with_capacity(groups.len());
-    for (owner, (parts, where_to)) in groups {
-        slots.push(where_to);
-        calls.push(Box::pin(shard.call(owner, ShardRequest::Produce(parts))));
-    }
-    let replies = join_all(calls).await;
-    for (reply, where_to) in replies.into_iter().zip(slots) {
-        let mut rs = match reply {
-            Some(ShardReply::Produce(rs)) if rs.len() == where_to.len() => rs.into_iter(),
-            _ => Vec::new().into_iter(),
-        };
-        for (ti, pi) in where_to {
-            results[ti][pi] = Some(
-                rs.next()
-                    .unwrap_or_else(|| ProduceResult::error(code::KAFKA_STORAGE_ERROR, None)),
-            );
-        }
+    let answers = shard
+        .scatter(to_append, ShardRequest::Produce, |reply| match reply {
+            ShardReply::Produce(rs) => Some(rs),
+            _ => None,
+        })
+        .await;
+    for ((ti, pi), answer) in places.into_iter().zip(answers) {
+        results[ti][pi] = Some(answer);
     }
 
     if acks == 0 {
@@ -143,8 +132,9 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Option<Bytes>, Reque
                 .zip(row)
                 .filter(|(_, r)| !r.as_ref().is_some_and(ProduceResult::is_omitted))
                 .map(|(part, r)| {
-                    let r =
-                        r.unwrap_or_else(|| ProduceResult::error(code::KAFKA_STORAGE_ERROR, None));
+                    // Every part sent to a shard got an answer above; one that did not
+                    // would be a part no shard was asked for.
+                    let r = r.unwrap_or_else(|| ShardUnreachable.into());
                     PartitionProduceResponse::default()
                         .with_index(part.index)
                         .with_error_code(r.error_code)

@@ -1,0 +1,298 @@
+//! Reads: whole batches from the segment holding an offset (from the batch cache when it
+//! holds them), and the lookup of the first record at or after a timestamp.
+
+use super::PartitionLog;
+use crate::compression::Codec;
+use crate::protocol::batch;
+use crate::storage::error::{Result, StorageError};
+use crate::storage::io::{Storage, StorageFile};
+use crate::storage::segment::Scanner;
+use bytes::Bytes;
+use std::io;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+
+/// A contiguous range of whole batches in one segment file, to be sent with sendfile or
+/// read. The file stays open while the region lives, even if retention deletes it.
+pub struct FileRegion<F> {
+    pub file: Rc<F>,
+    pub position: u64,
+    pub len: u64,
+    /// The same bytes from the direct-IO batch cache, when it holds all of them.
+    pub cached: Option<Vec<Bytes>>,
+}
+
+impl<F: StorageFile> FileRegion<F> {
+    pub async fn read(&self) -> io::Result<Vec<u8>> {
+        if let Some(chunks) = &self.cached {
+            return Ok(chunks.iter().flat_map(|c| c.iter().copied()).collect());
+        }
+        let bytes = self.file.read_at(self.position, self.len as usize).await?;
+        if bytes.len() as u64 != self.len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "segment shorter than the region read from it",
+            ));
+        }
+        Ok(bytes)
+    }
+
+    pub fn raw_fd(&self) -> Option<RawFd> {
+        self.file.raw_fd()
+    }
+}
+
+/// The answer to a read: whole batches, and the log's bounds at the time of the read.
+pub struct ReadSlice<F> {
+    pub regions: Vec<FileRegion<F>>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+impl<F> ReadSlice<F> {
+    pub fn bytes(&self) -> u64 {
+        self.regions.iter().map(|r| r.len).sum()
+    }
+}
+
+/// (offset, timestamp) of every record of a batch, decompressing (bounded by `limit`) when
+/// it is compressed; `None` if the records cannot be read.
+fn record_times(batch_bytes: &[u8], limit: usize) -> Option<Vec<(i64, i64)>> {
+    let header = batch::BatchHeader::parse(batch_bytes).ok()?;
+    let payload = batch_bytes.get(batch::HEADER_BYTES..)?;
+    if header.compression() == 0 {
+        return batch::record_timestamps_in(&header, payload);
+    }
+    let codec = Codec::from_attributes(header.attributes).ok()?;
+    let records = crate::compression::decompress(codec, payload, limit).ok()?;
+    batch::record_timestamps_in(&header, &records)
+}
+
+/// Walks whole batches held in memory (cache chunks starting at file position `pos`) and
+/// returns the region a read of `offset` answers with: `Some(Some((position, len)))`,
+/// `Some(None)` when no batch reaches `offset`, `None` when the bytes are not whole
+/// batches (the caller then reads the file).
+fn scan_memory(
+    chunks: &[Bytes],
+    pos: u64,
+    offset: i64,
+    max_bytes: u64,
+) -> Option<Option<(u64, u64)>> {
+    let mut at = pos;
+    let mut first: Option<u64> = None;
+    let mut region_end = 0u64;
+    for chunk in chunks {
+        let mut i = 0usize;
+        while i < chunk.len() {
+            let rest = &chunk[i..];
+            if rest.len() < 27 {
+                return None;
+            }
+            let (base, length) = batch::peek_offset_and_size(rest)?;
+            let delta = i32::from_be_bytes([rest[23], rest[24], rest[25], rest[26]]);
+            if length < (batch::HEADER_BYTES - batch::LOG_OVERHEAD) as i32 || delta < 0 {
+                return None;
+            }
+            let size = length as usize + batch::LOG_OVERHEAD;
+            if size > rest.len() {
+                return None;
+            }
+            let last = base + delta as i64;
+            let end = at + size as u64;
+            match first {
+                None if last < offset => {}
+                None => {
+                    first = Some(at);
+                    region_end = end;
+                }
+                Some(start) => {
+                    if end - start > max_bytes {
+                        return Some(Some((start, region_end - start)));
+                    }
+                    region_end = end;
+                }
+            }
+            at = end;
+            i += size;
+        }
+    }
+    Some(first.map(|start| (start, region_end - start)))
+}
+
+/// `len` bytes from `skip` bytes into the concatenation of `chunks`, as slices.
+fn slice_chunks(chunks: &[Bytes], mut skip: u64, mut len: u64) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    for c in chunks {
+        if len == 0 {
+            break;
+        }
+        let clen = c.len() as u64;
+        if skip >= clen {
+            skip -= clen;
+            continue;
+        }
+        let take = (clen - skip).min(len);
+        out.push(c.slice(skip as usize..(skip + take) as usize));
+        len -= take;
+        skip = 0;
+    }
+    out
+}
+
+impl<S: Storage> PartitionLog<S> {
+    /// Whole batches starting with the one that contains `offset`, up to `max_bytes`
+    /// (at least one batch, however large, so a consumer never stalls), from one segment.
+    pub async fn read(&self, offset: i64, max_bytes: u64) -> Result<ReadSlice<S::File>> {
+        let (hw, start) = {
+            let st = self.inner.state.borrow();
+            (self.visible(&st).1, st.log_start_offset)
+        };
+        if offset < start || offset > hw {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset: start,
+                high_watermark: hw,
+            });
+        }
+        let mut slice = ReadSlice {
+            regions: Vec::new(),
+            high_watermark: hw,
+            log_start_offset: start,
+        };
+        if offset == hw {
+            return Ok(slice);
+        }
+        // Walk forward from the segment that should hold `offset`; an offset past a
+        // segment's last batch is in the next one.
+        let mut seg_base = None;
+        loop {
+            let found = {
+                let st = self.inner.state.borrow();
+                let i = match seg_base {
+                    None => st
+                        .segments
+                        .partition_point(|s| s.base_offset <= offset)
+                        .saturating_sub(1),
+                    Some(prev) => st.segments.partition_point(|s| s.base_offset <= prev),
+                };
+                st.segments.get(i).map(|seg| {
+                    let active = i + 1 == st.segments.len();
+                    let end = if active {
+                        self.visible(&st).0
+                    } else {
+                        seg.size
+                    };
+                    let rel = (offset - seg.base_offset).clamp(0, u32::MAX as i64) as u32;
+                    let pos = seg.index.lookup(rel).map_or(0, |(_, p)| p as u64);
+                    (seg.base_offset, seg.log.clone(), pos, end)
+                })
+            };
+            let Some((base, file, pos, end)) = found else {
+                return Ok(slice);
+            };
+            // Direct-IO logs: when the batch cache holds the whole range, find the batches
+            // in memory instead of reading headers from the device.
+            let in_memory = self.inner.cache.borrow().as_ref().and_then(|(cache, id)| {
+                let chunks = cache.borrow().lookup(*id, base, pos, end - pos)?;
+                scan_memory(&chunks, pos, offset, max_bytes).map(|found| (found, chunks))
+            });
+            if let Some((found, chunks)) = in_memory {
+                if let Some((start_pos, len)) = found {
+                    let cached = slice_chunks(&chunks, start_pos - pos, len);
+                    slice.regions.push(FileRegion {
+                        file,
+                        position: start_pos,
+                        len,
+                        cached: Some(cached),
+                    });
+                    return Ok(slice);
+                }
+                seg_base = Some(base);
+                continue;
+            }
+            let mut scanner = Scanner::new(file.as_ref(), pos, end, false);
+            let mut first: Option<u64> = None;
+            let mut region_end = 0u64;
+            while let Some(b) = scanner.next().await? {
+                match first {
+                    None if b.last_offset < offset => continue,
+                    None => {
+                        first = Some(b.position);
+                        region_end = b.end();
+                    }
+                    Some(start_pos) => {
+                        if b.end() - start_pos > max_bytes {
+                            break;
+                        }
+                        region_end = b.end();
+                    }
+                }
+            }
+            if let Some(start_pos) = first {
+                let len = region_end - start_pos;
+                let cached = self
+                    .inner
+                    .cache
+                    .borrow()
+                    .as_ref()
+                    .and_then(|(cache, id)| cache.borrow().lookup(*id, base, start_pos, len));
+                slice.regions.push(FileRegion {
+                    file,
+                    position: start_pos,
+                    len,
+                    cached,
+                });
+                return Ok(slice);
+            }
+            seg_base = Some(base);
+        }
+    }
+
+    /// The first record with timestamp `>= timestamp`: `(offset, its timestamp)`, or `None`
+    /// when every record is older. Compressed batches are decompressed (bounded by the
+    /// topic's decompression limit) to find the record.
+    pub async fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
+        let candidates: Vec<(Rc<S::File>, u64, u64, i64)> = {
+            let st = self.inner.state.borrow();
+            let (vis_pos, _) = self.visible(&st);
+            let n = st.segments.len();
+            st.segments
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.max_timestamp >= timestamp)
+                .map(|(i, s)| {
+                    let end = if i + 1 == n { vis_pos } else { s.size };
+                    let pos = s
+                        .time_index
+                        .lookup_before(timestamp)
+                        .and_then(|(_, rel)| s.index.lookup(rel))
+                        .map_or(0, |(_, p)| p as u64);
+                    (s.log.clone(), pos, end, s.base_offset)
+                })
+                .collect()
+        };
+        let log_start = self.log_start_offset();
+        let limit = crate::compression::decompressed_limit(self.config().max_batch_bytes);
+        for (file, pos, end, _base) in candidates {
+            let mut scanner = Scanner::new(file.as_ref(), pos, end, false);
+            while let Some(b) = scanner.next().await? {
+                if b.max_timestamp < timestamp || b.last_offset < log_start {
+                    continue;
+                }
+                let bytes = file.read_at(b.position, b.size as usize).await?;
+                let hit = match record_times(&bytes, limit) {
+                    Some(records) => records
+                        .into_iter()
+                        .find(|&(off, ts)| ts >= timestamp && off >= log_start),
+                    // Records that cannot be read (corrupt, or past the decompression
+                    // limit): the batch's first offset and largest timestamp.
+                    None => Some((b.base_offset.max(log_start), b.max_timestamp)),
+                };
+                if hit.is_some() {
+                    return Ok(hit);
+                }
+            }
+        }
+        Ok(None)
+    }
+}
