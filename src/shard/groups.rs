@@ -32,8 +32,10 @@ impl OffsetsLog for ShardOffsets {
         let Some(log) = log else {
             return Box::pin(async { Err(GroupError::NotCoordinator) });
         };
+        // The append takes its place in line here, before the host spawns the wait.
+        let append = log.append(batch);
         Box::pin(async move {
-            log.append(batch)
+            append
                 .await
                 .map(|info| info.base_offset)
                 .map_err(GroupError::from)

@@ -127,12 +127,7 @@ impl<S: Storage> Clone for PartitionLog<S> {
     }
 }
 
-pub fn wall_clock_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use crate::rt::wall_clock_ms;
 
 fn file_kind(io: IoMode) -> FileKind {
     match io {
