@@ -21,6 +21,7 @@ pub mod schedule;
 pub mod stats;
 pub mod svg;
 pub mod sweep;
+pub mod sweep_report;
 
 use anyhow::Context as _;
 use args::{BenchArgs, split_kv};
@@ -47,9 +48,9 @@ pub struct BenchCommand {
 #[derive(clap::Subcommand)]
 pub enum BenchSub {
     /// Run a matrix of broker and client settings; write JSON, a markdown table and SVG plots.
-    Sweep(Box<sweep::SweepArgs>),
+    Sweep(Box<args::SweepArgs>),
     /// Combine several sweeps' JSON into one markdown table and one set of plots.
-    Combine(render::CombineArgs),
+    Combine(args::CombineArgs),
 }
 
 /// Runs the command line's bench: prints the table, writes the JSON if asked.
