@@ -1,5 +1,5 @@
-//! Command-line parameters of `ringbroker bench` (one run), `ringbroker bench sweep` and
-//! `ringbroker bench combine`.
+//! Command-line parameters of `ringbroker-bench` (one run), `ringbroker-bench sweep` and
+//! `ringbroker-bench combine`.
 
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
@@ -144,10 +144,10 @@ pub struct BenchArgs {
 impl BenchArgs {
     /// Checks what clap cannot: sizes and durations that would make the run meaningless.
     pub fn validate(&self) -> Result<(), String> {
-        if self.record_size < super::record::HEADER_BYTES {
+        if self.record_size < crate::record::HEADER_BYTES {
             return Err(format!(
                 "--record-size must be at least {} bytes",
-                super::record::HEADER_BYTES
+                crate::record::HEADER_BYTES
             ));
         }
         if self.producers == 0 {
@@ -178,10 +178,11 @@ pub fn split_kv(kv: &str) -> Result<(&str, &str), String> {
         .ok_or_else(|| format!("expected KEY=VALUE, got {kv:?}"))
 }
 
-/// `ringbroker bench sweep`: the matrix of settings and how long each point runs.
+/// `ringbroker-bench sweep`: the matrix of settings and how long each point runs.
 #[derive(clap::Args, Clone, Debug, Serialize)]
 pub struct SweepArgs {
-    /// The ringbroker binary started for each broker setting (default: this executable).
+    /// The ringbroker binary started for each broker setting (default: `ringbroker` next to
+    /// this executable, else on PATH).
     #[arg(long)]
     pub broker_bin: Option<PathBuf>,
     /// Bench an already-running Kafka-compatible broker instead; only client settings vary.
@@ -253,7 +254,7 @@ pub struct SweepArgs {
     pub no_limits: bool,
 }
 
-/// `ringbroker bench combine`: one table and one set of plots from several sweeps (say,
+/// `ringbroker-bench combine`: one table and one set of plots from several sweeps (say,
 /// ringbroker and another broker, run one after the other with the same client settings).
 #[derive(clap::Args, Clone, Debug)]
 pub struct CombineArgs {

@@ -2,10 +2,10 @@
 //! the whole report. Shared by `sweep`, which measures them, and `render`, which draws
 //! them; neither imports the other's types.
 
-use super::args::{Acks, Compression, SweepArgs};
-use super::hardware::Machine;
-use super::limits::Limits;
-use super::report::Results;
+use crate::args::{Acks, Compression, SweepArgs};
+use crate::hardware::Machine;
+use crate::limits::Limits;
+use crate::report::Results;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

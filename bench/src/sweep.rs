@@ -1,4 +1,4 @@
-//! `ringbroker bench sweep`: runs a matrix of settings and renders the comparison.
+//! `ringbroker-bench sweep`: runs a matrix of settings and renders the comparison.
 //!
 //! For ringbroker, every broker setting (an io x flush pair) gets a fresh broker process on
 //! a fresh data directory; client settings (codec, batch size, acks) vary around a base.
@@ -7,17 +7,17 @@
 //! given as a ratio to them. Against another broker (`--bootstrap`, optionally started by
 //! `--peer`), only the client settings are swept.
 
-use super::args::{Acks, BenchArgs, Compression, KeyDistribution, SweepArgs};
-use super::hardware::Machine;
-use super::limits::{self, Limits};
-use super::process::{free_port, spawn_in_group, wait_listening};
-use super::render::{markdown, write_plots};
-use super::report::Results;
-use super::sweep_report::{Point, Ratios, SweepReport};
+use crate::args::{Acks, BenchArgs, Compression, KeyDistribution, SweepArgs};
+use crate::hardware::Machine;
+use crate::limits::{self, Limits};
+use crate::process::{free_port, spawn_in_group, wait_listening};
+use crate::render::{markdown, write_plots};
+use crate::report::{Results, write_json};
+use crate::sweep_report::{Point, Ratios, SweepReport};
 use anyhow::Context as _;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -110,6 +110,12 @@ pub fn utc_date() -> String {
 
 pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
     let settings = settings(args)?;
+    // A ringbroker is started per setting unless another broker is benched (--bootstrap).
+    let bin = match (&args.broker_bin, &args.bootstrap) {
+        (Some(b), _) => Some(b.clone()),
+        (None, None) => Some(default_broker_bin()?),
+        (None, Some(_)) => None,
+    };
     let out = args
         .out
         .clone()
@@ -149,10 +155,6 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
         _ => None,
     };
 
-    let bin = match &args.broker_bin {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()?,
-    };
     let mut points = Vec::new();
     for (n, setting) in settings.iter().enumerate() {
         let (broker, bootstrap, _process, config) = match (&setting.pair, &args.bootstrap) {
@@ -167,7 +169,8 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
                     ("log.flush".to_string(), flush.clone()),
                     ("shards".to_string(), args.shards.to_string()),
                 ]);
-                let mut c = Command::new(&bin);
+                let bin = bin.as_deref().context("no ringbroker binary")?;
+                let mut c = Command::new(bin);
                 c.args(["serve", "--listen", &addr, "--data-dir"])
                     .arg(&dir)
                     .args(["--shards", &args.shards.to_string()])
@@ -212,7 +215,7 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
                 json: None,
                 quiet: true,
             };
-            let outcome = super::run(&bench);
+            let outcome = crate::run::run(&bench);
             let (results, error) = match outcome {
                 Ok(report) => (Some(report.results), None),
                 Err(e) => {
@@ -264,12 +267,34 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
         points,
     };
     let stem = out.join("sweep");
-    super::write_json(&stem.with_extension("json"), &report)?;
+    write_json(&stem.with_extension("json"), &report)?;
     std::fs::write(stem.with_extension("md"), markdown(&report))?;
     write_plots(&out, &report.points)?;
     println!("{}", markdown(&report));
     eprintln!("sweep: wrote {}/sweep.{{json,md}} and plots", out.display());
     Ok(())
+}
+
+/// The broker binary when `--broker-bin` is not given: `ringbroker` in this executable's
+/// directory (where cargo builds both binaries), else the first on PATH.
+fn default_broker_bin() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let sibling = exe.with_file_name("ringbroker");
+    if sibling.is_file() {
+        return Ok(sibling);
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("ringbroker"))
+            .find(|p| p.is_file())
+    });
+    on_path.with_context(|| {
+        format!(
+            "no ringbroker binary in {} or on PATH: build it (cargo build --release -p \
+             ringbroker) or pass --broker-bin",
+            exe.parent().unwrap_or(Path::new(".")).display()
+        )
+    })
 }
 
 fn ratios(r: &Results, l: &Limits) -> Ratios {

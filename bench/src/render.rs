@@ -1,9 +1,9 @@
-//! Renders sweeps: the markdown table, the SVG plots, and `bench combine`.
+//! Renders sweeps: the markdown table, the SVG plots, and `ringbroker-bench combine`.
 
-use super::args::CombineArgs;
-use super::report::Results;
-use super::svg::{self, Series};
-use super::sweep_report::{Point, Ratios, SweepReport};
+use crate::args::CombineArgs;
+use crate::report::Results;
+use crate::svg::{self, Series};
+use crate::sweep_report::{Point, Ratios, SweepReport};
 use anyhow::Context as _;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -186,7 +186,7 @@ pub fn combine(args: &CombineArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::args::{Acks, Compression};
+    use crate::args::{Acks, Compression};
     use std::collections::BTreeMap;
 
     #[test]
