@@ -1,5 +1,5 @@
 //! Codec throughput and ratio on realistic log lines (JSON application logs and syslog, from
-//! `ringbroker::bench::loglines`), framed as the records of a Kafka batch — the bytes the
+//! `ringbroker_bench::loglines`), framed as the records of a Kafka batch — the bytes the
 //! broker decompresses and recompresses. For each codec: compress and decompress MB/s of
 //! uncompressed bytes, and the compression ratio.
 //!
@@ -7,9 +7,9 @@
 //! Under `cargo test` (no `--bench`) each benchmark runs once on a small sample.
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use ringbroker::bench::loglines::LogLines;
 use ringbroker::compression::{self, ALL_CODECS, Codec};
 use ringbroker::protocol::batch::{HEADER_BYTES, testing::build_batch};
+use ringbroker_bench::loglines::LogLines;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -127,7 +127,7 @@ fn main() {
             "command": "cargo bench --bench codecs",
             "machine": machine(),
             "params": {
-                "input": "records of one Kafka batch of JSON/syslog log lines (ringbroker::bench::loglines, seed 1)",
+                "input": "records of one Kafka batch of JSON/syslog log lines (ringbroker_bench::loglines, seed 1)",
                 "uncompressed_bytes": data.len(),
                 "zstd_level": 3,
                 "gzip_level": "default (6)",

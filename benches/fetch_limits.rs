@@ -307,9 +307,9 @@ fn main() {
     for cc in &ccs {
         let cc = cc.as_deref();
         let name = cc.map_or(format!("{system} (system default)"), str::to_string);
-        let loopback = ringbroker::bench::limits::tcp_builtin(seconds, cc).expect("loopback") * 1e6;
+        let loopback = ringbroker_bench::limits::tcp_builtin(seconds, cc).expect("loopback") * 1e6;
         let iperf = if full {
-            ringbroker::bench::limits::tcp_iperf3(seconds, cc).map(|m| m * 1e6)
+            ringbroker_bench::limits::tcp_iperf3(seconds, cc).map(|m| m * 1e6)
         } else {
             None
         };
@@ -362,7 +362,7 @@ fn main() {
     }
 
     if full && modes.len() == 2 {
-        let machine = ringbroker::bench::hardware::Machine::detect();
+        let machine = ringbroker_bench::hardware::Machine::detect();
         let report = serde_json::json!({
             "benchmark": "fetch_limits",
             "command": "cargo bench --bench fetch_limits",
@@ -382,7 +382,7 @@ fn main() {
                 "cpu_ratio_copying_over_zero_copy": p.medians[1].2 / p.medians[0].2.max(1e-9),
             })).collect::<Vec<_>>(),
         });
-        let path = ringbroker::bench::report::write_dated(
+        let path = ringbroker_bench::report::write_dated(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
             "fetch-limits",
             &report,

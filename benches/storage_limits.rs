@@ -277,7 +277,7 @@ fn main() {
         let report = serde_json::json!({
             "benchmark": "storage_limits",
             "command": "cargo bench --bench storage_limits",
-            "machine": ringbroker::bench::hardware::Machine::detect(),
+            "machine": ringbroker_bench::hardware::Machine::detect(),
             "params": { "raw_bytes": raw_bytes, "log_bytes": log_bytes, "fsync_window_s": window.as_secs_f64(), "batch_bytes": 65536 },
             "direct_none_64k": {
                 "raw_qd1_mb_s": raw_qd1, "log_1_appender_mb_s": log_1, "ratio_qd1": log_1 / raw_qd1,
@@ -286,7 +286,7 @@ fn main() {
             },
             "fsync_group_commit": fsync_json,
         });
-        let path = ringbroker::bench::report::write_dated(
+        let path = ringbroker_bench::report::write_dated(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
             "storage-limits",
             &report,

@@ -27,10 +27,10 @@ scripts/compare.sh --pairs "${PAIRS:-buffered:none,buffered:fsync,direct:fsync}"
 
 data=$(mktemp -d)
 trap 'rm -rf "$data"' EXIT
-target/release/ringbroker bench sweep --bootstrap "127.0.0.1:$PORT" --peer-name tansu-sqlite \
+target/release/ringbroker-bench sweep --bootstrap "127.0.0.1:$PORT" --peer-name tansu-sqlite \
   --peer "cd $data && exec $TANSU broker --listener-url tcp://127.0.0.1:$PORT \
     --advertised-listener-url tcp://127.0.0.1:$PORT --storage-engine sqlite://tansu.db" \
   "${common[@]}" --out "$OUT/tansu"
 
-target/release/ringbroker bench combine --input "$OUT/ringbroker/sweep.json" \
+target/release/ringbroker-bench combine --input "$OUT/ringbroker/sweep.json" \
   --input "$OUT/tansu/sweep.json" --out "$OUT"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the broker comparison sweep (`ringbroker bench sweep`) with a release build and writes
+# Runs the broker comparison sweep (`ringbroker-bench sweep`) with a release build and writes
 # sweep.json, sweep.md, ack-p99.svg and e2e-p99.svg into perf/results/<UTC date>/ (or --out).
 #
 # Every ringbroker setting gets a fresh broker on a fresh data directory; the machine's own
@@ -12,7 +12,7 @@
 #   scripts/compare.sh --bootstrap 127.0.0.1:9092 --peer-name kafka   # an already-running broker
 #   scripts/compare.sh --bootstrap 127.0.0.1:9092 --peer 'tansu ...' --peer-name tansu
 #
-# Any `ringbroker bench sweep --help` flag is passed through.
+# Any `ringbroker-bench sweep --help` flag is passed through.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,5 +29,8 @@ if ((${#need[@]})) && command -v apt-get >/dev/null 2>&1; then
   fi
 fi
 
+# The broker and the load generator are two packages of the workspace, built one at a time
+# so the broker is the same build as `cargo run --release -- serve` and scripts/smoke.sh's.
 cargo build --release --bin ringbroker
-exec target/release/ringbroker bench sweep --broker-bin target/release/ringbroker "$@"
+cargo build --release -p ringbroker-bench
+exec target/release/ringbroker-bench sweep --broker-bin target/release/ringbroker "$@"

@@ -1,6 +1,5 @@
 //! ringbroker: a Kafka-wire-compatible message broker on glommio (io_uring, thread-per-core).
 
-pub mod bench;
 pub mod broker;
 pub mod compression;
 pub mod config;

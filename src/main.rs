@@ -20,9 +20,17 @@ struct Cli {
 enum Command {
     /// Run the broker.
     Serve(ServeArgs),
-    /// Benchmark a Kafka-compatible broker (open-loop load, latency percentiles), or run a
-    /// sweep of settings with `bench sweep`.
-    Bench(Box<ringbroker::bench::BenchCommand>),
+    /// Moved: the load generator is the `ringbroker-bench` binary now (package `bench/`);
+    /// this only says so.
+    #[command(hide = true, disable_help_flag = true)]
+    Bench(MovedArgs),
+}
+
+/// Whatever followed `ringbroker bench`, to show the same command with the new binary.
+#[derive(clap::Args)]
+struct MovedArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -91,13 +99,17 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Bench(bench) => match ringbroker::bench::main(*bench) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("ringbroker bench: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Bench(moved) => {
+            let args: String = moved.args.iter().map(|a| format!(" {a}")).collect();
+            eprintln!(
+                "ringbroker: `ringbroker bench` moved to its own binary, `ringbroker-bench`, \
+                 so the broker no longer links librdkafka. Run:\n  \
+                 ringbroker-bench{args}\n\
+                 (build it with `cargo build --release -p ringbroker-bench`, or run it with \
+                 `cargo run --release -p ringbroker-bench --{args}`)"
+            );
+            ExitCode::from(2)
+        }
         Command::Serve(args) => {
             let config = match build_config(&args) {
                 Ok(c) => c,

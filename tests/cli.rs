@@ -230,3 +230,16 @@ fn congestion_control_is_set_on_client_sockets() {
     );
     broker.stop();
 }
+
+/// The load generator left the broker binary (it is `ringbroker-bench` now, so the broker
+/// does not link librdkafka): `ringbroker bench ...` only says where it went.
+#[test]
+fn bench_names_the_new_binary() {
+    let (status, stderr) =
+        common::run_to_exit(&["bench", "sweep", "--rates", "1000"], EXIT_TIMEOUT);
+    assert_eq!(status.code(), Some(2), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("ringbroker-bench sweep --rates 1000"),
+        "the message should show the new command; stderr:\n{stderr}"
+    );
+}

@@ -105,7 +105,7 @@ fn produce_all(broker: &Broker, topic: &str, codec: &str) {
         .set("acks", "all")
         .create()
         .expect("producer");
-    let mut lines = ringbroker::bench::loglines::LogLines::new(42);
+    let mut lines = ringbroker_bench::loglines::LogLines::new(42);
     for i in 0..MESSAGES {
         let line = lines.next_line();
         let key = i.to_string();
@@ -142,7 +142,7 @@ fn consume_all(broker: &Broker, topic: &str) -> Vec<(String, String)> {
 }
 
 fn expected() -> Vec<(String, String)> {
-    let mut lines = ringbroker::bench::loglines::LogLines::new(42);
+    let mut lines = ringbroker_bench::loglines::LogLines::new(42);
     (0..MESSAGES)
         .map(|i| (i.to_string(), lines.next_line()))
         .collect()

@@ -1,7 +1,9 @@
-//! Command-line parameters of `ringbroker bench` (one run) and `ringbroker bench sweep`.
+//! Command-line parameters of `ringbroker-bench` (one run), `ringbroker-bench sweep` and
+//! `ringbroker-bench combine`.
 
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 /// The codec the producers compress batches with (`compression.type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -132,7 +134,7 @@ pub struct BenchArgs {
     /// Write the JSON report to this file.
     #[arg(long)]
     #[serde(skip)]
-    pub json: Option<std::path::PathBuf>,
+    pub json: Option<PathBuf>,
     /// No progress line on stderr.
     #[arg(long)]
     #[serde(skip)]
@@ -142,10 +144,10 @@ pub struct BenchArgs {
 impl BenchArgs {
     /// Checks what clap cannot: sizes and durations that would make the run meaningless.
     pub fn validate(&self) -> Result<(), String> {
-        if self.record_size < super::record::HEADER_BYTES {
+        if self.record_size < crate::record::HEADER_BYTES {
             return Err(format!(
                 "--record-size must be at least {} bytes",
-                super::record::HEADER_BYTES
+                crate::record::HEADER_BYTES
             ));
         }
         if self.producers == 0 {
@@ -174,4 +176,92 @@ pub fn split_kv(kv: &str) -> Result<(&str, &str), String> {
     kv.split_once('=')
         .filter(|(k, _)| !k.is_empty())
         .ok_or_else(|| format!("expected KEY=VALUE, got {kv:?}"))
+}
+
+/// `ringbroker-bench sweep`: the matrix of settings and how long each point runs.
+#[derive(clap::Args, Clone, Debug, Serialize)]
+pub struct SweepArgs {
+    /// The ringbroker binary started for each broker setting (default: `ringbroker` next to
+    /// this executable, else on PATH).
+    #[arg(long)]
+    pub broker_bin: Option<PathBuf>,
+    /// Bench an already-running Kafka-compatible broker instead; only client settings vary.
+    #[arg(long)]
+    pub bootstrap: Option<String>,
+    /// Shell command starting the other broker (listening on --bootstrap); stopped at the end.
+    #[arg(long, requires = "bootstrap")]
+    pub peer: Option<String>,
+    /// Name of the other broker in the reports.
+    #[arg(long, default_value = "peer")]
+    pub peer_name: String,
+    /// ringbroker io:flush pairs, each on a fresh broker.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "buffered:none,buffered:interval,buffered:fsync,direct:none,direct:interval,direct:fsync"
+    )]
+    pub pairs: Vec<String>,
+    /// Codecs (the first is the base of the other settings).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "none,gzip,snappy,lz4,zstd"
+    )]
+    pub codecs: Vec<Compression>,
+    /// Producer batch sizes in bytes (the first is the base).
+    #[arg(long, value_delimiter = ',', default_value = "131072,16384,4096")]
+    pub batch_sizes: Vec<usize>,
+    /// acks settings (the first is the base).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "1,all")]
+    pub acks: Vec<Acks>,
+    /// Offered loads in records/s; each setting runs at each (0 = closed loop).
+    #[arg(long, value_delimiter = ',', default_value = "5000,20000")]
+    pub rates: Vec<u64>,
+    #[arg(long, default_value_t = 1024)]
+    pub record_size: usize,
+    #[arg(long, default_value_t = 6)]
+    pub partitions: i32,
+    #[arg(long, default_value_t = 1)]
+    pub producers: usize,
+    #[arg(long, default_value_t = 1)]
+    pub consumers: usize,
+    #[arg(long, default_value_t = 5)]
+    pub linger_ms: u64,
+    /// Seconds measured per point.
+    #[arg(long, default_value_t = 3.0)]
+    pub duration: f64,
+    /// Seconds of warm-up per point.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Shards of each ringbroker.
+    #[arg(long, default_value_t = 2)]
+    pub shards: usize,
+    /// Extra broker setting for every ringbroker (repeatable KEY=VALUE).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub broker_set: Vec<String>,
+    /// Output directory (default perf/results/<UTC date>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where the brokers' data directories and the disk limit tests go (default: temp dir).
+    #[arg(long)]
+    pub data_root: Option<PathBuf>,
+    /// Seconds for each network limit test.
+    #[arg(long, default_value_t = 3.0)]
+    pub limits_s: f64,
+    /// Skip measuring the machine limits.
+    #[arg(long)]
+    pub no_limits: bool,
+}
+
+/// `ringbroker-bench combine`: one table and one set of plots from several sweeps (say,
+/// ringbroker and another broker, run one after the other with the same client settings).
+#[derive(clap::Args, Clone, Debug)]
+pub struct CombineArgs {
+    /// sweep.json files to combine (repeatable); their points keep their setting labels.
+    #[arg(long = "input", required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Output directory for combined.md, ack-p99.svg and e2e-p99.svg.
+    #[arg(long)]
+    pub out: PathBuf,
 }

@@ -1,8 +1,9 @@
 //! The run report: JSON for machines, a table for people.
 
-use super::args::BenchArgs;
-use super::hardware::Machine;
-use super::histogram::Percentiles;
+use crate::args::BenchArgs;
+use crate::hardware::Machine;
+use crate::histogram::Percentiles;
+use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -124,6 +125,12 @@ impl Report {
         }
         out
     }
+}
+
+/// Writes `value` as pretty JSON, with a final newline, to `path`.
+pub fn write_json(path: &std::path::Path, value: &impl Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
 }
 
 /// Writes a benchmark's JSON report to `perf/results/<prefix>-<date>.json` under `root`

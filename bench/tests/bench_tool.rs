@@ -1,11 +1,52 @@
-//! `ringbroker bench` end to end: start the real broker binary, run the bench binary against
+//! `ringbroker-bench` end to end: start the real broker binary, run the bench binary against
 //! it for a few seconds, and check its JSON report.
 
 use serde_json::Value;
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+/// The broker binary: `RINGBROKER_BIN` if set (e.g. a release build), else the workspace's
+/// `ringbroker` of this test's profile. `cargo test --workspace` builds it along with the
+/// broker's own tests; when it is missing (`cargo test -p ringbroker-bench` on a fresh
+/// target dir) it is built here. This crate does not depend on the broker crate, so cargo
+/// does not rebuild the broker for `-p ringbroker-bench` alone: build or test the workspace
+/// after changing the broker.
+fn broker_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("RINGBROKER_BIN") {
+            return PathBuf::from(bin);
+        }
+        // This test runs from <target dir>/<profile dir>/deps/; the broker binary of the
+        // same profile is <target dir>/<profile dir>/ringbroker.
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test executable in <target>/<profile>/deps");
+        let bin = profile_dir.join("ringbroker");
+        if bin.is_file() {
+            return bin;
+        }
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => "dev",
+            Some(name) => name,
+        };
+        let target_dir = profile_dir.parent().expect("target dir");
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--bin", "ringbroker"])
+            .args(["-p", "ringbroker", "--profile", profile])
+            .env("CARGO_TARGET_DIR", target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build for the broker");
+        assert!(status.success(), "building the ringbroker binary failed");
+        bin
+    })
+}
 
 struct Broker {
     child: Child,
@@ -36,7 +77,7 @@ fn start_broker() -> Broker {
     let addr = format!("127.0.0.1:{port}");
     // A real disk directory (not tmpfs), as the storage tests use.
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_ringbroker"))
+    let child = Command::new(broker_bin())
         .args(["serve", "--listen", &addr, "--data-dir"])
         .arg(dir.path())
         .args(["--shards", "2"])
@@ -57,14 +98,13 @@ fn start_broker() -> Broker {
 }
 
 fn bench(args: &[&str], json: &Path) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_ringbroker"))
-        .arg("bench")
+    let out = Command::new(env!("CARGO_BIN_EXE_ringbroker-bench"))
         .args(args)
         .arg("--json")
         .arg(json)
         .stderr(Stdio::inherit())
         .output()
-        .expect("run ringbroker bench");
+        .expect("run ringbroker-bench");
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "bench failed: {table}");
     assert!(
@@ -197,8 +237,8 @@ fn closed_loop_run_reports_throughput() {
 
 #[test]
 fn rejects_records_too_small_for_the_timestamp() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ringbroker"))
-        .args(["bench", "--bootstrap", "127.0.0.1:1", "--record-size", "8"])
+    let out = Command::new(env!("CARGO_BIN_EXE_ringbroker-bench"))
+        .args(["--bootstrap", "127.0.0.1:1", "--record-size", "8"])
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -1,6 +1,6 @@
 //! Counters and histograms shared by the producer, consumer and progress threads.
 
-use super::histogram::Latency;
+use crate::histogram::Latency;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;

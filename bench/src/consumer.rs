@@ -1,8 +1,8 @@
 //! A consumer thread: receives the run's records and measures end-to-end latency.
 
-use super::args::{BenchArgs, split_kv};
-use super::record;
-use super::stats::Stats;
+use crate::args::{BenchArgs, split_kv};
+use crate::record;
+use crate::stats::Stats;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use std::sync::Arc;

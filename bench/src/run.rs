@@ -1,77 +1,19 @@
-//! `ringbroker bench`: a load generator for any Kafka-compatible broker.
-//!
-//! Producers (librdkafka, so batch size, linger, compression and acks behave as users see
-//! them) offer an open-loop load; consumers read the records back. Ack and end-to-end
-//! latencies are measured from each record's scheduled time (see [`schedule`]), into
-//! HdrHistograms; warm-up results are discarded. `ringbroker bench sweep` runs a matrix of
-//! broker and client settings and renders tables and plots (see [`sweep`]).
+//! One benchmark run (`ringbroker-bench` without a subcommand): create the topic, start
+//! the consumers, produce on the open-loop schedule (see [`crate::schedule`]), drain, and
+//! report (see [`crate::report`]).
 
-pub mod args;
-pub mod consumer;
-pub mod hardware;
-pub mod histogram;
-pub mod limits;
-pub mod loglines;
-pub mod process;
-pub mod producer;
-pub mod record;
-pub mod render;
-pub mod report;
-pub mod schedule;
-pub mod stats;
-pub mod svg;
-pub mod sweep;
-
+use crate::args::{BenchArgs, split_kv};
+use crate::report::{BrokerInfo, Flow, Report, Results};
+use crate::stats::Stats;
+use crate::{consumer, hardware, producer, record};
 use anyhow::Context as _;
-use args::{BenchArgs, split_kv};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
-use report::{BrokerInfo, Flow, Report, Results};
-use stats::Stats;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// `ringbroker bench`: one run, or `bench sweep`.
-#[derive(clap::Args)]
-#[command(args_conflicts_with_subcommands = true)]
-pub struct BenchCommand {
-    #[command(subcommand)]
-    pub sub: Option<BenchSub>,
-    #[command(flatten)]
-    pub run: BenchArgs,
-}
-
-#[derive(clap::Subcommand)]
-pub enum BenchSub {
-    /// Run a matrix of broker and client settings; write JSON, a markdown table and SVG plots.
-    Sweep(Box<sweep::SweepArgs>),
-    /// Combine several sweeps' JSON into one markdown table and one set of plots.
-    Combine(render::CombineArgs),
-}
-
-/// Runs the command line's bench: prints the table, writes the JSON if asked.
-pub fn main(command: BenchCommand) -> anyhow::Result<()> {
-    match command.sub {
-        Some(BenchSub::Sweep(sweep)) => sweep::run(&sweep),
-        Some(BenchSub::Combine(combine)) => render::combine(&combine),
-        None => {
-            let report = run(&command.run)?;
-            print!("{}", report.table());
-            if let Some(path) = &command.run.json {
-                write_json(path, &report)?;
-            }
-            Ok(())
-        }
-    }
-}
-
-pub fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
-    let text = serde_json::to_string_pretty(value)?;
-    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
-}
 
 /// Creates the topic if it is missing; returns its partition count.
 pub fn ensure_topic(args: &BenchArgs) -> anyhow::Result<i32> {

@@ -5,7 +5,7 @@
 //! iperf3 and fio are used when installed (scripts/compare.sh installs them); the built-in
 //! equivalents always run too, so a machine without them still gets figures.
 
-use super::histogram::Latency;
+use crate::histogram::Latency;
 use serde::Serialize;
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
@@ -93,8 +93,7 @@ pub fn tcp_builtin(seconds: f64, congestion: Option<&str>) -> std::io::Result<f6
     });
     let mut stream = std::net::TcpStream::connect(addr)?;
     if let Some(algorithm) = congestion {
-        use std::os::fd::AsRawFd;
-        crate::os::sockopt::set_congestion(stream.as_raw_fd(), algorithm)?;
+        set_congestion(&stream, algorithm)?;
     }
     let buf = vec![0x5au8; 1 << 20];
     let end = Instant::now() + Duration::from_secs_f64(seconds);
@@ -106,6 +105,26 @@ pub fn tcp_builtin(seconds: f64, congestion: Option<&str>) -> std::io::Result<f6
         .join()
         .map_err(|_| std::io::Error::other("reader panicked"))??;
     Ok(bytes as f64 / 1e6 / elapsed.as_secs_f64())
+}
+
+/// Sets TCP_CONGESTION (the congestion control algorithm, by name) on one socket.
+fn set_congestion(stream: &std::net::TcpStream, algorithm: &str) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is open for the life of `stream`, and the pointer and length
+    // describe the bytes of `algorithm`.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            algorithm.as_ptr().cast(),
+            algorithm.len() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Loopback TCP bandwidth by iperf3, MB/s, when it is installed; `congestion` is passed
@@ -189,6 +208,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         assert!(super::tcp_builtin(0.2, None).unwrap() > 0.0);
         assert!(super::tcp_builtin(0.2, Some("reno")).unwrap() > 0.0);
+        assert!(super::tcp_builtin(0.2, Some("no-such-algorithm")).is_err());
         assert!(super::disk_write_builtin(&dir, 8 << 20).unwrap() > 0.0);
         assert_eq!(super::fdatasync_builtin(&dir, 5).unwrap().len(), 5);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -1,4 +1,4 @@
-//! `ringbroker bench sweep`: runs a matrix of settings and renders the comparison.
+//! `ringbroker-bench sweep`: runs a matrix of settings and renders the comparison.
 //!
 //! For ringbroker, every broker setting (an io x flush pair) gets a fresh broker process on
 //! a fresh data directory; client settings (codec, batch size, acks) vary around a base.
@@ -7,92 +7,19 @@
 //! given as a ratio to them. Against another broker (`--bootstrap`, optionally started by
 //! `--peer`), only the client settings are swept.
 
-use super::args::{Acks, BenchArgs, Compression, KeyDistribution};
-use super::hardware::Machine;
-use super::limits::{self, Limits};
-use super::process::{free_port, spawn_in_group, wait_listening};
-use super::render::{markdown, write_plots};
-use super::report::Results;
+use crate::args::{Acks, BenchArgs, Compression, KeyDistribution, SweepArgs};
+use crate::hardware::Machine;
+use crate::limits::{self, Limits};
+use crate::process::{free_port, spawn_in_group, wait_listening};
+use crate::render::{markdown, write_plots};
+use crate::report::{Results, write_json};
+use crate::sweep_report::{Point, Ratios, SweepReport};
 use anyhow::Context as _;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-#[derive(clap::Args, Clone, Debug, Serialize)]
-pub struct SweepArgs {
-    /// The ringbroker binary started for each broker setting (default: this executable).
-    #[arg(long)]
-    pub broker_bin: Option<PathBuf>,
-    /// Bench an already-running Kafka-compatible broker instead; only client settings vary.
-    #[arg(long)]
-    pub bootstrap: Option<String>,
-    /// Shell command starting the other broker (listening on --bootstrap); stopped at the end.
-    #[arg(long, requires = "bootstrap")]
-    pub peer: Option<String>,
-    /// Name of the other broker in the reports.
-    #[arg(long, default_value = "peer")]
-    pub peer_name: String,
-    /// ringbroker io:flush pairs, each on a fresh broker.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "buffered:none,buffered:interval,buffered:fsync,direct:none,direct:interval,direct:fsync"
-    )]
-    pub pairs: Vec<String>,
-    /// Codecs (the first is the base of the other settings).
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "none,gzip,snappy,lz4,zstd"
-    )]
-    pub codecs: Vec<Compression>,
-    /// Producer batch sizes in bytes (the first is the base).
-    #[arg(long, value_delimiter = ',', default_value = "131072,16384,4096")]
-    pub batch_sizes: Vec<usize>,
-    /// acks settings (the first is the base).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "1,all")]
-    pub acks: Vec<Acks>,
-    /// Offered loads in records/s; each setting runs at each (0 = closed loop).
-    #[arg(long, value_delimiter = ',', default_value = "5000,20000")]
-    pub rates: Vec<u64>,
-    #[arg(long, default_value_t = 1024)]
-    pub record_size: usize,
-    #[arg(long, default_value_t = 6)]
-    pub partitions: i32,
-    #[arg(long, default_value_t = 1)]
-    pub producers: usize,
-    #[arg(long, default_value_t = 1)]
-    pub consumers: usize,
-    #[arg(long, default_value_t = 5)]
-    pub linger_ms: u64,
-    /// Seconds measured per point.
-    #[arg(long, default_value_t = 3.0)]
-    pub duration: f64,
-    /// Seconds of warm-up per point.
-    #[arg(long, default_value_t = 1.0)]
-    pub warmup: f64,
-    /// Shards of each ringbroker.
-    #[arg(long, default_value_t = 2)]
-    pub shards: usize,
-    /// Extra broker setting for every ringbroker (repeatable KEY=VALUE).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub broker_set: Vec<String>,
-    /// Output directory (default perf/results/<UTC date>).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Where the brokers' data directories and the disk limit tests go (default: temp dir).
-    #[arg(long)]
-    pub data_root: Option<PathBuf>,
-    /// Seconds for each network limit test.
-    #[arg(long, default_value_t = 3.0)]
-    pub limits_s: f64,
-    /// Skip measuring the machine limits.
-    #[arg(long)]
-    pub no_limits: bool,
-}
 
 /// One setting of the matrix.
 #[derive(Clone, Debug, Serialize)]
@@ -103,41 +30,6 @@ struct Setting {
     codec: Compression,
     batch_size: usize,
     acks: Acks,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Ratios {
-    /// Produced MB/s (record values) / loopback TCP MB/s.
-    pub produce_to_tcp_loopback: f64,
-    /// Produced MB/s / sequential disk write MB/s.
-    pub produce_to_disk_write: f64,
-    /// Ack p50 / fdatasync p50: how many syncs' worth of time an ack takes.
-    pub ack_p50_to_fdatasync_p50: f64,
-    pub ack_p99_to_fdatasync_p50: f64,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(super) struct Point {
-    pub(super) setting: String,
-    pub(super) broker: String,
-    pub(super) broker_config: BTreeMap<String, String>,
-    pub(super) codec: Compression,
-    pub(super) batch_size: usize,
-    pub(super) acks: Acks,
-    pub(super) rate: u64,
-    pub(super) results: Option<Results>,
-    pub(super) ratios: Option<Ratios>,
-    pub(super) error: Option<String>,
-}
-
-#[derive(Serialize)]
-pub(super) struct SweepReport<'a> {
-    pub(super) benchmark: &'static str,
-    pub(super) version: &'static str,
-    pub(super) machine: Machine,
-    pub(super) params: &'a SweepArgs,
-    pub(super) limits: Option<Limits>,
-    pub(super) points: Vec<Point>,
 }
 
 fn settings(args: &SweepArgs) -> anyhow::Result<Vec<Setting>> {
@@ -218,6 +110,12 @@ pub fn utc_date() -> String {
 
 pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
     let settings = settings(args)?;
+    // A ringbroker is started per setting unless another broker is benched (--bootstrap).
+    let bin = match (&args.broker_bin, &args.bootstrap) {
+        (Some(b), _) => Some(b.clone()),
+        (None, None) => Some(default_broker_bin()?),
+        (None, Some(_)) => None,
+    };
     let out = args
         .out
         .clone()
@@ -257,10 +155,6 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
         _ => None,
     };
 
-    let bin = match &args.broker_bin {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()?,
-    };
     let mut points = Vec::new();
     for (n, setting) in settings.iter().enumerate() {
         let (broker, bootstrap, _process, config) = match (&setting.pair, &args.bootstrap) {
@@ -275,7 +169,8 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
                     ("log.flush".to_string(), flush.clone()),
                     ("shards".to_string(), args.shards.to_string()),
                 ]);
-                let mut c = Command::new(&bin);
+                let bin = bin.as_deref().context("no ringbroker binary")?;
+                let mut c = Command::new(bin);
                 c.args(["serve", "--listen", &addr, "--data-dir"])
                     .arg(&dir)
                     .args(["--shards", &args.shards.to_string()])
@@ -320,7 +215,7 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
                 json: None,
                 quiet: true,
             };
-            let outcome = super::run(&bench);
+            let outcome = crate::run::run(&bench);
             let (results, error) = match outcome {
                 Ok(report) => (Some(report.results), None),
                 Err(e) => {
@@ -372,12 +267,34 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
         points,
     };
     let stem = out.join("sweep");
-    super::write_json(&stem.with_extension("json"), &report)?;
+    write_json(&stem.with_extension("json"), &report)?;
     std::fs::write(stem.with_extension("md"), markdown(&report))?;
     write_plots(&out, &report.points)?;
     println!("{}", markdown(&report));
     eprintln!("sweep: wrote {}/sweep.{{json,md}} and plots", out.display());
     Ok(())
+}
+
+/// The broker binary when `--broker-bin` is not given: `ringbroker` in this executable's
+/// directory (where cargo builds both binaries), else the first on PATH.
+fn default_broker_bin() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let sibling = exe.with_file_name("ringbroker");
+    if sibling.is_file() {
+        return Ok(sibling);
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("ringbroker"))
+            .find(|p| p.is_file())
+    });
+    on_path.with_context(|| {
+        format!(
+            "no ringbroker binary in {} or on PATH: build it (cargo build --release -p \
+             ringbroker) or pass --broker-bin",
+            exe.parent().unwrap_or(Path::new(".")).display()
+        )
+    })
 }
 
 fn ratios(r: &Results, l: &Limits) -> Ratios {

@@ -65,7 +65,7 @@ pub fn drive(schedule: &Schedule, end: Instant, give_up: Instant, sink: &mut imp
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::histogram::Latency;
+    use crate::histogram::Latency;
 
     /// Acknowledges each record as soon as it is sent, after a short service time, except
     /// record `stall_at`, whose send blocks for `stall`: a broker pause, say.

@@ -1,13 +1,15 @@
-//! Renders sweeps: the markdown table, the SVG plots, and `bench combine`.
+//! Renders sweeps: the markdown table, the SVG plots, and `ringbroker-bench combine`.
 
-use super::report::Results;
-use super::svg::{self, Series};
-use super::sweep::{Point, Ratios, SweepReport};
+use crate::args::CombineArgs;
+use crate::report::Results;
+use crate::svg::{self, Series};
+use crate::sweep_report::{Point, Ratios, SweepReport};
 use anyhow::Context as _;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-pub(super) fn markdown(report: &SweepReport<'_>) -> String {
+/// `sweep.md`: the run's parameters, the machine and its limits, then the table.
+pub fn markdown(report: &SweepReport<'_>) -> String {
     let mut s = String::new();
     let p = report.params;
     let _ = writeln!(s, "# ringbroker bench sweep\n");
@@ -50,7 +52,7 @@ pub(super) fn markdown(report: &SweepReport<'_>) -> String {
 }
 
 /// The results table, one row per point.
-pub(super) fn table(points: &[Point]) -> String {
+pub fn table(points: &[Point]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -101,7 +103,8 @@ pub(super) fn table(points: &[Point]) -> String {
     s
 }
 
-pub(super) fn write_plots(out: &Path, points: &[Point]) -> anyhow::Result<()> {
+/// The SVG plots of ack and end-to-end p99 against throughput, one curve per setting.
+pub fn write_plots(out: &Path, points: &[Point]) -> anyhow::Result<()> {
     let mut order: Vec<&str> = Vec::new();
     for p in points {
         if !order.contains(&p.setting.as_str()) {
@@ -145,18 +148,7 @@ pub(super) fn write_plots(out: &Path, points: &[Point]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `ringbroker bench combine`: one table and one set of plots from several sweeps (say,
-/// ringbroker and another broker, run one after the other with the same client settings).
-#[derive(clap::Args, Clone, Debug)]
-pub struct CombineArgs {
-    /// sweep.json files to combine (repeatable); their points keep their setting labels.
-    #[arg(long = "input", required = true)]
-    pub inputs: Vec<PathBuf>,
-    /// Output directory for combined.md, ack-p99.svg and e2e-p99.svg.
-    #[arg(long)]
-    pub out: PathBuf,
-}
-
+/// Reads the sweeps' JSON, prints the combined table and writes it with the plots.
 pub fn combine(args: &CombineArgs) -> anyhow::Result<()> {
     let mut s = String::from("# ringbroker bench: combined sweeps\n\n");
     let mut points = Vec::new();
@@ -194,7 +186,7 @@ pub fn combine(args: &CombineArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::args::{Acks, Compression};
+    use crate::args::{Acks, Compression};
     use std::collections::BTreeMap;
 
     #[test]

@@ -1,9 +1,9 @@
 //! A producer thread: one librdkafka producer driven by the open-loop schedule.
 
-use super::args::{BenchArgs, KeyDistribution, split_kv};
-use super::record::{self, XorShift};
-use super::schedule::{self, Schedule, Sink};
-use super::stats::Stats;
+use crate::args::{BenchArgs, KeyDistribution, split_kv};
+use crate::record::{self, XorShift};
+use crate::schedule::{self, Schedule, Sink};
+use crate::stats::Stats;
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError;
