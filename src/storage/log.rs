@@ -1343,6 +1343,79 @@ mod tests {
         });
     }
 
+    /// Found by tests/fuzz_segments.rs: the base offset is outside the CRC, and recovery
+    /// took a batch whose base offset jumped ahead (a gap reads could not explain) or came
+    /// so close to i64::MAX that its last offset overflowed.
+    #[test]
+    fn recovery_truncates_at_a_damaged_base_offset() {
+        block_on(async {
+            for (damaged, bad) in [(0usize, 87i64), (3, 87), (3, i64::MAX - 1), (3, 2)] {
+                let sim = SimStorage::new(7);
+                let dir = PathBuf::from("/d/t-0");
+                let config = LogConfig {
+                    index_interval_bytes: 1 << 20,
+                    ..cfg(FlushMode::None)
+                };
+                let log = PartitionLog::open(sim.clone(), dir.clone(), config.clone())
+                    .await
+                    .expect("open");
+                let mut positions = Vec::new();
+                let mut end = 0;
+                for i in 0..6 {
+                    let b = batch(i, 2);
+                    positions.push(end);
+                    end += b.len();
+                    log.append(b).await.expect("append");
+                }
+                log.close().await.expect("close");
+                let path = segment_path(&dir, 0, "log");
+                let mut bytes = sim.file_bytes(&path).expect("segment");
+                let at = positions[damaged];
+                bytes[at..at + 8].copy_from_slice(&bad.to_be_bytes());
+                sim.set_file_bytes(&path, bytes);
+                let log = PartitionLog::open(sim, dir, config)
+                    .await
+                    .expect("recovers");
+                assert_eq!(
+                    log.log_end_offset(),
+                    2 * damaged as i64,
+                    "damage at {damaged}"
+                );
+                let kept = read_all(&log, 0).await;
+                assert_eq!(kept.len(), damaged);
+                let info = log.append(batch(9, 1)).await.expect("append");
+                assert_eq!(info.base_offset, 2 * damaged as i64);
+            }
+            // Before the last index entry, reached when a missing time index makes
+            // recovery rebuild the indexes from the whole segment: it overflowed there.
+            let sim = SimStorage::new(8);
+            let dir = PathBuf::from("/d/t-1");
+            let log = PartitionLog::open(sim.clone(), dir.clone(), cfg(FlushMode::None))
+                .await
+                .expect("open");
+            let mut at = 0;
+            for i in 0..12 {
+                let b = batch(i, 2);
+                if i == 1 {
+                    at = log.size_bytes() as usize;
+                }
+                log.append(b).await.expect("append");
+            }
+            log.close().await.expect("close");
+            assert_eq!(log.segment_count(), 1);
+            let path = segment_path(&dir, 0, "log");
+            let mut bytes = sim.file_bytes(&path).expect("segment");
+            bytes[at..at + 8].copy_from_slice(&(i64::MAX - 1).to_be_bytes());
+            sim.set_file_bytes(&path, bytes);
+            sim.set_file_bytes(&segment_path(&dir, 0, "timeindex"), Vec::new());
+            let log = PartitionLog::open(sim, dir, cfg(FlushMode::None))
+                .await
+                .expect("recovers");
+            assert_eq!(log.log_end_offset(), 2);
+            assert_eq!(read_all(&log, 0).await.len(), 1);
+        });
+    }
+
     fn idem_batch(i: usize, pid: i64, epoch: i16, seq: i32, n: usize) -> Bytes {
         let mut b = batch(i, n).to_vec();
         batch::set_producer(&mut b, pid, epoch, seq);
