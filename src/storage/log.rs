@@ -1105,11 +1105,12 @@ impl<S: Storage> PartitionLog<S> {
                         seg.size
                     };
                     let rel = (offset - seg.base_offset).clamp(0, u32::MAX as i64) as u32;
-                    let pos = seg.index.lookup(rel).map_or(0, |(_, p)| p as u64);
-                    (seg.base_offset, seg.log.clone(), pos, end)
+                    let (indexed, pos) = seg.index.lookup(rel).unwrap_or((0, 0));
+                    let indexed = seg.base_offset.saturating_add(i64::from(indexed));
+                    (seg.base_offset, seg.log.clone(), pos as u64, end, indexed)
                 })
             };
-            let Some((base, file, pos, end)) = found else {
+            let Some((base, file, pos, end, indexed)) = found else {
                 return Ok(slice);
             };
             // Direct-IO logs: when the batch cache holds the whole range, find the batches
@@ -1135,7 +1136,28 @@ impl<S: Storage> PartitionLog<S> {
             let mut scanner = Scanner::new(file.as_ref(), pos, end, false);
             let mut first: Option<u64> = None;
             let mut region_end = 0u64;
-            while let Some(b) = scanner.next().await? {
+            // An index loaded from disk is checked only at its last entry: one damaged in
+            // the middle may point between batches or at another batch. Reads check the
+            // entry they start from, and scan the segment from its start if it is wrong.
+            let mut checked = pos == 0;
+            loop {
+                let Some(b) = scanner.next().await? else {
+                    if checked {
+                        break;
+                    }
+                    checked = true;
+                    tracing::warn!(segment = base, pos, "index entry points at no batch");
+                    scanner = Scanner::new(file.as_ref(), 0, end, false);
+                    continue;
+                };
+                if !checked {
+                    checked = true;
+                    if b.base_offset != indexed {
+                        tracing::warn!(segment = base, pos, "index entry points at another batch");
+                        scanner = Scanner::new(file.as_ref(), 0, end, false);
+                        continue;
+                    }
+                }
                 match first {
                     None if b.last_offset < offset => continue,
                     None => {
@@ -1413,6 +1435,57 @@ mod tests {
                 .expect("recovers");
             assert_eq!(log.log_end_offset(), 2);
             assert_eq!(read_all(&log, 0).await.len(), 1);
+        });
+    }
+
+    /// Found by tests/fuzz_segments.rs: an index entry damaged in the middle of the file
+    /// (still increasing, so it loads) sent reads between batches or to another batch,
+    /// and a consumer at those offsets got nothing, or later batches.
+    #[test]
+    fn reads_survive_a_wrong_index_entry() {
+        block_on(async {
+            // (entry, damage): 0 moves its position into its batch, 1 gives it a smaller
+            // offset than its batch has (a read there would skip batches).
+            for (entry, damage) in [(1usize, 0), (2, 0), (1, 1), (2, 1)] {
+                let sim = SimStorage::new(3);
+                let dir = PathBuf::from("/d/t-0");
+                let log = PartitionLog::open(sim.clone(), dir.clone(), cfg(FlushMode::None))
+                    .await
+                    .expect("open");
+                for i in 0..40 {
+                    log.append(batch(i, 2)).await.expect("append");
+                }
+                let before = read_all(&log, 0).await;
+                log.close().await.expect("close");
+                let path = segment_path(&dir, 0, "index");
+                let mut index = sim.file_bytes(&path).expect("index");
+                assert!(index.len() >= 4 * 8, "entries to damage");
+                let u32_at =
+                    |b: &[u8], at: usize| u32::from_be_bytes(b[at..at + 4].try_into().unwrap());
+                let at = entry * 8;
+                if damage == 0 {
+                    let pos = u32_at(&index, at + 4) + 1;
+                    index[at + 4..at + 8].copy_from_slice(&pos.to_be_bytes());
+                } else {
+                    let rel = u32_at(&index, at - 8) + 1;
+                    assert!(rel < u32_at(&index, at));
+                    index[at..at + 4].copy_from_slice(&rel.to_be_bytes());
+                }
+                sim.set_file_bytes(&path, index);
+                let log = PartitionLog::open(sim, dir, cfg(FlushMode::None))
+                    .await
+                    .expect("reopen");
+                assert_eq!(
+                    read_all(&log, 0).await,
+                    before,
+                    "entry {entry} damage {damage}"
+                );
+                for (offset, bytes) in &before {
+                    let s = log.read(*offset, 1).await.expect("read");
+                    let got = s.regions[0].read().await.expect("bytes");
+                    assert_eq!(&got, bytes, "read at {offset}");
+                }
+            }
         });
     }
 
