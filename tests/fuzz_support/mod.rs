@@ -6,6 +6,8 @@
 
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
+use ringbroker::compression::{self, Codec};
+use ringbroker::protocol::batch::{self, HEADER_BYTES, LOG_OVERHEAD, testing::build_batch};
 use std::path::{Path, PathBuf};
 
 pub type Rng = SmallRng;
@@ -258,4 +260,30 @@ fn duplicate_entry(rng: &mut Rng, b: &mut Vec<u8>, keep: usize) {
     let entry = b[body..end].to_vec();
     b.splice(end..end, entry);
     write_length(b, l, l.value + 1);
+}
+
+/// The clock the in-process fuzzers give the broker's checks.
+pub const NOW: i64 = 1_760_000_000_000;
+
+/// A batch of 1-5 uncompressed records with short values, timestamped just before [`NOW`].
+pub fn built_batch(rng: &mut Rng) -> Vec<u8> {
+    let values: Vec<Vec<u8>> = (0..rng.random_range(1..6))
+        .map(|i| vec![b'a' + i as u8; rng.random_range(0..40)])
+        .collect();
+    let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+    build_batch(&refs, NOW - rng.random_range(0..100_000))
+}
+
+/// `b` (one batch) with its records compressed by `codec`, length and CRC set.
+pub fn compressed(b: &[u8], codec: Codec) -> Vec<u8> {
+    let mut out = b[..HEADER_BYTES].to_vec();
+    out.extend_from_slice(&compression::compress(codec, &b[HEADER_BYTES..]));
+    let attrs = (i16::from_be_bytes([b[21], b[22]]) & !7) | codec as i16;
+    let len = (out.len() - LOG_OVERHEAD) as i32;
+    batch::set_length_attributes_and_crc(&mut out, len, attrs);
+    out
+}
+
+pub fn set_i32(b: &mut [u8], at: usize, v: i32) {
+    b[at..at + 4].copy_from_slice(&v.to_be_bytes());
 }
