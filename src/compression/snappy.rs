@@ -90,7 +90,8 @@ impl<'a> Reader<'a> {
 
     /// Decodes the next block into `self.block`; `false` when none is left.
     fn next_block(&mut self) -> Result<bool> {
-        if self.pos >= self.data.len() {
+        // An empty raw stream is one empty (so corrupt) block, as `decompress` reads it.
+        if self.pos >= self.data.len() && (self.xerial || !self.data.is_empty()) {
             return Ok(false);
         }
         let block = if self.xerial {
@@ -223,6 +224,23 @@ mod tests {
             let mut streamed = Vec::new();
             assert!(std::io::Read::read_to_end(&mut r, &mut streamed).is_err());
         }
+    }
+
+    #[test]
+    fn empty_input_is_corrupt_whole_and_streamed() {
+        // Found by tests/fuzz_records.rs: the stream read nothing and ended cleanly.
+        assert!(decompress(&[], 1 << 20, &mut Vec::new()).is_err());
+        let mut streamed = Vec::new();
+        assert!(std::io::Read::read_to_end(&mut Reader::new(&[], 1 << 20), &mut streamed).is_err());
+        // A xerial header and no block is an empty stream, in both.
+        let header = compress_xerial(&[]);
+        assert_eq!(header.len(), 16);
+        decompress(&header, 1 << 20, &mut streamed).unwrap();
+        let mut r = Reader::new(&header, 1 << 20);
+        assert_eq!(
+            std::io::Read::read_to_end(&mut r, &mut streamed).unwrap(),
+            0
+        );
     }
 
     #[test]
