@@ -5,8 +5,17 @@
 
 use super::{CompressionError, Result};
 
-const XERIAL_MAGIC: [u8; 8] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];
-const XERIAL_HEADER_BYTES: usize = 16;
+/// The xerial stream header: magic, version 1, minimum compatible version 1, as
+/// snappy-java writes it. Only this exact header is read as xerial framing; anything else
+/// is a raw block (as the kafka-protocol crate decides; librdkafka looks at the magic
+/// alone and Java also takes other versions, so a batch with another header would read
+/// differently in different consumers: it is refused as corrupt raw snappy).
+const XERIAL_HEADER: [u8; 16] = *b"\x82SNAPPY\0\0\0\0\x01\0\0\0\x01";
+const XERIAL_HEADER_BYTES: usize = XERIAL_HEADER.len();
+
+fn is_xerial(data: &[u8]) -> bool {
+    data.starts_with(&XERIAL_HEADER)
+}
 /// Uncompressed bytes per xerial block when writing (snappy-java's default).
 const XERIAL_BLOCK_BYTES: usize = 32 * 1024;
 
@@ -33,7 +42,7 @@ fn raw_block(block: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<()> {
 }
 
 pub fn decompress(data: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<()> {
-    if data.len() < XERIAL_HEADER_BYTES || data[..8] != XERIAL_MAGIC {
+    if !is_xerial(data) {
         return raw_block(data, limit, out);
     }
     let mut pos = XERIAL_HEADER_BYTES;
@@ -67,7 +76,7 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub fn new(data: &'a [u8], limit: usize) -> Reader<'a> {
-        let xerial = data.len() >= XERIAL_HEADER_BYTES && data[..8] == XERIAL_MAGIC;
+        let xerial = is_xerial(data);
         Reader {
             data,
             pos: if xerial { XERIAL_HEADER_BYTES } else { 0 },
@@ -81,7 +90,8 @@ impl<'a> Reader<'a> {
 
     /// Decodes the next block into `self.block`; `false` when none is left.
     fn next_block(&mut self) -> Result<bool> {
-        if self.pos >= self.data.len() {
+        // An empty raw stream is one empty (so corrupt) block, as `decompress` reads it.
+        if self.pos >= self.data.len() && (self.xerial || !self.data.is_empty()) {
             return Ok(false);
         }
         let block = if self.xerial {
@@ -139,9 +149,7 @@ impl std::io::Read for Reader<'_> {
 /// Compresses `data` in xerial framing, 32 KiB of input per block.
 pub fn compress_xerial(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(XERIAL_HEADER_BYTES + data.len() / 2 + 64);
-    out.extend_from_slice(&XERIAL_MAGIC);
-    out.extend_from_slice(&1i32.to_be_bytes()); // version
-    out.extend_from_slice(&1i32.to_be_bytes()); // minimum compatible version
+    out.extend_from_slice(&XERIAL_HEADER);
     let mut enc = snap::raw::Encoder::new();
     let mut block = vec![0u8; snap::raw::max_compress_len(XERIAL_BLOCK_BYTES)];
     for chunk in data.chunks(XERIAL_BLOCK_BYTES) {
@@ -195,6 +203,44 @@ mod tests {
             Err(CompressionError::TooLarge { limit: 1 << 20 })
         );
         assert!(out.capacity() < 1 << 20);
+    }
+
+    #[test]
+    fn only_the_exact_xerial_header_is_xerial() {
+        // Found by tests/fuzz_records.rs: the magic with another version was read as
+        // xerial here and by librdkafka, as a raw block by the kafka-protocol crate.
+        let data = [7u8; 1000];
+        let good = compress_xerial(&data);
+        assert_eq!(good[..16], *b"\x82SNAPPY\0\0\0\0\x01\0\0\0\x01");
+        let mut out = Vec::new();
+        decompress(&good, 1 << 20, &mut out).unwrap();
+        assert_eq!(out, data);
+        for at in 8..16 {
+            let mut other = good.clone();
+            other[at] ^= 0x40;
+            let mut out = Vec::new();
+            assert!(decompress(&other, 1 << 20, &mut out).is_err(), "byte {at}");
+            let mut r = Reader::new(&other, 1 << 20);
+            let mut streamed = Vec::new();
+            assert!(std::io::Read::read_to_end(&mut r, &mut streamed).is_err());
+        }
+    }
+
+    #[test]
+    fn empty_input_is_corrupt_whole_and_streamed() {
+        // Found by tests/fuzz_records.rs: the stream read nothing and ended cleanly.
+        assert!(decompress(&[], 1 << 20, &mut Vec::new()).is_err());
+        let mut streamed = Vec::new();
+        assert!(std::io::Read::read_to_end(&mut Reader::new(&[], 1 << 20), &mut streamed).is_err());
+        // A xerial header and no block is an empty stream, in both.
+        let header = compress_xerial(&[]);
+        assert_eq!(header.len(), 16);
+        decompress(&header, 1 << 20, &mut streamed).unwrap();
+        let mut r = Reader::new(&header, 1 << 20);
+        assert_eq!(
+            std::io::Read::read_to_end(&mut r, &mut streamed).unwrap(),
+            0
+        );
     }
 
     #[test]

@@ -289,12 +289,13 @@ pub fn record_timestamps_in(header: &BatchHeader, records: &[u8]) -> Option<Vec<
         pos += 1; // attributes
         let ts_delta = read_varlong(batch, &mut pos)?;
         let off_delta = read_varlong(batch, &mut pos)?;
+        // Stored batches come from clients and the disk: nothing here may overflow.
         let ts = if header.is_log_append_time() {
             header.max_timestamp
         } else {
-            header.base_timestamp + ts_delta
+            header.base_timestamp.checked_add(ts_delta)?
         };
-        out.push((header.base_offset + off_delta, ts));
+        out.push((header.base_offset.checked_add(off_delta)?, ts));
         pos = end;
     }
     Some(out)
@@ -430,6 +431,16 @@ mod tests {
         // A trailing partial batch poisons the whole request.
         b.extend_from_slice(&second[..20]);
         assert!(validate_batches(&b).is_err());
+    }
+
+    #[test]
+    fn record_timestamps_that_overflow_are_unreadable() {
+        let mut b = build_batch(&[b"a", b"b"], i64::MAX - 2);
+        b[OFF_BASE_TIMESTAMP..OFF_BASE_TIMESTAMP + 8].copy_from_slice(&i64::MAX.to_be_bytes());
+        assert_eq!(record_timestamps(&b), None);
+        let mut b = build_batch(&[b"a", b"b"], 5);
+        set_base_offset(&mut b, i64::MAX);
+        assert_eq!(record_timestamps(&b), None);
     }
 
     #[test]

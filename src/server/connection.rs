@@ -33,7 +33,7 @@ use thiserror::Error;
 /// Bytes asked of the socket per read while looking for frame boundaries.
 const READ_CHUNK: usize = 64 * 1024;
 /// A large frame's buffer grows (and is zero-filled) at most this far ahead of the bytes
-/// that arrived, so a declared-but-unsent frame costs reserved pool bytes, not memory.
+/// that arrived, starting from `READ_CHUNK`, so a declared-but-unsent frame costs little.
 const LARGE_READ_STEP: usize = 1 << 20;
 
 #[derive(Debug, Error)]
@@ -235,11 +235,15 @@ impl FrameReader {
         }
         frame.extend_from_slice(&self.buf[..have]);
         self.buf.advance(have);
-        // `reserved` runs at most one step ahead of the bytes that arrived.
+        // `reserved` runs at most one step ahead of the bytes that arrived; the step starts
+        // small and doubles as bytes keep coming, so a frame whose bytes never come holds
+        // one small step, and one that streams in is read in large ones.
         let mut reserved = have;
+        let mut step = READ_CHUNK;
         while frame.len() < len {
             let start = frame.len();
-            let target = len.min(start + LARGE_READ_STEP);
+            let target = len.min(start + step);
+            step = (step * 2).min(LARGE_READ_STEP);
             if target > reserved {
                 let waiting = Instant::now();
                 let more = self

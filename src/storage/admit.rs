@@ -117,18 +117,21 @@ pub fn walk_batch(
         .get(HEADER_BYTES..)
         .ok_or_else(|| StorageError::InvalidRecord("batch shorter than its header".into()))?;
     let check_times = !config.log_append_time && header.base_timestamp != NO_TIMESTAMP;
-    let mut visit = |_index: i32, delta: i64| -> std::result::Result<(), FramingError> {
-        if !check_times {
-            return Ok(());
-        }
+    let mut visit = |index: i32, delta: i64| -> std::result::Result<(), FramingError> {
+        // Consumers add every delta to the base timestamp, whatever the timestamp type
+        // (the kafka-protocol crate panics on overflow in debug builds): no record's
+        // timestamp may overflow, even where its value is not checked.
         let Some(ts) = header.base_timestamp.checked_add(delta) else {
             return Err(FramingError::Bad {
-                index: _index,
+                index,
                 what: "timestamp overflows",
             });
         };
+        if !check_times {
+            return Ok(());
+        }
         check_timestamp(ts, config, now_ms).map_err(|_| FramingError::Bad {
-            index: _index,
+            index,
             what: "timestamp out of bounds",
         })
     };
@@ -226,6 +229,42 @@ mod tests {
                 ProducerError::UnknownProducerId { .. }
             ))
         ));
+    }
+
+    #[test]
+    fn record_timestamps_never_overflow_whatever_the_timestamp_type() {
+        // Found by tests/fuzz_records.rs: base timestamp i64::MAX, the second record's
+        // delta 1. Admitted on LogAppendTime topics (whose timestamps are not checked), it
+        // made consumers that add the delta overflow.
+        let mut b = build_batch(&[b"a", b"b"], i64::MAX - 2);
+        b[27..35].copy_from_slice(&i64::MAX.to_be_bytes());
+        let length = (b.len() - batch::LOG_OVERHEAD) as i32;
+        batch::set_length_attributes_and_crc(&mut b, length, 0);
+        let full = WalkBudget {
+            bytes: 1 << 20,
+            is_inline: false,
+        };
+        for log_append_time in [false, true] {
+            let config = LogConfig {
+                log_append_time,
+                timestamp_after_max_ms: None,
+                ..LogConfig::default()
+            };
+            assert!(
+                matches!(
+                    walk_all(&headers(&b), &b, &config, NOW, full),
+                    Err(StorageError::InvalidRecord(_))
+                ),
+                "log_append_time={log_append_time}"
+            );
+        }
+        // The largest timestamp itself is fine.
+        let top = build_batch(&[b"a", b"b"], i64::MAX - 2);
+        let stamped = LogConfig {
+            log_append_time: true,
+            ..LogConfig::default()
+        };
+        assert!(walk_all(&headers(&top), &top, &stamped, NOW, full).unwrap());
     }
 
     #[test]

@@ -113,6 +113,13 @@ impl<'a, F: StorageFile> Scanner<'a, F> {
         {
             return Ok(None);
         }
+        // The base offset is not covered by the CRC: a damaged one may be anything.
+        let Some(last_offset) = base_offset
+            .checked_add(i64::from(last_offset_delta))
+            .filter(|&l| l < i64::MAX)
+        else {
+            return Ok(None);
+        };
         let size = length as u64 + LOG_OVERHEAD as u64;
         if pos + size > self.end {
             return Ok(None);
@@ -128,7 +135,7 @@ impl<'a, F: StorageFile> Scanner<'a, F> {
         Ok(Some(BatchPos {
             position: pos,
             base_offset,
-            last_offset: base_offset + last_offset_delta as i64,
+            last_offset,
             size,
             max_timestamp,
             producer_id,
@@ -280,42 +287,16 @@ impl<F: StorageFile> Segment<F> {
         // Scan what the index does not cover. For the tail segment every batch is verified
         // (length, magic, CRC) and the log ends at the first one that fails.
         let (start_rel, start_pos) = self.index.last().unwrap_or((0, 0));
-        self.next_offset = self.base_offset + start_rel as i64;
+        self.next_offset = self.base_offset.saturating_add(i64::from(start_rel));
         self.size = start_pos as u64;
         self.max_timestamp = self.time_index.entries().last().map_or(-1, |&(t, _)| t);
-        let log = self.log.clone();
-        let mut scanner = Scanner::new(log.as_ref(), start_pos as u64, file_len, tail);
-        while let Some(b) = scanner.next().await? {
-            let expected = self.next_offset;
-            if (self.size == start_pos as u64 && start_pos > 0 && b.base_offset != expected)
-                || b.base_offset < expected
-                || b.last_offset - self.base_offset > i32::MAX as i64
-            {
-                break;
-            }
-            self.index_batch(
-                b.position,
-                b.base_offset,
-                b.last_offset,
-                b.size,
-                b.max_timestamp,
-                index_interval_bytes,
-            );
-        }
-        let valid_end = self.size;
+        self.scan(start_pos as u64, file_len, tail, index_interval_bytes)
+            .await?;
+        let mut valid_end = self.size;
         self.index.truncate_to_position(valid_end);
         let next_rel = (self.next_offset - self.base_offset) as u32;
         self.time_index
             .truncate_to_offset(next_rel.saturating_add(1));
-        if valid_end < file_len {
-            tracing::warn!(
-                segment = self.base_offset,
-                valid_end,
-                file_len,
-                "truncating torn or corrupt tail of segment"
-            );
-            self.log.truncate(valid_end).await?;
-        }
         let sealed = self
             .time_index
             .entries()
@@ -330,20 +311,39 @@ impl<F: StorageFile> Segment<F> {
             self.next_offset = self.base_offset;
             self.max_timestamp = -1;
             self.bytes_since_index = 0;
-            let log = self.log.clone();
-            let mut s = Scanner::new(log.as_ref(), 0, valid_end, false);
-            while let Some(b) = s.next().await? {
-                self.index_batch(
-                    b.position,
-                    b.base_offset,
-                    b.last_offset,
-                    b.size,
-                    b.max_timestamp,
-                    index_interval_bytes,
-                );
-            }
+            self.scan(0, valid_end, false, index_interval_bytes).await?;
+            valid_end = self.size;
+        }
+        if valid_end < file_len {
+            tracing::warn!(
+                segment = self.base_offset,
+                valid_end,
+                file_len,
+                "truncating torn or corrupt tail of segment"
+            );
+            self.log.truncate(valid_end).await?;
         }
         self.rewrite_indexes().await
+    }
+
+    /// Indexes the batches from `from` (where `self.size` and `self.next_offset` are) up to
+    /// `end`, stopping at the first that is malformed (or, with `verify`, fails its CRC)
+    /// or does not continue the offsets: the broker assigns them without gaps from the
+    /// segment's base on, so a batch with another base offset is damaged (the CRC does
+    /// not cover it), and a gap or a jump would leave offsets no read can reach.
+    async fn scan(&mut self, from: u64, end: u64, verify: bool, interval: u64) -> Result<()> {
+        let log = self.log.clone();
+        let mut scanner = Scanner::new(log.as_ref(), from, end, verify);
+        while let Some(b) = scanner.next().await? {
+            if b.base_offset != self.next_offset
+                || b.last_offset - self.base_offset > i32::MAX as i64
+            {
+                break;
+            }
+            let (pos, size, max_ts) = (b.position, b.size, b.max_timestamp);
+            self.index_batch(pos, b.base_offset, b.last_offset, size, max_ts, interval);
+        }
+        Ok(())
     }
 
     /// Accounts a batch appended at `position` and adds index entries by Kafka's rule:

@@ -183,11 +183,12 @@ impl<S: Storage> PartitionLog<S> {
                         seg.size
                     };
                     let rel = (offset - seg.base_offset).clamp(0, u32::MAX as i64) as u32;
-                    let pos = seg.index.lookup(rel).map_or(0, |(_, p)| p as u64);
-                    (seg.base_offset, seg.log.clone(), pos, end)
+                    let (indexed, pos) = seg.index.lookup(rel).unwrap_or((0, 0));
+                    let indexed = seg.base_offset.saturating_add(i64::from(indexed));
+                    (seg.base_offset, seg.log.clone(), pos as u64, end, indexed)
                 })
             };
-            let Some((base, file, pos, end)) = found else {
+            let Some((base, file, pos, end, indexed)) = found else {
                 return Ok(slice);
             };
             // Direct-IO logs: when the batch cache holds the whole range, find the batches
@@ -213,7 +214,28 @@ impl<S: Storage> PartitionLog<S> {
             let mut scanner = Scanner::new(file.as_ref(), pos, end, false);
             let mut first: Option<u64> = None;
             let mut region_end = 0u64;
-            while let Some(b) = scanner.next().await? {
+            // An index loaded from disk is checked only at its last entry: one damaged in
+            // the middle may point between batches or at another batch. Reads check the
+            // entry they start from, and scan the segment from its start if it is wrong.
+            let mut checked = pos == 0;
+            loop {
+                let Some(b) = scanner.next().await? else {
+                    if checked {
+                        break;
+                    }
+                    checked = true;
+                    tracing::warn!(segment = base, pos, "index entry points at no batch");
+                    scanner = Scanner::new(file.as_ref(), 0, end, false);
+                    continue;
+                };
+                if !checked {
+                    checked = true;
+                    if b.base_offset != indexed {
+                        tracing::warn!(segment = base, pos, "index entry points at another batch");
+                        scanner = Scanner::new(file.as_ref(), 0, end, false);
+                        continue;
+                    }
+                }
                 match first {
                     None if b.last_offset < offset => continue,
                     None => {

@@ -1,12 +1,14 @@
-//! Differential mutation test: valid frames, randomly damaged, judged by the walker and
-//! by the crate. `PRECHECK_FUZZ_ITERS` sets the number of mutated frames (default
+//! Differential mutation test: valid frames (the builders' and the requests real clients
+//! sent, captured in `tests/fuzz/corpus`), randomly damaged, judged by the walker and by
+//! the crate. `PRECHECK_FUZZ_ITERS` sets the number of mutated frames (default
 //! [`DEFAULT_ITERS`]), `PRECHECK_FUZZ_SEED` the seed. The default run takes about 3 s in
 //! a debug build; with `RUST_BACKTRACE=1` about 5 s, as every error the crate returns then
 //! captures a backtrace.
 
-use super::super::Limits;
 use super::super::walk::{CountAt, counts};
-use super::{corpus, differential};
+use super::super::{Limits, schema_for};
+use super::{Verdict, corpus, differential};
+use kafka_protocol::messages::ApiKey;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
@@ -100,6 +102,52 @@ fn mutate(rng: &mut SmallRng, f: &mut Vec<u8>, counts: &[CountAt]) {
     }
 }
 
+/// The request frames real clients sent (`tests/fuzz_capture.rs` records them).
+fn captured() -> Vec<(ApiKey, i16, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/corpus");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "bin"))
+        .collect();
+    files.sort();
+    let out: Vec<_> = files
+        .iter()
+        .filter_map(|p| {
+            let f = std::fs::read(p).unwrap();
+            let api = ApiKey::try_from(i16::from_be_bytes([f[0], f[1]])).ok()?;
+            Some((api, i16::from_be_bytes([f[2], f[3]]), f))
+        })
+        .collect();
+    assert!(
+        out.len() > 100,
+        "{} captured frames in {}",
+        out.len(),
+        dir.display()
+    );
+    out
+}
+
+/// Every frame a real client sent at a version the broker serves passes the walker and
+/// decodes within the estimate.
+#[test]
+fn captured_client_frames_are_accepted() {
+    let limits = Limits::default();
+    let mut served = 0;
+    for (api, v, f) in captured() {
+        if !schema_for(api).is_some_and(|s| s.versions.contains(v)) {
+            continue;
+        }
+        served += 1;
+        assert_eq!(
+            differential(&f, &limits),
+            Ok(Verdict::Accepted),
+            "{api:?} v{v}"
+        );
+    }
+    assert!(served > 100, "{served} captured frames at served versions");
+}
+
 /// (a) the walker never panics (a panic fails the test), (b) whatever the crate decodes
 /// the walker accepts, unless a limit stopped it, (c) whatever the walker accepts the
 /// crate decodes within the estimate, or fails for a reason other than missing bytes.
@@ -107,8 +155,11 @@ fn mutate(rng: &mut SmallRng, f: &mut Vec<u8>, counts: &[CountAt]) {
 fn mutated_frames_agree_with_the_crate() {
     let iters: usize = env_or("PRECHECK_FUZZ_ITERS", DEFAULT_ITERS);
     let seed: u64 = env_or("PRECHECK_FUZZ_SEED", DEFAULT_SEED);
-    let corpus: Vec<_> = corpus()
+    let built = corpus();
+    let seeds = built.len();
+    let corpus: Vec<_> = built
         .into_iter()
+        .chain(captured())
         .map(|(api, v, f)| {
             let c = counts(&f);
             (api, v, f, c)
@@ -129,9 +180,13 @@ fn mutated_frames_agree_with_the_crate() {
         tally[verdict as usize] += 1;
     }
     eprintln!(
-        "{iters} mutations (seed {seed:#x}): accepted {}, accepted but the crate failed \
-         otherwise {}, refused {}, limits {}",
-        tally[0], tally[1], tally[2], tally[3]
+        "{iters} mutations (seed {seed:#x}) of {seeds} built and {} captured frames: \
+         accepted {}, accepted but the crate failed otherwise {}, refused {}, limits {}",
+        corpus.len() - seeds,
+        tally[0],
+        tally[1],
+        tally[2],
+        tally[3]
     );
     // The mutations must reach both sides of the verdict.
     if iters >= 10_000 {
