@@ -276,7 +276,7 @@ async fn shard_main(
     shard.serve_mesh(receivers);
     shard.apply_metadata(metadata).await;
     // Before the listener opens, so this shard's groups are there for its first requests.
-    crate::shard::groups::load(&shard).await;
+    shard.load_groups().await;
     shared.loaded.fetch_add(1, Ordering::SeqCst);
     while shared.loaded.load(Ordering::SeqCst) < shards && !shared.stopping.load(Ordering::SeqCst) {
         glommio::timer::sleep(Duration::from_millis(1)).await;

@@ -75,6 +75,13 @@ impl<L: OffsetsLog, R: Runtime> GroupHost<L, R> {
         c.finish_load();
     }
 
+    /// Stops serving: every parked request is dropped, so its caller answers that the
+    /// coordinator is gone and the client finds it again (on a restart, and later when
+    /// the offsets partition moves to another broker).
+    pub fn unload(&self) {
+        self.waiting.borrow_mut().clear();
+    }
+
     /// Reads the coordinator's state (tests, the simulation, stats).
     pub fn with<T>(&self, f: impl FnOnce(&GroupCoordinator) -> T) -> T {
         f(&self.coordinator.borrow())

@@ -21,10 +21,15 @@
 
 pub mod admit;
 pub mod coordinator;
+pub mod deletion;
 pub mod host;
+pub mod membership;
 pub mod offsets;
 pub mod records;
 pub mod state;
+
+#[cfg(test)]
+mod tests;
 
 use crate::storage::StorageError;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
@@ -228,7 +233,7 @@ impl Effects {
 }
 
 #[cfg(test)]
-mod tests {
+mod error_tests {
     use super::*;
 
     #[test]

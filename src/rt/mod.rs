@@ -8,6 +8,7 @@
 //! (the group coordinator's host, the partition log) takes a `Runtime` instead of calling
 //! glommio or the wall clock itself.
 
+pub mod join;
 pub mod oneshot;
 pub mod sim;
 

@@ -1,5 +1,5 @@
-//! The Kafka front end: listener, connections, one handler per API, and the mapping of
-//! internal errors to Kafka error codes.
+//! The Kafka front end: listener, connections, the request memory pool and connection
+//! limits, and one handler per API.
 
 pub mod admission;
 pub mod connection;

@@ -129,3 +129,48 @@ pub struct TopicResult {
     pub partitions: i32,
     pub id: String,
 }
+
+/// The error code of a result that is left out of the response (a duplicate entry).
+const OMITTED: i16 = i16::MIN;
+
+impl ProduceResult {
+    pub fn error(error_code: i16, error_message: Option<String>) -> ProduceResult {
+        ProduceResult {
+            error_code,
+            error_message,
+            base_offset: -1,
+            log_append_time: -1,
+            log_start_offset: -1,
+        }
+    }
+
+    /// A placeholder for a repeated entry, answered with its first occurrence.
+    pub fn omitted() -> ProduceResult {
+        ProduceResult::error(OMITTED, None)
+    }
+
+    pub fn is_omitted(&self) -> bool {
+        self.error_code == OMITTED
+    }
+}
+
+impl ReadResult {
+    pub fn error(error_code: i16) -> ReadResult {
+        ReadResult {
+            error_code,
+            high_watermark: -1,
+            log_start_offset: -1,
+            records: Vec::new(),
+        }
+    }
+}
+
+impl ListOffsetsResult {
+    pub fn error(error_code: i16) -> ListOffsetsResult {
+        ListOffsetsResult {
+            error_code,
+            offset: -1,
+            timestamp: -1,
+        }
+    }
+}

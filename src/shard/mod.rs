@@ -4,11 +4,14 @@
 //! `crate::broker`.
 
 pub mod groups;
+pub mod logs;
 pub mod messages;
 pub mod meta;
+pub mod partitions;
 pub mod runtime;
 pub mod scatter;
 pub mod stats;
 pub mod table;
+pub mod topics;
 
 pub use runtime::Shard;

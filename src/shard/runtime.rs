@@ -6,74 +6,34 @@
 //! carrying the request id, and the reply comes back on the mesh to the shard that asked.
 
 use super::messages::*;
-use super::meta::{self, Metadata, validate_topic_name};
-use super::stats::{FetchStats, add};
+use super::meta::Metadata;
+use super::stats::FetchStats;
 use super::table;
-use crate::config::{BrokerConfig, LogConfig, topic};
-use crate::protocol::code;
-use crate::storage::Chunk;
+use crate::config::BrokerConfig;
 use crate::storage::{BatchCache, GlommioStorage};
 use glommio::channels::channel_mesh::{Receivers, Senders};
 use glommio::channels::local_channel::{self, LocalSender};
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::storage::PartitionLog;
+use super::logs::LogTable;
+pub use super::logs::{Log, MetaView, TopicView};
+use crate::group::{GroupOp, GroupReply, OFFSETS_TOPIC, offsets_partition};
 
-pub type Log = PartitionLog<GlommioStorage>;
-
-type LocalBoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
-
-/// This shard's read-only view of the metadata, with what the hot path needs precomputed.
-pub struct MetaView {
-    pub meta: Arc<Metadata>,
-    pub topics: HashMap<String, TopicView>,
-}
-
-pub struct TopicView {
-    pub partitions: i32,
-    pub id: uuid::Uuid,
-    pub log: LogConfig,
-}
-
-impl MetaView {
-    fn build(meta: Arc<Metadata>, defaults: &LogConfig) -> MetaView {
-        let topics = meta
-            .topics
-            .iter()
-            .map(|(name, t)| {
-                let mut log = topic::effective(defaults, &t.configs);
-                if meta::is_internal(name) {
-                    // The broker's own state: kept whatever the broker's retention defaults
-                    // say (offsets are compacted in memory only).
-                    log.retention_bytes = None;
-                    log.retention_ms = None;
-                }
-                let view = TopicView {
-                    partitions: t.partitions,
-                    id: t.uuid(),
-                    log,
-                };
-                (name.clone(), view)
-            })
-            .collect();
-        MetaView { meta, topics }
-    }
-}
+pub use crate::rt::LocalBoxFuture;
+pub use crate::rt::join::{first_of, join_all};
 
 pub struct Shard {
     pub id: usize,
     pub nshards: usize,
     pub config: Arc<BrokerConfig>,
-    storage: GlommioStorage,
-    meta: RefCell<Rc<MetaView>>,
-    logs: RefCell<HashMap<String, BTreeMap<i32, Log>>>,
+    pub(super) storage: GlommioStorage,
+    /// The metadata view and the partition logs this shard owns.
+    pub(super) table: Rc<LogTable>,
     mesh: Senders<MeshMsg>,
     pending: RefCell<HashMap<u64, LocalSender<ShardReply>>>,
     next_id: Cell<u64>,
@@ -86,11 +46,11 @@ pub struct Shard {
     pub producer_ids: Arc<crate::producer::ProducerIdAllocator>,
     /// Serialises metadata changes on shard 0: one persist-and-broadcast at a time, so
     /// every shard sees versions in order. Not on the data path.
-    meta_write: async_lock::Mutex<()>,
+    pub(super) meta_write: async_lock::Mutex<()>,
     /// Bytes fetched per send path (sendfile, writev, copying fallback, batch cache).
     pub fetch_stats: FetchStats,
     /// Recently written batches of this shard's `io = direct` logs.
-    batch_cache: Rc<RefCell<BatchCache>>,
+    pub(super) batch_cache: Rc<RefCell<BatchCache>>,
     stats_logged_at: Cell<std::time::Instant>,
     stats_logged_total: Cell<u64>,
 }
@@ -104,12 +64,12 @@ impl Shard {
         producer_ids: Arc<crate::producer::ProducerIdAllocator>,
     ) -> Rc<Shard> {
         let view = MetaView::build(initial, &config.log);
-        Rc::new_cyclic(|me| Shard {
+        let table = Rc::new(LogTable::new(view));
+        Rc::new(Shard {
             id: mesh.peer_id(),
             nshards,
             storage: GlommioStorage,
-            meta: RefCell::new(Rc::new(view)),
-            logs: RefCell::new(HashMap::new()),
+            table: table.clone(),
             mesh,
             pending: RefCell::new(HashMap::new()),
             next_id: Cell::new(0),
@@ -121,22 +81,22 @@ impl Shard {
             batch_cache: Rc::new(RefCell::new(BatchCache::new(
                 config.direct_cache_bytes_per_shard(nshards),
             ))),
-            groups: super::groups::host(me.clone(), &config),
+            groups: super::groups::host(table, &config),
             producer_ids,
             config,
         })
     }
 
     pub fn meta(&self) -> Rc<MetaView> {
-        self.meta.borrow().clone()
+        self.table.meta()
     }
 
     pub fn owner(&self, topic: &str, partition: i32) -> usize {
         table::owner(topic, partition, self.nshards)
     }
 
-    fn log(&self, topic: &str, partition: i32) -> Option<Log> {
-        self.logs.borrow().get(topic)?.get(&partition).cloned()
+    pub(super) fn log(&self, topic: &str, partition: i32) -> Option<Log> {
+        self.table.log(topic, partition)
     }
 
     /// The log of a partition this shard owns.
@@ -144,7 +104,7 @@ impl Shard {
         self.log(topic, partition)
     }
 
-    fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+    pub(super) fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
         self.config.data_dir.join(format!("{topic}-{partition}"))
     }
 
@@ -179,6 +139,30 @@ impl Shard {
         let reply = rx.recv().await;
         call.answered = true;
         reply
+    }
+
+    /// The shard that coordinates `group`: the owner of its offsets partition.
+    pub fn group_coordinator(&self, group: &str) -> usize {
+        let n = super::groups::offsets_partitions(&self.meta(), &self.config);
+        self.owner(OFFSETS_TOPIC, offsets_partition(group, n))
+    }
+
+    /// Sends `op` to the coordinator of `group` and waits for its answer. `None` when the
+    /// mesh is gone (the broker is stopping) or the coordinator dropped the request.
+    pub async fn route_group(self: &Rc<Self>, group: &str, op: GroupOp) -> Option<GroupReply> {
+        let owner = self.group_coordinator(group);
+        match self.call(owner, ShardRequest::Group(Box::new(op))).await {
+            Some(ShardReply::Group(r)) => r,
+            _ => None,
+        }
+    }
+
+    /// Loads this shard's consumer groups from its partitions of `__consumer_offsets`.
+    pub async fn load_groups(&self) {
+        let owned: Vec<i32> = (0..super::groups::offsets_partitions(&self.meta(), &self.config))
+            .filter(|p| self.owner(OFFSETS_TOPIC, *p) == self.id)
+            .collect();
+        super::groups::load(&self.groups, &self.table, &owned, self.id).await;
     }
 
     /// Serves the mesh: runs requests of other shards, and hands replies to their callers.
@@ -250,7 +234,9 @@ impl Shard {
                     ShardReply::DeleteTopics(self.delete_topics(names).await)
                 }
                 ShardRequest::Group(op) => {
-                    ShardReply::Group(super::groups::handle(&self, *op).await)
+                    let meta = self.meta();
+                    let topics = |t: &str| meta.topics.get(t).map(|v| v.partitions).unwrap_or(0);
+                    ShardReply::Group(self.groups.handle(*op, &topics).await)
                 }
                 ShardRequest::ApplyMetadata(meta) => {
                     self.apply_metadata(meta).await;
@@ -260,429 +246,8 @@ impl Shard {
         })
     }
 
-    async fn produce(&self, parts: Vec<ProducePart>) -> Vec<ProduceResult> {
-        // The partitions of one request are appended concurrently: each waits for its own
-        // durability (under flush=fsync, each log's group commit), so a request for 12
-        // partitions costs one fdatasync round, not 12 in a row. Offsets within a
-        // partition still follow the request's order: each append takes its place in line
-        // here, when called.
-        let appends: Vec<LocalBoxFuture<'_, ProduceResult>> = parts
-            .into_iter()
-            .map(|part| {
-                let log = self.log(&part.topic, part.partition);
-                if crate::fatal::faults().panic_topic.as_deref() == Some(part.topic.as_str()) {
-                    panic!("injected fault: an append to {} panics", part.topic);
-                }
-                let append = log.map(|log| log.append(part.records));
-                Box::pin(async move {
-                    let Some(append) = append else {
-                        return ProduceResult::error(code::UNKNOWN_TOPIC_OR_PARTITION, None);
-                    };
-                    match append.await {
-                        Ok(info) => ProduceResult {
-                            error_code: code::NONE,
-                            error_message: None,
-                            base_offset: info.base_offset,
-                            log_append_time: info.log_append_time,
-                            log_start_offset: info.log_start_offset,
-                        },
-                        Err(e) => ProduceResult::error(e.code(), Some(e.to_string())),
-                    }
-                }) as LocalBoxFuture<'_, ProduceResult>
-            })
-            .collect();
-        join_all(appends).await
-    }
-
-    async fn read(&self, parts: Vec<ReadPart>, max_bytes: u64) -> Vec<ReadResult> {
-        let mut out = Vec::with_capacity(parts.len());
-        let mut budget = max_bytes;
-        for part in parts {
-            let Some(log) = self.log(&part.topic, part.partition) else {
-                out.push(ReadResult::error(code::UNKNOWN_TOPIC_OR_PARTITION));
-                continue;
-            };
-            if budget == 0 {
-                // The response is full: report the partition's offsets without records.
-                out.push(ReadResult {
-                    error_code: code::NONE,
-                    high_watermark: log.high_watermark(),
-                    log_start_offset: log.log_start_offset(),
-                    records: Vec::new(),
-                });
-                continue;
-            }
-            let slice = match log.read(part.offset, part.max_bytes.min(budget)).await {
-                Ok(s) => s,
-                Err(e) => {
-                    let mut r = ReadResult::error(e.code());
-                    r.high_watermark = log.high_watermark();
-                    r.log_start_offset = log.log_start_offset();
-                    out.push(r);
-                    continue;
-                }
-            };
-            // Regions leave as chunks: cached bytes as they are, file ranges as a dup of the
-            // segment's descriptor (so they can cross to the connection's shard and outlive
-            // a retention delete), copied only when the file has no descriptor.
-            let mut records = Vec::with_capacity(slice.regions.len());
-            let mut failed = None;
-            for region in &slice.regions {
-                if let Some(cached) = &region.cached {
-                    add(&self.fetch_stats.cache_hit_bytes, region.len);
-                    records.extend(cached.iter().cloned().map(Chunk::Bytes));
-                    continue;
-                }
-                if log.config().io == crate::config::IoMode::Direct {
-                    add(&self.fetch_stats.cache_miss_bytes, region.len);
-                }
-                let dup = region.raw_fd().map(|fd| {
-                    // SAFETY: `fd` is open for as long as `region` holds its file.
-                    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-                    borrowed.try_clone_to_owned()
-                });
-                match dup {
-                    Some(Ok(fd)) => records.push(Chunk::File {
-                        fd,
-                        position: region.position,
-                        len: region.len,
-                    }),
-                    Some(Err(e)) => {
-                        failed = Some(e);
-                        break;
-                    }
-                    None => match region.read().await {
-                        Ok(bytes) => records.push(Chunk::Bytes(bytes.into())),
-                        Err(e) => {
-                            failed = Some(e);
-                            break;
-                        }
-                    },
-                }
-            }
-            if let Some(e) = failed {
-                tracing::error!("read of {}-{} failed: {e}", part.topic, part.partition);
-                out.push(ReadResult::error(code::KAFKA_STORAGE_ERROR));
-                continue;
-            }
-            let len: u64 = records.iter().map(Chunk::len).sum();
-            budget = budget.saturating_sub(len);
-            out.push(ReadResult {
-                error_code: code::NONE,
-                high_watermark: slice.high_watermark,
-                log_start_offset: slice.log_start_offset,
-                records,
-            });
-        }
-        out
-    }
-
-    /// Waits until one of `parts` has a high watermark above the one the caller saw, or the
-    /// timeout. Checking against the caller's value closes the race with an append that
-    /// lands between the caller's read and this wait.
-    async fn wait_changed(
-        &self,
-        parts: Vec<(String, i32, i64)>,
-        timeout_ms: u64,
-        cancel: Option<local_channel::LocalReceiver<()>>,
-    ) {
-        let mut logs = Vec::with_capacity(parts.len());
-        for (topic, partition, seen_hw) in &parts {
-            let Some(log) = self.log(topic, *partition) else {
-                return;
-            };
-            if log.high_watermark() != *seen_hw {
-                return;
-            }
-            logs.push(log);
-        }
-        // No await between the checks above and registering here, so no advance is missed.
-        let mut waits: Vec<LocalBoxFuture<'_, ()>> = Vec::with_capacity(logs.len() + 1);
-        for log in &logs {
-            waits.push(Box::pin(log.changed()));
-        }
-        waits.push(Box::pin(glommio::timer::sleep(Duration::from_millis(
-            timeout_ms,
-        ))));
-        if let Some(cancel) = cancel {
-            waits.push(Box::pin(async move {
-                // Resolves when the sender is dropped: the caller stopped waiting.
-                let _ = cancel.recv().await;
-            }));
-        }
-        first_of(waits).await;
-    }
-
-    async fn list_offsets(&self, parts: Vec<ListOffsetsPart>) -> Vec<ListOffsetsResult> {
-        let mut out = Vec::with_capacity(parts.len());
-        for part in parts {
-            let Some(log) = self.log(&part.topic, part.partition) else {
-                out.push(ListOffsetsResult::error(code::UNKNOWN_TOPIC_OR_PARTITION));
-                continue;
-            };
-            let ok = |offset| ListOffsetsResult {
-                error_code: code::NONE,
-                offset,
-                timestamp: -1,
-            };
-            out.push(match part.timestamp {
-                -2 => ok(log.log_start_offset()),
-                -1 => ok(log.high_watermark()),
-                ts if ts < 0 => ListOffsetsResult::error(code::INVALID_REQUEST),
-                ts => match log.offset_for_timestamp(ts).await {
-                    Ok(Some((offset, timestamp))) => ListOffsetsResult {
-                        error_code: code::NONE,
-                        offset,
-                        timestamp,
-                    },
-                    Ok(None) => ok(-1),
-                    Err(e) => ListOffsetsResult::error(e.code()),
-                },
-            });
-        }
-        out
-    }
-
-    /// Shard 0 only: validates, persists and broadcasts new topics.
-    async fn create_topics(
-        self: &Rc<Self>,
-        topics: Vec<NewTopic>,
-        validate_only: bool,
-    ) -> Vec<TopicResult> {
-        debug_assert_eq!(self.id, 0, "metadata has one writer");
-        let _writer = self.meta_write.lock().await;
-        let mut next = (*self.meta().meta).clone();
-        let mut results = Vec::with_capacity(topics.len());
-        let mut created = Vec::new();
-        for t in topics {
-            let partitions = if t.partitions == -1 {
-                self.config.num_partitions
-            } else {
-                t.partitions
-            };
-            let check = || -> Result<(), (i16, String)> {
-                validate_topic_name(&t.name)
-                    .map_err(|m| (code::INVALID_TOPIC_EXCEPTION, m.to_string()))?;
-                if meta::is_internal(&t.name) {
-                    return Err((
-                        code::INVALID_REQUEST,
-                        format!("{} is an internal topic; the broker creates it", t.name),
-                    ));
-                }
-                if next.topics.contains_key(&t.name) {
-                    return Err((
-                        code::TOPIC_ALREADY_EXISTS,
-                        format!("topic {} already exists", t.name),
-                    ));
-                }
-                let max = self.config.limits.topic_partitions_max;
-                if !(1..=max).contains(&partitions) {
-                    return Err((
-                        code::INVALID_PARTITIONS,
-                        format!("partitions must be in 1..={max} (topic.partitions.max)"),
-                    ));
-                }
-                let held: i64 = next.topics.values().map(|t| i64::from(t.partitions)).sum();
-                let cap = self.config.limits.broker_partitions_max;
-                if held.saturating_add(i64::from(partitions)) > cap {
-                    return Err((
-                        code::POLICY_VIOLATION,
-                        format!(
-                            "the broker holds {held} partitions; {partitions} more would pass \
-                             broker.partitions.max = {cap}"
-                        ),
-                    ));
-                }
-                if t.replication_factor != -1 && t.replication_factor != 1 {
-                    return Err((
-                        code::INVALID_REPLICATION_FACTOR,
-                        "this broker has one node: replication factor must be 1".into(),
-                    ));
-                }
-                if t.has_assignments {
-                    return Err((
-                        code::INVALID_REPLICA_ASSIGNMENT,
-                        "manual replica assignment is not supported".into(),
-                    ));
-                }
-                topic::validate(
-                    &self.config.log,
-                    &t.configs,
-                    self.config.socket_request_max_bytes,
-                )
-                .map_err(|e| (code::INVALID_CONFIG, e.to_string()))?;
-                Ok(())
-            };
-            let mut result = TopicResult {
-                name: t.name.clone(),
-                error_code: code::NONE,
-                error_message: None,
-                partitions,
-                id: String::new(),
-            };
-            match check() {
-                Err((c, m)) => {
-                    result.error_code = c;
-                    result.error_message = Some(m);
-                }
-                Ok(()) => {
-                    let id = meta::new_topic_id();
-                    result.id = id.clone();
-                    if !validate_only {
-                        next.topics.insert(
-                            t.name.clone(),
-                            meta::TopicMeta {
-                                partitions,
-                                id,
-                                configs: t.configs,
-                            },
-                        );
-                        created.push(results.len());
-                    }
-                }
-            }
-            results.push(result);
-        }
-        if !created.is_empty()
-            && let Err(e) = self.publish(next).await
-        {
-            tracing::error!("cannot persist new topics: {e}");
-            for i in created {
-                results[i].error_code = code::KAFKA_STORAGE_ERROR;
-                results[i].error_message = Some(e.to_string());
-            }
-        }
-        results
-    }
-
-    /// Shard 0 only: removes topics, persists and broadcasts.
-    async fn delete_topics(self: &Rc<Self>, names: Vec<String>) -> Vec<TopicResult> {
-        debug_assert_eq!(self.id, 0, "metadata has one writer");
-        let _writer = self.meta_write.lock().await;
-        let mut next = (*self.meta().meta).clone();
-        let mut results = Vec::with_capacity(names.len());
-        let mut deleted = Vec::new();
-        for name in names {
-            let mut result = TopicResult {
-                name: name.clone(),
-                error_code: code::NONE,
-                error_message: None,
-                partitions: 0,
-                id: String::new(),
-            };
-            if meta::is_internal(&name) {
-                result.error_code = code::INVALID_TOPIC_EXCEPTION;
-                result.error_message = Some(format!(
-                    "{name} is an internal topic: it belongs to the broker and cannot be deleted"
-                ));
-                results.push(result);
-                continue;
-            }
-            match next.topics.remove(&name) {
-                Some(t) => {
-                    result.partitions = t.partitions;
-                    result.id = t.id;
-                    deleted.push(results.len());
-                }
-                None => result.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
-            }
-            results.push(result);
-        }
-        if !deleted.is_empty()
-            && let Err(e) = self.publish(next).await
-        {
-            tracing::error!("cannot persist topic deletion: {e}");
-            for i in deleted {
-                results[i].error_code = code::KAFKA_STORAGE_ERROR;
-                results[i].error_message = Some(e.to_string());
-            }
-        }
-        results
-    }
-
-    /// Persists `next` and has every shard apply it before returning, so a client that
-    /// saw CreateTopics succeed can produce to any partition at once.
-    async fn publish(self: &Rc<Self>, mut next: Metadata) -> Result<(), meta::MetaError> {
-        next.version = self.meta().meta.version + 1;
-        meta::persist(&self.storage, &self.config.data_dir, &next).await?;
-        let next = Arc::new(next);
-        for shard in 0..self.nshards {
-            if self
-                .call(shard, ShardRequest::ApplyMetadata(next.clone()))
-                .await
-                .is_none()
-            {
-                tracing::warn!(
-                    "shard {shard} did not take metadata version {}",
-                    next.version
-                );
-            }
-        }
-        Ok(())
-    }
-
-    /// Installs a metadata version, then opens the logs of new partitions this shard owns
-    /// and closes and deletes the logs of removed topics.
-    pub async fn apply_metadata(&self, meta: Arc<Metadata>) {
-        if meta.version < self.meta().meta.version {
-            return;
-        }
-        let view = Rc::new(MetaView::build(meta, &self.config.log));
-        *self.meta.borrow_mut() = view.clone();
-
-        let mut removed = Vec::new();
-        {
-            let mut logs = self.logs.borrow_mut();
-            logs.retain(|topic, parts| match view.topics.get(topic) {
-                Some(t) => {
-                    let gone: Vec<i32> = parts.range(t.partitions..).map(|(p, _)| *p).collect();
-                    for p in gone {
-                        if let Some(log) = parts.remove(&p) {
-                            removed.push((topic.clone(), p, log));
-                        }
-                    }
-                    true
-                }
-                None => {
-                    for (p, log) in std::mem::take(parts) {
-                        removed.push((topic.clone(), p, log));
-                    }
-                    false
-                }
-            });
-        }
-        for (topic, p, log) in removed {
-            if let Err(e) = log.delete().await {
-                tracing::error!("cannot delete {topic}-{p}: {e}");
-            }
-        }
-
-        for (topic, t) in &view.topics {
-            for p in 0..t.partitions {
-                if self.owner(topic, p) != self.id || self.log(topic, p).is_some() {
-                    continue;
-                }
-                let dir = self.partition_dir(topic, p);
-                match Log::open(self.storage.clone(), dir.clone(), t.log.clone()).await {
-                    Ok(log) => {
-                        log.use_issued_ids(self.producer_ids.issued_below());
-                        if t.log.io == crate::config::IoMode::Direct {
-                            log.use_cache(self.batch_cache.clone());
-                        }
-                        self.logs
-                            .borrow_mut()
-                            .entry(topic.clone())
-                            .or_default()
-                            .insert(p, log);
-                    }
-                    Err(e) => tracing::error!("cannot open {}: {e}", dir.display()),
-                }
-            }
-        }
-    }
-
     pub fn all_logs(&self) -> Vec<(String, i32, Log)> {
-        let logs = self.logs.borrow();
+        let logs = self.table.logs.borrow();
         let mut out = Vec::new();
         for (topic, parts) in logs.iter() {
             for (p, log) in parts {
@@ -718,7 +283,7 @@ impl Shard {
 
     /// Flushes and closes every log (at shutdown).
     pub async fn close_logs(&self) {
-        let logs = std::mem::take(&mut *self.logs.borrow_mut());
+        let logs = std::mem::take(&mut *self.table.logs.borrow_mut());
         for (topic, parts) in logs {
             for (p, log) in parts {
                 if let Err(e) = log.close().await {
@@ -754,89 +319,4 @@ impl Drop for PendingCall<'_> {
             },
         );
     }
-}
-
-/// The error code of a result that is left out of the response (a duplicate entry).
-const OMITTED: i16 = i16::MIN;
-
-impl ProduceResult {
-    pub fn error(error_code: i16, error_message: Option<String>) -> ProduceResult {
-        ProduceResult {
-            error_code,
-            error_message,
-            base_offset: -1,
-            log_append_time: -1,
-            log_start_offset: -1,
-        }
-    }
-
-    /// A placeholder for a repeated entry, answered with its first occurrence.
-    pub fn omitted() -> ProduceResult {
-        ProduceResult::error(OMITTED, None)
-    }
-
-    pub fn is_omitted(&self) -> bool {
-        self.error_code == OMITTED
-    }
-}
-
-impl ReadResult {
-    pub fn error(error_code: i16) -> ReadResult {
-        ReadResult {
-            error_code,
-            high_watermark: -1,
-            log_start_offset: -1,
-            records: Vec::new(),
-        }
-    }
-}
-
-impl ListOffsetsResult {
-    pub fn error(error_code: i16) -> ListOffsetsResult {
-        ListOffsetsResult {
-            error_code,
-            offset: -1,
-            timestamp: -1,
-        }
-    }
-}
-
-/// Resolves when the first of `futs` does.
-pub async fn first_of<'a>(mut futs: Vec<LocalBoxFuture<'a, ()>>) {
-    std::future::poll_fn(|cx| {
-        for f in futs.iter_mut() {
-            if f.as_mut().poll(cx).is_ready() {
-                return std::task::Poll::Ready(());
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
-}
-
-/// Polls all `futs` together and returns their outputs in order.
-pub async fn join_all<F: Future + Unpin>(futs: Vec<F>) -> Vec<F::Output> {
-    let mut futs: Vec<Option<F>> = futs.into_iter().map(Some).collect();
-    let mut outs: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (slot, out) in futs.iter_mut().zip(outs.iter_mut()) {
-            if let Some(f) = slot {
-                match Pin::new(f).poll(cx) {
-                    std::task::Poll::Ready(v) => {
-                        *out = Some(v);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outs.into_iter().flatten().collect()
 }

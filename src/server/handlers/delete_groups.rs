@@ -14,12 +14,10 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
         .into_iter()
         .map(|id| {
             Box::pin(async move {
-                let c = match crate::shard::groups::route(
-                    &ctx.shard,
-                    &id,
-                    GroupOp::Delete(vec![id.clone()]),
-                )
-                .await
+                let c = match ctx
+                    .shard
+                    .route_group(&id, GroupOp::Delete(vec![id.clone()]))
+                    .await
                 {
                     Some(GroupReply::Delete(r)) => r.first().map(|(_, c)| *c),
                     _ => None,

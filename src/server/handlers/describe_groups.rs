@@ -15,12 +15,10 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
         .into_iter()
         .map(|id| {
             Box::pin(async move {
-                match crate::shard::groups::route(
-                    &ctx.shard,
-                    &id,
-                    GroupOp::Describe(vec![id.clone()]),
-                )
-                .await
+                match ctx
+                    .shard
+                    .route_group(&id, GroupOp::Describe(vec![id.clone()]))
+                    .await
                 {
                     Some(GroupReply::Describe(mut d)) if d.len() == 1 => d.remove(0),
                     _ => DescribedGroup::default()

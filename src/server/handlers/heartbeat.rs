@@ -15,7 +15,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
         member_id: request.member_id.to_string(),
         instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
     };
-    let error = match crate::shard::groups::route(&ctx.shard, &group_id, op).await {
+    let error = match ctx.shard.route_group(&group_id, op).await {
         Some(GroupReply::Heartbeat(c)) => c,
         _ => code::COORDINATOR_NOT_AVAILABLE,
     };

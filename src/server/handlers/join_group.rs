@@ -23,7 +23,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
             .unwrap_or_default(),
         client_host: ctx.client_host.clone(),
     };
-    let response = match crate::shard::groups::route(&ctx.shard, &group_id, op).await {
+    let response = match ctx.shard.route_group(&group_id, op).await {
         Some(GroupReply::Join(r)) => r,
         _ => join_error(code::COORDINATOR_NOT_AVAILABLE, &member_id),
     };

@@ -13,7 +13,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
         req: request,
         version: req.version,
     };
-    let response = match crate::shard::groups::route(&ctx.shard, &group_id, op).await {
+    let response = match ctx.shard.route_group(&group_id, op).await {
         Some(GroupReply::Leave(r)) => r,
         _ => LeaveGroupResponse::default().with_error_code(code::COORDINATOR_NOT_AVAILABLE),
     };

@@ -23,29 +23,30 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
             (t.name.clone(), ps)
         })
         .collect();
-    let response =
-        match crate::shard::groups::route(&ctx.shard, &group_id, GroupOp::Commit { req: request })
-            .await
-        {
-            Some(GroupReply::Commit(r)) => r,
-            _ => OffsetCommitResponse::default().with_topics(
-                shape
-                    .into_iter()
-                    .map(|(name, ps)| {
-                        OffsetCommitResponseTopic::default()
-                            .with_name(name)
-                            .with_partitions(
-                                ps.into_iter()
-                                    .map(|p| {
-                                        OffsetCommitResponsePartition::default()
-                                            .with_partition_index(p)
-                                            .with_error_code(code::COORDINATOR_NOT_AVAILABLE)
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect(),
-            ),
-        };
+    let response = match ctx
+        .shard
+        .route_group(&group_id, GroupOp::Commit { req: request })
+        .await
+    {
+        Some(GroupReply::Commit(r)) => r,
+        _ => OffsetCommitResponse::default().with_topics(
+            shape
+                .into_iter()
+                .map(|(name, ps)| {
+                    OffsetCommitResponseTopic::default()
+                        .with_name(name)
+                        .with_partitions(
+                            ps.into_iter()
+                                .map(|p| {
+                                    OffsetCommitResponsePartition::default()
+                                        .with_partition_index(p)
+                                        .with_error_code(code::COORDINATOR_NOT_AVAILABLE)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        ),
+    };
     req.respond(&response)
 }

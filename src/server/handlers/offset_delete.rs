@@ -11,12 +11,13 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
     let mut request: OffsetDeleteRequest = req.decode_body()?;
     super::dedupe::unique_offset_deletes(&mut request.topics);
     let group_id = request.group_id.to_string();
-    let response =
-        match crate::shard::groups::route(&ctx.shard, &group_id, GroupOp::OffsetDelete(request))
-            .await
-        {
-            Some(GroupReply::OffsetDelete(r)) => r,
-            _ => OffsetDeleteResponse::default().with_error_code(code::COORDINATOR_NOT_AVAILABLE),
-        };
+    let response = match ctx
+        .shard
+        .route_group(&group_id, GroupOp::OffsetDelete(request))
+        .await
+    {
+        Some(GroupReply::OffsetDelete(r)) => r,
+        _ => OffsetDeleteResponse::default().with_error_code(code::COORDINATOR_NOT_AVAILABLE),
+    };
     req.respond(&response)
 }

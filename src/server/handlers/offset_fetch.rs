@@ -23,7 +23,7 @@ async fn fetch_one(
         group: group_id.clone(),
         topics,
     };
-    match crate::shard::groups::route(&ctx.shard, &group_id, op).await {
+    match ctx.shard.route_group(&group_id, op).await {
         Some(GroupReply::Fetch(f)) => f,
         _ => FetchedGroup {
             group: group_id,

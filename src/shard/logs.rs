@@ -1,0 +1,72 @@
+//! The partition logs a shard owns and its view of the metadata: what the shard's own
+//! code and its group coordinator's offsets log both read.
+
+use super::meta::{self, Metadata};
+use crate::config::{LogConfig, topic};
+use crate::storage::{GlommioStorage, PartitionLog};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::Arc;
+
+pub type Log = PartitionLog<GlommioStorage>;
+
+/// This shard's read-only view of the metadata, with what the hot path needs precomputed.
+pub struct MetaView {
+    pub meta: Arc<Metadata>,
+    pub topics: HashMap<String, TopicView>,
+}
+
+pub struct TopicView {
+    pub partitions: i32,
+    pub id: uuid::Uuid,
+    pub log: LogConfig,
+}
+
+impl MetaView {
+    pub(super) fn build(meta: Arc<Metadata>, defaults: &LogConfig) -> MetaView {
+        let topics = meta
+            .topics
+            .iter()
+            .map(|(name, t)| {
+                let mut log = topic::effective(defaults, &t.configs);
+                if meta::is_internal(name) {
+                    // The broker's own state: kept whatever the broker's retention defaults
+                    // say (offsets are compacted in memory only).
+                    log.retention_bytes = None;
+                    log.retention_ms = None;
+                }
+                let view = TopicView {
+                    partitions: t.partitions,
+                    id: t.uuid(),
+                    log,
+                };
+                (name.clone(), view)
+            })
+            .collect();
+        MetaView { meta, topics }
+    }
+}
+
+pub struct LogTable {
+    pub(super) meta: RefCell<Rc<MetaView>>,
+    pub(super) logs: RefCell<HashMap<String, BTreeMap<i32, Log>>>,
+}
+
+impl LogTable {
+    pub fn new(view: MetaView) -> LogTable {
+        LogTable {
+            meta: RefCell::new(Rc::new(view)),
+            logs: RefCell::new(HashMap::new()),
+        }
+    }
+
+    pub fn meta(&self) -> Rc<MetaView> {
+        self.meta.borrow().clone()
+    }
+
+    /// The log of a partition this shard owns.
+    pub fn log(&self, topic: &str, partition: i32) -> Option<Log> {
+        self.logs.borrow().get(topic)?.get(&partition).cloned()
+    }
+}

@@ -1,0 +1,197 @@
+//! The partition work a shard does for requests: appends, reads, long-poll waits and
+//! offset lookups, each on logs this shard owns.
+
+use super::Shard;
+use super::messages::*;
+use super::stats::add;
+use crate::protocol::code;
+use crate::rt::LocalBoxFuture;
+use crate::rt::join::{first_of, join_all};
+use crate::storage::Chunk;
+use glommio::channels::local_channel;
+use std::time::Duration;
+
+impl Shard {
+    pub(super) async fn produce(&self, parts: Vec<ProducePart>) -> Vec<ProduceResult> {
+        // The partitions of one request are appended concurrently: each waits for its own
+        // durability (under flush=fsync, each log's group commit), so a request for 12
+        // partitions costs one fdatasync round, not 12 in a row. Offsets within a
+        // partition still follow the request's order: each append takes its place in line
+        // here, when called.
+        let appends: Vec<LocalBoxFuture<'_, ProduceResult>> = parts
+            .into_iter()
+            .map(|part| {
+                let log = self.log(&part.topic, part.partition);
+                if crate::fatal::faults().panic_topic.as_deref() == Some(part.topic.as_str()) {
+                    panic!("injected fault: an append to {} panics", part.topic);
+                }
+                let append = log.map(|log| log.append(part.records));
+                Box::pin(async move {
+                    let Some(append) = append else {
+                        return ProduceResult::error(code::UNKNOWN_TOPIC_OR_PARTITION, None);
+                    };
+                    match append.await {
+                        Ok(info) => ProduceResult {
+                            error_code: code::NONE,
+                            error_message: None,
+                            base_offset: info.base_offset,
+                            log_append_time: info.log_append_time,
+                            log_start_offset: info.log_start_offset,
+                        },
+                        Err(e) => ProduceResult::error(e.code(), Some(e.to_string())),
+                    }
+                }) as LocalBoxFuture<'_, ProduceResult>
+            })
+            .collect();
+        join_all(appends).await
+    }
+
+    pub(super) async fn read(&self, parts: Vec<ReadPart>, max_bytes: u64) -> Vec<ReadResult> {
+        let mut out = Vec::with_capacity(parts.len());
+        let mut budget = max_bytes;
+        for part in parts {
+            let Some(log) = self.log(&part.topic, part.partition) else {
+                out.push(ReadResult::error(code::UNKNOWN_TOPIC_OR_PARTITION));
+                continue;
+            };
+            if budget == 0 {
+                // The response is full: report the partition's offsets without records.
+                out.push(ReadResult {
+                    error_code: code::NONE,
+                    high_watermark: log.high_watermark(),
+                    log_start_offset: log.log_start_offset(),
+                    records: Vec::new(),
+                });
+                continue;
+            }
+            let slice = match log.read(part.offset, part.max_bytes.min(budget)).await {
+                Ok(s) => s,
+                Err(e) => {
+                    let mut r = ReadResult::error(e.code());
+                    r.high_watermark = log.high_watermark();
+                    r.log_start_offset = log.log_start_offset();
+                    out.push(r);
+                    continue;
+                }
+            };
+            // Regions leave as chunks: cached bytes as they are, file ranges as a dup of the
+            // segment's descriptor (so they can cross to the connection's shard and outlive
+            // a retention delete), copied only when the file has no descriptor.
+            let mut records = Vec::with_capacity(slice.regions.len());
+            let mut failed = None;
+            for region in &slice.regions {
+                if let Some(cached) = &region.cached {
+                    add(&self.fetch_stats.cache_hit_bytes, region.len);
+                    records.extend(cached.iter().cloned().map(Chunk::Bytes));
+                    continue;
+                }
+                if log.config().io == crate::config::IoMode::Direct {
+                    add(&self.fetch_stats.cache_miss_bytes, region.len);
+                }
+                let dup = region.raw_fd().map(|fd| {
+                    // SAFETY: `fd` is open for as long as `region` holds its file.
+                    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+                    borrowed.try_clone_to_owned()
+                });
+                match dup {
+                    Some(Ok(fd)) => records.push(Chunk::File {
+                        fd,
+                        position: region.position,
+                        len: region.len,
+                    }),
+                    Some(Err(e)) => {
+                        failed = Some(e);
+                        break;
+                    }
+                    None => match region.read().await {
+                        Ok(bytes) => records.push(Chunk::Bytes(bytes.into())),
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    },
+                }
+            }
+            if let Some(e) = failed {
+                tracing::error!("read of {}-{} failed: {e}", part.topic, part.partition);
+                out.push(ReadResult::error(code::KAFKA_STORAGE_ERROR));
+                continue;
+            }
+            let len: u64 = records.iter().map(Chunk::len).sum();
+            budget = budget.saturating_sub(len);
+            out.push(ReadResult {
+                error_code: code::NONE,
+                high_watermark: slice.high_watermark,
+                log_start_offset: slice.log_start_offset,
+                records,
+            });
+        }
+        out
+    }
+
+    /// Waits until one of `parts` has a high watermark above the one the caller saw, or the
+    /// timeout. Checking against the caller's value closes the race with an append that
+    /// lands between the caller's read and this wait.
+    pub(super) async fn wait_changed(
+        &self,
+        parts: Vec<(String, i32, i64)>,
+        timeout_ms: u64,
+        cancel: Option<local_channel::LocalReceiver<()>>,
+    ) {
+        let mut logs = Vec::with_capacity(parts.len());
+        for (topic, partition, seen_hw) in &parts {
+            let Some(log) = self.log(topic, *partition) else {
+                return;
+            };
+            if log.high_watermark() != *seen_hw {
+                return;
+            }
+            logs.push(log);
+        }
+        // No await between the checks above and registering here, so no advance is missed.
+        let mut waits: Vec<LocalBoxFuture<'_, ()>> = Vec::with_capacity(logs.len() + 1);
+        for log in &logs {
+            waits.push(Box::pin(log.changed()));
+        }
+        waits.push(Box::pin(glommio::timer::sleep(Duration::from_millis(
+            timeout_ms,
+        ))));
+        if let Some(cancel) = cancel {
+            waits.push(Box::pin(async move {
+                // Resolves when the sender is dropped: the caller stopped waiting.
+                let _ = cancel.recv().await;
+            }));
+        }
+        first_of(waits).await;
+    }
+
+    pub(super) async fn list_offsets(&self, parts: Vec<ListOffsetsPart>) -> Vec<ListOffsetsResult> {
+        let mut out = Vec::with_capacity(parts.len());
+        for part in parts {
+            let Some(log) = self.log(&part.topic, part.partition) else {
+                out.push(ListOffsetsResult::error(code::UNKNOWN_TOPIC_OR_PARTITION));
+                continue;
+            };
+            let ok = |offset| ListOffsetsResult {
+                error_code: code::NONE,
+                offset,
+                timestamp: -1,
+            };
+            out.push(match part.timestamp {
+                -2 => ok(log.log_start_offset()),
+                -1 => ok(log.high_watermark()),
+                ts if ts < 0 => ListOffsetsResult::error(code::INVALID_REQUEST),
+                ts => match log.offset_for_timestamp(ts).await {
+                    Ok(Some((offset, timestamp))) => ListOffsetsResult {
+                        error_code: code::NONE,
+                        offset,
+                        timestamp,
+                    },
+                    Ok(None) => ok(-1),
+                    Err(e) => ListOffsetsResult::error(e.code()),
+                },
+            });
+        }
+        out
+    }
+}

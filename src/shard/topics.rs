@@ -1,0 +1,255 @@
+//! Topic metadata: shard 0 creates and deletes topics (persisting the metadata before it
+//! answers), and every shard applies each version, opening and closing its logs.
+
+use super::Shard;
+use super::messages::*;
+use super::meta::{self, Metadata, validate_topic_name};
+use super::runtime::{Log, MetaView};
+use crate::config::topic;
+use crate::protocol::code;
+use std::rc::Rc;
+use std::sync::Arc;
+
+impl Shard {
+    /// Shard 0 only: validates, persists and broadcasts new topics.
+    pub(super) async fn create_topics(
+        self: &Rc<Self>,
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    ) -> Vec<TopicResult> {
+        debug_assert_eq!(self.id, 0, "metadata has one writer");
+        let _writer = self.meta_write.lock().await;
+        let mut next = (*self.meta().meta).clone();
+        let mut results = Vec::with_capacity(topics.len());
+        let mut created = Vec::new();
+        for t in topics {
+            let partitions = if t.partitions == -1 {
+                self.config.num_partitions
+            } else {
+                t.partitions
+            };
+            let check = || -> Result<(), (i16, String)> {
+                validate_topic_name(&t.name)
+                    .map_err(|m| (code::INVALID_TOPIC_EXCEPTION, m.to_string()))?;
+                if meta::is_internal(&t.name) {
+                    return Err((
+                        code::INVALID_REQUEST,
+                        format!("{} is an internal topic; the broker creates it", t.name),
+                    ));
+                }
+                if next.topics.contains_key(&t.name) {
+                    return Err((
+                        code::TOPIC_ALREADY_EXISTS,
+                        format!("topic {} already exists", t.name),
+                    ));
+                }
+                let max = self.config.limits.topic_partitions_max;
+                if !(1..=max).contains(&partitions) {
+                    return Err((
+                        code::INVALID_PARTITIONS,
+                        format!("partitions must be in 1..={max} (topic.partitions.max)"),
+                    ));
+                }
+                let held: i64 = next.topics.values().map(|t| i64::from(t.partitions)).sum();
+                let cap = self.config.limits.broker_partitions_max;
+                if held.saturating_add(i64::from(partitions)) > cap {
+                    return Err((
+                        code::POLICY_VIOLATION,
+                        format!(
+                            "the broker holds {held} partitions; {partitions} more would pass \
+                             broker.partitions.max = {cap}"
+                        ),
+                    ));
+                }
+                if t.replication_factor != -1 && t.replication_factor != 1 {
+                    return Err((
+                        code::INVALID_REPLICATION_FACTOR,
+                        "this broker has one node: replication factor must be 1".into(),
+                    ));
+                }
+                if t.has_assignments {
+                    return Err((
+                        code::INVALID_REPLICA_ASSIGNMENT,
+                        "manual replica assignment is not supported".into(),
+                    ));
+                }
+                topic::validate(
+                    &self.config.log,
+                    &t.configs,
+                    self.config.socket_request_max_bytes,
+                )
+                .map_err(|e| (code::INVALID_CONFIG, e.to_string()))?;
+                Ok(())
+            };
+            let mut result = TopicResult {
+                name: t.name.clone(),
+                error_code: code::NONE,
+                error_message: None,
+                partitions,
+                id: String::new(),
+            };
+            match check() {
+                Err((c, m)) => {
+                    result.error_code = c;
+                    result.error_message = Some(m);
+                }
+                Ok(()) => {
+                    let id = meta::new_topic_id();
+                    result.id = id.clone();
+                    if !validate_only {
+                        next.topics.insert(
+                            t.name.clone(),
+                            meta::TopicMeta {
+                                partitions,
+                                id,
+                                configs: t.configs,
+                            },
+                        );
+                        created.push(results.len());
+                    }
+                }
+            }
+            results.push(result);
+        }
+        if !created.is_empty()
+            && let Err(e) = self.publish(next).await
+        {
+            tracing::error!("cannot persist new topics: {e}");
+            for i in created {
+                results[i].error_code = code::KAFKA_STORAGE_ERROR;
+                results[i].error_message = Some(e.to_string());
+            }
+        }
+        results
+    }
+
+    /// Shard 0 only: removes topics, persists and broadcasts.
+    pub(super) async fn delete_topics(self: &Rc<Self>, names: Vec<String>) -> Vec<TopicResult> {
+        debug_assert_eq!(self.id, 0, "metadata has one writer");
+        let _writer = self.meta_write.lock().await;
+        let mut next = (*self.meta().meta).clone();
+        let mut results = Vec::with_capacity(names.len());
+        let mut deleted = Vec::new();
+        for name in names {
+            let mut result = TopicResult {
+                name: name.clone(),
+                error_code: code::NONE,
+                error_message: None,
+                partitions: 0,
+                id: String::new(),
+            };
+            if meta::is_internal(&name) {
+                result.error_code = code::INVALID_TOPIC_EXCEPTION;
+                result.error_message = Some(format!(
+                    "{name} is an internal topic: it belongs to the broker and cannot be deleted"
+                ));
+                results.push(result);
+                continue;
+            }
+            match next.topics.remove(&name) {
+                Some(t) => {
+                    result.partitions = t.partitions;
+                    result.id = t.id;
+                    deleted.push(results.len());
+                }
+                None => result.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
+            }
+            results.push(result);
+        }
+        if !deleted.is_empty()
+            && let Err(e) = self.publish(next).await
+        {
+            tracing::error!("cannot persist topic deletion: {e}");
+            for i in deleted {
+                results[i].error_code = code::KAFKA_STORAGE_ERROR;
+                results[i].error_message = Some(e.to_string());
+            }
+        }
+        results
+    }
+
+    /// Persists `next` and has every shard apply it before returning, so a client that
+    /// saw CreateTopics succeed can produce to any partition at once.
+    pub(super) async fn publish(
+        self: &Rc<Self>,
+        mut next: Metadata,
+    ) -> Result<(), meta::MetaError> {
+        next.version = self.meta().meta.version + 1;
+        meta::persist(&self.storage, &self.config.data_dir, &next).await?;
+        let next = Arc::new(next);
+        for shard in 0..self.nshards {
+            if self
+                .call(shard, ShardRequest::ApplyMetadata(next.clone()))
+                .await
+                .is_none()
+            {
+                tracing::warn!(
+                    "shard {shard} did not take metadata version {}",
+                    next.version
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Installs a metadata version, then opens the logs of new partitions this shard owns
+    /// and closes and deletes the logs of removed topics.
+    pub async fn apply_metadata(&self, meta: Arc<Metadata>) {
+        if meta.version < self.meta().meta.version {
+            return;
+        }
+        let view = Rc::new(MetaView::build(meta, &self.config.log));
+        *self.table.meta.borrow_mut() = view.clone();
+
+        let mut removed = Vec::new();
+        {
+            let mut logs = self.table.logs.borrow_mut();
+            logs.retain(|topic, parts| match view.topics.get(topic) {
+                Some(t) => {
+                    let gone: Vec<i32> = parts.range(t.partitions..).map(|(p, _)| *p).collect();
+                    for p in gone {
+                        if let Some(log) = parts.remove(&p) {
+                            removed.push((topic.clone(), p, log));
+                        }
+                    }
+                    true
+                }
+                None => {
+                    for (p, log) in std::mem::take(parts) {
+                        removed.push((topic.clone(), p, log));
+                    }
+                    false
+                }
+            });
+        }
+        for (topic, p, log) in removed {
+            if let Err(e) = log.delete().await {
+                tracing::error!("cannot delete {topic}-{p}: {e}");
+            }
+        }
+
+        for (topic, t) in &view.topics {
+            for p in 0..t.partitions {
+                if self.owner(topic, p) != self.id || self.log(topic, p).is_some() {
+                    continue;
+                }
+                let dir = self.partition_dir(topic, p);
+                match Log::open(self.storage.clone(), dir.clone(), t.log.clone()).await {
+                    Ok(log) => {
+                        log.use_issued_ids(self.producer_ids.issued_below());
+                        if t.log.io == crate::config::IoMode::Direct {
+                            log.use_cache(self.batch_cache.clone());
+                        }
+                        self.table
+                            .logs
+                            .borrow_mut()
+                            .entry(topic.clone())
+                            .or_default()
+                            .insert(p, log);
+                    }
+                    Err(e) => tracing::error!("cannot open {}: {e}", dir.display()),
+                }
+            }
+        }
+    }
+}
