@@ -31,6 +31,23 @@ const POLICY_VIOLATION: i16 = 44;
 const UNKNOWN_PRODUCER_ID: i16 = 59;
 const INVALID_RECORD: i16 = 87;
 const OFFSETS: &str = "__consumer_offsets";
+/// Every broker here runs with 4 GiB of address space, as `prlimit --as=4294967296` or a
+/// host with strict overcommit gives it: an allocation by a forged count would abort it.
+const ADDRESS_SPACE: u64 = 4 << 30;
+
+/// A broker with two shards, `--set` pairs and extra environment, under [`ADDRESS_SPACE`].
+fn start(sets: &[&str], env: &[(&str, &str)]) -> Broker {
+    let mut args = vec!["--shards".to_string(), "2".to_string()];
+    for kv in sets {
+        args.push("--set".into());
+        args.push(kv.to_string());
+    }
+    let env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Broker::start_with_options(args, env, Some(ADDRESS_SPACE))
+}
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
@@ -67,7 +84,7 @@ fn seed(c: &mut RawClient, topic: &str) -> [&'static [u8]; 3] {
 
 #[test]
 fn long_group_ids_and_protocol_fields_are_refused() {
-    let mut broker = Broker::start(&[]);
+    let mut broker = start(&[], &[]);
     let mut c = RawClient::connect(broker.addr());
     let values = seed(&mut c, "held");
 
@@ -135,12 +152,7 @@ fn forged_create_topics() -> Vec<u8> {
 
 #[test]
 fn forged_counts_cannot_abort_under_an_address_space_limit() {
-    // 4 GiB of address space, as `prlimit --as=4294967296` or a strict-overcommit host.
-    let mut broker = Broker::start_with_options(
-        vec!["--shards".into(), "2".into()],
-        Vec::new(),
-        Some(4 << 30),
-    );
+    let mut broker = start(&[], &[]);
     let mut c = RawClient::connect(broker.addr());
     let values = seed(&mut c, "held");
     let mut frames = vec![forged_create_topics()];
@@ -175,7 +187,7 @@ fn forged_counts_cannot_abort_under_an_address_space_limit() {
 
 #[test]
 fn internal_topics_belong_to_the_broker() {
-    let mut broker = Broker::start(&[]);
+    let mut broker = start(&[], &[]);
     let mut c = RawClient::connect(broker.addr());
     let values = seed(&mut c, "held");
     let before = kafka::latest_offset(&mut c, OFFSETS, 0);
@@ -228,7 +240,7 @@ fn internal_topics_belong_to_the_broker() {
 
 #[test]
 fn declared_frames_hold_no_memory_and_others_keep_being_served() {
-    let mut broker = Broker::start(&["socket.frame.timeout.ms=3000"]);
+    let mut broker = start(&["socket.frame.timeout.ms=3000"], &[]);
     let mut c = RawClient::connect(broker.addr());
     let values = seed(&mut c, "held");
     let rss_before = broker.rss_bytes();
@@ -271,7 +283,10 @@ fn declared_frames_hold_no_memory_and_others_keep_being_served() {
 
 #[test]
 fn connection_limits_refuse_new_connections_only() {
-    let mut broker = Broker::start(&["max.connections.per.ip=3", "connections.max.idle.ms=1500"]);
+    let mut broker = start(
+        &["max.connections.per.ip=3", "connections.max.idle.ms=1500"],
+        &[],
+    );
     // The harness's start-up probe connection counts until the broker has seen it close.
     std::thread::sleep(Duration::from_millis(300));
     let mut held: Vec<RawClient> = (0..3).map(|_| RawClient::connect(broker.addr())).collect();
@@ -335,11 +350,7 @@ fn connection_limits_refuse_new_connections_only() {
 
 #[test]
 fn a_panicking_request_costs_only_its_connection() {
-    let mut broker = Broker::start_with_options(
-        vec!["--shards".into(), "2".into()],
-        vec![("RINGBROKER_TEST_PANIC_CLIENT_ID".into(), "boom".into())],
-        None,
-    );
+    let mut broker = start(&[], &[("RINGBROKER_TEST_PANIC_CLIENT_ID", "boom")]);
     let mut c = RawClient::connect(broker.addr());
     let values = seed(&mut c, "held");
     let mut other = RawClient::connect(broker.addr());
@@ -376,15 +387,9 @@ fn a_panicking_request_costs_only_its_connection() {
 
 #[test]
 fn a_panic_inside_shard_state_stops_the_broker_and_loses_nothing() {
-    let mut broker = Broker::start_with_options(
-        vec![
-            "--shards".into(),
-            "2".into(),
-            "--set".into(),
-            "log.flush=fsync".into(),
-        ],
-        vec![("RINGBROKER_TEST_PANIC_TOPIC".into(), "doomed".into())],
-        None,
+    let mut broker = start(
+        &["log.flush=fsync"],
+        &[("RINGBROKER_TEST_PANIC_TOPIC", "doomed")],
     );
     let mut c = RawClient::connect(broker.addr());
     let values = seed(&mut c, "held");
@@ -409,7 +414,7 @@ fn a_panic_inside_shard_state_stops_the_broker_and_loses_nothing() {
 
 #[test]
 fn repeated_names_are_answered_once() {
-    let mut broker = Broker::start(&[]);
+    let mut broker = start(&[], &[]);
     let mut c = RawClient::connect(broker.addr());
     let values = seed(&mut c, "held");
     kafka::create_topic(&mut c, "wide", 100);
@@ -476,7 +481,10 @@ fn create_with(
 
 #[test]
 fn topic_configs_and_partition_counts_are_bounded() {
-    let broker = Broker::start(&["topic.partitions.max=64", "broker.partitions.max=200"]);
+    let broker = start(
+        &["topic.partitions.max=64", "broker.partitions.max=200"],
+        &[],
+    );
     let mut c = RawClient::connect(broker.addr());
     for (k, v) in [
         ("segment.bytes", "1000"),
@@ -508,7 +516,7 @@ fn with_attributes(values: &[&[u8]], attrs: i16) -> Vec<u8> {
 
 #[test]
 fn batches_are_validated_on_every_topic() {
-    let mut broker = Broker::start(&[]);
+    let mut broker = start(&[], &[]);
     let mut c = RawClient::connect(broker.addr());
     let values = seed(&mut c, "held");
     let mut refuse = |b: Vec<u8>, code: i16, what: &str| {
@@ -554,11 +562,7 @@ fn batches_are_validated_on_every_topic() {
 
 #[test]
 fn an_answered_long_poll_cancels_its_waits_on_other_shards() {
-    let broker = Broker::start_with_options(
-        vec!["--shards".into(), "2".into()],
-        vec![("RUST_LOG".into(), "info,ringbroker::shard=debug".into())],
-        None,
-    );
+    let broker = start(&[], &[("RUST_LOG", "info,ringbroker::shard=debug")]);
     let mut c = RawClient::connect(broker.addr());
     // Eight partitions land on both shards, so the fetch parks a wait on each.
     kafka::create_topic(&mut c, "polled", 8);
