@@ -9,10 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::kafka::{self, NONE};
 use common::{Broker, RawClient};
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{BrokerId, CreateTopicsRequest, FetchRequest, FetchResponse};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -29,27 +27,9 @@ const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
 const MESSAGES: usize = 5_000;
 
 fn create_with_configs(c: &mut RawClient, name: &str, configs: &[(&str, &str)]) {
-    let v = c.pick_version::<CreateTopicsRequest>(7);
-    let req = CreateTopicsRequest::default()
-        .with_timeout_ms(10_000)
-        .with_topics(vec![
-            CreatableTopic::default()
-                .with_name(kafka::topic_name(name))
-                .with_num_partitions(1)
-                .with_replication_factor(1)
-                .with_configs(
-                    configs
-                        .iter()
-                        .map(|(k, v)| {
-                            CreatableTopicConfig::default()
-                                .with_name(StrBytes::from_string(k.to_string()))
-                                .with_value(Some(StrBytes::from_string(v.to_string())))
-                        })
-                        .collect(),
-                ),
-        ]);
-    let resp = c.call(v, &req);
-    assert_eq!(resp.topics[0].error_code, NONE, "create {name}");
+    let configs: Vec<(&str, Option<&str>)> = configs.iter().map(|(k, v)| (*k, Some(*v))).collect();
+    let (err, msg) = kafka::create_topic_with(c, name, 1, &configs);
+    assert_eq!(err, NONE, "create {name}: {msg:?}");
 }
 
 /// The raw bytes of partition 0 from `offset`, as the broker stores them.

@@ -7,7 +7,7 @@ mod common;
 use bytes::BytesMut;
 use common::kafka::{self, *};
 use common::{Broker, RawClient, ReadOutcome};
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
@@ -454,29 +454,8 @@ fn create_with(
     partitions: i32,
     configs: &[(&str, &str)],
 ) -> (i16, Option<String>) {
-    let req = CreateTopicsRequest::default()
-        .with_timeout_ms(5000)
-        .with_topics(vec![
-            CreatableTopic::default()
-                .with_name(kafka::topic_name(name))
-                .with_num_partitions(partitions)
-                .with_replication_factor(1)
-                .with_configs(
-                    configs
-                        .iter()
-                        .map(|(k, v)| {
-                            CreatableTopicConfig::default()
-                                .with_name(s(k))
-                                .with_value(Some(s(v)))
-                        })
-                        .collect(),
-                ),
-        ]);
-    let r: CreateTopicsResponse = c.call(7, &req);
-    (
-        r.topics[0].error_code,
-        r.topics[0].error_message.as_ref().map(|m| m.to_string()),
-    )
+    let configs: Vec<(&str, Option<&str>)> = configs.iter().map(|(k, v)| (*k, Some(*v))).collect();
+    kafka::create_topic_with(c, name, partitions, &configs)
 }
 
 #[test]

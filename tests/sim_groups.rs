@@ -374,7 +374,8 @@ fn run(seed: u64) -> (u64, String) {
                     .await
                     .expect("recovery");
                 let records = all_records(&log).await;
-                let durable: BTreeSet<(i32, i64)> = records
+                // Every committed value the recovered log holds, in log order.
+                let values: Vec<(i32, i64)> = records
                     .iter()
                     .filter_map(|r| match (Key::decode(&r.key), &r.value) {
                         (Some(Key::Offset { partition, .. }), Some(v)) => {
@@ -383,15 +384,9 @@ fn run(seed: u64) -> (u64, String) {
                         _ => None,
                     })
                     .collect();
-                let last: BTreeMap<i32, i64> = records
-                    .iter()
-                    .filter_map(|r| match (Key::decode(&r.key), &r.value) {
-                        (Some(Key::Offset { partition, .. }), Some(v)) => {
-                            OffsetValue::decode(v).map(|v| (partition, v.offset))
-                        }
-                        _ => None,
-                    })
-                    .collect();
+                let durable: BTreeSet<(i32, i64)> = values.iter().copied().collect();
+                // The last value per partition: later records overwrite earlier ones.
+                let last: BTreeMap<i32, i64> = values.iter().copied().collect();
                 let acked_before: BTreeSet<(i32, i64)> = world.model.borrow().acked.clone();
                 let lost: Vec<_> = acked_before.difference(&durable).collect();
                 assert!(

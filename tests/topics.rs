@@ -6,11 +6,7 @@ mod common;
 
 use common::kafka::{self, NONE, UNKNOWN_TOPIC_OR_PARTITION};
 use common::{Broker, RawClient};
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::{
-    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
 use ringbroker::protocol::batch::testing::build_batch;
 
 const INVALID_CONFIG: i16 = 40;
@@ -23,29 +19,7 @@ fn create_with_configs(
     partitions: i32,
     configs: &[(&str, Option<&str>)],
 ) -> i16 {
-    let v = c.pick_version::<CreateTopicsRequest>(7);
-    let req = CreateTopicsRequest::default()
-        .with_timeout_ms(10_000)
-        .with_topics(vec![
-            CreatableTopic::default()
-                .with_name(kafka::topic_name(name))
-                .with_num_partitions(partitions)
-                .with_replication_factor(1)
-                .with_configs(
-                    configs
-                        .iter()
-                        .map(|(k, v)| {
-                            CreatableTopicConfig::default()
-                                .with_name(StrBytes::from_string(k.to_string()))
-                                .with_value(v.map(|v| StrBytes::from_string(v.to_string())))
-                        })
-                        .collect(),
-                ),
-        ]);
-    let resp: CreateTopicsResponse = c.call(v, &req);
-    assert_eq!(resp.topics.len(), 1);
-    assert_eq!(resp.topics[0].name.0.as_str(), name);
-    resp.topics[0].error_code
+    kafka::create_topic_with(c, name, partitions, configs).0
 }
 
 fn delete_topics(c: &mut RawClient, names: &[&str]) -> Vec<(String, i16)> {

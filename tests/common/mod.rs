@@ -596,7 +596,7 @@ impl RawClient {
 pub mod kafka {
     use super::RawClient;
     use bytes::Bytes;
-    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
     use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
     use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -643,6 +643,44 @@ pub mod kafka {
             .iter()
             .map(|t| (t.name.0.to_string(), t.error_code))
             .collect()
+    }
+
+    /// CreateTopics of one topic with configs (a `None` value is sent as null); returns
+    /// the topic's error code and message.
+    pub fn create_topic_with(
+        c: &mut RawClient,
+        name: &str,
+        partitions: i32,
+        configs: &[(&str, Option<&str>)],
+    ) -> (i16, Option<String>) {
+        let v = c.pick_version::<CreateTopicsRequest>(7);
+        let str_bytes = |s: &str| StrBytes::from_string(s.to_string());
+        let req = CreateTopicsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![
+                CreatableTopic::default()
+                    .with_name(topic_name(name))
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(1)
+                    .with_configs(
+                        configs
+                            .iter()
+                            .map(|(k, v)| {
+                                CreatableTopicConfig::default()
+                                    .with_name(str_bytes(k))
+                                    .with_value(v.map(str_bytes))
+                            })
+                            .collect(),
+                    ),
+            ]);
+        let resp: CreateTopicsResponse = c.call(v, &req);
+        assert_eq!(resp.topics.len(), 1, "one topic in the CreateTopics answer");
+        assert_eq!(resp.topics[0].name.0.as_str(), name);
+        let t = &resp.topics[0];
+        (
+            t.error_code,
+            t.error_message.as_ref().map(|m| m.to_string()),
+        )
     }
 
     pub fn create_topic(c: &mut RawClient, name: &str, partitions: i32) {
