@@ -275,6 +275,19 @@ fn declared_frames_hold_no_memory_and_others_keep_being_served() {
             .expect("timeout");
         assert_eq!(b.read_outcome(), ReadOutcome::Closed, "stalled frame");
     }
+    // Idle connections hold no read buffer either: 500 of them cost little.
+    let rss_before = broker.rss_bytes();
+    let quiet: Vec<RawClient> = (0..500)
+        .map(|_| RawClient::connect(broker.addr()))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let rss = broker.rss_bytes();
+    eprintln!("RSS before {rss_before} B, with 500 idle connections {rss} B");
+    assert!(
+        rss < rss_before + (16 << 20),
+        "idle connections grew RSS from {rss_before} to {rss}"
+    );
+    drop(quiet);
     let mut all: Vec<&[u8]> = values.to_vec();
     let big_value = [7u8; 900_000];
     all.push(&big_value);

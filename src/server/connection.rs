@@ -139,31 +139,41 @@ impl FrameReader {
         stream: &mut TcpStream,
         activity: &Activity,
     ) -> Result<bool, FrameError> {
-        // An idle connection keeps no read buffer: the next read allocates one.
+        // An idle connection keeps no read buffer: it waits for a byte with a one-byte
+        // peek, and only then reads into a buffer of its own.
         if self.buf.is_empty() {
             self.buf = BytesMut::new();
-        }
-        loop {
-            let left = self.limits.idle_timeout.saturating_sub(activity.idle_for());
-            match within(
-                left.max(Duration::from_millis(1)),
-                fill(stream, &mut self.buf),
-            )
-            .await
-            {
-                Waited::Done(n) => {
-                    activity.touch();
-                    return Ok(n? > 0);
-                }
-                Waited::TimedOut => {
-                    if activity.in_flight.get() == 0
-                        && activity.idle_for() >= self.limits.idle_timeout
-                    {
-                        return Err(FrameError::Idle);
+            let mut probe = [0u8; 1];
+            loop {
+                let left = self.limits.idle_timeout.saturating_sub(activity.idle_for());
+                // While a request is in flight the connection is not idle, however long
+                // it takes: look again after a whole idle period.
+                let wait = if left.is_zero() {
+                    self.limits.idle_timeout
+                } else {
+                    left
+                };
+                match within(wait, stream.peek(&mut probe)).await {
+                    Waited::Done(n) => {
+                        let n = n.map_err(std::io::Error::from)?;
+                        if n == 0 {
+                            return Ok(false);
+                        }
+                        break;
+                    }
+                    Waited::TimedOut => {
+                        if activity.in_flight.get() == 0
+                            && activity.idle_for() >= self.limits.idle_timeout
+                        {
+                            return Err(FrameError::Idle);
+                        }
                     }
                 }
             }
         }
+        let n = fill(stream, &mut self.buf).await?;
+        activity.touch();
+        Ok(n > 0)
     }
 
     /// Reads until `buf` holds `want` bytes, or the deadline.
