@@ -16,9 +16,6 @@ use bytes::Bytes;
 const KEY_OFFSET: i16 = 1;
 const KEY_GROUP: i16 = 2;
 const VALUE_VERSION: i16 = 1;
-/// Positions of the CRC and of the attributes (where the CRC starts) in a v2 batch header.
-const OFF_CRC: usize = 17;
-const OFF_ATTRIBUTES: usize = 21;
 
 /// A record to append: key and value (`None`: a tombstone).
 pub type Record = (Vec<u8>, Option<Vec<u8>>);
@@ -195,25 +192,8 @@ pub fn build_batch(records: &[Record], timestamp_ms: i64) -> Option<Bytes> {
         batch::put_varlong(&mut body, rec.len() as i64);
         body.extend_from_slice(&rec);
     }
-    let n = records.len() as i32;
-    let mut b = Vec::with_capacity(batch::HEADER_BYTES + body.len());
-    b.extend_from_slice(&0i64.to_be_bytes()); // base offset
-    let length = (batch::HEADER_BYTES - batch::LOG_OVERHEAD + body.len()) as i32;
-    b.extend_from_slice(&length.to_be_bytes());
-    b.extend_from_slice(&0i32.to_be_bytes()); // partition leader epoch
-    b.push(2); // magic
-    b.extend_from_slice(&0u32.to_be_bytes()); // crc, set below
-    b.extend_from_slice(&0i16.to_be_bytes()); // attributes: no compression, CreateTime
-    b.extend_from_slice(&(n - 1).to_be_bytes()); // last offset delta
-    b.extend_from_slice(&timestamp_ms.to_be_bytes());
-    b.extend_from_slice(&timestamp_ms.to_be_bytes());
-    b.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
-    b.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
-    b.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
-    b.extend_from_slice(&n.to_be_bytes());
-    b.extend_from_slice(&body);
-    let crc = crc32c::crc32c(&b[OFF_ATTRIBUTES..]);
-    b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    let n = i32::try_from(records.len()).ok()?;
+    let b = batch::encode_batch(&body, n, timestamp_ms, timestamp_ms);
     debug_assert!(batch::validate_batch(&b).is_ok());
     Some(Bytes::from(b))
 }

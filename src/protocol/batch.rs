@@ -301,6 +301,37 @@ pub fn record_timestamps_in(header: &BatchHeader, records: &[u8]) -> Option<Vec<
     Some(out)
 }
 
+/// Encodes one v2 batch around `records` (already framed, `count` of them): base offset 0
+/// (the log assigns it), no compression, CreateTime, no producer, and its CRC. The one
+/// place a batch header is written field by field.
+pub fn encode_batch(
+    records: &[u8],
+    count: i32,
+    base_timestamp: i64,
+    max_timestamp: i64,
+) -> Vec<u8> {
+    let mut b = Vec::with_capacity(HEADER_BYTES + records.len());
+    b.extend_from_slice(&0i64.to_be_bytes()); // base offset
+    // A batch longer than i32::MAX cannot be framed; callers build small ones.
+    let length = i32::try_from(HEADER_BYTES - LOG_OVERHEAD + records.len()).unwrap_or(i32::MAX);
+    b.extend_from_slice(&length.to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes()); // partition leader epoch
+    b.push(2); // magic
+    b.extend_from_slice(&0u32.to_be_bytes()); // crc, set below
+    b.extend_from_slice(&0i16.to_be_bytes()); // attributes
+    b.extend_from_slice(&count.saturating_sub(1).to_be_bytes()); // last offset delta
+    b.extend_from_slice(&base_timestamp.to_be_bytes());
+    b.extend_from_slice(&max_timestamp.to_be_bytes());
+    b.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
+    b.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
+    b.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+    b.extend_from_slice(&count.to_be_bytes());
+    b.extend_from_slice(records);
+    let crc = crc32c::crc32c(&b[OFF_ATTRIBUTES..]);
+    b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
 /// Appends `v` as a zigzag varint (the record framing's encoding).
 pub fn put_varlong(out: &mut Vec<u8>, v: i64) {
     let mut z = ((v << 1) ^ (v >> 63)) as u64;
@@ -335,25 +366,7 @@ pub mod testing {
             records.extend_from_slice(&body);
         }
         let n = values.len() as i32;
-        let mut b = Vec::with_capacity(super::HEADER_BYTES + records.len());
-        b.extend_from_slice(&0i64.to_be_bytes());
-        let length = (super::HEADER_BYTES - super::LOG_OVERHEAD + records.len()) as i32;
-        b.extend_from_slice(&length.to_be_bytes());
-        b.extend_from_slice(&0i32.to_be_bytes()); // leader epoch
-        b.push(2); // magic
-        b.extend_from_slice(&0u32.to_be_bytes()); // crc placeholder
-        b.extend_from_slice(&0i16.to_be_bytes()); // attributes
-        b.extend_from_slice(&(n - 1).to_be_bytes());
-        b.extend_from_slice(&ts.to_be_bytes());
-        b.extend_from_slice(&(ts + n as i64 - 1).to_be_bytes());
-        b.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
-        b.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
-        b.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
-        b.extend_from_slice(&n.to_be_bytes());
-        b.extend_from_slice(&records);
-        let crc = crc32c::crc32c(&b[super::OFF_ATTRIBUTES..]);
-        b[super::OFF_CRC..super::OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
-        b
+        super::encode_batch(&records, n, ts, ts + n as i64 - 1)
     }
 
     /// A batch of `count` records whose total size is about `bytes`.

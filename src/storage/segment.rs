@@ -31,16 +31,6 @@ impl BatchPos {
     }
 }
 
-fn i64_at(b: &[u8], at: usize) -> i64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    i64::from_be_bytes(a)
-}
-
-fn i32_at(b: &[u8], at: usize) -> i32 {
-    i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
 /// Walks batch headers of `file` from `position` up to `end`, reading in chunks so small
 /// batches cost few reads and large ones cost one small read each. Stops at the first
 /// header that is cut off or malformed (length, magic); `verify` also reads each whole
@@ -98,14 +88,20 @@ impl<'a, F: StorageFile> Scanner<'a, F> {
         let Some(h) = self.bytes_at(pos, PEEK_BYTES).await? else {
             return Ok(None);
         };
-        let base_offset = i64_at(h, 0);
-        let length = i32_at(h, 8);
-        let magic = h[16] as i8;
-        let last_offset_delta = i32_at(h, 23);
-        let max_timestamp = i64_at(h, 35);
-        let producer_id = i64_at(h, 43);
-        let producer_epoch = i16::from_be_bytes([h[51], h[52]]);
-        let base_sequence = i32_at(h, 53);
+        let Ok(header) = batch::BatchHeader::parse(h) else {
+            return Ok(None);
+        };
+        let batch::BatchHeader {
+            base_offset,
+            length,
+            magic,
+            last_offset_delta,
+            max_timestamp,
+            producer_id,
+            producer_epoch,
+            base_sequence,
+            ..
+        } = header;
         if length < (HEADER_BYTES - LOG_OVERHEAD) as i32
             || magic != 2
             || last_offset_delta < 0
