@@ -4,7 +4,7 @@
 
 use kafka_protocol::messages::OffsetCommitRequest;
 use kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestTopic;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 
 /// The items in their first-seen order, each once.
@@ -14,6 +14,54 @@ pub fn unique<T: Eq + Hash + Clone>(items: impl IntoIterator<Item = T>) -> Vec<T
         .into_iter()
         .filter(|i| seen.insert(i.clone()))
         .collect()
+}
+
+/// How a (topic, partition) of a Produce or ListOffsets request is named.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Naming {
+    /// Named once.
+    Once,
+    /// The first of several places that name it: answered here, with INVALID_REQUEST.
+    FirstOfMany,
+    /// A later place: left out of the answer.
+    Repeat,
+}
+
+/// The partitions of a request that names some more than once. Most requests name each
+/// partition once; those with a single partition build no map at all.
+pub struct Repeats<'a> {
+    counts: Option<HashMap<(&'a str, i32), u32>>,
+    answered: HashSet<(&'a str, i32)>,
+}
+
+impl<'a> Repeats<'a> {
+    pub fn count(keys: impl Iterator<Item = (&'a str, i32)> + Clone) -> Repeats<'a> {
+        let counts = (keys.clone().nth(1).is_some()).then(|| {
+            let mut counts: HashMap<(&'a str, i32), u32> = HashMap::new();
+            for k in keys {
+                *counts.entry(k).or_default() += 1;
+            }
+            counts
+        });
+        Repeats {
+            counts,
+            answered: HashSet::new(),
+        }
+    }
+
+    /// Visits the next place in request order.
+    pub fn visit(&mut self, key: (&'a str, i32)) -> Naming {
+        let Some(counts) = &self.counts else {
+            return Naming::Once;
+        };
+        if !self.answered.insert(key) {
+            Naming::Repeat
+        } else if counts.get(&key).is_some_and(|n| *n > 1) {
+            Naming::FirstOfMany
+        } else {
+            Naming::Once
+        }
+    }
 }
 
 /// Topics with their partitions, each (topic, partition) once: a topic named twice is
@@ -85,6 +133,24 @@ mod tests {
             merged,
             vec![("t".into(), vec![0, 1, 3]), ("u".into(), vec![2])]
         );
+    }
+
+    #[test]
+    fn a_partition_named_twice_is_answered_once() {
+        let keys = [("t", 0), ("t", 1), ("t", 0), ("u", 0)];
+        let mut r = Repeats::count(keys.iter().copied());
+        let seen: Vec<Naming> = keys.iter().map(|k| r.visit(*k)).collect();
+        assert_eq!(
+            seen,
+            vec![
+                Naming::FirstOfMany,
+                Naming::Once,
+                Naming::Repeat,
+                Naming::Once
+            ]
+        );
+        let mut one = Repeats::count([("t", 0)].into_iter());
+        assert_eq!(one.visit(("t", 0)), Naming::Once);
     }
 
     #[test]

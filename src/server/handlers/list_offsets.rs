@@ -1,6 +1,7 @@
 //! ListOffsets, versions 1-6: earliest (-2), latest (-1, the high watermark) and the first
 //! offset whose timestamp is at least the one asked.
 
+use super::dedupe::{Naming, Repeats};
 use super::{Ctx, Request, RequestError, topic_name, topic_str};
 use crate::protocol::code;
 use crate::shard::messages::{ListOffsetsPart, ListOffsetsResult, ShardReply, ShardRequest};
@@ -10,7 +11,6 @@ use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
-use std::collections::{HashMap, HashSet};
 
 enum Slot {
     /// Asked of the owning shard; the answers come in the order of these slots.
@@ -24,15 +24,11 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
     let meta = ctx.shard.meta();
     // Kafka answers a partition named twice with INVALID_REQUEST; here it is also answered
     // once, at its first place.
-    let mut named: HashMap<(&str, i32), u32> = HashMap::new();
-    for t in &request.topics {
-        for p in &t.partitions {
-            *named
-                .entry((t.name.0.as_str(), p.partition_index))
-                .or_default() += 1;
-        }
-    }
-    let mut answered: HashSet<(&str, i32)> = HashSet::new();
+    let mut repeats = Repeats::count(request.topics.iter().flat_map(|t| {
+        t.partitions
+            .iter()
+            .map(move |p| (t.name.0.as_str(), p.partition_index))
+    }));
     // Per partition of the request: `Pending` to fill from a shard, or the result;
     // partitions left out of the response are `Skip`.
     let mut results: Vec<Slot> = Vec::new();
@@ -42,12 +38,12 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
         let topic = topic_str(&t.name);
         let partitions = meta.topics.get(&topic).map(|v| v.partitions).unwrap_or(0);
         for p in &t.partitions {
-            let key = (t.name.0.as_str(), p.partition_index);
-            if !answered.insert(key) {
+            let naming = repeats.visit((t.name.0.as_str(), p.partition_index));
+            if naming == Naming::Repeat {
                 results.push(Slot::Skip);
                 continue;
             }
-            if named.get(&key).is_some_and(|n| *n > 1) {
+            if naming == Naming::FirstOfMany {
                 results.push(Slot::Done(ListOffsetsResult::error(code::INVALID_REQUEST)));
                 continue;
             }

@@ -5,6 +5,7 @@
 //! The records of each partition stay `Bytes` from the socket buffer to the log append; only
 //! their size is checked here, the batches are validated by the log.
 
+use super::dedupe::{Naming, Repeats};
 use super::{Ctx, Request, RequestError, str_bytes, topic_name, topic_str};
 use crate::protocol::code;
 use crate::protocol::reader::Reader;
@@ -14,7 +15,6 @@ use crate::shard::scatter::ShardUnreachable;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use std::collections::{HashMap, HashSet};
 
 /// The oldest Produce version we decode (record batches v2).
 pub const MIN_VERSION: i16 = crate::protocol::versions::PRODUCE_MIN_DECODED;
@@ -44,15 +44,11 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Option<Bytes>, Reque
     let meta = shard.meta();
     // A partition named twice is answered once, with INVALID_REQUEST, and neither copy is
     // appended: which one the client meant cannot be known.
-    let mut named: HashMap<(&str, i32), u32> = HashMap::new();
-    for topic in &request.topic_data {
-        for part in &topic.partition_data {
-            *named
-                .entry((topic.name.0.as_str(), part.index))
-                .or_default() += 1;
-        }
-    }
-    let mut answered: HashSet<(&str, i32)> = HashSet::new();
+    let mut repeats = Repeats::count(request.topic_data.iter().flat_map(|t| {
+        t.partition_data
+            .iter()
+            .map(move |p| (t.name.0.as_str(), p.index))
+    }));
     let mut results: Vec<Vec<Option<ProduceResult>>> = Vec::new();
     // The parts to append, each with its owning shard, and the (topic, partition) index of
     // each in the request.
@@ -64,14 +60,14 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Option<Bytes>, Reque
         let mut row = Vec::with_capacity(topic.partition_data.len());
         for (pi, part) in topic.partition_data.iter().enumerate() {
             let p = part.index;
-            let key = (topic.name.0.as_str(), p);
-            if !answered.insert(key) {
+            let naming = repeats.visit((topic.name.0.as_str(), p));
+            if naming == Naming::Repeat {
                 row.push(Some(ProduceResult::omitted()));
                 continue;
             }
             let error = if !matches!(acks, -1..=1) {
                 Some(code::INVALID_REQUIRED_ACKS)
-            } else if named.get(&key).is_some_and(|n| *n > 1) {
+            } else if naming == Naming::FirstOfMany {
                 Some(code::INVALID_REQUEST)
             } else {
                 match view {
