@@ -32,8 +32,8 @@ fn producer_batch(h: &batch::BatchHeader) -> ProducerBatch {
     }
 }
 
-/// Checks every batch's records (bounded decompression) and rewrites those not in `target`.
-/// Returns the new bytes, or `None` when every batch is already stored as `target`.
+/// Rewrites the batches not in `target` (admission walked their records already). Returns
+/// the new bytes, or `None` when every batch is already stored as `target`.
 fn recompress(
     headers: &[(batch::BatchHeader, std::ops::Range<usize>)],
     batches: &[u8],
