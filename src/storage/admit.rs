@@ -132,7 +132,7 @@ pub fn walk_batch(
         }
         check_timestamp(ts, config, now_ms).map_err(|_| FramingError::Bad {
             index,
-            what: "timestamp out of bounds",
+            what: "timestamp outside message.timestamp.before/after.max.ms",
         })
     };
     let walked = if codec == Codec::None {
@@ -158,12 +158,6 @@ pub fn walk_batch(
         }
         .into()),
         Err(FramingError::Corrupt(msg)) => Err(CompressionError::Corrupt(msg).into()),
-        Err(FramingError::Bad {
-            what: "timestamp out of bounds",
-            ..
-        }) => Err(StorageError::InvalidRecord(
-            "a record timestamp is outside message.timestamp.before/after.max.ms".into(),
-        )),
         Err(e) => Err(StorageError::InvalidRecord(e.to_string())),
     }
 }
