@@ -27,6 +27,8 @@ use std::time::Duration;
 /// Depth of each shard-to-shard queue; a full queue makes the sender wait (backpressure).
 const MESH_QUEUE_DEPTH: usize = 1024;
 const TICK: Duration = Duration::from_millis(100);
+/// Ticks between two sweeps of the connections for idle and stalled ones.
+const SWEEP_EVERY_TICKS: u64 = 10;
 /// How long stopping waits for connections to finish their in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -303,9 +305,18 @@ async fn shard_main(
         }
     };
 
+    let limits = &shard.config.limits;
+    let idle = Duration::from_millis(limits.connections_max_idle_ms);
+    let frame_timeout = Duration::from_millis(limits.socket_frame_timeout_ms);
+    let mut ticks: u64 = 0;
     while !shared.stopping.load(Ordering::SeqCst) {
         glommio::timer::sleep(TICK).await;
         shard.tick().await;
+        ticks += 1;
+        // About once a second: the connections' timeouts need no finer grain.
+        if ticks.is_multiple_of(SWEEP_EVERY_TICKS) {
+            conns.sweep(idle, frame_timeout);
+        }
     }
 
     // Phase 1: no new connections or requests; finish those already read.

@@ -10,7 +10,8 @@
 //! What one connection may hold is bounded (DESIGN §8): a frame's memory comes from the
 //! broker's [`MemoryPool`] before it is allocated, and is only touched as its bytes arrive;
 //! a frame must arrive within `socket.frame.timeout.ms`; a connection with nothing to do
-//! for `connections.max.idle.ms` is closed. Each request runs [`Contained`]: a bug that
+//! for `connections.max.idle.ms` is closed. The two timeouts are enforced by a sweep of the
+//! shard's connections ([`Activity::sweep`], about once a second), not by a timer per read. Each request runs [`Contained`]: a bug that
 //! panics while handling it closes this connection and nothing else.
 
 use super::handlers::{self, Ctx};
@@ -24,7 +25,7 @@ use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 use std::cell::Cell;
 use std::net::Shutdown;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,30 +67,85 @@ pub fn check_frame_len(len: i32, max: usize) -> Result<usize, FrameError> {
     Ok(len)
 }
 
-/// What the reader and the writer of one connection tell each other.
-#[derive(Default)]
+/// What the reader and the writer of one connection tell each other and the shard's sweep:
+/// requests in flight, the last traffic, and since when a frame has been arriving.
 pub struct Activity {
+    /// The connection's socket, shut down by the sweep.
+    fd: RawFd,
     /// Requests read and not yet answered.
     in_flight: Cell<usize>,
     /// The last time a byte was read or a response sent.
-    last: Cell<Option<Instant>>,
+    last: Cell<Instant>,
+    /// When the frame being read started (its wait for memory not counted); `None`
+    /// between frames.
+    frame_since: Cell<Option<Instant>>,
+    /// Why the sweep shut the connection down, if it did.
+    swept: Cell<Option<Swept>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Swept {
+    Idle,
+    Stalled,
 }
 
 impl Activity {
-    fn touch(&self) {
-        self.last.set(Some(Instant::now()));
+    pub fn new(fd: RawFd) -> Activity {
+        Activity {
+            fd,
+            in_flight: Cell::new(0),
+            last: Cell::new(Instant::now()),
+            frame_since: Cell::new(None),
+            swept: Cell::new(None),
+        }
     }
 
-    fn idle_for(&self) -> Duration {
-        self.last.get().map(|t| t.elapsed()).unwrap_or_default()
+    fn touch(&self) {
+        self.last.set(Instant::now());
+    }
+
+    /// The reader is about to wait for the broker (request memory): the time does not
+    /// count against the client. Returns what the frame has used so far.
+    fn pause_frame(&self) -> Option<Duration> {
+        self.frame_since.take().map(|t| t.elapsed())
+    }
+
+    fn resume_frame(&self, spent: Option<Duration>) {
+        if let Some(spent) = spent {
+            let now = Instant::now();
+            self.frame_since
+                .set(Some(now.checked_sub(spent).unwrap_or(now)));
+        }
+    }
+
+    /// Shuts the connection down if its frame has been arriving longer than
+    /// `frame_timeout`, or it has had nothing in flight and no traffic for `idle`. The
+    /// reader then finds the end of the stream and reports why.
+    pub fn sweep(&self, idle: Duration, frame_timeout: Duration) {
+        let why = match self.frame_since.get() {
+            Some(t) if t.elapsed() > frame_timeout => Swept::Stalled,
+            None if self.in_flight.get() == 0 && self.last.get().elapsed() > idle => Swept::Idle,
+            _ => return,
+        };
+        if self.swept.replace(Some(why)).is_none() {
+            // SAFETY: the descriptor stays open while the connection is registered.
+            unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
+        }
+    }
+
+    /// The error a read that ended early stands for: the sweep's reason, or `otherwise`.
+    fn ended(&self, otherwise: FrameError) -> FrameError {
+        match self.swept.get() {
+            Some(Swept::Idle) => FrameError::Idle,
+            Some(Swept::Stalled) => FrameError::Stalled,
+            None => otherwise,
+        }
     }
 }
 
 /// The limits one connection's reader works under.
 pub struct ReadLimits {
     pub frame_max_bytes: usize,
-    pub frame_timeout: Duration,
-    pub idle_timeout: Duration,
 }
 
 /// Cuts frames off a socket with the limits above.
@@ -97,21 +153,6 @@ pub struct FrameReader {
     buf: BytesMut,
     limits: ReadLimits,
     pool: Arc<MemoryPool>,
-}
-
-enum Waited<T> {
-    Done(T),
-    TimedOut,
-}
-
-/// `fut`, or `TimedOut` once `dur` has passed. Dropping a glommio socket read loses
-/// nothing: reads wait for readiness, then take bytes without blocking.
-async fn within<T>(dur: Duration, fut: impl std::future::Future<Output = T>) -> Waited<T> {
-    futures_lite::future::or(async { Waited::Done(fut.await) }, async {
-        glommio::timer::sleep(dur).await;
-        Waited::TimedOut
-    })
-    .await
 }
 
 /// Reads more bytes into `buf`; returns how many (0 at end of stream).
@@ -132,67 +173,44 @@ impl FrameReader {
         }
     }
 
-    /// Waits for the first bytes of the next frame. A connection that has nothing in flight
-    /// and no traffic for the idle timeout is closed, as Kafka does.
+    /// Waits for the first bytes of the next frame; `false` at the end of the stream. An
+    /// idle connection keeps no read buffer: it waits for a byte with a one-byte peek, and
+    /// only then reads into a buffer of its own.
     async fn await_frame_start(
         &mut self,
         stream: &mut TcpStream,
         activity: &Activity,
     ) -> Result<bool, FrameError> {
-        // An idle connection keeps no read buffer: it waits for a byte with a one-byte
-        // peek, and only then reads into a buffer of its own.
-        if self.buf.is_empty() {
-            self.buf = BytesMut::new();
-            let mut probe = [0u8; 1];
-            loop {
-                let left = self.limits.idle_timeout.saturating_sub(activity.idle_for());
-                // While a request is in flight the connection is not idle, however long
-                // it takes: look again after a whole idle period.
-                let wait = if left.is_zero() {
-                    self.limits.idle_timeout
-                } else {
-                    left
-                };
-                match within(wait, stream.peek(&mut probe)).await {
-                    Waited::Done(n) => {
-                        let n = n.map_err(std::io::Error::from)?;
-                        if n == 0 {
-                            return Ok(false);
-                        }
-                        break;
-                    }
-                    Waited::TimedOut => {
-                        if activity.in_flight.get() == 0
-                            && activity.idle_for() >= self.limits.idle_timeout
-                        {
-                            return Err(FrameError::Idle);
-                        }
-                    }
-                }
-            }
+        self.buf = BytesMut::new();
+        let mut probe = [0u8; 1];
+        if stream
+            .peek(&mut probe)
+            .await
+            .map_err(std::io::Error::from)?
+            == 0
+        {
+            return match activity.swept.get() {
+                Some(_) => Err(activity.ended(FrameError::Truncated)),
+                None => Ok(false),
+            };
         }
         let n = fill(stream, &mut self.buf).await?;
         activity.touch();
         Ok(n > 0)
     }
 
-    /// Reads until `buf` holds `want` bytes, or the deadline.
+    /// Reads until `buf` holds `want` bytes.
     async fn fill_to(
         &mut self,
         stream: &mut TcpStream,
         want: usize,
-        deadline: Instant,
+        activity: &Activity,
     ) -> Result<(), FrameError> {
         while self.buf.len() < want {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match within(left, fill(stream, &mut self.buf)).await {
-                Waited::Done(n) => {
-                    if n? == 0 {
-                        return Err(FrameError::Truncated);
-                    }
-                }
-                Waited::TimedOut => return Err(FrameError::Stalled),
+            if fill(stream, &mut self.buf).await? == 0 {
+                return Err(activity.ended(FrameError::Truncated));
             }
+            activity.touch();
         }
         Ok(())
     }
@@ -206,9 +224,18 @@ impl FrameReader {
         if self.buf.is_empty() && !self.await_frame_start(stream, activity).await? {
             return Ok(None);
         }
-        let started = Instant::now();
-        let deadline = started + self.limits.frame_timeout;
-        self.fill_to(stream, 4, deadline).await?;
+        activity.frame_since.set(Some(Instant::now()));
+        let frame = self.read_frame(stream, activity).await;
+        activity.frame_since.set(None);
+        frame.map(Some)
+    }
+
+    async fn read_frame(
+        &mut self,
+        stream: &mut TcpStream,
+        activity: &Activity,
+    ) -> Result<Bytes, FrameError> {
+        self.fill_to(stream, 4, activity).await?;
         let len = check_frame_len(
             i32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]),
             self.limits.frame_max_bytes,
@@ -216,18 +243,17 @@ impl FrameReader {
         self.buf.advance(4);
         if len <= READ_CHUNK {
             // Memory first: while the pool is spent this connection is not read at all.
-            // The wait is the broker's, so it does not count against the client's deadline.
-            let waiting = Instant::now();
+            // The wait is the broker's, so it does not count against the client's frame.
+            let spent = activity.pause_frame();
             let reservation = self.pool.reserve(len as u64, None).await;
-            let deadline = deadline + waiting.elapsed();
-            self.fill_to(stream, len, deadline).await?;
+            activity.resume_frame(spent);
+            self.fill_to(stream, len, activity).await?;
             let frame = self.buf.split_to(len).freeze();
-            return Ok(Some(pooled(frame, reservation)));
+            return Ok(pooled(frame, reservation));
         }
         // A large frame is read into its own buffer, which grows (and is reserved from the
         // pool) a step at a time as bytes arrive; see `pool` for why, and for the overdraft
         // that keeps partly read frames from waiting on each other forever.
-        let mut deadline = deadline;
         let mut reservation = Reservation::empty(&self.pool);
         let mut overdraft: Option<Overdraft> = None;
         let mut frame: Vec<u8> = Vec::new();
@@ -239,9 +265,9 @@ impl FrameReader {
         })?;
         let have = self.buf.len().min(len);
         if have > 0 {
-            let waiting = Instant::now();
+            let spent = activity.pause_frame();
             reservation.merge(self.pool.reserve(have as u64, Some(&mut overdraft)).await);
-            deadline += waiting.elapsed();
+            activity.resume_frame(spent);
         }
         frame.extend_from_slice(&self.buf[..have]);
         self.buf.advance(have);
@@ -255,28 +281,24 @@ impl FrameReader {
             let target = len.min(start + step);
             step = (step * 2).min(LARGE_READ_STEP);
             if target > reserved {
-                let waiting = Instant::now();
+                let spent = activity.pause_frame();
                 let more = self
                     .pool
                     .reserve((target - reserved) as u64, Some(&mut overdraft));
                 reservation.merge(more.await);
-                deadline += waiting.elapsed();
+                activity.resume_frame(spent);
                 reserved = target;
             }
             frame.resize(target, 0);
-            let left = deadline.saturating_duration_since(Instant::now());
-            let n = match within(left, stream.read(&mut frame[start..])).await {
-                Waited::Done(n) => n?,
-                Waited::TimedOut => return Err(FrameError::Stalled),
-            };
+            let n = stream.read(&mut frame[start..]).await?;
             if n == 0 {
-                return Err(FrameError::Truncated);
+                return Err(activity.ended(FrameError::Truncated));
             }
             frame.truncate(start + n);
             activity.touch();
         }
         drop(overdraft);
-        Ok(Some(pooled(frame, reservation)))
+        Ok(pooled(frame, reservation))
     }
 }
 
@@ -285,7 +307,12 @@ type RequestTask =
 
 /// Serves one connection until the client closes it, a request cannot be answered, a
 /// limit closes it, or the broker stops (which shuts the read side down).
-pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream, pool: Arc<MemoryPool>) {
+pub async fn serve(
+    ctx: Rc<Ctx>,
+    mut stream: TcpStream,
+    pool: Arc<MemoryPool>,
+    activity: Rc<Activity>,
+) {
     let shard = ctx.shard.clone();
     let _ = stream.set_nodelay(true);
     // glommio accepts blocking sockets: its own reads and writes go through io_uring and
@@ -314,8 +341,6 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream, pool: Arc<MemoryPool>) {
     // SAFETY: `write_fd` is a valid, owned socket descriptor (checked above).
     let mut writer = unsafe { TcpStream::from_raw_fd(write_fd) };
     let (tx, rx) = local_channel::new_bounded::<RequestTask>(shard.config.max_inflight_requests);
-    let activity = Rc::new(Activity::default());
-    activity.touch();
 
     let writer_shard = shard.clone();
     let writer_activity = activity.clone();
@@ -348,13 +373,10 @@ pub async fn serve(ctx: Rc<Ctx>, mut stream: TcpStream, pool: Arc<MemoryPool>) {
         let _ = writer.shutdown(Shutdown::Both).await;
     }));
 
-    let limits = &shard.config.limits;
     let mut reader = FrameReader::new(
         ReadLimits {
             frame_max_bytes: usize::try_from(shard.config.socket_request_max_bytes)
                 .unwrap_or(usize::MAX),
-            frame_timeout: Duration::from_millis(limits.socket_frame_timeout_ms),
-            idle_timeout: Duration::from_millis(limits.connections_max_idle_ms),
         },
         pool,
     );

@@ -2,7 +2,7 @@
 //! (glommio's `TcpListener::bind` sets it), and the kernel spreads connections over them.
 
 use super::admission::ConnectionLimits;
-use super::connection;
+use super::connection::{self, Activity};
 use super::handlers::Ctx;
 use super::pool::MemoryPool;
 use crate::fatal::Contained;
@@ -22,10 +22,11 @@ pub struct Frontend {
     pub connections: Arc<ConnectionLimits>,
 }
 
-/// The open connections of a shard, so shutdown can stop their readers.
+/// The open connections of a shard, so shutdown can stop their readers and the sweep can
+/// close the idle and the stalled ones.
 #[derive(Default)]
 pub struct Connections {
-    open: RefCell<HashMap<u64, RawFd>>,
+    open: RefCell<HashMap<u64, (RawFd, Rc<Activity>)>>,
     next_id: Cell<u64>,
 }
 
@@ -41,9 +42,19 @@ impl Connections {
     /// Shuts down the read side of every connection: readers see end of stream, writers
     /// still send the responses of requests already read.
     pub fn stop_reading(&self) {
-        for fd in self.open.borrow().values() {
+        for (fd, _) in self.open.borrow().values() {
             // SAFETY: the descriptor stays open while it is registered here.
             unsafe { libc::shutdown(*fd, libc::SHUT_RD) };
+        }
+    }
+}
+
+impl Connections {
+    /// Closes connections idle for `idle` and frames arriving for longer than
+    /// `frame_timeout` (`connections.max.idle.ms`, `socket.frame.timeout.ms`).
+    pub fn sweep(&self, idle: Duration, frame_timeout: Duration) {
+        for (_, activity) in self.open.borrow().values() {
+            activity.sweep(idle, frame_timeout);
         }
     }
 }
@@ -101,12 +112,16 @@ pub async fn accept_loop(
         });
         let id = conns.next_id.get();
         conns.next_id.set(id + 1);
-        conns.open.borrow_mut().insert(id, stream.as_raw_fd());
+        let activity = Rc::new(Activity::new(stream.as_raw_fd()));
+        conns
+            .open
+            .borrow_mut()
+            .insert(id, (stream.as_raw_fd(), activity.clone()));
         let conns = conns.clone();
         let pool = frontend.pool.clone();
         glommio::spawn_local(async move {
             // A bug that panics in the connection's own code closes this connection only.
-            if Contained::new(connection::serve(ctx, stream, pool))
+            if Contained::new(connection::serve(ctx, stream, pool, activity))
                 .await
                 .is_err()
             {
