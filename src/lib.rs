@@ -1,6 +1,7 @@
 //! ringbroker: a Kafka-wire-compatible message broker on glommio (io_uring, thread-per-core).
 
 pub mod broker;
+pub mod cluster;
 pub mod compression;
 pub mod config;
 pub mod fatal;

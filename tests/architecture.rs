@@ -11,7 +11,7 @@ const LAYERS: &[&[&str]] = &[
     &["compression", "producer"],
     &["config"],
     &["storage"],
-    &["group"],
+    &["group", "cluster"],
     &["shard"],
     &["server"],
     &["broker"],

@@ -64,6 +64,8 @@ pub struct BrokerConfig {
     pub group: super::GroupConfig,
     /// Request memory, connections, timeouts and partition caps.
     pub limits: super::LimitsConfig,
+    /// Node id, controller quorum and broker liveness; unset runs the broker alone.
+    pub cluster: super::ClusterConfig,
 }
 
 impl Default for BrokerConfig {
@@ -85,6 +87,7 @@ impl Default for BrokerConfig {
             log: LogConfig::default(),
             group: super::GroupConfig::default(),
             limits: super::LimitsConfig::default(),
+            cluster: super::ClusterConfig::default(),
         }
     }
 }
@@ -309,7 +312,7 @@ impl BrokerConfig {
                 self.group.initial_rebalance_delay_ms = parse_num(key, value)?
             }
             other => {
-                if !self.limits.set(other, value)? {
+                if !self.limits.set(other, value)? && !self.cluster.set(other, value)? {
                     return Err(ConfigError::UnknownKey(other.to_string()));
                 }
             }
@@ -319,12 +322,17 @@ impl BrokerConfig {
 
     /// Every key `set` accepts.
     pub fn keys() -> impl Iterator<Item = &'static str> {
-        Self::KEYS.iter().chain(super::LimitsConfig::KEYS).copied()
+        Self::KEYS
+            .iter()
+            .chain(super::LimitsConfig::KEYS)
+            .chain(super::ClusterConfig::KEYS)
+            .copied()
     }
 
     /// Checks what no single key can: settings that must agree with each other. Run once
     /// every source has been applied.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.cluster.validate()?;
         if self.limits.queued_max_request_bytes < self.socket_request_max_bytes {
             return Err(bad(
                 "queued.max.request.bytes",

@@ -1,12 +1,14 @@
 //! Broker and topic configuration: defaults, TOML loading and limits.
 
 pub mod broker;
+pub mod cluster;
 pub mod group;
 pub mod limits;
 pub mod log;
 pub mod topic;
 
 pub use broker::{BrokerConfig, ConfigError};
+pub use cluster::ClusterConfig;
 pub use group::GroupConfig;
 pub use limits::LimitsConfig;
 pub use log::{FlushMode, IoMode, LogConfig};

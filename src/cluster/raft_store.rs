@@ -1,0 +1,1 @@
+//! Durable Raft state (to be written).
