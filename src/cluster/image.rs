@@ -1,0 +1,464 @@
+//! The cluster metadata every node holds, and the pure `apply` of each command of the
+//! replicated log. Every voter applies the same commands in the same order, so every
+//! decision taken here (placement, leader elections, producer-id blocks) is the same on
+//! every node; nothing here reads a clock, a random source or the local configuration.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Kafka's error codes the commands answer with (the same values as `protocol::code`).
+pub mod codes {
+    pub const NONE: i16 = 0;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+}
+
+/// Ids of producer-id blocks handed out at once.
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerReg {
+    pub host: String,
+    pub port: u16,
+    /// Drawn by the broker process at start: a new incarnation is a restart.
+    pub incarnation: u64,
+    /// Fenced brokers lead nothing and are not listed to clients.
+    pub fenced: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionImage {
+    /// The brokers holding the partition, the preferred leader first.
+    pub replicas: Vec<i32>,
+    /// -1 when no replica is alive.
+    pub leader: i32,
+    /// Bumped by every change of leader.
+    pub leader_epoch: i32,
+    /// Until data replication exists: the replicas that are not fenced.
+    pub isr: Vec<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicImage {
+    /// Kafka topic id, 32 hex digits.
+    pub id: String,
+    pub configs: BTreeMap<String, String>,
+    pub partitions: Vec<PartitionImage>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    pub brokers: BTreeMap<i32, BrokerReg>,
+    pub topics: BTreeMap<String, TopicImage>,
+    /// Every producer id below this has been handed out in a block.
+    pub next_producer_id: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTopic {
+    pub name: String,
+    pub id: String,
+    pub partitions: i32,
+    /// -1 for the cluster's default, resolved by the proposer.
+    pub replication_factor: i16,
+    pub configs: BTreeMap<String, String>,
+}
+
+/// One entry of the metadata log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// A broker is alive at this address (sent by the controller on the first heartbeat
+    /// of an incarnation, or of a fenced broker): it is unfenced and takes back the
+    /// partitions that have no leader.
+    Register {
+        id: i32,
+        host: String,
+        port: u16,
+        incarnation: u64,
+    },
+    /// The controller stopped hearing from the broker: fenced, its partitions get new
+    /// leaders.
+    Fence {
+        id: i32,
+    },
+    /// The broker is stopping: the same as a fence, asked for by the broker itself.
+    ControlledShutdown {
+        id: i32,
+        incarnation: u64,
+    },
+    /// Topics with placement decided at apply time over the unfenced brokers.
+    CreateTopics {
+        topics: Vec<NewTopic>,
+    },
+    DeleteTopics {
+        names: Vec<String>,
+    },
+    /// A block of producer ids for `broker`.
+    AllocateProducerIds {
+        broker: i32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicOutcome {
+    pub name: String,
+    pub error_code: i16,
+    pub message: Option<String>,
+}
+
+/// What applying a command answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Done,
+    Topics(Vec<TopicOutcome>),
+    /// Producer ids `start..end`.
+    ProducerIds {
+        start: i64,
+        end: i64,
+    },
+}
+
+impl Image {
+    /// The unfenced brokers, by id.
+    pub fn live(&self) -> Vec<i32> {
+        self.brokers
+            .iter()
+            .filter(|(_, b)| !b.fenced)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    pub fn is_live(&self, id: i32) -> bool {
+        self.brokers.get(&id).is_some_and(|b| !b.fenced)
+    }
+
+    /// Applies one committed command. Deterministic: the outcome depends only on the image
+    /// and the command.
+    pub fn apply(&mut self, cmd: Command) -> Outcome {
+        match cmd {
+            Command::Register {
+                id,
+                host,
+                port,
+                incarnation,
+            } => {
+                self.brokers.insert(
+                    id,
+                    BrokerReg {
+                        host,
+                        port,
+                        incarnation,
+                        fenced: false,
+                    },
+                );
+                self.broker_returned(id);
+                Outcome::Done
+            }
+            Command::Fence { id } => {
+                self.fence(id);
+                Outcome::Done
+            }
+            Command::ControlledShutdown { id, incarnation } => {
+                // A late request of an earlier life must not fence the current one.
+                if self
+                    .brokers
+                    .get(&id)
+                    .is_some_and(|b| b.incarnation == incarnation)
+                {
+                    self.fence(id);
+                }
+                Outcome::Done
+            }
+            Command::CreateTopics { topics } => {
+                Outcome::Topics(topics.into_iter().map(|t| self.create(t)).collect())
+            }
+            Command::DeleteTopics { names } => Outcome::Topics(
+                names
+                    .into_iter()
+                    .map(|name| {
+                        let error_code = if self.topics.remove(&name).is_some() {
+                            codes::NONE
+                        } else {
+                            codes::UNKNOWN_TOPIC_OR_PARTITION
+                        };
+                        TopicOutcome {
+                            name,
+                            error_code,
+                            message: None,
+                        }
+                    })
+                    .collect(),
+            ),
+            Command::AllocateProducerIds { broker: _ } => {
+                let start = self.next_producer_id;
+                let end = start.saturating_add(PRODUCER_ID_BLOCK);
+                self.next_producer_id = end;
+                Outcome::ProducerIds { start, end }
+            }
+        }
+    }
+
+    fn fence(&mut self, id: i32) {
+        let Some(b) = self.brokers.get_mut(&id) else {
+            return;
+        };
+        b.fenced = true;
+        let live = self.live();
+        for t in self.topics.values_mut() {
+            for p in &mut t.partitions {
+                p.isr.retain(|r| *r != id);
+                if p.leader == id {
+                    let next = p
+                        .replicas
+                        .iter()
+                        .copied()
+                        .find(|r| live.contains(r))
+                        .unwrap_or(-1);
+                    p.leader = next;
+                    p.leader_epoch = p.leader_epoch.saturating_add(1);
+                }
+            }
+        }
+    }
+
+    /// A broker is back: it rejoins the ISR of its partitions and leads those that had no
+    /// leader.
+    fn broker_returned(&mut self, id: i32) {
+        for t in self.topics.values_mut() {
+            for p in &mut t.partitions {
+                if !p.replicas.contains(&id) {
+                    continue;
+                }
+                if !p.isr.contains(&id) {
+                    p.isr.push(id);
+                }
+                if p.leader == -1 {
+                    p.leader = id;
+                    p.leader_epoch = p.leader_epoch.saturating_add(1);
+                }
+            }
+        }
+    }
+
+    /// Partitions each live broker leads.
+    fn leader_counts(&self, live: &[i32]) -> BTreeMap<i32, usize> {
+        let mut counts: BTreeMap<i32, usize> = live.iter().map(|id| (*id, 0)).collect();
+        for t in self.topics.values() {
+            for p in &t.partitions {
+                if let Some(c) = counts.get_mut(&p.leader) {
+                    *c += 1;
+                }
+            }
+        }
+        counts
+    }
+
+    fn create(&mut self, t: NewTopic) -> TopicOutcome {
+        let fail = |error_code, message: String| TopicOutcome {
+            name: t.name.clone(),
+            error_code,
+            message: Some(message),
+        };
+        if self.topics.contains_key(&t.name) {
+            return fail(
+                codes::TOPIC_ALREADY_EXISTS,
+                format!("topic {} already exists", t.name),
+            );
+        }
+        let live = self.live();
+        let rf = usize::try_from(t.replication_factor).unwrap_or(0);
+        if rf == 0 || rf > live.len() {
+            return fail(
+                codes::INVALID_REPLICATION_FACTOR,
+                format!(
+                    "replication factor {} needs that many live brokers; {} are alive",
+                    t.replication_factor,
+                    live.len()
+                ),
+            );
+        }
+        let partitions = place(t.partitions, rf, &live, self.leader_counts(&live));
+        self.topics.insert(
+            t.name.clone(),
+            TopicImage {
+                id: t.id,
+                configs: t.configs,
+                partitions,
+            },
+        );
+        TopicOutcome {
+            name: t.name,
+            error_code: codes::NONE,
+            message: None,
+        }
+    }
+}
+
+/// Replica lists for `count` partitions of `rf` replicas over `live` (sorted, distinct,
+/// at least `rf` of them). Each partition's leader is the live broker that leads the fewest
+/// partitions so far (ties to the lower id), and its followers are the brokers after it in
+/// id order, so leaders and replicas spread evenly across topics too.
+pub fn place(
+    count: i32,
+    rf: usize,
+    live: &[i32],
+    mut leads: BTreeMap<i32, usize>,
+) -> Vec<PartitionImage> {
+    let n = live.len();
+    let mut out = Vec::new();
+    if n == 0 {
+        return out;
+    }
+    for _ in 0..count.max(0) {
+        let (pos, leader) = live
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, id)| (leads.get(id).copied().unwrap_or(0), **id))
+            .map(|(pos, id)| (pos, *id))
+            .unwrap_or((0, live[0]));
+        *leads.entry(leader).or_insert(0) += 1;
+        let replicas: Vec<i32> = (0..rf.min(n)).map(|k| live[(pos + k) % n]).collect();
+        out.push(PartitionImage {
+            isr: replicas.clone(),
+            replicas,
+            leader,
+            leader_epoch: 0,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register(img: &mut Image, id: i32) {
+        img.apply(Command::Register {
+            id,
+            host: "h".into(),
+            port: 9000 + id as u16,
+            incarnation: 7,
+        });
+    }
+
+    fn topic(name: &str, partitions: i32, rf: i16) -> Command {
+        Command::CreateTopics {
+            topics: vec![NewTopic {
+                name: name.into(),
+                id: "00".into(),
+                partitions,
+                replication_factor: rf,
+                configs: BTreeMap::new(),
+            }],
+        }
+    }
+
+    fn leaders(img: &Image, name: &str) -> Vec<i32> {
+        img.topics[name]
+            .partitions
+            .iter()
+            .map(|p| p.leader)
+            .collect()
+    }
+
+    #[test]
+    fn leaders_spread_evenly_across_topics() {
+        let mut img = Image::default();
+        for id in 1..=3 {
+            register(&mut img, id);
+        }
+        img.apply(topic("a", 2, 1));
+        img.apply(topic("b", 4, 3));
+        let counts = img.leader_counts(&img.live());
+        assert_eq!(counts.values().copied().collect::<Vec<_>>(), vec![2, 2, 2]);
+        for p in &img.topics["b"].partitions {
+            let mut r = p.replicas.clone();
+            r.sort();
+            r.dedup();
+            assert_eq!(r.len(), 3, "{p:?}");
+            assert_eq!(p.replicas[0], p.leader);
+        }
+    }
+
+    #[test]
+    fn replication_factor_beyond_live_brokers_is_refused() {
+        let mut img = Image::default();
+        register(&mut img, 1);
+        register(&mut img, 2);
+        img.apply(Command::Fence { id: 2 });
+        let Outcome::Topics(out) = img.apply(topic("t", 1, 2)) else {
+            panic!("topics outcome");
+        };
+        assert_eq!(out[0].error_code, codes::INVALID_REPLICATION_FACTOR);
+        assert!(!img.topics.contains_key("t"));
+        let Outcome::Topics(out) = img.apply(topic("t", 1, 1)) else {
+            panic!("topics outcome");
+        };
+        assert_eq!(out[0].error_code, codes::NONE);
+        let Outcome::Topics(out) = img.apply(topic("t", 1, 1)) else {
+            panic!("topics outcome");
+        };
+        assert_eq!(out[0].error_code, codes::TOPIC_ALREADY_EXISTS);
+    }
+
+    #[test]
+    fn fencing_moves_leadership_to_a_live_replica_and_bumps_the_epoch() {
+        let mut img = Image::default();
+        for id in 1..=3 {
+            register(&mut img, id);
+        }
+        img.apply(topic("r3", 3, 3));
+        img.apply(topic("r1", 3, 1));
+        assert_eq!(leaders(&img, "r3"), vec![1, 2, 3]);
+        img.apply(Command::Fence { id: 2 });
+        let p = &img.topics["r3"].partitions[1];
+        assert_eq!((p.leader, p.leader_epoch), (3, 1));
+        assert!(!p.isr.contains(&2));
+        // A partition whose only replica is fenced has no leader until it returns.
+        let lone = img.topics["r1"]
+            .partitions
+            .iter()
+            .position(|p| p.replicas == vec![2])
+            .expect("one r1 partition on broker 2");
+        assert_eq!(img.topics["r1"].partitions[lone].leader, -1);
+        register(&mut img, 2);
+        let p = &img.topics["r1"].partitions[lone];
+        assert_eq!((p.leader, p.leader_epoch), (2, 2));
+        assert!(img.topics["r3"].partitions[1].isr.contains(&2));
+        // Nothing else moved back.
+        assert_eq!(img.topics["r3"].partitions[1].leader, 3);
+    }
+
+    #[test]
+    fn a_stale_controlled_shutdown_does_not_fence_a_new_incarnation() {
+        let mut img = Image::default();
+        register(&mut img, 1);
+        img.apply(Command::ControlledShutdown {
+            id: 1,
+            incarnation: 6,
+        });
+        assert!(img.is_live(1));
+        img.apply(Command::ControlledShutdown {
+            id: 1,
+            incarnation: 7,
+        });
+        assert!(!img.is_live(1));
+    }
+
+    #[test]
+    fn producer_id_blocks_never_overlap() {
+        let mut img = Image::default();
+        let mut seen = Vec::new();
+        for b in [1, 2, 1, 3] {
+            let Outcome::ProducerIds { start, end } =
+                img.apply(Command::AllocateProducerIds { broker: b })
+            else {
+                panic!("ids outcome");
+            };
+            assert!(seen.iter().all(|(s, e)| end <= *s || start >= *e));
+            seen.push((start, end));
+        }
+        assert_eq!(img.next_producer_id, 4 * PRODUCER_ID_BLOCK);
+    }
+}
