@@ -31,6 +31,27 @@ const TICK: Duration = Duration::from_millis(100);
 const SWEEP_EVERY_TICKS: u64 = 10;
 /// How long stopping waits for connections to finish their in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a stopping broker of a cluster waits for its controlled shutdown.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// The host and port a broker of a cluster registers for clients: `advertised`, else
+/// `listen`, which must then name a host clients can reach.
+fn cluster_address(config: &BrokerConfig, node: i32) -> anyhow::Result<(String, u16)> {
+    let addr = config.advertised.as_deref().unwrap_or(&config.listen);
+    let (host, port) = addr
+        .rsplit_once(':')
+        .with_context(|| format!("{addr} is not HOST:PORT"))?;
+    let port: u16 = port
+        .parse()
+        .with_context(|| format!("{addr} has no valid port"))?;
+    if matches!(host, "0.0.0.0" | "::" | "[::]" | "") {
+        bail!(
+            "node {node}: clients cannot reach {addr}; set `advertised` (or listen on a \
+             specific address) in a cluster"
+        );
+    }
+    Ok((host.to_string(), port))
+}
 
 const IO_MEMORY_MIN: usize = 256 << 10;
 const IO_MEMORY_MAX: usize = 8 << 20;
@@ -69,6 +90,12 @@ fn lock_data_dir(config: &BrokerConfig) -> anyhow::Result<std::fs::File> {
 struct StoppedBySignal(libc::c_int);
 
 struct Shared {
+    /// In a cluster: where clients reach this broker (told to the controller).
+    clustered: Option<(String, u16)>,
+    /// Stopping begins: shard 0 has the controller move leadership off this broker.
+    leaving: AtomicBool,
+    /// Shard 0 is done leaving the cluster (or there is none).
+    left: AtomicBool,
     producer_ids: Arc<crate::producer::ProducerIdAllocator>,
     frontend: Arc<Frontend>,
     stopping: AtomicBool,
@@ -103,10 +130,29 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     // working-directory descriptor), and the default data dir is the relative ./data.
     config.data_dir = std::fs::canonicalize(&config.data_dir)
         .with_context(|| format!("cannot resolve data dir {}", config.data_dir.display()))?;
-    let (metadata, added) = meta::ensure_offsets_topic(meta::load(&config.data_dir)?, &config);
-    if added {
-        meta::persist_blocking(&config.data_dir, &metadata)?;
-    }
+    // In a cluster the metadata is the controller quorum's log (under `<data>/__cluster`),
+    // applied once the node runs; a broker alone keeps it in `__ringbroker_meta.toml`.
+    let clustered = match config.cluster.node_id {
+        Some(node) => Some(cluster_address(&config, node)?),
+        None => None,
+    };
+    let metadata = match clustered {
+        Some(_) => Metadata {
+            cluster: Some(meta::ClusterView {
+                node: config.cluster.node_id.unwrap_or(0),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        None => {
+            let (metadata, added) =
+                meta::ensure_offsets_topic(meta::load(&config.data_dir)?, &config);
+            if added {
+                meta::persist_blocking(&config.data_dir, &metadata)?;
+            }
+            metadata
+        }
+    };
     let metadata = Arc::new(metadata);
     let io_memory = config
         .io_memory_bytes
@@ -129,9 +175,15 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     });
 
     let config = Arc::new(config);
-    let producer_ids = crate::producer::ProducerIdAllocator::open(&config.data_dir)
-        .context("cannot open the producer id allocator")?;
+    let producer_ids = match clustered {
+        Some(_) => crate::producer::ProducerIdAllocator::for_cluster(),
+        None => crate::producer::ProducerIdAllocator::open(&config.data_dir)
+            .context("cannot open the producer id allocator")?,
+    };
     let shared = Arc::new(Shared {
+        clustered: clustered.clone(),
+        leaving: AtomicBool::new(false),
+        left: AtomicBool::new(false),
         producer_ids: Arc::new(producer_ids),
         frontend,
         stopping: AtomicBool::new(false),
@@ -240,6 +292,13 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         }
     };
     tracing::info!("signal {sig}: stopping");
+    // A broker of a cluster first hands its partitions' leadership to others (Kafka's
+    // controlled shutdown), while it still serves.
+    shared.leaving.store(true, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + LEAVE_TIMEOUT;
+    while !shared.left.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     shared.stopping.store(true, Ordering::SeqCst);
     for t in threads {
         let _ = t.join();
@@ -277,6 +336,17 @@ async fn shard_main(
     let id = shard.id;
     shard.serve_mesh(receivers);
     shard.apply_metadata(metadata).await;
+    if id == 0
+        && let Some((host, port)) = shared.clustered.clone()
+    {
+        match crate::shard::controller::Controller::start(shard.clone(), host, port).await {
+            Ok(c) => *shard.controller.borrow_mut() = Some(c),
+            Err(e) => {
+                let _ = startup.send((0, Startup::Failed(format!("{e:#}"))));
+                return;
+            }
+        }
+    }
     // Before the listener opens, so this shard's groups are there for its first requests.
     shard.load_groups().await;
     shared.loaded.fetch_add(1, Ordering::SeqCst);
@@ -311,6 +381,13 @@ async fn shard_main(
     let mut ticks: u64 = 0;
     while !shared.stopping.load(Ordering::SeqCst) {
         glommio::timer::sleep(TICK).await;
+        if id == 0 && shared.leaving.load(Ordering::SeqCst) && !shared.left.load(Ordering::SeqCst) {
+            let controller = shard.controller.borrow().clone();
+            if let Some(c) = controller {
+                c.leave().await;
+            }
+            shared.left.store(true, Ordering::SeqCst);
+        }
         shard.tick().await;
         ticks += 1;
         // About once a second: the connections' timeouts need no finer grain.

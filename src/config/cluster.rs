@@ -179,8 +179,11 @@ mod tests {
     #[test]
     fn voters_parse_and_bad_ones_are_refused() {
         let mut c = ClusterConfig::default();
-        c.set("controller.quorum.voters", "1@127.0.0.1:9093, 2@localhost:9094")
-            .unwrap();
+        c.set(
+            "controller.quorum.voters",
+            "1@127.0.0.1:9093, 2@localhost:9094",
+        )
+        .unwrap();
         assert_eq!(c.voters.len(), 2);
         assert_eq!(c.voters[1].addr(), "localhost:9094");
         for bad in ["1@x", "a@h:1", "1@h:1,1@h:2", "1@:5", "-2@h:1", "1h:1"] {

@@ -82,6 +82,14 @@ impl<L: OffsetsLog, R: Runtime> GroupHost<L, R> {
         self.waiting.borrow_mut().clear();
     }
 
+    /// Forgets the groups of offsets partition `partition` (of `partitions`): in a cluster,
+    /// another broker coordinates them now, or they are about to be loaded afresh.
+    pub fn forget_partition(&self, partition: i32, partitions: i32) {
+        self.coordinator
+            .borrow_mut()
+            .forget(|g| super::offsets_partition(g, partitions) != partition);
+    }
+
     /// Reads the coordinator's state (tests, the simulation, stats).
     pub fn with<T>(&self, f: impl FnOnce(&GroupCoordinator) -> T) -> T {
         f(&self.coordinator.borrow())

@@ -174,6 +174,21 @@ pub enum GroupOp {
     OffsetDelete(OffsetDeleteRequest),
 }
 
+impl GroupOp {
+    /// The one group the request is about, for those about one group.
+    pub fn group_id(&self) -> Option<&str> {
+        match self {
+            GroupOp::Join { req, .. } => Some(req.group_id.as_str()),
+            GroupOp::Sync { req } => Some(req.group_id.as_str()),
+            GroupOp::Heartbeat { group, .. } | GroupOp::Fetch { group, .. } => Some(group),
+            GroupOp::Leave { req, .. } => Some(req.group_id.as_str()),
+            GroupOp::Commit { req } => Some(req.group_id.as_str()),
+            GroupOp::OffsetDelete(req) => Some(req.group_id.as_str()),
+            GroupOp::Describe(_) | GroupOp::List(_) | GroupOp::Delete(_) => None,
+        }
+    }
+}
+
 pub enum GroupReply {
     Join(JoinGroupResponse),
     Sync(SyncGroupResponse),

@@ -347,6 +347,12 @@ impl GroupCoordinator {
         }
     }
 
+    /// Drops the groups `keep` does not keep (their offsets partition moved to another
+    /// broker, or is about to be reloaded).
+    pub fn forget(&mut self, keep: impl Fn(&str) -> bool) {
+        self.groups.retain(|id, _| keep(id));
+    }
+
     /// Loading is over: requests are served from now on.
     pub fn finish_load(&mut self) {
         self.loaded = true;

@@ -32,12 +32,15 @@ pub struct ProducerIdAndEpoch {
 struct Inner {
     next: i64,
     reserved_end: i64,
+    /// In a cluster: the block that follows the current one, when it has arrived.
+    spare: Option<(i64, i64)>,
     /// Current epoch of ids issued by this process, for KIP-360 epoch bumps.
     epochs: HashMap<i64, i16>,
 }
 
 pub struct ProducerIdAllocator {
-    path: PathBuf,
+    /// The block file; `None` in a cluster, where the controller hands out the blocks.
+    path: Option<PathBuf>,
     inner: Mutex<Inner>,
     /// Every id below this was issued (in this life or an earlier one); none above. Logs
     /// read it without the lock to refuse batches of ids never issued.
@@ -66,14 +69,66 @@ impl ProducerIdAllocator {
             ));
         }
         Ok(ProducerIdAllocator {
-            path,
+            path: Some(path),
             issued_below: Arc::new(AtomicI64::new(next)),
             inner: Mutex::new(Inner {
                 next,
                 reserved_end: next,
+                spare: None,
                 epochs: HashMap::new(),
             }),
         })
+    }
+
+    /// The allocator of a broker in a cluster: ids come in blocks the controller hands out
+    /// through the metadata log ([`Self::add_block`]), which never repeat across brokers.
+    pub fn for_cluster() -> ProducerIdAllocator {
+        ProducerIdAllocator {
+            path: None,
+            issued_below: Arc::new(AtomicI64::new(0)),
+            inner: Mutex::new(Inner {
+                next: 0,
+                reserved_end: 0,
+                spare: None,
+                epochs: HashMap::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Ids left before a new block is needed (a cluster's broker asks for one early).
+    pub fn remaining(&self) -> i64 {
+        let inner = self.lock();
+        let spare = inner.spare.map(|(s, e)| e.saturating_sub(s)).unwrap_or(0);
+        inner
+            .reserved_end
+            .saturating_sub(inner.next)
+            .saturating_add(spare)
+    }
+
+    /// A block `start..end` from the controller.
+    pub fn add_block(&self, start: i64, end: i64) {
+        let mut inner = self.lock();
+        if start >= end {
+            return;
+        }
+        if inner.next >= inner.reserved_end {
+            inner.next = start;
+            inner.reserved_end = end;
+        } else {
+            inner.spare = Some((start, end));
+        }
+        drop(inner);
+        self.note_issued_below(end);
+    }
+
+    /// Every id below `bound` was handed out somewhere in the cluster: batches of those ids
+    /// are legitimate here too.
+    pub fn note_issued_below(&self, bound: i64) {
+        self.issued_below.fetch_max(bound, Ordering::AcqRel);
     }
 
     /// The bound below which every producer id has been issued.
@@ -81,24 +136,12 @@ impl ProducerIdAllocator {
         self.issued_below.clone()
     }
 
-    fn persist(&self, end: i64) -> io::Result<()> {
-        let tmp = self.path.with_extension("tmp");
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(format!("{end}\n").as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    }
-
     /// Answers InitProducerId for an idempotent producer. When the client passes the id and
     /// epoch it holds (KIP-360) and this process issued them, the epoch is bumped; otherwise
     /// (a first call, an unknown id, an exhausted epoch) a fresh id with epoch 0 is issued,
     /// as Kafka does for producers without a transactional id.
     pub fn init(&self, current: Option<ProducerIdAndEpoch>) -> io::Result<ProducerIdAndEpoch> {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.lock();
         if let Some(cur) = current
             && let Some(epoch) = inner.epochs.get_mut(&cur.producer_id)
             && *epoch == cur.epoch
@@ -111,13 +154,27 @@ impl ProducerIdAllocator {
             });
         }
         if inner.next >= inner.reserved_end {
-            let end = inner.next + BLOCK_SIZE;
-            self.persist(end)?;
-            inner.reserved_end = end;
+            match (&self.path, inner.spare.take()) {
+                (Some(path), _) => {
+                    let end = inner.next + BLOCK_SIZE;
+                    persist(path, end)?;
+                    inner.reserved_end = end;
+                }
+                (None, Some((start, end))) => {
+                    inner.next = start;
+                    inner.reserved_end = end;
+                }
+                (None, None) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        "no producer ids yet: waiting for a block from the controller",
+                    ));
+                }
+            }
         }
         let id = inner.next;
         inner.next += 1;
-        self.issued_below.store(inner.next, Ordering::Release);
+        self.issued_below.fetch_max(inner.next, Ordering::AcqRel);
         if inner.epochs.len() >= TRACKED_MAX {
             inner.epochs.clear();
         }
@@ -127,6 +184,18 @@ impl ProducerIdAllocator {
             epoch: 0,
         })
     }
+}
+
+fn persist(path: &Path, end: i64) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(format!("{end}\n").as_bytes())?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -169,6 +238,18 @@ mod tests {
             epoch: 3,
         };
         assert_ne!(a.init(Some(unknown)).unwrap().producer_id, 999_999);
+    }
+
+    #[test]
+    fn in_a_cluster_ids_come_only_from_the_controllers_blocks() {
+        let a = ProducerIdAllocator::for_cluster();
+        assert!(a.init(None).is_err(), "no block yet");
+        a.add_block(5000, 5002);
+        a.add_block(9000, 9001);
+        let ids: Vec<i64> = (0..3).map(|_| a.init(None).unwrap().producer_id).collect();
+        assert_eq!(ids, vec![5000, 5001, 9000]);
+        assert!(a.init(None).is_err());
+        assert_eq!(a.issued_below().load(Ordering::Acquire), 9001);
     }
 
     #[test]

@@ -46,6 +46,41 @@ impl MetaView {
             .collect();
         MetaView { meta, topics }
     }
+
+    /// This broker's node id (0 for a broker that runs alone).
+    pub fn node_id(&self) -> i32 {
+        self.meta.cluster.as_ref().map(|c| c.node).unwrap_or(0)
+    }
+
+    /// The placement of a partition in a cluster; `None` alone or for an unknown partition.
+    pub fn assignment(&self, topic: &str, partition: i32) -> Option<&meta::Assignment> {
+        let t = self.meta.topics.get(topic)?;
+        t.assignment.get(usize::try_from(partition).ok()?)
+    }
+
+    /// Whether this broker answers for the partition as its leader: always when it runs
+    /// alone; in a cluster, when the metadata names it leader and it holds its lease.
+    pub fn leads(&self, topic: &str, partition: i32) -> bool {
+        match &self.meta.cluster {
+            None => true,
+            Some(c) => {
+                c.lease
+                    && self
+                        .assignment(topic, partition)
+                        .is_some_and(|a| a.leader == c.node)
+            }
+        }
+    }
+
+    /// Whether this broker holds a copy of the partition (opens its log).
+    pub fn is_replica(&self, topic: &str, partition: i32) -> bool {
+        match &self.meta.cluster {
+            None => true,
+            Some(c) => self
+                .assignment(topic, partition)
+                .is_some_and(|a| a.replicas.contains(&c.node)),
+        }
+    }
 }
 
 pub struct LogTable {

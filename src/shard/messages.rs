@@ -53,6 +53,9 @@ pub enum ShardRequest {
     Group(Box<crate::group::GroupOp>),
     /// From shard 0 to every shard: open logs of new partitions, close deleted ones.
     ApplyMetadata(Arc<Metadata>),
+    /// In a cluster, to shard 0 (which runs the controller node): propose a command to the
+    /// metadata log and answer with its outcome once this broker has applied it.
+    Propose(crate::cluster::image::Command),
 }
 
 pub enum ShardReply {
@@ -65,6 +68,7 @@ pub enum ShardReply {
     Applied,
     /// `None` when the coordinator stopped with the request parked.
     Group(Option<crate::group::GroupReply>),
+    Proposed(Result<crate::cluster::image::Outcome, crate::cluster::ProposeError>),
 }
 
 pub struct ProducePart {

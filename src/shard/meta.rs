@@ -33,6 +33,36 @@ pub struct Metadata {
     pub version: u64,
     #[serde(default)]
     pub topics: BTreeMap<String, TopicMeta>,
+    /// In a cluster: the brokers, the controller and this broker's standing. `None` for a
+    /// broker that runs alone (it leads every partition).
+    #[serde(skip)]
+    pub cluster: Option<ClusterView>,
+}
+
+/// What a broker of a cluster knows beyond the topics, from the applied metadata log.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterView {
+    /// This broker's node id.
+    pub node: i32,
+    /// The Raft leader, if known.
+    pub controller: Option<i32>,
+    /// The unfenced brokers and where clients reach them.
+    pub brokers: BTreeMap<i32, (String, u16)>,
+    /// This broker may lead: it is unfenced and has heard from the controller within
+    /// `broker.session.timeout.ms`. A broker cut off from the controller stops answering
+    /// as leader even before the others have fenced it.
+    pub lease: bool,
+    /// Producer ids below this were handed out somewhere in the cluster.
+    pub producer_ids_issued: i64,
+}
+
+/// One partition's placement in a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub replicas: Vec<i32>,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub isr: Vec<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,6 +73,9 @@ pub struct TopicMeta {
     /// Only the configs the topic overrides.
     #[serde(default)]
     pub configs: BTreeMap<String, String>,
+    /// In a cluster, per partition; empty for a broker that runs alone.
+    #[serde(skip)]
+    pub assignment: Vec<Assignment>,
 }
 
 impl TopicMeta {
@@ -84,6 +117,7 @@ pub fn ensure_offsets_topic(
             partitions: config.group.offsets_topic_partitions,
             id: new_topic_id(),
             configs: [("retention.ms".to_string(), "-1".to_string())].into(),
+            assignment: Vec::new(),
         },
     );
     meta.version += 1;
@@ -193,6 +227,7 @@ mod tests {
                 partitions: 4,
                 id: new_topic_id(),
                 configs: [("flush".to_string(), "fsync".to_string())].into(),
+                assignment: Vec::new(),
             },
         );
         let text = toml::to_string(&m).unwrap();

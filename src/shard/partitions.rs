@@ -12,6 +12,22 @@ use glommio::channels::local_channel;
 use std::time::Duration;
 
 impl Shard {
+    /// The log of a partition this broker leads, or the error a client gets: a partition
+    /// led elsewhere (or by nobody) is NOT_LEADER_OR_FOLLOWER, so the client refreshes its
+    /// metadata and goes to the leader.
+    pub(super) fn leader_log(&self, topic: &str, partition: i32) -> Result<super::logs::Log, i16> {
+        let meta = self.meta();
+        let known = meta
+            .topics
+            .get(topic)
+            .is_some_and(|t| (0..t.partitions).contains(&partition));
+        if known && !meta.leads(topic, partition) {
+            return Err(code::NOT_LEADER_OR_FOLLOWER);
+        }
+        self.log(topic, partition)
+            .ok_or(code::UNKNOWN_TOPIC_OR_PARTITION)
+    }
+
     pub(super) async fn produce(&self, parts: Vec<ProducePart>) -> Vec<ProduceResult> {
         // The partitions of one request are appended concurrently: each waits for its own
         // durability (under flush=fsync, each log's group commit), so a request for 12
@@ -21,14 +37,15 @@ impl Shard {
         let appends: Vec<LocalBoxFuture<'_, ProduceResult>> = parts
             .into_iter()
             .map(|part| {
-                let log = self.log(&part.topic, part.partition);
+                let log = self.leader_log(&part.topic, part.partition);
                 if crate::fatal::faults().panic_topic.as_deref() == Some(part.topic.as_str()) {
                     panic!("injected fault: an append to {} panics", part.topic);
                 }
                 let append = log.map(|log| log.append(part.records));
                 Box::pin(async move {
-                    let Some(append) = append else {
-                        return ProduceResult::error(code::UNKNOWN_TOPIC_OR_PARTITION, None);
+                    let append = match append {
+                        Ok(append) => append,
+                        Err(c) => return ProduceResult::error(c, None),
                     };
                     match append.await {
                         Ok(info) => ProduceResult {
@@ -50,9 +67,12 @@ impl Shard {
         let mut out = Vec::with_capacity(parts.len());
         let mut budget = max_bytes;
         for part in parts {
-            let Some(log) = self.log(&part.topic, part.partition) else {
-                out.push(ReadResult::error(code::UNKNOWN_TOPIC_OR_PARTITION));
-                continue;
+            let log = match self.leader_log(&part.topic, part.partition) {
+                Ok(log) => log,
+                Err(c) => {
+                    out.push(ReadResult::error(c));
+                    continue;
+                }
             };
             if budget == 0 {
                 // The response is full: report the partition's offsets without records.
@@ -168,9 +188,12 @@ impl Shard {
     pub(super) async fn list_offsets(&self, parts: Vec<ListOffsetsPart>) -> Vec<ListOffsetsResult> {
         let mut out = Vec::with_capacity(parts.len());
         for part in parts {
-            let Some(log) = self.log(&part.topic, part.partition) else {
-                out.push(ListOffsetsResult::error(code::UNKNOWN_TOPIC_OR_PARTITION));
-                continue;
+            let log = match self.leader_log(&part.topic, part.partition) {
+                Ok(log) => log,
+                Err(c) => {
+                    out.push(ListOffsetsResult::error(c));
+                    continue;
+                }
             };
             let ok = |offset| ListOffsetsResult {
                 error_code: code::NONE,

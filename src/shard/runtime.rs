@@ -53,6 +53,8 @@ pub struct Shard {
     pub(super) batch_cache: Rc<RefCell<BatchCache>>,
     stats_logged_at: Cell<std::time::Instant>,
     stats_logged_total: Cell<u64>,
+    /// In a cluster, on shard 0: this broker's controller node.
+    pub controller: RefCell<Option<Rc<super::controller::Controller>>>,
 }
 
 impl Shard {
@@ -82,6 +84,7 @@ impl Shard {
                 config.direct_cache_bytes_per_shard(nshards),
             ))),
             groups: super::groups::host(table, &config),
+            controller: RefCell::new(None),
             producer_ids,
             config,
         })
@@ -139,6 +142,18 @@ impl Shard {
         let reply = rx.recv().await;
         call.answered = true;
         reply
+    }
+
+    /// Proposes a command to the cluster's metadata log (through shard 0's controller node)
+    /// and waits until this broker has applied it.
+    pub async fn propose(
+        self: &Rc<Self>,
+        cmd: crate::cluster::image::Command,
+    ) -> Result<crate::cluster::image::Outcome, crate::cluster::ProposeError> {
+        match self.call(0, ShardRequest::Propose(cmd)).await {
+            Some(ShardReply::Proposed(r)) => r,
+            _ => Err(crate::cluster::ProposeError::NoController),
+        }
     }
 
     /// The shard that coordinates `group`: the owner of its offsets partition.
@@ -235,12 +250,31 @@ impl Shard {
                 }
                 ShardRequest::Group(op) => {
                     let meta = self.meta();
+                    if let Some(group) = op.group_id()
+                        && meta.meta.cluster.is_some()
+                    {
+                        let n = super::groups::offsets_partitions(&meta, &self.config);
+                        if !meta.leads(OFFSETS_TOPIC, offsets_partition(group, n)) {
+                            let refused = crate::group::admit::refuse(
+                                *op,
+                                crate::group::GroupError::NotCoordinator,
+                            );
+                            return ShardReply::Group(Some(refused));
+                        }
+                    }
                     let topics = |t: &str| meta.topics.get(t).map(|v| v.partitions).unwrap_or(0);
                     ShardReply::Group(self.groups.handle(*op, &topics).await)
                 }
                 ShardRequest::ApplyMetadata(meta) => {
                     self.apply_metadata(meta).await;
                     ShardReply::Applied
+                }
+                ShardRequest::Propose(cmd) => {
+                    let controller = self.controller.borrow().clone();
+                    ShardReply::Proposed(match controller {
+                        Some(c) => c.propose(cmd).await,
+                        None => Err(crate::cluster::ProposeError::NotClustered),
+                    })
                 }
             }
         })

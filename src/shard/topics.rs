@@ -20,8 +20,17 @@ impl Shard {
         debug_assert_eq!(self.id, 0, "metadata has one writer");
         let _writer = self.meta_write.lock().await;
         let mut next = (*self.meta().meta).clone();
+        let cluster = next.cluster.clone();
+        let replication_factor = |rf: i16| {
+            if rf == -1 {
+                self.config.cluster.default_replication_factor
+            } else {
+                rf
+            }
+        };
         let mut results = Vec::with_capacity(topics.len());
         let mut created = Vec::new();
+        let mut proposed = Vec::new();
         for t in topics {
             let partitions = if t.partitions == -1 {
                 self.config.num_partitions
@@ -61,11 +70,27 @@ impl Shard {
                         ),
                     ));
                 }
-                if t.replication_factor != -1 && t.replication_factor != 1 {
-                    return Err((
-                        code::INVALID_REPLICATION_FACTOR,
-                        "this broker has one node: replication factor must be 1".into(),
-                    ));
+                match &cluster {
+                    None if t.replication_factor != -1 && t.replication_factor != 1 => {
+                        return Err((
+                            code::INVALID_REPLICATION_FACTOR,
+                            "this broker runs alone: replication factor must be 1".into(),
+                        ));
+                    }
+                    Some(c) => {
+                        let rf = replication_factor(t.replication_factor);
+                        if rf < 1 || usize::try_from(rf).unwrap_or(0) > c.brokers.len() {
+                            return Err((
+                                code::INVALID_REPLICATION_FACTOR,
+                                format!(
+                                    "replication factor {rf} needs that many live brokers; {} \
+                                     are alive",
+                                    c.brokers.len()
+                                ),
+                            ));
+                        }
+                    }
+                    None => {}
                 }
                 if t.has_assignments {
                     return Err((
@@ -96,13 +121,22 @@ impl Shard {
                 Ok(()) => {
                     let id = meta::new_topic_id();
                     result.id = id.clone();
-                    if !validate_only {
+                    if !validate_only && cluster.is_some() {
+                        proposed.push(crate::cluster::image::NewTopic {
+                            name: t.name.clone(),
+                            id,
+                            partitions,
+                            replication_factor: replication_factor(t.replication_factor),
+                            configs: t.configs,
+                        });
+                    } else if !validate_only {
                         next.topics.insert(
                             t.name.clone(),
                             meta::TopicMeta {
                                 partitions,
                                 id,
                                 configs: t.configs,
+                                assignment: Vec::new(),
                             },
                         );
                         created.push(results.len());
@@ -110,6 +144,10 @@ impl Shard {
                 }
             }
             results.push(result);
+        }
+        if !proposed.is_empty() {
+            let cmd = crate::cluster::image::Command::CreateTopics { topics: proposed };
+            self.apply_outcome(cmd, &mut results).await;
         }
         if !created.is_empty()
             && let Err(e) = self.publish(next).await
@@ -130,6 +168,7 @@ impl Shard {
         let mut next = (*self.meta().meta).clone();
         let mut results = Vec::with_capacity(names.len());
         let mut deleted = Vec::new();
+        let mut proposed = Vec::new();
         for name in names {
             let mut result = TopicResult {
                 name: name.clone(),
@@ -150,11 +189,19 @@ impl Shard {
                 Some(t) => {
                     result.partitions = t.partitions;
                     result.id = t.id;
-                    deleted.push(results.len());
+                    if next.cluster.is_some() {
+                        proposed.push(name);
+                    } else {
+                        deleted.push(results.len());
+                    }
                 }
                 None => result.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
             }
             results.push(result);
+        }
+        if !proposed.is_empty() {
+            let cmd = crate::cluster::image::Command::DeleteTopics { names: proposed };
+            self.apply_outcome(cmd, &mut results).await;
         }
         if !deleted.is_empty()
             && let Err(e) = self.publish(next).await
@@ -166,6 +213,54 @@ impl Shard {
             }
         }
         results
+    }
+
+    /// In a cluster: proposes a topic command to the metadata log, copies each topic's
+    /// outcome into `results`, and waits (briefly) until this broker's shards see the
+    /// change, so a client told "created" can use the topic here at once.
+    async fn apply_outcome(
+        self: &Rc<Self>,
+        cmd: crate::cluster::image::Command,
+        results: &mut [TopicResult],
+    ) {
+        use crate::cluster::image::Outcome;
+        let names: Vec<String> = match &cmd {
+            crate::cluster::image::Command::CreateTopics { topics } => {
+                topics.iter().map(|t| t.name.clone()).collect()
+            }
+            crate::cluster::image::Command::DeleteTopics { names } => names.clone(),
+            _ => Vec::new(),
+        };
+        let created = matches!(cmd, crate::cluster::image::Command::CreateTopics { .. });
+        match self.propose(cmd).await {
+            Ok(Outcome::Topics(outcomes)) => {
+                for o in outcomes {
+                    if let Some(r) = results.iter_mut().find(|r| r.name == o.name) {
+                        r.error_code = o.error_code;
+                        r.error_message = o.message;
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                for r in results.iter_mut().filter(|r| names.contains(&r.name)) {
+                    r.error_code = e.code();
+                    r.error_message = Some(e.to_string());
+                }
+            }
+        }
+        let settled = |meta: &MetaView| {
+            results
+                .iter()
+                .filter(|r| r.error_code == code::NONE && names.contains(&r.name))
+                .all(|r| meta.topics.contains_key(&r.name) == created)
+        };
+        for _ in 0..200 {
+            if settled(&self.meta()) {
+                break;
+            }
+            glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 
     /// Persists `next` and has every shard apply it before returning, so a client that
@@ -195,10 +290,14 @@ impl Shard {
     /// Installs a metadata version, then opens the logs of new partitions this shard owns
     /// and closes and deletes the logs of removed topics.
     pub async fn apply_metadata(&self, meta: Arc<Metadata>) {
-        if meta.version < self.meta().meta.version {
+        let before = self.meta();
+        if meta.version < before.meta.version {
             return;
         }
         let view = Rc::new(MetaView::build(meta, &self.config.log));
+        if let Some(c) = &view.meta.cluster {
+            self.producer_ids.note_issued_below(c.producer_ids_issued);
+        }
         *self.table.meta.borrow_mut() = view.clone();
 
         let mut removed = Vec::new();
@@ -230,7 +329,10 @@ impl Shard {
 
         for (topic, t) in &view.topics {
             for p in 0..t.partitions {
-                if self.owner(topic, p) != self.id || self.log(topic, p).is_some() {
+                if self.owner(topic, p) != self.id
+                    || self.log(topic, p).is_some()
+                    || !view.is_replica(topic, p)
+                {
                     continue;
                 }
                 let dir = self.partition_dir(topic, p);
@@ -250,6 +352,41 @@ impl Shard {
                     Err(e) => tracing::error!("cannot open {}: {e}", dir.display()),
                 }
             }
+        }
+        if view.meta.cluster.is_some() {
+            self.move_group_coordinators(&before, &view).await;
+        }
+    }
+
+    /// In a cluster, a group's coordinator is the leader of its `__consumer_offsets`
+    /// partition: groups of a partition this broker stopped leading are forgotten, those of
+    /// one it started leading are loaded from the partition's log.
+    async fn move_group_coordinators(&self, before: &MetaView, now: &MetaView) {
+        let topic = crate::group::OFFSETS_TOPIC;
+        let Some(t) = now.topics.get(topic) else {
+            return;
+        };
+        let n = t.partitions;
+        let mut gained = Vec::new();
+        for p in 0..n {
+            if self.owner(topic, p) != self.id {
+                continue;
+            }
+            let (was, is) = (before.leads(topic, p), now.leads(topic, p));
+            if was && !is {
+                self.groups.forget_partition(p, n);
+                tracing::info!("shard {}: no longer coordinates {topic}-{p}", self.id);
+            } else if is && !was {
+                self.groups.forget_partition(p, n);
+                gained.push(p);
+            }
+        }
+        if !gained.is_empty() {
+            tracing::info!(
+                "shard {}: coordinates {topic} partitions {gained:?}",
+                self.id
+            );
+            super::groups::load(&self.groups, &self.table, &gained, self.id).await;
         }
     }
 }

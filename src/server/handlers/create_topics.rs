@@ -136,10 +136,17 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
                 } else {
                     defaults
                 };
+                let rf = match t.replication_factor {
+                    -1 if ctx.shard.meta().meta.cluster.is_some() => {
+                        ctx.shard.config.cluster.default_replication_factor
+                    }
+                    -1 => 1,
+                    rf => rf,
+                };
                 out = out
                     .with_topic_id(id)
                     .with_num_partitions(partitions)
-                    .with_replication_factor(1);
+                    .with_replication_factor(rf);
             }
             out
         } else {

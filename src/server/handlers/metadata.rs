@@ -1,6 +1,7 @@
 //! Metadata, versions 0-12.
 //!
-//! One broker (node 0) leads every partition. Unknown topics are created on the fly when
+//! A broker alone (node 0) leads every partition; in a cluster the brokers, leaders, epochs,
+//! replicas and ISR come from the applied metadata log. Unknown topics are created on the fly when
 //! `auto.create.topics.enable` is set and the client allows it (v4+ has the flag; older
 //! versions always allow it, as in Kafka).
 
@@ -71,12 +72,25 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
             };
             let partitions = (0..t.partitions)
                 .map(|p| {
-                    MetadataResponsePartition::default()
-                        .with_partition_index(p)
-                        .with_leader_id(BrokerId(NODE_ID))
-                        .with_leader_epoch(0)
-                        .with_replica_nodes(vec![BrokerId(NODE_ID)])
-                        .with_isr_nodes(vec![BrokerId(NODE_ID)])
+                    let part = MetadataResponsePartition::default().with_partition_index(p);
+                    let Some(a) = meta.assignment(name, p) else {
+                        return part
+                            .with_leader_id(BrokerId(NODE_ID))
+                            .with_leader_epoch(0)
+                            .with_replica_nodes(vec![BrokerId(NODE_ID)])
+                            .with_isr_nodes(vec![BrokerId(NODE_ID)]);
+                    };
+                    let ids = |v: &[i32]| v.iter().map(|id| BrokerId(*id)).collect::<Vec<_>>();
+                    let error = if a.leader < 0 {
+                        code::LEADER_NOT_AVAILABLE
+                    } else {
+                        code::NONE
+                    };
+                    part.with_error_code(error)
+                        .with_leader_id(BrokerId(a.leader))
+                        .with_leader_epoch(a.leader_epoch)
+                        .with_replica_nodes(ids(&a.replicas))
+                        .with_isr_nodes(ids(&a.isr))
                 })
                 .collect();
             MetadataResponseTopic::default()
@@ -87,14 +101,33 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
         })
         .collect();
 
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(NODE_ID))
-        .with_host(str_bytes(ctx.advertised_host.clone()))
-        .with_port(ctx.advertised_port);
+    let (brokers, controller) = match &meta.meta.cluster {
+        None => (
+            vec![
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(NODE_ID))
+                    .with_host(str_bytes(ctx.advertised_host.clone()))
+                    .with_port(ctx.advertised_port),
+            ],
+            NODE_ID,
+        ),
+        Some(c) => (
+            c.brokers
+                .iter()
+                .map(|(id, (host, port))| {
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(*id))
+                        .with_host(str_bytes(host.clone()))
+                        .with_port(i32::from(*port))
+                })
+                .collect(),
+            c.controller.unwrap_or(-1),
+        ),
+    };
     let response = MetadataResponse::default()
-        .with_brokers(vec![broker])
+        .with_brokers(brokers)
         .with_cluster_id(Some(str_bytes(CLUSTER_ID)))
-        .with_controller_id(BrokerId(NODE_ID))
+        .with_controller_id(BrokerId(controller))
         .with_topics(topics);
     req.respond(&response)
 }
