@@ -2,7 +2,7 @@
 # Installs the system packages the tests and scripts use, if missing:
 #   kcat      scripts/smoke.sh (Debian's kcat links librdkafka 2.0.2)
 #   gcc, make, perl  the rdkafka dev-dependency builds a bundled librdkafka
-#   python3, pip, kafka-python  tests/consumer_groups.rs drives a kafka-python group
+#   python3, pip, kafka-python  tests/consumer_groups.rs and tests/cluster.rs drive kafka-python
 #   ss (iproute2)  tests/cli.rs reads a client socket's congestion control
 set -euo pipefail
 need_apt=()
@@ -23,7 +23,8 @@ if ((${#need_apt[@]})); then
     exit 1
   fi
 fi
-# kafka-python drives tests/python/group_consumers.py (tests/consumer_groups.rs).
+# kafka-python drives tests/python/group_consumers.py (tests/consumer_groups.rs) and
+# tests/python/cluster_clients.py (tests/cluster.rs).
 if ! python3 -c "import kafka" >/dev/null 2>&1; then
   python3 -m pip install --quiet kafka-python 2>/dev/null ||
     python3 -m pip install --quiet --break-system-packages kafka-python

@@ -74,6 +74,8 @@ pub struct Broker {
     log_path: PathBuf,
     child: Option<Child>,
     starts: u32,
+    /// Names the broker in the log tail printed on failure (e.g. "node 2" of a cluster).
+    label: String,
 }
 
 impl Broker {
@@ -99,10 +101,21 @@ impl Broker {
         env: Vec<(String, String)>,
         address_space_limit: Option<u64>,
     ) -> Broker {
+        let mut b = Broker::unstarted(free_port(), extra, env, address_space_limit);
+        b.spawn();
+        b
+    }
+
+    fn unstarted(
+        port: u16,
+        extra: Vec<String>,
+        env: Vec<(String, String)>,
+        address_space_limit: Option<u64>,
+    ) -> Broker {
         let data = disk_tempdir("rb-data-");
         let log_path = data.path().with_extension("stderr.log");
-        let mut b = Broker {
-            port: free_port(),
+        Broker {
+            port,
             extra,
             env,
             address_space_limit,
@@ -110,9 +123,23 @@ impl Broker {
             log_path,
             child: None,
             starts: 0,
-        };
-        b.spawn();
+            label: String::new(),
+        }
+    }
+
+    /// Starts a broker process on `port` without waiting for it to answer: the brokers of a
+    /// cluster start together (one may wait for the others before it serves); call
+    /// [`Broker::wait_ready`] on each afterwards.
+    pub fn launch(port: u16, extra: Vec<String>, label: &str) -> Broker {
+        let mut b = Broker::unstarted(port, extra, Vec::new(), None);
+        b.label = label.to_string();
+        b.spawn_process();
         b
+    }
+
+    /// Starts a stopped broker again without waiting for it to answer (see `launch`).
+    pub fn launch_again(&mut self) {
+        self.spawn_process();
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -121,6 +148,15 @@ impl Broker {
 
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// "broker" or, for a labelled one, e.g. "broker node 2".
+    pub fn name(&self) -> String {
+        if self.label.is_empty() {
+            "broker".to_string()
+        } else {
+            format!("broker {}", self.label)
+        }
     }
 
     /// The running broker's process id.
@@ -138,6 +174,11 @@ impl Broker {
     }
 
     fn spawn(&mut self) {
+        self.spawn_process();
+        self.wait_ready();
+    }
+
+    fn spawn_process(&mut self) {
         assert!(self.child.is_none(), "broker already running");
         self.starts += 1;
         let mut log = std::fs::OpenOptions::new()
@@ -190,11 +231,10 @@ impl Broker {
             .spawn()
             .expect("spawn ringbroker");
         self.child = Some(child);
-        self.wait_ready();
     }
 
     /// Waits until the broker answers an ApiVersions request on its port.
-    fn wait_ready(&mut self) {
+    pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(status) = self
@@ -204,7 +244,8 @@ impl Broker {
             {
                 self.child = None;
                 panic!(
-                    "broker exited during start-up with {status}; its log:\n{}",
+                    "{} exited during start-up with {status}; its log:\n{}",
+                    self.name(),
                     self.log()
                 );
             }
@@ -216,7 +257,8 @@ impl Broker {
             }
             if Instant::now() > deadline {
                 panic!(
-                    "broker did not answer ApiVersions on {} within {:?}; its log:\n{}",
+                    "{} did not answer ApiVersions on {} within {:?}; its log:\n{}",
+                    self.name(),
                     self.addr(),
                     START_TIMEOUT,
                     self.log()
@@ -322,13 +364,15 @@ impl Broker {
         match self.wait_exit(STOP_TIMEOUT) {
             Some(st) => assert!(
                 st.success(),
-                "broker exited with {st} after SIGTERM; its log:\n{}",
+                "{} exited with {st} after SIGTERM; its log:\n{}",
+                self.name(),
                 self.log()
             ),
             None => {
                 self.kill();
                 panic!(
-                    "broker did not exit within {STOP_TIMEOUT:?} of SIGTERM; its log:\n{}",
+                    "{} did not exit within {STOP_TIMEOUT:?} of SIGTERM; its log:\n{}",
+                    self.name(),
                     self.log()
                 );
             }
@@ -362,13 +406,19 @@ impl Drop for Broker {
         self.kill();
         if std::thread::panicking() {
             let log = self.log();
+            // RINGBROKER_TEST_LOG_TAIL=N prints more (or fewer) lines.
+            let keep = std::env::var("RINGBROKER_TEST_LOG_TAIL")
+                .ok()
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(80);
             let tail: String = {
                 let lines: Vec<&str> = log.lines().collect();
-                let from = lines.len().saturating_sub(80);
+                let from = lines.len().saturating_sub(keep);
                 lines[from..].join("\n")
             };
             eprintln!(
-                "----- broker log tail ({}) -----\n{tail}\n-----",
+                "----- {} log tail ({}) -----\n{tail}\n-----",
+                self.name(),
                 self.log_path.display()
             );
         } else {
