@@ -34,6 +34,20 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a stopping broker of a cluster waits for its controlled shutdown.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(8);
 
+/// Fails when something already listens on `addr` (checked with a bind without
+/// SO_REUSEPORT, which an existing listener with it refuses too).
+fn ensure_port_free(addr: &str, key: &str) -> anyhow::Result<()> {
+    match std::net::TcpListener::bind(addr) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            bail!("{key} {addr} is already in use (another broker?)")
+        }
+        // Anything else (a name that does not resolve, no permission) shows at the real
+        // bind with its own message.
+        Err(_) => Ok(()),
+    }
+}
+
 /// The host and port a broker of a cluster registers for clients: `advertised`, else
 /// `listen`, which must then name a host clients can reach.
 fn cluster_address(config: &BrokerConfig, node: i32) -> anyhow::Result<(String, u16)> {
@@ -126,6 +140,14 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         .next()
         .with_context(|| format!("listen address {} resolves to nothing", config.listen))?;
     let _lock = lock_data_dir(&config)?;
+    // The shards bind with SO_REUSEPORT, which would let a second broker share the port and
+    // take half its clients: a plain bind first makes an occupied port an error.
+    ensure_port_free(&listen.to_string(), "listen")?;
+    if config.cluster.node_id.is_some()
+        && let Some(addr) = config.cluster.controller_listen_addr()
+    {
+        ensure_port_free(&addr, "controller.listen")?;
+    }
     // Absolute from here on: io_uring opens of relative paths fail (glommio passes no
     // working-directory descriptor), and the default data dir is the relative ./data.
     config.data_dir = std::fs::canonicalize(&config.data_dir)
