@@ -34,18 +34,21 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a stopping broker of a cluster waits for its controlled shutdown.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(8);
 
-/// Fails when something already listens on `addr` (checked with a bind without
-/// SO_REUSEPORT, which an existing listener with it refuses too).
+/// Fails when something already listens on `addr`: the shards bind with SO_REUSEPORT,
+/// which would let a second broker share the port and take part of its clients. Checked by
+/// connecting (a plain bind would also fail on an ephemeral port a client connection holds).
 fn ensure_port_free(addr: &str, key: &str) -> anyhow::Result<()> {
-    match std::net::TcpListener::bind(addr) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            bail!("{key} {addr} is already in use (another broker?)")
-        }
-        // Anything else (a name that does not resolve, no permission) shows at the real
-        // bind with its own message.
-        Err(_) => Ok(()),
+    let Some(mut target) = addr.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+        // A name that does not resolve shows at the real bind with its own message.
+        return Ok(());
+    };
+    if target.ip().is_unspecified() {
+        target.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
+    if std::net::TcpStream::connect_timeout(&target, Duration::from_millis(300)).is_ok() {
+        bail!("{key} {addr} is already in use: another process listens there");
+    }
+    Ok(())
 }
 
 /// The host and port a broker of a cluster registers for clients: `advertised`, else

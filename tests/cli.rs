@@ -138,6 +138,30 @@ fn one_broker_per_data_dir() {
     kafka::create_topic(&mut c, "still-mine", 1);
 }
 
+/// The shards bind with SO_REUSEPORT: without a check a second broker would share the port
+/// and take part of the first one's clients.
+#[test]
+fn one_broker_per_port() {
+    let broker = Broker::start(&[]);
+    let other = common::disk_tempdir("rb-second-");
+    let data = other.path().to_str().expect("utf8").to_string();
+    let listen = broker.bootstrap();
+    refuses(
+        &[
+            "serve",
+            "--listen",
+            &listen,
+            "--data-dir",
+            &data,
+            "--shards",
+            "1",
+        ],
+        "already in use",
+    );
+    let mut c = RawClient::connect(broker.addr());
+    kafka::create_topic(&mut c, "still-mine", 1);
+}
+
 /// The README's start command uses the embedded default data dir, `./data`, a relative
 /// path: the broker must work from it (io_uring resolves no relative paths itself).
 #[test]
