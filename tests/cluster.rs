@@ -304,6 +304,41 @@ fn non_leaders_answer_not_leader_or_follower() {
     }
 }
 
+/// A topic deleted and created again (through other brokers, at once) starts empty on
+/// every leader: no broker keeps the old topic's logs under the new one.
+#[test]
+fn a_deleted_topic_created_again_starts_empty() {
+    let c = Cluster::start3();
+    let topic = "reborn";
+    let view = c.create_topic_ok(1, topic, 3, 3);
+    for (p, leader) in view.leaders(topic) {
+        let produced = c
+            .produce(leader, topic, p, &["old"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            produced,
+            (NONE, 0),
+            "Produce {topic}-{p} at its leader {leader}"
+        );
+    }
+    assert_eq!(
+        c.delete_topic(2, topic),
+        NONE,
+        "DeleteTopics through node 2"
+    );
+    let view = c.create_topic_ok(3, topic, 3, 3);
+    for (p, leader) in view.leaders(topic) {
+        let fetched = c
+            .fetch(leader, topic, p, 0)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            fetched,
+            (NONE, 0, Vec::new()),
+            "{topic}-{p} created again must be empty at its leader {leader}"
+        );
+    }
+}
+
 #[test]
 fn replication_factor_above_live_brokers_is_refused() {
     let mut c = Cluster::start3();

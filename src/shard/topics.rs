@@ -287,8 +287,8 @@ impl Shard {
         Ok(())
     }
 
-    /// Installs a metadata version, then opens the logs of new partitions this shard owns
-    /// and closes and deletes the logs of removed topics.
+    /// Applies a metadata version: closes and deletes the logs of removed topics, opens the
+    /// logs of new partitions this shard owns, then installs the version.
     pub async fn apply_metadata(&self, meta: Arc<Metadata>) {
         let before = self.meta();
         if meta.version < before.meta.version {
@@ -298,13 +298,18 @@ impl Shard {
         if let Some(c) = &view.meta.cluster {
             self.producer_ids.note_issued_below(c.producer_ids_issued);
         }
-        *self.table.meta.borrow_mut() = view.clone();
 
         let mut removed = Vec::new();
         {
             let mut logs = self.table.logs.borrow_mut();
+            // A topic whose id changed was deleted and created again between two versions
+            // this shard saw (a cluster's publisher hands over only the newest): its old
+            // logs go like a deleted topic's.
+            let same_topic = |topic: &str, t: &super::logs::TopicView| {
+                before.topics.get(topic).is_none_or(|old| old.id == t.id)
+            };
             logs.retain(|topic, parts| match view.topics.get(topic) {
-                Some(t) => {
+                Some(t) if same_topic(topic, t) => {
                     let gone: Vec<i32> = parts.range(t.partitions..).map(|(p, _)| *p).collect();
                     for p in gone {
                         if let Some(log) = parts.remove(&p) {
@@ -313,7 +318,7 @@ impl Shard {
                     }
                     true
                 }
-                None => {
+                _ => {
                     for (p, log) in std::mem::take(parts) {
                         removed.push((topic.clone(), p, log));
                     }
@@ -353,6 +358,9 @@ impl Shard {
                 }
             }
         }
+        // Installed once the new partitions' logs are open: a client that sees a topic in
+        // Metadata finds its logs here.
+        *self.table.meta.borrow_mut() = view.clone();
         if view.meta.cluster.is_some() {
             self.move_group_coordinators(&before, &view).await;
         }

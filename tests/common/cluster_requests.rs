@@ -10,8 +10,8 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiVersionsRequest, BrokerId, CreateTopicsRequest, FetchRequest, FindCoordinatorRequest,
-    ListOffsetsRequest, MetadataRequest, MetadataResponse, ProduceRequest,
+    ApiVersionsRequest, BrokerId, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest,
+    FindCoordinatorRequest, ListOffsetsRequest, MetadataRequest, MetadataResponse, ProduceRequest,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use kafka_protocol::records::RecordBatchDecoder;
@@ -242,6 +242,21 @@ impl Cluster {
                 .map(|m| m.to_string())
                 .unwrap_or_default(),
         )
+    }
+
+    /// Deletes a topic through node `id`; returns the error code.
+    pub fn delete_topic(&self, id: i32, name: &str) -> i16 {
+        let req = DeleteTopicsRequest::default()
+            .with_timeout_ms(15_000)
+            .with_topic_names(vec![kafka::topic_name(name)]);
+        let (_, resp) = self
+            .call(id, 4, &req)
+            .unwrap_or_else(|e| panic!("DeleteTopics {name} through node {id}: {e}"));
+        resp.responses
+            .iter()
+            .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(name))
+            .map(|t| t.error_code)
+            .unwrap_or_else(|| panic!("node {id}: DeleteTopics answer lacks {name}: {resp:?}"))
     }
 
     /// Creates a topic through node `id` and waits until every live node shows it led.
