@@ -301,5 +301,8 @@ fn proxy_forwards_cuts_and_heals() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let s = proxy.stats();
-    assert!(settled(&s), "two connections forwarded and one refused: {s:?}");
+    assert!(
+        settled(&s),
+        "two connections forwarded and one refused: {s:?}"
+    );
 }
