@@ -517,3 +517,51 @@ fn cluster_alters_through_a_non_controller_and_every_broker_reads_it_back() {
         );
     }
 }
+
+fn python_has_kafka() -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", "import kafka"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn kafka_python_admin_alters_and_describes_configs() {
+    if !python_has_kafka() {
+        // The test command runs scripts/setup.sh first; this covers a direct cargo test.
+        for extra in [&[][..], &["--break-system-packages"][..]] {
+            let _ = std::process::Command::new("python3")
+                .args(["-m", "pip", "install", "--quiet"])
+                .args(extra)
+                .arg("kafka-python")
+                .status();
+        }
+    }
+    assert!(python_has_kafka(), "kafka-python is not installed");
+    let broker = Broker::start(&[]);
+    let script: std::path::PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "tests",
+        "python",
+        "admin_configs.py",
+    ]
+    .iter()
+    .collect();
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .args([broker.bootstrap().as_str(), "py-admin"])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "python failed: {stdout}");
+    assert!(stdout.ends_with("OK\n"), "{stdout}");
+    // What kafka-python changed is what the raw client reads.
+    let mut c = RawClient::connect(broker.addr());
+    let now = topic_configs(&mut c, "py-admin");
+    assert_eq!(
+        now["max.message.bytes"],
+        ("50000".into(), DYNAMIC_TOPIC_CONFIG)
+    );
+    assert_eq!(now["segment.bytes"].1, DEFAULT_CONFIG);
+}
