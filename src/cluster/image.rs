@@ -65,6 +65,13 @@ pub struct NewTopic {
     pub configs: BTreeMap<String, String>,
 }
 
+/// A topic's new config overrides, all of them (not a difference).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicConfigs {
+    pub name: String,
+    pub configs: BTreeMap<String, String>,
+}
+
 /// One entry of the metadata log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -93,6 +100,11 @@ pub enum Command {
     },
     DeleteTopics {
         names: Vec<String>,
+    },
+    /// Replaces each named topic's config overrides (validated by the proposer, which has
+    /// the broker's log defaults; the image only stores them).
+    AlterTopicConfigs {
+        topics: Vec<TopicConfigs>,
     },
     /// A block of producer ids for `broker`.
     AllocateProducerIds {
@@ -184,6 +196,25 @@ impl Image {
                         };
                         TopicOutcome {
                             name,
+                            error_code,
+                            message: None,
+                        }
+                    })
+                    .collect(),
+            ),
+            Command::AlterTopicConfigs { topics } => Outcome::Topics(
+                topics
+                    .into_iter()
+                    .map(|t| {
+                        let error_code = match self.topics.get_mut(&t.name) {
+                            Some(topic) => {
+                                topic.configs = t.configs;
+                                codes::NONE
+                            }
+                            None => codes::UNKNOWN_TOPIC_OR_PARTITION,
+                        };
+                        TopicOutcome {
+                            name: t.name,
                             error_code,
                             message: None,
                         }
@@ -460,5 +491,45 @@ mod tests {
             seen.push((start, end));
         }
         assert_eq!(img.next_producer_id, 4 * PRODUCER_ID_BLOCK);
+    }
+
+    #[test]
+    fn alter_topic_configs_replaces_overrides_of_existing_topics_only() {
+        let mut img = Image::default();
+        register(&mut img, 1);
+        let Command::CreateTopics { mut topics } = topic("t", 2, 1) else {
+            panic!("create command");
+        };
+        topics[0].configs = [("flush".to_string(), "fsync".to_string())].into();
+        img.apply(Command::CreateTopics { topics });
+        let before = img.topics["t"].partitions.clone();
+        let want: BTreeMap<String, String> =
+            [("retention.ms".to_string(), "1000".to_string())].into();
+        let cmd = Command::AlterTopicConfigs {
+            topics: vec![
+                TopicConfigs {
+                    name: "t".into(),
+                    configs: want.clone(),
+                },
+                TopicConfigs {
+                    name: "gone".into(),
+                    configs: want.clone(),
+                },
+            ],
+        };
+        // Deterministic: two images applying the same command agree.
+        let mut other = img.clone();
+        let out = img.apply(cmd.clone());
+        assert_eq!(out, other.apply(cmd));
+        assert_eq!(img, other);
+        let Outcome::Topics(out) = out else {
+            panic!("topics outcome");
+        };
+        let codes: Vec<i16> = out.iter().map(|o| o.error_code).collect();
+        assert_eq!(codes, vec![codes::NONE, codes::UNKNOWN_TOPIC_OR_PARTITION]);
+        // The overrides are replaced whole (flush is gone); placement is untouched.
+        assert_eq!(img.topics["t"].configs, want);
+        assert_eq!(img.topics["t"].partitions, before);
+        assert!(!img.topics.contains_key("gone"));
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod broker;
 pub mod cluster;
+pub mod describe;
 pub mod group;
 pub mod limits;
 pub mod log;

@@ -55,7 +55,8 @@ fn apply(log: &mut LogConfig, key: &str, value: &str) -> Result<(), ConfigError>
         }
         "index.interval.bytes" => log.index_interval_bytes = parse_positive(key, value)?,
         // Only deletion exists; compaction is not implemented.
-        "cleanup.policy" if value == "delete" => {}
+        "cleanup.policy" if value.split(',').all(|p| p.trim() == "delete") && !value.is_empty() => {
+        }
         "cleanup.policy" => return Err(bad(key, value, "only \"delete\" is supported")),
         "compression.type" => {
             log.compression = crate::compression::Codec::from_topic_config(value)
@@ -119,6 +120,91 @@ pub fn effective(defaults: &LogConfig, overrides: &BTreeMap<String, String>) -> 
     log
 }
 
+/// An IncrementalAlterConfigs operation (Kafka's OpType).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigOp {
+    Set,
+    Delete,
+    Append,
+    Subtract,
+}
+
+impl ConfigOp {
+    pub fn from_wire(op: i8) -> Option<ConfigOp> {
+        match op {
+            0 => Some(ConfigOp::Set),
+            1 => Some(ConfigOp::Delete),
+            2 => Some(ConfigOp::Append),
+            3 => Some(ConfigOp::Subtract),
+            _ => None,
+        }
+    }
+}
+
+/// The overrides after `ops`, applied in order to `current`. APPEND and SUBTRACT work on
+/// list-typed configs only (`cleanup.policy`), starting from the value in force (the
+/// override, else the broker default in `defaults`), as Kafka does. The result still needs
+/// [`validate`].
+pub fn apply_ops(
+    defaults: &LogConfig,
+    current: &BTreeMap<String, String>,
+    ops: &[(String, ConfigOp, Option<String>)],
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut next = current.clone();
+    for (key, op, value) in ops {
+        if !TOPIC_KEYS.contains(&key.as_str()) {
+            return Err(ConfigError::UnknownKey(key.clone()));
+        }
+        let value_of = || {
+            value
+                .clone()
+                .ok_or_else(|| bad(key, "null", "this operation needs a value"))
+        };
+        match op {
+            ConfigOp::Set => {
+                next.insert(key.clone(), value_of()?);
+            }
+            ConfigOp::Delete => {
+                next.remove(key);
+            }
+            ConfigOp::Append | ConfigOp::Subtract => {
+                if !super::describe::is_list(key) {
+                    return Err(bad(
+                        key,
+                        &value_of()?,
+                        "APPEND and SUBTRACT need a list config",
+                    ));
+                }
+                let now = next
+                    .get(key)
+                    .cloned()
+                    .unwrap_or_else(|| super::describe::topic_value(defaults, key));
+                let mut items: Vec<String> = split_list(&now);
+                let given = split_list(&value_of()?);
+                if *op == ConfigOp::Append {
+                    for g in given {
+                        if !items.contains(&g) {
+                            items.push(g);
+                        }
+                    }
+                } else {
+                    items.retain(|i| !given.contains(i));
+                }
+                next.insert(key.clone(), items.join(","));
+            }
+        }
+    }
+    Ok(next)
+}
+
+fn split_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,5 +257,55 @@ mod tests {
         ] {
             assert!(validate(&d, &map(&[kv]), 1 << 20).is_err(), "{kv:?}");
         }
+    }
+
+    #[test]
+    fn incremental_ops_set_delete_append_subtract() {
+        use ConfigOp::*;
+        let d = LogConfig::default();
+        let cur = map(&[("retention.ms", "1000"), ("flush", "fsync")]);
+        let op = |k: &str, o, v: Option<&str>| (k.to_string(), o, v.map(str::to_string));
+        let next = apply_ops(
+            &d,
+            &cur,
+            &[
+                op("segment.bytes", Set, Some("2000000")),
+                op("flush", Delete, None),
+                op("cleanup.policy", Append, Some("delete")),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            next,
+            map(&[
+                ("retention.ms", "1000"),
+                ("segment.bytes", "2000000"),
+                ("cleanup.policy", "delete")
+            ])
+        );
+        // APPEND starts from the default list and does not repeat an item.
+        let appended = apply_ops(
+            &d,
+            &BTreeMap::new(),
+            &[op("cleanup.policy", Append, Some("compact"))],
+        )
+        .unwrap();
+        assert_eq!(appended["cleanup.policy"], "delete,compact");
+        assert!(
+            validate(&d, &appended, 1 << 20).is_err(),
+            "compact is refused by validation"
+        );
+        let sub = apply_ops(&d, &next, &[op("cleanup.policy", Subtract, Some("delete"))]).unwrap();
+        assert_eq!(sub["cleanup.policy"], "");
+        assert!(
+            validate(&d, &sub, 1 << 20).is_err(),
+            "an empty policy is refused"
+        );
+        // APPEND/SUBTRACT on a non-list config, SET without a value and unknown keys fail.
+        assert!(apply_ops(&d, &cur, &[op("retention.ms", Append, Some("5"))]).is_err());
+        assert!(apply_ops(&d, &cur, &[op("retention.ms", Subtract, Some("5"))]).is_err());
+        assert!(apply_ops(&d, &cur, &[op("retention.ms", Set, None)]).is_err());
+        assert!(apply_ops(&d, &cur, &[op("nope", Delete, None)]).is_err());
+        assert_eq!(ConfigOp::from_wire(4), None);
     }
 }

@@ -49,6 +49,11 @@ pub enum ShardRequest {
     },
     /// To shard 0, the metadata writer.
     DeleteTopics(Vec<String>),
+    /// To shard 0, the metadata writer: AlterConfigs / IncrementalAlterConfigs of topics.
+    AlterTopicConfigs {
+        changes: Vec<ConfigChange>,
+        validate_only: bool,
+    },
     /// To a group's coordinator shard (or, for listing, to every shard).
     Group(Box<crate::group::GroupOp>),
     /// From shard 0 to every shard: open logs of new partitions, close deleted ones.
@@ -65,10 +70,24 @@ pub enum ShardReply {
     ListOffsets(Vec<ListOffsetsResult>),
     CreateTopics(Vec<TopicResult>),
     DeleteTopics(Vec<TopicResult>),
+    AlterTopicConfigs(Vec<TopicResult>),
     Applied,
     /// `None` when the coordinator stopped with the request parked.
     Group(Option<crate::group::GroupReply>),
     Proposed(Result<crate::cluster::image::Outcome, crate::cluster::ProposeError>),
+}
+
+/// How one topic's config overrides change.
+pub enum ConfigEdit {
+    /// AlterConfigs: these become the overrides, all others are removed.
+    Replace(BTreeMap<String, String>),
+    /// IncrementalAlterConfigs: these operations, in order.
+    Ops(Vec<(String, crate::config::topic::ConfigOp, Option<String>)>),
+}
+
+pub struct ConfigChange {
+    pub topic: String,
+    pub edit: ConfigEdit,
 }
 
 pub struct ProducePart {

@@ -248,6 +248,12 @@ impl Shard {
                 ShardRequest::DeleteTopics(names) => {
                     ShardReply::DeleteTopics(self.delete_topics(names).await)
                 }
+                ShardRequest::AlterTopicConfigs {
+                    changes,
+                    validate_only,
+                } => ShardReply::AlterTopicConfigs(
+                    self.alter_topic_configs(changes, validate_only).await,
+                ),
                 ShardRequest::Group(op) => {
                     let meta = self.meta();
                     if let Some(group) = op.group_id()

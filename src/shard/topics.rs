@@ -147,7 +147,8 @@ impl Shard {
         }
         if !proposed.is_empty() {
             let cmd = crate::cluster::image::Command::CreateTopics { topics: proposed };
-            self.apply_outcome(cmd, &mut results).await;
+            self.apply_outcome(cmd, &mut results, |m, n| m.topics.contains_key(n))
+                .await;
         }
         if !created.is_empty()
             && let Err(e) = self.publish(next).await
@@ -201,7 +202,8 @@ impl Shard {
         }
         if !proposed.is_empty() {
             let cmd = crate::cluster::image::Command::DeleteTopics { names: proposed };
-            self.apply_outcome(cmd, &mut results).await;
+            self.apply_outcome(cmd, &mut results, |m, n| !m.topics.contains_key(n))
+                .await;
         }
         if !deleted.is_empty()
             && let Err(e) = self.publish(next).await
@@ -217,11 +219,13 @@ impl Shard {
 
     /// In a cluster: proposes a topic command to the metadata log, copies each topic's
     /// outcome into `results`, and waits (briefly) until this broker's shards see the
-    /// change, so a client told "created" can use the topic here at once.
-    async fn apply_outcome(
+    /// change (`settled` holds for every topic that succeeded), so a client told "created"
+    /// can use the topic here at once.
+    pub(super) async fn apply_outcome(
         self: &Rc<Self>,
         cmd: crate::cluster::image::Command,
         results: &mut [TopicResult],
+        settled: impl Fn(&MetaView, &str) -> bool,
     ) {
         use crate::cluster::image::Outcome;
         let names: Vec<String> = match &cmd {
@@ -229,9 +233,11 @@ impl Shard {
                 topics.iter().map(|t| t.name.clone()).collect()
             }
             crate::cluster::image::Command::DeleteTopics { names } => names.clone(),
+            crate::cluster::image::Command::AlterTopicConfigs { topics } => {
+                topics.iter().map(|t| t.name.clone()).collect()
+            }
             _ => Vec::new(),
         };
-        let created = matches!(cmd, crate::cluster::image::Command::CreateTopics { .. });
         match self.propose(cmd).await {
             Ok(Outcome::Topics(outcomes)) => {
                 for o in outcomes {
@@ -249,14 +255,14 @@ impl Shard {
                 }
             }
         }
-        let settled = |meta: &MetaView| {
+        let all_settled = |meta: &MetaView| {
             results
                 .iter()
                 .filter(|r| r.error_code == code::NONE && names.contains(&r.name))
-                .all(|r| meta.topics.contains_key(&r.name) == created)
+                .all(|r| settled(meta, &r.name))
         };
         for _ in 0..200 {
-            if settled(&self.meta()) {
+            if all_settled(&self.meta()) {
                 break;
             }
             glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
@@ -299,6 +305,7 @@ impl Shard {
             self.producer_ids.note_issued_below(c.producer_ids_issued);
         }
 
+        self.reconfigure_logs(&view).await;
         let mut removed = Vec::new();
         {
             let mut logs = self.table.logs.borrow_mut();

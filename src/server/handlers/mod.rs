@@ -1,11 +1,13 @@
 //! One handler per Kafka API. Each file states the versions it supports; [`SUPPORTED`] is
 //! what ApiVersions advertises and what a request's version is checked against.
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod create_topics;
 pub mod dedupe;
 pub mod delete_groups;
 pub mod delete_topics;
+pub mod describe_configs;
 pub mod describe_groups;
 pub mod fetch;
 pub mod fetch_frame;
@@ -194,6 +196,9 @@ async fn handle_api(ctx: &Ctx, frame: Bytes) -> Result<Option<Answer>, RequestEr
         ApiKey::DeleteGroups => delete_groups::handle(ctx, &mut req).await,
         ApiKey::OffsetDelete => offset_delete::handle(ctx, &mut req).await,
         ApiKey::InitProducerId => init_producer_id::handle(ctx, &mut req).await,
+        ApiKey::DescribeConfigs => describe_configs::handle(ctx, &mut req).await,
+        ApiKey::AlterConfigs => alter_configs::handle_alter(ctx, &mut req).await,
+        ApiKey::IncrementalAlterConfigs => alter_configs::handle_incremental(ctx, &mut req).await,
         other => Err(RequestError::UnsupportedVersion {
             api: other,
             version,

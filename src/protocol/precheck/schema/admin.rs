@@ -1,10 +1,11 @@
 //! Cluster and topic administration: Metadata, ApiVersions, CreateTopics, DeleteTopics,
-//! InitProducerId.
+//! InitProducerId, DescribeConfigs, AlterConfigs, IncrementalAlterConfigs.
 
 use super::*;
 use kafka_protocol::messages::{
-    BrokerId, TopicName, create_topics_request as ct, delete_topics_request as dt,
-    metadata_request as md,
+    BrokerId, TopicName, alter_configs_request as ac, create_topics_request as ct,
+    delete_topics_request as dt, describe_configs_request as dc,
+    incremental_alter_configs_request as iac, metadata_request as md,
 };
 use std::mem::size_of;
 
@@ -178,4 +179,145 @@ pub static INIT_PRODUCER_ID: MessageSchema = MessageSchema {
     versions: range(0, 4),
     flexible: from(2),
     body: &INIT_PRODUCER_ID_BODY,
+};
+
+// DescribeConfigs: v4 is the first flexible version (the crate has no v0).
+
+static DESCRIBE_CONFIGS_RESOURCE: StructSchema = StructSchema {
+    name: "DescribeConfigsResource",
+    fields: &[
+        field("resource_type", Versions::ALL, INT8),
+        field("resource_name", Versions::ALL, STRING),
+        field(
+            "configuration_keys",
+            Versions::ALL,
+            Ty::Array {
+                elem: Elem::String { nullable: false },
+                nullable: true,
+                rust_elem_size: size_of::<kafka_protocol::protocol::StrBytes>(),
+            },
+        ),
+    ],
+    tagged: &[],
+};
+
+static DESCRIBE_CONFIGS_BODY: StructSchema = StructSchema {
+    name: "DescribeConfigsRequest",
+    fields: &[
+        field(
+            "resources",
+            Versions::ALL,
+            structs(
+                &DESCRIBE_CONFIGS_RESOURCE,
+                size_of::<dc::DescribeConfigsResource>(),
+            ),
+        ),
+        field("include_synonyms", Versions::ALL, BOOL),
+        field("include_documentation", from(3), BOOL),
+    ],
+    tagged: &[],
+};
+
+pub static DESCRIBE_CONFIGS: MessageSchema = MessageSchema {
+    api: ApiKey::DescribeConfigs,
+    versions: range(1, 4),
+    flexible: from(4),
+    body: &DESCRIBE_CONFIGS_BODY,
+};
+
+// AlterConfigs: v2 is the first flexible version.
+
+static ALTERABLE_CONFIG: StructSchema = StructSchema {
+    name: "AlterableConfig",
+    fields: &[
+        field("name", Versions::ALL, STRING),
+        field("value", Versions::ALL, NULLABLE_STRING),
+    ],
+    tagged: &[],
+};
+
+static ALTER_CONFIGS_RESOURCE: StructSchema = StructSchema {
+    name: "AlterConfigsResource",
+    fields: &[
+        field("resource_type", Versions::ALL, INT8),
+        field("resource_name", Versions::ALL, STRING),
+        field(
+            "configs",
+            Versions::ALL,
+            structs(&ALTERABLE_CONFIG, size_of::<ac::AlterableConfig>()),
+        ),
+    ],
+    tagged: &[],
+};
+
+static ALTER_CONFIGS_BODY: StructSchema = StructSchema {
+    name: "AlterConfigsRequest",
+    fields: &[
+        field(
+            "resources",
+            Versions::ALL,
+            structs(
+                &ALTER_CONFIGS_RESOURCE,
+                size_of::<ac::AlterConfigsResource>(),
+            ),
+        ),
+        field("validate_only", Versions::ALL, BOOL),
+    ],
+    tagged: &[],
+};
+
+pub static ALTER_CONFIGS: MessageSchema = MessageSchema {
+    api: ApiKey::AlterConfigs,
+    versions: range(0, 2),
+    flexible: from(2),
+    body: &ALTER_CONFIGS_BODY,
+};
+
+// IncrementalAlterConfigs: v1 is the first flexible version.
+
+static INCREMENTAL_CONFIG: StructSchema = StructSchema {
+    name: "IncrementalAlterableConfig",
+    fields: &[
+        field("name", Versions::ALL, STRING),
+        field("config_operation", Versions::ALL, INT8),
+        field("value", Versions::ALL, NULLABLE_STRING),
+    ],
+    tagged: &[],
+};
+
+static INCREMENTAL_RESOURCE: StructSchema = StructSchema {
+    name: "IncrementalAlterConfigsResource",
+    fields: &[
+        field("resource_type", Versions::ALL, INT8),
+        field("resource_name", Versions::ALL, STRING),
+        field(
+            "configs",
+            Versions::ALL,
+            structs(&INCREMENTAL_CONFIG, size_of::<iac::AlterableConfig>()),
+        ),
+    ],
+    tagged: &[],
+};
+
+static INCREMENTAL_BODY: StructSchema = StructSchema {
+    name: "IncrementalAlterConfigsRequest",
+    fields: &[
+        field(
+            "resources",
+            Versions::ALL,
+            structs(
+                &INCREMENTAL_RESOURCE,
+                size_of::<iac::AlterConfigsResource>(),
+            ),
+        ),
+        field("validate_only", Versions::ALL, BOOL),
+    ],
+    tagged: &[],
+};
+
+pub static INCREMENTAL_ALTER_CONFIGS: MessageSchema = MessageSchema {
+    api: ApiKey::IncrementalAlterConfigs,
+    versions: range(0, 1),
+    flexible: from(1),
+    body: &INCREMENTAL_BODY,
 };

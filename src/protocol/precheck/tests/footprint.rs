@@ -116,6 +116,14 @@ footprint! {
     ListGroupsRequest => [states_filter, types_filter] tagged;
     DescribeGroupsRequest => [groups] tagged;
     DeleteGroupsRequest => [groups_names] tagged;
+    DescribeConfigsRequest => [resources] tagged;
+    describe_configs_request::DescribeConfigsResource => [configuration_keys] tagged;
+    AlterConfigsRequest => [resources] tagged;
+    alter_configs_request::AlterConfigsResource => [configs] tagged;
+    alter_configs_request::AlterableConfig => [] tagged;
+    IncrementalAlterConfigsRequest => [resources] tagged;
+    incremental_alter_configs_request::AlterConfigsResource => [configs] tagged;
+    incremental_alter_configs_request::AlterableConfig => [] tagged;
     OffsetDeleteRequest => [topics];
     OffsetDeleteRequestTopic => [partitions];
     OffsetDeleteRequestPartition => [];

@@ -21,6 +21,25 @@ use kafka_protocol::protocol::Encodable;
 
 /// The encoded size of the crate's default value of the struct named `name`.
 fn default_size(name: &str, v: i16) -> Option<usize> {
+    // Types whose names repeat across APIs, by the schema's names for them.
+    fn size<T: Encodable + Default>(v: i16) -> Option<usize> {
+        Some(T::default().compute_size(v).unwrap())
+    }
+    let configs = match name {
+        "DescribeConfigsResource" => size::<describe_configs_request::DescribeConfigsResource>(v),
+        "AlterConfigsResource" => size::<alter_configs_request::AlterConfigsResource>(v),
+        "AlterableConfig" => size::<alter_configs_request::AlterableConfig>(v),
+        "IncrementalAlterConfigsResource" => {
+            size::<incremental_alter_configs_request::AlterConfigsResource>(v)
+        }
+        "IncrementalAlterableConfig" => {
+            size::<incremental_alter_configs_request::AlterableConfig>(v)
+        }
+        _ => None,
+    };
+    if configs.is_some() {
+        return configs;
+    }
     macro_rules! sizes {
         ($($t:ident),* $(,)?) => {
             match name {
@@ -71,6 +90,9 @@ fn default_size(name: &str, v: i16) -> Option<usize> {
         OffsetDeleteRequest,
         OffsetDeleteRequestTopic,
         OffsetDeleteRequestPartition,
+        DescribeConfigsRequest,
+        AlterConfigsRequest,
+        IncrementalAlterConfigsRequest,
     )
 }
 

@@ -9,6 +9,7 @@
     clippy::arithmetic_side_effects
 )]
 
+mod build_configs;
 mod build_data;
 mod build_groups;
 mod coverage;
@@ -69,6 +70,9 @@ pub fn build(api: ApiKey, version: i16, case: usize) -> Option<Vec<u8>> {
         ApiKey::CreateTopics => encode(api, v, c, &d::create_topics(v, c)),
         ApiKey::DeleteTopics => encode(api, v, c, &d::delete_topics(v, c)),
         ApiKey::InitProducerId => encode(api, v, c, &d::init_producer_id(v, c)),
+        ApiKey::DescribeConfigs => encode(api, v, c, &build_configs::describe(v, c)),
+        ApiKey::AlterConfigs => encode(api, v, c, &build_configs::alter(v, c)),
+        ApiKey::IncrementalAlterConfigs => encode(api, v, c, &build_configs::incremental(v, c)),
         ApiKey::FindCoordinator => encode(api, v, c, &g::find_coordinator(v, c)),
         ApiKey::JoinGroup => encode(api, v, c, &g::join_group(v, c)),
         ApiKey::SyncGroup => encode(api, v, c, &g::sync_group(v, c)),
@@ -156,6 +160,9 @@ fn decode_body(api: ApiKey, v: i16, buf: &mut Bytes) -> anyhow::Result<usize> {
         ApiKey::CreateTopics => fp::<CreateTopicsRequest>(buf, v),
         ApiKey::DeleteTopics => fp::<DeleteTopicsRequest>(buf, v),
         ApiKey::InitProducerId => fp::<InitProducerIdRequest>(buf, v),
+        ApiKey::DescribeConfigs => fp::<DescribeConfigsRequest>(buf, v),
+        ApiKey::AlterConfigs => fp::<AlterConfigsRequest>(buf, v),
+        ApiKey::IncrementalAlterConfigs => fp::<IncrementalAlterConfigsRequest>(buf, v),
         ApiKey::FindCoordinator => fp::<FindCoordinatorRequest>(buf, v),
         ApiKey::JoinGroup => fp::<JoinGroupRequest>(buf, v),
         ApiKey::SyncGroup => fp::<SyncGroupRequest>(buf, v),

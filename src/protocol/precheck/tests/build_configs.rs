@@ -1,0 +1,67 @@
+//! Requests as clients build them: DescribeConfigs, AlterConfigs, IncrementalAlterConfigs.
+//! Every array has 2-3 elements; `case` 0 fills nullable fields, case 1 leaves them null.
+
+use super::{UNKNOWN_TAG, s, tv};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::{
+    AlterConfigsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest,
+    alter_configs_request as ac, incremental_alter_configs_request as iac,
+};
+
+const NAMES: [&str; 3] = ["retention.ms", "cleanup.policy", "segment.bytes"];
+
+pub fn describe(v: i16, case: usize) -> DescribeConfigsRequest {
+    let resource = |r: usize| {
+        DescribeConfigsResource::default()
+            .with_resource_type(if r == 0 { 2 } else { 4 })
+            .with_resource_name(s(["alpha", "1"][r]))
+            .with_configuration_keys((case == 0).then(|| NAMES.iter().map(|n| s(n)).collect()))
+            .with_unknown_tagged_field(UNKNOWN_TAG, tv())
+    };
+    DescribeConfigsRequest::default()
+        .with_resources((0..2).map(resource).collect())
+        .with_include_synonyms(case == 0)
+        .with_include_documentation(case == 0 && v >= 3)
+        .with_unknown_tagged_field(UNKNOWN_TAG, tv())
+}
+
+pub fn alter(_v: i16, case: usize) -> AlterConfigsRequest {
+    let config = |c: usize| {
+        ac::AlterableConfig::default()
+            .with_name(s(NAMES[c]))
+            .with_value((case == 0 || c != 1).then(|| s("1000")))
+            .with_unknown_tagged_field(UNKNOWN_TAG, tv())
+    };
+    let resource = |r: usize| {
+        ac::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s(["alpha", "beta"][r]))
+            .with_configs((0..3).map(config).collect())
+            .with_unknown_tagged_field(UNKNOWN_TAG, tv())
+    };
+    AlterConfigsRequest::default()
+        .with_resources((0..2).map(resource).collect())
+        .with_validate_only(case == 1)
+        .with_unknown_tagged_field(UNKNOWN_TAG, tv())
+}
+
+pub fn incremental(_v: i16, case: usize) -> IncrementalAlterConfigsRequest {
+    let config = |c: usize| {
+        iac::AlterableConfig::default()
+            .with_name(s(NAMES[c]))
+            .with_config_operation(c as i8)
+            .with_value((case == 0 || c != 1).then(|| s("1000")))
+            .with_unknown_tagged_field(UNKNOWN_TAG, tv())
+    };
+    let resource = |r: usize| {
+        iac::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s(["alpha", "beta"][r]))
+            .with_configs((0..3).map(config).collect())
+            .with_unknown_tagged_field(UNKNOWN_TAG, tv())
+    };
+    IncrementalAlterConfigsRequest::default()
+        .with_resources((0..2).map(resource).collect())
+        .with_validate_only(case == 1)
+        .with_unknown_tagged_field(UNKNOWN_TAG, tv())
+}
