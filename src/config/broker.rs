@@ -508,6 +508,20 @@ mod tests {
     }
 
     #[test]
+    fn metrics_listen_is_off_when_empty() {
+        let mut c = BrokerConfig::default();
+        assert_eq!(c.metrics_listen, None);
+        c.apply_override("metrics.listen=127.0.0.1:9100").unwrap();
+        assert_eq!(c.metrics_listen.as_deref(), Some("127.0.0.1:9100"));
+        c.apply_override("metrics.listen=").unwrap();
+        assert_eq!(c.metrics_listen, None);
+        assert!(matches!(
+            c.apply_override("metrics.listen=9100"),
+            Err(ConfigError::BadValue { .. })
+        ));
+    }
+
+    #[test]
     fn overrides_apply() {
         let mut c = BrokerConfig::default();
         c.apply_override("log.retention.bytes=-1").unwrap();
