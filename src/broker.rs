@@ -146,6 +146,9 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     // The shards bind with SO_REUSEPORT, which would let a second broker share the port and
     // take half its clients: a plain bind first makes an occupied port an error.
     ensure_port_free(&listen.to_string(), "listen")?;
+    if let Some(addr) = &config.metrics_listen {
+        ensure_port_free(addr, "metrics.listen")?;
+    }
     if config.cluster.node_id.is_some()
         && let Some(addr) = config.cluster.controller_listen_addr()
     {
@@ -382,8 +385,32 @@ async fn shard_main(
     let conns = Rc::new(Connections::default());
     // A shard that cannot listen reports it and still takes part in the shutdown below,
     // which the main thread starts at once.
+    // The Prometheus endpoint, on shard 0 only: a scrape gathers every shard over the mesh.
+    let metrics_listener = match &shard.config.metrics_listen {
+        Some(addr) if id == 0 => glommio::net::TcpListener::bind(addr.as_str())
+            .map(Some)
+            .map_err(|e| format!("shard 0: cannot listen on metrics.listen {addr}: {e}")),
+        _ => Ok(None),
+    };
+    let mut metrics = None;
     let accept = match glommio::net::TcpListener::bind(listen) {
+        Err(e) => {
+            let msg = format!("shard {id}: cannot listen on {listen}: {e}");
+            let _ = startup.send((id, Startup::Failed(msg)));
+            None
+        }
+        Ok(_) if metrics_listener.is_err() => {
+            let msg = metrics_listener.err().unwrap_or_default();
+            let _ = startup.send((id, Startup::Failed(msg)));
+            None
+        }
         Ok(listener) => {
+            if let Ok(Some(l)) = metrics_listener {
+                metrics = Some(glommio::spawn_local(crate::server::metrics::serve(
+                    shard.clone(),
+                    l,
+                )));
+            }
             let task = glommio::spawn_local(listener::accept_loop(
                 shard.clone(),
                 listener,
@@ -392,11 +419,6 @@ async fn shard_main(
             ));
             let _ = startup.send((id, Startup::Ready));
             Some(task)
-        }
-        Err(e) => {
-            let msg = format!("shard {id}: cannot listen on {listen}: {e}");
-            let _ = startup.send((id, Startup::Failed(msg)));
-            None
         }
     };
 
@@ -423,6 +445,7 @@ async fn shard_main(
 
     // Phase 1: no new connections or requests; finish those already read.
     drop(accept);
+    drop(metrics);
     conns.stop_reading();
     let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
     while !conns.is_empty() && std::time::Instant::now() < deadline {

@@ -12,6 +12,7 @@ pub mod protocol;
 pub mod rt;
 pub mod server;
 pub mod shard;
+pub mod stats;
 pub mod storage;
 
 /// The precheck's differential tests run `kafka-protocol` on hostile frames; see

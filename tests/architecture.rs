@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 /// The broker crate's top-level modules, lowest layer first. A module may use its own
 /// layer's modules listed before it, and every module of the layers below.
 const LAYERS: &[&[&str]] = &[
-    &["fatal", "os", "rt", "protocol", "test_alloc"],
+    &["fatal", "os", "rt", "protocol", "stats", "test_alloc"],
     &["compression", "producer"],
     &["config"],
     &["storage"],

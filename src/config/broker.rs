@@ -36,6 +36,8 @@ pub struct BrokerConfig {
     pub listen: String,
     /// `HOST:PORT` returned to clients in Metadata; `None` derives it from `listen`.
     pub advertised: Option<String>,
+    /// `HOST:PORT` of the Prometheus endpoint (`GET /metrics`) on shard 0; `None` is off.
+    pub metrics_listen: Option<String>,
     pub data_dir: PathBuf,
     /// Number of shards (executors); 0 means one per core.
     pub shards: usize,
@@ -73,6 +75,7 @@ impl Default for BrokerConfig {
         BrokerConfig {
             listen: "0.0.0.0:9092".to_string(),
             advertised: None,
+            metrics_listen: None,
             data_dir: PathBuf::from("./data"),
             shards: 0,
             auto_create_topics_enable: true,
@@ -164,6 +167,7 @@ impl BrokerConfig {
     pub const KEYS: &'static [&'static str] = &[
         "listen",
         "advertised",
+        "metrics.listen",
         "data.dir",
         "shards",
         "auto.create.topics.enable",
@@ -206,6 +210,14 @@ impl BrokerConfig {
             "advertised" => {
                 check_host_port(key, value)?;
                 self.advertised = Some(value.to_string());
+            }
+            "metrics.listen" => {
+                self.metrics_listen = if value.is_empty() {
+                    None
+                } else {
+                    check_host_port(key, value)?;
+                    Some(value.to_string())
+                };
             }
             "data.dir" => {
                 if value.is_empty() {
@@ -493,6 +505,20 @@ mod tests {
             Err(ConfigError::BadOverride(_))
         ));
         assert!(c.apply_toml("x = 1.5").is_err());
+    }
+
+    #[test]
+    fn metrics_listen_is_off_when_empty() {
+        let mut c = BrokerConfig::default();
+        assert_eq!(c.metrics_listen, None);
+        c.apply_override("metrics.listen=127.0.0.1:9100").unwrap();
+        assert_eq!(c.metrics_listen.as_deref(), Some("127.0.0.1:9100"));
+        c.apply_override("metrics.listen=").unwrap();
+        assert_eq!(c.metrics_listen, None);
+        assert!(matches!(
+            c.apply_override("metrics.listen=9100"),
+            Err(ConfigError::BadValue { .. })
+        ));
     }
 
     #[test]

@@ -53,6 +53,17 @@ impl GroupCoordinator {
         }
     }
 
+    /// Every committed offset: (group, topic, partition, offset), for the metrics.
+    pub fn committed_offsets(&self) -> Vec<(String, String, i32, i64)> {
+        let mut out = Vec::new();
+        for (id, g) in &self.groups {
+            for ((topic, partition), c) in &g.offsets {
+                out.push((id.clone(), topic.clone(), *partition, c.offset));
+            }
+        }
+        out
+    }
+
     /// Groups this coordinator holds.
     pub fn group_count(&self) -> usize {
         self.groups.len()

@@ -44,6 +44,11 @@ impl<L: OffsetsLog, R: Runtime> GroupHost<L, R> {
         })
     }
 
+    /// Every committed offset this host's coordinator holds (for the metrics).
+    pub fn committed_offsets(&self) -> Vec<(String, String, i32, i64)> {
+        self.coordinator.borrow().committed_offsets()
+    }
+
     /// Runs `op` and waits for its answer (`None` only if the host is dropped with the
     /// request parked, as when the shard stops). `topics` gives a topic's partition count.
     pub async fn handle(

@@ -119,6 +119,8 @@ pub async fn accept_loop(
             .insert(id, (stream.as_raw_fd(), activity.clone()));
         let conns = conns.clone();
         let pool = frontend.pool.clone();
+        shard.metrics.connection_opened();
+        let shard = shard.clone();
         glommio::spawn_local(async move {
             // A bug that panics in the connection's own code closes this connection only.
             if Contained::new(connection::serve(ctx, stream, pool, activity))
@@ -128,6 +130,7 @@ pub async fn accept_loop(
                 tracing::error!("a connection's reader panicked; it is closed");
             }
             conns.open.borrow_mut().remove(&id);
+            shard.metrics.connection_closed();
             drop(admitted);
         })
         .detach();

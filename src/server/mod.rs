@@ -5,5 +5,6 @@ pub mod admission;
 pub mod connection;
 pub mod handlers;
 pub mod listener;
+pub mod metrics;
 pub mod pool;
 pub mod response;

@@ -61,6 +61,8 @@ pub enum ShardRequest {
     /// In a cluster, to shard 0 (which runs the controller node): propose a command to the
     /// metadata log and answer with its outcome once this broker has applied it.
     Propose(crate::cluster::image::Command),
+    /// A scrape of the metrics endpoint: this shard's counters.
+    Metrics,
 }
 
 pub enum ShardReply {
@@ -75,6 +77,7 @@ pub enum ShardReply {
     /// `None` when the coordinator stopped with the request parked.
     Group(Option<crate::group::GroupReply>),
     Proposed(Result<crate::cluster::image::Outcome, crate::cluster::ProposeError>),
+    Metrics(Box<super::metrics::ShardSnapshot>),
 }
 
 /// How one topic's config overrides change.

@@ -9,6 +9,7 @@ pub mod groups;
 pub mod logs;
 pub mod messages;
 pub mod meta;
+pub mod metrics;
 pub mod partitions;
 pub mod runtime;
 pub mod scatter;

@@ -11,6 +11,10 @@ use crate::storage::Chunk;
 use glommio::channels::local_channel;
 use std::time::Duration;
 
+/// Kafka's API keys of Produce and Fetch, the label of their partition errors.
+const API_PRODUCE: i16 = 0;
+const API_FETCH: i16 = 1;
+
 impl Shard {
     /// The log of a partition this broker leads, or the error a client gets: a partition
     /// led elsewhere (or by nobody) is NOT_LEADER_OR_FOLLOWER, so the client refreshes its
@@ -60,7 +64,18 @@ impl Shard {
                 }) as LocalBoxFuture<'_, ProduceResult>
             })
             .collect();
-        join_all(appends).await
+        let results = join_all(appends).await;
+        self.count_errors(API_PRODUCE, results.iter().map(|r| r.error_code));
+        results
+    }
+
+    /// Counts the partitions answered with an error (the omitted duplicates are none).
+    fn count_errors(&self, api: i16, codes: impl Iterator<Item = i16>) {
+        for c in codes {
+            if c != code::NONE && c != i16::MIN {
+                self.metrics.partition_error(api, c);
+            }
+        }
     }
 
     pub(super) async fn read(&self, parts: Vec<ReadPart>, max_bytes: u64) -> Vec<ReadResult> {
@@ -138,6 +153,7 @@ impl Shard {
                 continue;
             }
             let len: u64 = records.iter().map(Chunk::len).sum();
+            log.stats().read(len);
             budget = budget.saturating_sub(len);
             out.push(ReadResult {
                 error_code: code::NONE,
@@ -146,6 +162,7 @@ impl Shard {
                 records,
             });
         }
+        self.count_errors(API_FETCH, out.iter().map(|r| r.error_code));
         out
     }
 

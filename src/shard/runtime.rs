@@ -49,6 +49,8 @@ pub struct Shard {
     pub(super) meta_write: async_lock::Mutex<()>,
     /// Bytes fetched per send path (sendfile, writev, copying fallback, batch cache).
     pub fetch_stats: FetchStats,
+    /// Request, connection and mesh counters for the metrics endpoint.
+    pub metrics: super::metrics::ShardMetrics,
     /// Recently written batches of this shard's `io = direct` logs.
     pub(super) batch_cache: Rc<RefCell<BatchCache>>,
     stats_logged_at: Cell<std::time::Instant>,
@@ -78,6 +80,7 @@ impl Shard {
             waits: RefCell::new(HashMap::new()),
             meta_write: async_lock::Mutex::new(()),
             fetch_stats: FetchStats::default(),
+            metrics: super::metrics::ShardMetrics::new(nshards),
             stats_logged_at: Cell::new(std::time::Instant::now()),
             stats_logged_total: Cell::new(0),
             batch_cache: Rc::new(RefCell::new(BatchCache::new(
@@ -121,6 +124,7 @@ impl Shard {
         }
         let id = self.next_id.get();
         self.next_id.set(id.wrapping_add(1));
+        self.metrics.mesh_sent_to(shard);
         let (tx, rx) = local_channel::new_bounded(1);
         self.pending.borrow_mut().insert(id, tx);
         let mut call = PendingCall {
@@ -275,6 +279,7 @@ impl Shard {
                     self.apply_metadata(meta).await;
                     ShardReply::Applied
                 }
+                ShardRequest::Metrics => ShardReply::Metrics(Box::new(self.metrics_snapshot())),
                 ShardRequest::Propose(cmd) => {
                     let controller = self.controller.borrow().clone();
                     ShardReply::Proposed(match controller {

@@ -50,6 +50,18 @@ pub enum RequestError {
     Encode(String),
 }
 
+impl RequestError {
+    /// A short name of the reason, the label of the metrics' failure counter.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RequestError::UnknownApi(_) => "unknown_api",
+            RequestError::UnsupportedVersion { .. } => "unsupported_version",
+            RequestError::Decode(_) => "decode",
+            RequestError::Encode(_) => "encode",
+        }
+    }
+}
+
 /// What a handler sees of its connection.
 pub struct Ctx {
     pub shard: Rc<Shard>,
@@ -107,7 +119,21 @@ pub fn encode_frame<T: Encodable>(
 
 /// Decodes and answers one request frame. `Ok(None)` sends nothing (Produce acks=0).
 pub async fn handle(ctx: &Ctx, frame: Bytes) -> Result<Option<Response>, RequestError> {
-    Ok(handle_api(ctx, frame).await?.map(Response::from_either))
+    let started = std::time::Instant::now();
+    let key = match frame.get(..2) {
+        Some(k) => i16::from_be_bytes([k[0], k[1]]),
+        None => -1,
+    };
+    let answer = handle_api(ctx, frame).await;
+    // Counted per API key as it came; a key no API has is counted nowhere.
+    if let Some(api) = ctx.shard.metrics.api(key) {
+        crate::stats::add(&api.requests, 1);
+        api.latency_us.observe_since(started);
+        if let Err(e) = &answer {
+            *api.failures.borrow_mut().entry(e.kind()).or_insert(0) += 1;
+        }
+    }
+    Ok(answer?.map(Response::from_either))
 }
 
 /// A handler's answer: an encoded frame, or a Fetch frame of chunks.

@@ -215,6 +215,10 @@ impl<S: Storage> PartitionLog<S> {
             }
         };
         drop(guard);
+        // Counted once queued: the bytes are in the log's line from here on.
+        self.inner
+            .stats
+            .appended(size, u64::try_from(records).unwrap_or(0));
 
         let durable = config.flush == FlushMode::Fsync;
         self.wait_for(info.last_offset + 1, durable).await?;

@@ -37,12 +37,14 @@ mod append;
 mod maintenance;
 mod open;
 mod read;
+mod stats;
 #[cfg(test)]
 mod tests;
 mod writer;
 
 pub use append::AppendInfo;
 pub use read::{FileRegion, ReadSlice};
+pub use stats::LogStats;
 
 use super::error::{Result, StorageError};
 use super::io::{FileKind, Storage};
@@ -111,6 +113,8 @@ struct Inner<S: Storage> {
     cache: RefCell<Option<(Rc<RefCell<super::cache::BatchCache>>, u64)>>,
     /// Producer ids below this were issued by the broker; `None` checks nothing (tests).
     issued_ids: RefCell<Option<std::sync::Arc<std::sync::atomic::AtomicI64>>>,
+    /// Counters for the metrics.
+    stats: stats::LogStats,
 }
 
 /// One partition's log. Cloning is cheap and shares the log. Not `Send`: a log belongs to
@@ -139,6 +143,11 @@ fn file_kind(io: IoMode) -> FileKind {
 impl<S: Storage> PartitionLog<S> {
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// This log's counters (bytes and records in and out, fdatasyncs, write batches).
+    pub fn stats(&self) -> &LogStats {
+        &self.inner.stats
     }
 
     /// Refuses batches of producer ids at or above `issued_below` (UNKNOWN_PRODUCER_ID).

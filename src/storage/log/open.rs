@@ -139,6 +139,7 @@ impl<S: Storage> PartitionLog<S> {
             clock: Cell::new(clock),
             cache: RefCell::new(None),
             issued_ids: RefCell::new(None),
+            stats: super::stats::LogStats::default(),
         };
         Ok(PartitionLog {
             inner: Rc::new(inner),

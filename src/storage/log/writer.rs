@@ -94,6 +94,7 @@ impl<S: Storage> PartitionLog<S> {
             if let Some((file, pos, bufs)) = job {
                 let n = bufs.len();
                 let len: u64 = bufs.iter().map(|b| b.len() as u64).sum();
+                self.inner.stats.write_batch.observe(n as u64);
                 if let Err(e) = file.write_at(pos, &bufs).await {
                     self.fail("write", &e);
                     return;
@@ -135,10 +136,12 @@ impl<S: Storage> PartitionLog<S> {
                     .then(|| (st.active().log.clone(), st.written_pos, st.written_offset))
             };
             if let Some((file, pos, offset)) = sync {
+                let started = std::time::Instant::now();
                 if let Err(e) = file.sync_data().await {
                     self.fail("fdatasync", &e);
                     return;
                 }
+                self.inner.stats.sync_us.observe_since(started);
                 let mut st = self.inner.state.borrow_mut();
                 st.synced_pos = st.synced_pos.max(pos);
                 st.synced_offset = st.synced_offset.max(offset);
@@ -212,6 +215,10 @@ mod tests {
             offsets.sort_unstable();
             assert_eq!(offsets, (0..16).collect::<Vec<_>>());
             assert_eq!(log.high_watermark(), 16);
+            // The metrics count each fdatasync the disk saw, and every append written.
+            assert_eq!(log.stats().sync_us.count(), sim.syncs());
+            assert_eq!(log.stats().write_batch.snapshot().sum, 16);
+            assert_eq!(log.stats().records_in.get(), 16);
             // 16 appends waiting together need far fewer than 16 fdatasyncs.
             assert!(
                 sim.syncs() <= 4,

@@ -1,0 +1,234 @@
+//! What a shard counts for the Prometheus endpoint, and the snapshot of it that a scrape
+//! gathers from every shard over the mesh (`ShardRequest::Metrics`). Counting is `Cell`
+//! adds on the shard's own thread; only a scrape walks the logs and copies the numbers.
+
+use super::Shard;
+use crate::stats::{Histogram, HistogramSnapshot, LATENCY_US, add};
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+
+/// Kafka API keys are small numbers; one slot each.
+const API_SLOTS: usize = 128;
+
+pub struct ApiStats {
+    pub requests: Cell<u64>,
+    /// Requests that could not be answered (the connection is closed), by reason.
+    pub failures: RefCell<BTreeMap<&'static str, u64>>,
+    pub latency_us: Histogram,
+}
+
+/// One shard's counters that are not a log's (those are in `storage::LogStats`).
+pub struct ShardMetrics {
+    apis: Box<[ApiStats]>,
+    /// Partition results answered with an error, by (API key, error code).
+    pub partition_errors: RefCell<BTreeMap<(i16, i16), u64>>,
+    pub connections_open: Cell<u64>,
+    pub connections_accepted: Cell<u64>,
+    /// Mesh requests this shard sent, by destination shard.
+    pub mesh_sent: Box<[Cell<u64>]>,
+}
+
+impl ShardMetrics {
+    pub fn new(nshards: usize) -> ShardMetrics {
+        ShardMetrics {
+            apis: (0..API_SLOTS)
+                .map(|_| ApiStats {
+                    requests: Cell::new(0),
+                    failures: RefCell::new(BTreeMap::new()),
+                    latency_us: Histogram::new(LATENCY_US),
+                })
+                .collect(),
+            partition_errors: RefCell::new(BTreeMap::new()),
+            connections_open: Cell::new(0),
+            connections_accepted: Cell::new(0),
+            mesh_sent: (0..nshards).map(|_| Cell::new(0)).collect(),
+        }
+    }
+
+    /// The slot of an API key; `None` for a key no API has (answered by closing).
+    pub fn api(&self, key: i16) -> Option<&ApiStats> {
+        self.apis.get(usize::try_from(key).ok()?)
+    }
+
+    pub fn partition_error(&self, api: i16, code: i16) {
+        *self
+            .partition_errors
+            .borrow_mut()
+            .entry((api, code))
+            .or_insert(0) += 1;
+    }
+
+    pub fn mesh_sent_to(&self, shard: usize) {
+        if let Some(c) = self.mesh_sent.get(shard) {
+            add(c, 1);
+        }
+    }
+
+    pub fn connection_opened(&self) {
+        add(&self.connections_accepted, 1);
+        add(&self.connections_open, 1);
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections_open
+            .set(self.connections_open.get().saturating_sub(1));
+    }
+}
+
+/// One partition log's numbers at a scrape.
+#[derive(Debug, Clone, Default)]
+pub struct PartitionSnapshot {
+    pub topic: String,
+    pub partition: i32,
+    pub bytes_in: u64,
+    pub records_in: u64,
+    pub bytes_out: u64,
+    pub size_bytes: u64,
+    pub segments: u64,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    pub high_watermark: i64,
+    pub sync_us: HistogramSnapshot,
+    pub write_batch: HistogramSnapshot,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ApiSnapshot {
+    pub key: i16,
+    pub requests: u64,
+    pub failures: Vec<(&'static str, u64)>,
+    pub latency_us: HistogramSnapshot,
+}
+
+/// This broker's place in its cluster, from shard 0's metadata copy.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterSnapshot {
+    pub node: i32,
+    pub is_controller: bool,
+    pub fenced: bool,
+    pub lease: bool,
+    pub leaders: u64,
+}
+
+/// Everything one shard tells a scrape; `Send`, it crosses the mesh.
+#[derive(Debug, Clone, Default)]
+pub struct ShardSnapshot {
+    pub shard: usize,
+    pub partitions: Vec<PartitionSnapshot>,
+    pub apis: Vec<ApiSnapshot>,
+    pub partition_errors: Vec<(i16, i16, u64)>,
+    pub connections_open: u64,
+    pub connections_accepted: u64,
+    pub mesh_sent: Vec<u64>,
+    pub sendfile_bytes: u64,
+    pub writev_bytes: u64,
+    pub fallback_bytes: u64,
+    pub cache_hit_bytes: u64,
+    pub cache_miss_bytes: u64,
+    pub cluster: Option<ClusterSnapshot>,
+    /// (group, topic, partition, committed offset) of the groups this shard coordinates.
+    pub committed: Vec<(String, String, i32, i64)>,
+}
+
+impl Shard {
+    /// Copies this shard's counters (for a scrape).
+    pub fn metrics_snapshot(&self) -> ShardSnapshot {
+        let m = &self.metrics;
+        let partitions = self
+            .all_logs()
+            .into_iter()
+            .map(|(topic, partition, log)| {
+                let s = log.stats();
+                PartitionSnapshot {
+                    topic,
+                    partition,
+                    bytes_in: s.bytes_in.get(),
+                    records_in: s.records_in.get(),
+                    bytes_out: s.bytes_out.get(),
+                    size_bytes: log.size_bytes(),
+                    segments: log.segment_count() as u64,
+                    log_start_offset: log.log_start_offset(),
+                    log_end_offset: log.log_end_offset(),
+                    high_watermark: log.high_watermark(),
+                    sync_us: s.sync_us.snapshot(),
+                    write_batch: s.write_batch.snapshot(),
+                }
+            })
+            .collect();
+        let apis = m
+            .apis
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.requests.get() > 0)
+            .filter_map(|(key, a)| {
+                Some(ApiSnapshot {
+                    key: i16::try_from(key).ok()?,
+                    requests: a.requests.get(),
+                    failures: a.failures.borrow().iter().map(|(k, v)| (*k, *v)).collect(),
+                    latency_us: a.latency_us.snapshot(),
+                })
+            })
+            .collect();
+        let cluster = (self.id == 0)
+            .then(|| {
+                let meta = self.meta();
+                let c = meta.meta.cluster.as_ref()?;
+                let leaders = meta
+                    .meta
+                    .topics
+                    .values()
+                    .flat_map(|t| t.assignment.iter())
+                    .filter(|a| a.leader == c.node)
+                    .count() as u64;
+                Some(ClusterSnapshot {
+                    node: c.node,
+                    is_controller: c.controller == Some(c.node),
+                    fenced: !c.brokers.contains_key(&c.node),
+                    lease: c.lease,
+                    leaders,
+                })
+            })
+            .flatten();
+        let f = &self.fetch_stats;
+        ShardSnapshot {
+            shard: self.id,
+            partitions,
+            apis,
+            partition_errors: m
+                .partition_errors
+                .borrow()
+                .iter()
+                .map(|((a, c), n)| (*a, *c, *n))
+                .collect(),
+            connections_open: m.connections_open.get(),
+            connections_accepted: m.connections_accepted.get(),
+            mesh_sent: m.mesh_sent.iter().map(Cell::get).collect(),
+            sendfile_bytes: f.sendfile_bytes.get(),
+            writev_bytes: f.writev_bytes.get(),
+            fallback_bytes: f.fallback_bytes.get(),
+            cache_hit_bytes: f.cache_hit_bytes.get(),
+            cache_miss_bytes: f.cache_miss_bytes.get(),
+            cluster,
+            committed: self.groups.committed_offsets(),
+        }
+    }
+
+    /// Every shard's snapshot, gathered over the mesh (a scrape, on shard 0). A shard
+    /// that does not answer (the broker is stopping) is left out.
+    pub async fn gather_metrics(self: &std::rc::Rc<Self>) -> Vec<ShardSnapshot> {
+        let mut out = Vec::with_capacity(self.nshards);
+        for shard in 0..self.nshards {
+            if shard == self.id {
+                out.push(self.metrics_snapshot());
+                continue;
+            }
+            if let Some(super::messages::ShardReply::Metrics(s)) = self
+                .call(shard, super::messages::ShardRequest::Metrics)
+                .await
+            {
+                out.push(*s);
+            }
+        }
+        out
+    }
+}
