@@ -34,6 +34,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a stopping broker of a cluster waits for its controlled shutdown.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(8);
 
+/// How long a listener found on our port may take to go away before start-up fails.
+const PORT_RELEASE_WAIT: Duration = Duration::from_secs(5);
+
 /// Fails when something already listens on `addr`: the shards bind with SO_REUSEPORT,
 /// which would let a second broker share the port and take part of its clients. Checked by
 /// connecting (a plain bind would also fail on an ephemeral port a client connection holds).
@@ -45,8 +48,15 @@ fn ensure_port_free(addr: &str, key: &str) -> anyhow::Result<()> {
     if target.ip().is_unspecified() {
         target.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    if std::net::TcpStream::connect_timeout(&target, Duration::from_millis(300)).is_ok() {
-        bail!("{key} {addr} is already in use: another process listens there");
+    // A broker killed a moment ago can still accept here: io_uring releases its listening
+    // socket after the process is gone. A listener that stays for the whole window is
+    // another live process.
+    let deadline = std::time::Instant::now() + PORT_RELEASE_WAIT;
+    while std::net::TcpStream::connect_timeout(&target, Duration::from_millis(300)).is_ok() {
+        if std::time::Instant::now() >= deadline {
+            bail!("{key} {addr} is already in use: another process listens there");
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
     Ok(())
 }
