@@ -518,26 +518,9 @@ fn cluster_alters_through_a_non_controller_and_every_broker_reads_it_back() {
     }
 }
 
-fn python_has_kafka() -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", "import kafka"])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[test]
 fn kafka_python_admin_alters_and_describes_configs() {
-    if !python_has_kafka() {
-        // The test command runs scripts/setup.sh first; this covers a direct cargo test.
-        for extra in [&[][..], &["--break-system-packages"][..]] {
-            let _ = std::process::Command::new("python3")
-                .args(["-m", "pip", "install", "--quiet"])
-                .args(extra)
-                .arg("kafka-python")
-                .status();
-        }
-    }
-    assert!(python_has_kafka(), "kafka-python is not installed");
+    common::ensure_kafka_python();
     let broker = Broker::start(&[]);
     let script: std::path::PathBuf = [
         env!("CARGO_MANIFEST_DIR"),

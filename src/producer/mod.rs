@@ -5,4 +5,4 @@ pub mod ids;
 pub mod state;
 
 pub use ids::{ProducerIdAllocator, ProducerIdAndEpoch};
-pub use state::{BatchMeta, ProducerBatch, ProducerError, ProducerStates, Verdict};
+pub use state::{ActiveProducer, BatchMeta, ProducerBatch, ProducerError, ProducerStates, Verdict};

@@ -98,6 +98,17 @@ struct Entry {
     epoch: i16,
     /// Oldest first, at most [`BATCHES_KEPT`].
     batches: Vec<BatchMeta>,
+    /// The largest timestamp of the producer's last batch (DescribeProducers shows it).
+    last_timestamp: i64,
+}
+
+/// One producer of a partition, as DescribeProducers shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveProducer {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
 }
 
 impl Entry {
@@ -105,6 +116,7 @@ impl Entry {
         Entry {
             epoch: NO_EPOCH,
             batches: Vec::new(),
+            last_timestamp: -1,
         }
     }
 
@@ -211,7 +223,13 @@ impl ProducerStates {
 
     /// Records an appended (or recovered) batch at its offsets. No checks: call after
     /// [`ProducerStates::check`] accepted the append, or while rebuilding from the log.
-    pub fn commit(&mut self, b: &ProducerBatch, base_offset: i64, last_offset: i64) {
+    pub fn commit(
+        &mut self,
+        b: &ProducerBatch,
+        base_offset: i64,
+        last_offset: i64,
+        max_timestamp: i64,
+    ) {
         if b.producer_id < 0 {
             return;
         }
@@ -233,6 +251,25 @@ impl ProducerStates {
                 last_offset,
             },
         );
+        entry.last_timestamp = max_timestamp;
+    }
+
+    /// Every producer with a batch in the partition, by producer id.
+    pub fn active(&self) -> Vec<ActiveProducer> {
+        let mut out: Vec<ActiveProducer> = self
+            .producers
+            .iter()
+            .filter_map(|(&producer_id, e)| {
+                Some(ActiveProducer {
+                    producer_id,
+                    epoch: e.epoch,
+                    last_sequence: e.batches.last()?.last_seq,
+                    last_timestamp: e.last_timestamp,
+                })
+            })
+            .collect();
+        out.sort_by_key(|p| p.producer_id);
+        out
     }
 
     /// The epoch and last batch of a producer (tests and diagnostics).
@@ -264,7 +301,7 @@ mod tests {
         let v = s.check(&[b])?;
         if v == Verdict::Append {
             let last = *next + b.last_offset_delta as i64;
-            s.commit(&b, *next, last);
+            s.commit(&b, *next, last, *next * 10);
             *next = last + 1;
         }
         Ok(v)
@@ -395,5 +432,34 @@ mod tests {
         assert!(s.check(&gap).is_err());
         // Non-idempotent batches are not tracked.
         assert_eq!(s.check(&[pb(-1, -1, -1, 5)]), Ok(Verdict::Append));
+    }
+
+    #[test]
+    fn active_producers_show_their_epoch_last_sequence_and_timestamp() {
+        let mut s = ProducerStates::default();
+        let mut next = 0;
+        append(&mut s, pb(9, 0, 0, 2), &mut next).expect("first");
+        append(&mut s, pb(4, 1, 0, 3), &mut next).expect("second");
+        append(&mut s, pb(9, 0, 2, 5), &mut next).expect("third");
+        // A retry changes nothing.
+        append(&mut s, pb(9, 0, 2, 5), &mut next).expect("retry");
+        let active = s.active();
+        assert_eq!(
+            active,
+            vec![
+                ActiveProducer {
+                    producer_id: 4,
+                    epoch: 1,
+                    last_sequence: 2,
+                    last_timestamp: 20,
+                },
+                ActiveProducer {
+                    producer_id: 9,
+                    epoch: 0,
+                    last_sequence: 6,
+                    last_timestamp: 50,
+                },
+            ]
+        );
     }
 }

@@ -47,3 +47,4 @@ pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 pub const PRODUCER_FENCED: i16 = 90;
 pub const INVALID_RECORD: i16 = 87;
 pub const UNKNOWN_TOPIC_ID: i16 = 100;
+pub const MISMATCHED_ENDPOINT_TYPE: i16 = 114;

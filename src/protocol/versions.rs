@@ -4,13 +4,15 @@
 use kafka_protocol::messages::ApiKey;
 
 /// Versions this broker implements, advertised by ApiVersions. Only versions whose
-/// semantics are implemented are listed: Fetch stops before v13 (topic ids), ListOffsets
-/// before v7 (max timestamp), Produce starts at v0 for librdkafka's compression check but
+/// semantics are implemented are listed: Fetch stops before v13 (topic ids), Produce starts at v0 for librdkafka's compression check but
 /// v0-2 are answered with UNSUPPORTED_VERSION (see `server/handlers/produce.rs`).
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 0, 9),
     (ApiKey::Fetch, 4, 12),
-    (ApiKey::ListOffsets, 1, 6),
+    // v7 MAX_TIMESTAMP, v8 EARLIEST_LOCAL, v9 LATEST_TIERED (no tiered storage: -1),
+    // v10 timeout_ms (a leader answers at once). Kafka 4.0's range; kafka-python reads the
+    // broker's release from it.
+    (ApiKey::ListOffsets, 1, 10),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),
@@ -31,6 +33,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::DescribeProducers, 0, 0),
 ];
 
 pub fn supported(api: ApiKey, version: i16) -> bool {
@@ -42,3 +46,17 @@ pub fn supported(api: ApiKey, version: i16) -> bool {
 /// The oldest Produce version decoded (record batches v2); older ones are answered
 /// UNSUPPORTED_VERSION without decoding.
 pub const PRODUCE_MIN_DECODED: i16 = 3;
+
+/// The special timestamps of ListOffsets.
+pub mod list_offsets {
+    /// The high watermark (the last stable offset under read_committed).
+    pub const LATEST: i64 = -1;
+    /// The log start offset.
+    pub const EARLIEST: i64 = -2;
+    /// The record with the largest timestamp (v7+, KIP-734).
+    pub const MAX_TIMESTAMP: i64 = -3;
+    /// The first offset on local disk (v8+, KIP-405).
+    pub const EARLIEST_LOCAL: i64 = -4;
+    /// The last offset in tiered storage (v9+, KIP-1005).
+    pub const LATEST_TIERED: i64 = -5;
+}

@@ -498,12 +498,15 @@ pub fn to_metadata(image: &Image, me: i32, controller: Option<i32>, lease: bool)
             (name.clone(), meta)
         })
         .collect();
-    let brokers = image
-        .brokers
-        .iter()
-        .filter(|(_, b)| !b.fenced)
-        .map(|(id, b)| (*id, (b.host.clone(), b.port)))
-        .collect();
+    let addresses = |fenced: bool| {
+        image
+            .brokers
+            .iter()
+            .filter(|(_, b)| b.fenced == fenced)
+            .map(|(id, b)| (*id, (b.host.clone(), b.port)))
+            .collect()
+    };
+    let (brokers, fenced) = (addresses(false), addresses(true));
     Metadata {
         version: 0,
         topics,
@@ -511,6 +514,7 @@ pub fn to_metadata(image: &Image, me: i32, controller: Option<i32>, lease: bool)
             node: me,
             controller,
             brokers,
+            fenced,
             lease,
             producer_ids_issued: image.next_producer_id,
         }),

@@ -42,6 +42,8 @@ pub enum ShardRequest {
         timeout_ms: u64,
     },
     ListOffsets(Vec<ListOffsetsPart>),
+    /// The idempotent producers of each partition named (topic, partition).
+    DescribeProducers(Vec<(String, i32)>),
     /// To shard 0, the metadata writer.
     CreateTopics {
         topics: Vec<NewTopic>,
@@ -70,6 +72,7 @@ pub enum ShardReply {
     Read(Vec<ReadResult>),
     Changed,
     ListOffsets(Vec<ListOffsetsResult>),
+    DescribeProducers(Vec<ProducersResult>),
     CreateTopics(Vec<TopicResult>),
     DeleteTopics(Vec<TopicResult>),
     AlterTopicConfigs(Vec<TopicResult>),
@@ -138,6 +141,21 @@ pub struct ListOffsetsResult {
     pub error_code: i16,
     pub offset: i64,
     pub timestamp: i64,
+}
+
+/// One partition's answer to DescribeProducers.
+pub struct ProducersResult {
+    pub error_code: i16,
+    pub producers: Vec<crate::producer::ActiveProducer>,
+}
+
+impl ProducersResult {
+    pub fn error(error_code: i16) -> ProducersResult {
+        ProducersResult {
+            error_code,
+            producers: Vec::new(),
+        }
+    }
 }
 
 pub struct NewTopic {

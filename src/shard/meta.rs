@@ -48,6 +48,8 @@ pub struct ClusterView {
     pub controller: Option<i32>,
     /// The unfenced brokers and where clients reach them.
     pub brokers: BTreeMap<i32, (String, u16)>,
+    /// The registered brokers that are fenced (DescribeCluster v2 lists them on request).
+    pub fenced: BTreeMap<i32, (String, u16)>,
     /// This broker may lead: it is unfenced and has heard from the controller within
     /// `broker.session.timeout.ms`. A broker cut off from the controller stops answering
     /// as leader even before the others have fenced it.

@@ -5,6 +5,7 @@ use super::Shard;
 use super::messages::*;
 use super::stats::add;
 use crate::protocol::code;
+use crate::protocol::versions::list_offsets;
 use crate::rt::LocalBoxFuture;
 use crate::rt::join::{first_of, join_all};
 use crate::storage::Chunk;
@@ -218,8 +219,21 @@ impl Shard {
                 timestamp: -1,
             };
             out.push(match part.timestamp {
-                -2 => ok(log.log_start_offset()),
-                -1 => ok(log.high_watermark()),
+                // EARLIEST, and EARLIEST_LOCAL (v8): with no tiered storage every segment
+                // is local.
+                list_offsets::EARLIEST | list_offsets::EARLIEST_LOCAL => ok(log.log_start_offset()),
+                list_offsets::LATEST => ok(log.high_watermark()),
+                // LATEST_TIERED (v9): nothing is tiered, which Kafka answers with -1.
+                list_offsets::LATEST_TIERED => ok(-1),
+                list_offsets::MAX_TIMESTAMP => match log.max_timestamp_offset().await {
+                    Ok(Some((offset, timestamp))) => ListOffsetsResult {
+                        error_code: code::NONE,
+                        offset,
+                        timestamp,
+                    },
+                    Ok(None) => ok(-1),
+                    Err(e) => ListOffsetsResult::error(e.code()),
+                },
                 ts if ts < 0 => ListOffsetsResult::error(code::INVALID_REQUEST),
                 ts => match log.offset_for_timestamp(ts).await {
                     Ok(Some((offset, timestamp))) => ListOffsetsResult {
@@ -233,5 +247,22 @@ impl Shard {
             });
         }
         out
+    }
+
+    /// The idempotent producers of partitions this shard owns (DescribeProducers); a
+    /// partition led elsewhere answers NOT_LEADER_OR_FOLLOWER, as Kafka's leader-only view.
+    pub(super) fn describe_producers(&self, parts: Vec<(String, i32)>) -> Vec<ProducersResult> {
+        parts
+            .into_iter()
+            .map(
+                |(topic, partition)| match self.leader_log(&topic, partition) {
+                    Ok(log) => ProducersResult {
+                        error_code: code::NONE,
+                        producers: log.active_producers(),
+                    },
+                    Err(c) => ProducersResult::error(c),
+                },
+            )
+            .collect()
     }
 }

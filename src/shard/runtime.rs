@@ -245,6 +245,9 @@ impl Shard {
                 ShardRequest::ListOffsets(parts) => {
                     ShardReply::ListOffsets(self.list_offsets(parts).await)
                 }
+                ShardRequest::DescribeProducers(parts) => {
+                    ShardReply::DescribeProducers(self.describe_producers(parts))
+                }
                 ShardRequest::CreateTopics {
                     topics,
                     validate_only,

@@ -93,6 +93,29 @@ fn killed_broker_fails_over_and_rejoins_after_restart() {
             "{topic}-{p}: replicas changed by a failover"
         );
     }
+    // DescribeCluster v2 lists the fenced broker only when asked, marked fenced.
+    let live = c.live()[0];
+    let mut raw = crate::common::RawClient::connect(c.broker(live).addr());
+    for with_fenced in [false, true] {
+        let req = kafka_protocol::messages::DescribeClusterRequest::default()
+            .with_endpoint_type(1)
+            .with_include_fenced_brokers(with_fenced);
+        let resp = raw.call(2, &req);
+        let listed: Vec<(i32, bool)> = resp
+            .brokers
+            .iter()
+            .map(|b| (b.broker_id.0, b.is_fenced))
+            .collect();
+        let mut want: Vec<(i32, bool)> = c.live().into_iter().map(|id| (id, false)).collect();
+        if with_fenced {
+            want.push((gone, true));
+            want.sort();
+        }
+        assert_eq!(
+            listed, want,
+            "DescribeCluster v2, fenced brokers asked: {with_fenced}"
+        );
+    }
     // Partitions whose only replica died have no leader.
     for id in c.live() {
         let what = format!(

@@ -975,6 +975,27 @@ pub fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// Makes sure kafka-python can be imported: the test command runs scripts/setup.sh first;
+/// this covers a direct `cargo test`.
+pub fn ensure_kafka_python() {
+    let has = || {
+        std::process::Command::new("python3")
+            .args(["-c", "import kafka"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has() {
+        for extra in [&[][..], &["--break-system-packages"][..]] {
+            let _ = std::process::Command::new("python3")
+                .args(["-m", "pip", "install", "--quiet"])
+                .args(extra)
+                .arg("kafka-python")
+                .status();
+        }
+    }
+    assert!(has(), "kafka-python is not installed");
+}
+
 /// A record timestamp a minute ago, as of the first call: recent enough that retention
 /// (7 days by default, checked continuously) never deletes test data.
 pub fn recent_ts() -> i64 {

@@ -1,5 +1,7 @@
-//! ListOffsets, versions 1-6: earliest (-2), latest (-1, the high watermark) and the first
-//! offset whose timestamp is at least the one asked.
+//! ListOffsets, versions 1-10: earliest (-2), latest (-1, the high watermark), the first
+//! offset whose timestamp is at least the one asked, the record with the largest timestamp
+//! (-3), the earliest local offset (-4, the log start: nothing is tiered) and the latest
+//! tiered offset (-5, none: -1). See `crate::protocol::versions::list_offsets`.
 
 use super::dedupe::{Naming, Repeats};
 use super::{Ctx, Request, RequestError, topic_name, topic_str};
@@ -91,7 +93,11 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
                             .with_error_code(r.error_code)
                             .with_offset(r.offset)
                             .with_timestamp(r.timestamp)
-                            .with_leader_epoch(if req.version >= 4 { 0 } else { -1 }),
+                            .with_leader_epoch(if req.version >= 4 && r.offset >= 0 {
+                                0
+                            } else {
+                                -1
+                            }),
                     )
                 })
                 .collect();

@@ -101,33 +101,64 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
         })
         .collect();
 
-    let (brokers, controller) = match &meta.meta.cluster {
-        None => (
-            vec![
-                MetadataResponseBroker::default()
-                    .with_node_id(BrokerId(NODE_ID))
-                    .with_host(str_bytes(ctx.advertised_host.clone()))
-                    .with_port(ctx.advertised_port),
-            ],
-            NODE_ID,
-        ),
-        Some(c) => (
-            c.brokers
-                .iter()
-                .map(|(id, (host, port))| {
-                    MetadataResponseBroker::default()
-                        .with_node_id(BrokerId(*id))
-                        .with_host(str_bytes(host.clone()))
-                        .with_port(i32::from(*port))
-                })
-                .collect(),
-            c.controller.unwrap_or(-1),
-        ),
-    };
+    let (brokers, controller) = brokers(ctx, &meta.meta, false);
+    let brokers = brokers
+        .into_iter()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(b.host))
+                .with_port(b.port)
+        })
+        .collect();
     let response = MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(str_bytes(CLUSTER_ID)))
         .with_controller_id(BrokerId(controller))
         .with_topics(topics);
     req.respond(&response)
+}
+
+/// A broker as Metadata and DescribeCluster list it.
+pub struct BrokerAddress {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+    pub fenced: bool,
+}
+
+/// The brokers clients may reach (with the fenced ones too when `with_fenced`) and the
+/// controller's id: this broker alone as node 0, or the cluster's registered brokers.
+pub fn brokers(
+    ctx: &Ctx,
+    meta: &crate::shard::meta::Metadata,
+    with_fenced: bool,
+) -> (Vec<BrokerAddress>, i32) {
+    match &meta.cluster {
+        None => (
+            vec![BrokerAddress {
+                id: NODE_ID,
+                host: ctx.advertised_host.clone(),
+                port: ctx.advertised_port,
+                fenced: false,
+            }],
+            NODE_ID,
+        ),
+        Some(c) => {
+            let address = |fenced: bool| {
+                move |(id, (host, port)): (&i32, &(String, u16))| BrokerAddress {
+                    id: *id,
+                    host: host.clone(),
+                    port: i32::from(*port),
+                    fenced,
+                }
+            };
+            let mut list: Vec<BrokerAddress> = c.brokers.iter().map(address(false)).collect();
+            if with_fenced {
+                list.extend(c.fenced.iter().map(address(true)));
+                list.sort_by_key(|b| b.id);
+            }
+            (list, c.controller.unwrap_or(-1))
+        }
+    }
 }

@@ -7,8 +7,10 @@ pub mod create_topics;
 pub mod dedupe;
 pub mod delete_groups;
 pub mod delete_topics;
+pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_producers;
 pub mod fetch;
 pub mod fetch_frame;
 pub mod find_coordinator;
@@ -225,6 +227,8 @@ async fn handle_api(ctx: &Ctx, frame: Bytes) -> Result<Option<Answer>, RequestEr
         ApiKey::DescribeConfigs => describe_configs::handle(ctx, &mut req).await,
         ApiKey::AlterConfigs => alter_configs::handle_alter(ctx, &mut req).await,
         ApiKey::IncrementalAlterConfigs => alter_configs::handle_incremental(ctx, &mut req).await,
+        ApiKey::DescribeCluster => describe_cluster::handle(ctx, &mut req).await,
+        ApiKey::DescribeProducers => describe_producers::handle(ctx, &mut req).await,
         other => Err(RequestError::UnsupportedVersion {
             api: other,
             version,

@@ -191,7 +191,7 @@ impl<S: Storage> PartitionLog<S> {
                 };
                 let last = offset + header.last_offset_delta as i64;
                 if idempotent {
-                    producers.commit(&producer_batch(header), offset, last);
+                    producers.commit(&producer_batch(header), offset, last, max_ts);
                 }
                 let position = seg.size;
                 seg.index_batch(

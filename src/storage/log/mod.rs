@@ -192,6 +192,11 @@ impl<S: Storage> PartitionLog<S> {
         self.inner.state.borrow().log_start_offset
     }
 
+    /// The idempotent producers with batches in this log (DescribeProducers).
+    pub fn active_producers(&self) -> Vec<crate::producer::ActiveProducer> {
+        self.inner.producers.borrow().active()
+    }
+
     /// The offset the next appended record gets.
     pub fn log_end_offset(&self) -> i64 {
         self.inner.state.borrow().next_offset()

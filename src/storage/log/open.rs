@@ -38,7 +38,7 @@ async fn rebuild_producer_states<F: StorageFile>(
                 first_seq: b.base_sequence,
                 last_offset_delta: (b.last_offset - b.base_offset) as i32,
             };
-            states.commit(&pb, b.base_offset, b.last_offset);
+            states.commit(&pb, b.base_offset, b.last_offset, b.max_timestamp);
         }
     }
     Ok(states)

@@ -1,5 +1,6 @@
 //! Reads: whole batches from the segment holding an offset (from the batch cache when it
-//! holds them), and the lookup of the first record at or after a timestamp.
+//! holds them), the lookup of the first record at or after a timestamp, and of the record
+//! with the largest timestamp.
 
 use super::PartitionLog;
 use crate::compression::Codec;
@@ -316,5 +317,55 @@ impl<S: Storage> PartitionLog<S> {
             }
         }
         Ok(None)
+    }
+
+    /// The record with the largest timestamp among the visible records at or after the log
+    /// start: `(offset, timestamp)`, the first such record when several share it (as
+    /// ListOffsets' MAX_TIMESTAMP answers, KIP-734); `None` for an empty log.
+    pub async fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>> {
+        let max = {
+            let st = self.inner.state.borrow();
+            st.segments
+                .iter()
+                .map(|s| s.max_timestamp)
+                .max()
+                .unwrap_or(-1)
+        };
+        if max < 0 {
+            return Ok(None);
+        }
+        // Usually the largest timestamp of any segment is visible and above the log start:
+        // the first record that reaches it is the answer.
+        if let Some(hit) = self.offset_for_timestamp(max).await? {
+            return Ok(Some(hit));
+        }
+        // It is in a batch not visible yet, or below the log start: scan what is visible.
+        let mut best: Option<(i64, i64)> = None;
+        let mut best_ts = -1;
+        let segments: Vec<(Rc<S::File>, u64)> = {
+            let st = self.inner.state.borrow();
+            let (vis_pos, _) = self.visible(&st);
+            let n = st.segments.len();
+            st.segments
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.log.clone(), if i + 1 == n { vis_pos } else { s.size }))
+                .collect()
+        };
+        let log_start = self.log_start_offset();
+        for (file, end) in segments {
+            let mut scanner = Scanner::new(file.as_ref(), 0, end, false);
+            while let Some(b) = scanner.next().await? {
+                if b.last_offset >= log_start && b.max_timestamp > best_ts {
+                    best_ts = b.max_timestamp;
+                    best = Some((b.base_offset.max(log_start), b.max_timestamp));
+                }
+            }
+        }
+        if best_ts < 0 {
+            return Ok(best);
+        }
+        // The first record of the log that reaches the largest visible timestamp.
+        Ok(self.offset_for_timestamp(best_ts).await?.or(best))
     }
 }

@@ -12,6 +12,7 @@
 //! does too, and refuses it wherever the crate would.
 
 pub mod admin;
+pub mod describe;
 pub mod groups;
 pub mod produce_fetch;
 
@@ -279,6 +280,8 @@ pub static ALL: &[&MessageSchema] = &[
     &admin::DESCRIBE_CONFIGS,
     &admin::ALTER_CONFIGS,
     &admin::INCREMENTAL_ALTER_CONFIGS,
+    &describe::DESCRIBE_CLUSTER,
+    &describe::DESCRIBE_PRODUCERS,
     &groups::FIND_COORDINATOR,
     &groups::JOIN_GROUP,
     &groups::SYNC_GROUP,

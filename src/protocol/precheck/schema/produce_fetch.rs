@@ -185,7 +185,7 @@ static LIST_OFFSETS_BODY: StructSchema = StructSchema {
 
 pub static LIST_OFFSETS: MessageSchema = MessageSchema {
     api: ApiKey::ListOffsets,
-    versions: range(1, 6),
+    versions: range(1, 10),
     flexible: from(6),
     body: &LIST_OFFSETS_BODY,
 };

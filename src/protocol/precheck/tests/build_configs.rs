@@ -1,11 +1,13 @@
-//! Requests as clients build them: DescribeConfigs, AlterConfigs, IncrementalAlterConfigs.
+//! Requests as clients build them: DescribeConfigs, AlterConfigs, IncrementalAlterConfigs,
+//! DescribeCluster, DescribeProducers.
 //! Every array has 2-3 elements; `case` 0 fills nullable fields, case 1 leaves them null.
 
 use super::{UNKNOWN_TAG, s, tv};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::{
-    AlterConfigsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest,
-    alter_configs_request as ac, incremental_alter_configs_request as iac,
+    AlterConfigsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeProducersRequest,
+    IncrementalAlterConfigsRequest, TopicName, alter_configs_request as ac,
+    describe_producers_request as dp, incremental_alter_configs_request as iac,
 };
 
 const NAMES: [&str; 3] = ["retention.ms", "cleanup.policy", "segment.bytes"];
@@ -63,5 +65,25 @@ pub fn incremental(_v: i16, case: usize) -> IncrementalAlterConfigsRequest {
     IncrementalAlterConfigsRequest::default()
         .with_resources((0..2).map(resource).collect())
         .with_validate_only(case == 1)
+        .with_unknown_tagged_field(UNKNOWN_TAG, tv())
+}
+
+pub fn describe_cluster(v: i16, case: usize) -> DescribeClusterRequest {
+    DescribeClusterRequest::default()
+        .with_include_cluster_authorized_operations(case == 0)
+        .with_endpoint_type(if v >= 1 && case == 1 { 2 } else { 1 })
+        .with_include_fenced_brokers(v >= 2 && case == 0)
+        .with_unknown_tagged_field(UNKNOWN_TAG, tv())
+}
+
+pub fn describe_producers(_v: i16, case: usize) -> DescribeProducersRequest {
+    let topic = |t: usize| {
+        dp::TopicRequest::default()
+            .with_name(TopicName(s(["alpha", "beta"][t])))
+            .with_partition_indexes(if case == 0 { vec![0, 1, 2] } else { vec![] })
+            .with_unknown_tagged_field(UNKNOWN_TAG, tv())
+    };
+    DescribeProducersRequest::default()
+        .with_topics((0..2).map(topic).collect())
         .with_unknown_tagged_field(UNKNOWN_TAG, tv())
 }

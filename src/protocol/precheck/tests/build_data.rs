@@ -112,6 +112,7 @@ pub fn list_offsets(v: i16, _case: usize) -> ListOffsetsRequest {
         .with_replica_id(BrokerId(-1))
         .with_isolation_level(if v >= 2 { 1 } else { 0 })
         .with_topics((0..2).map(topic).collect())
+        .with_timeout_ms(3000)
         .with_unknown_tagged_field(UNKNOWN_TAG, tv())
 }
 

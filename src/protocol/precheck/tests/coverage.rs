@@ -67,7 +67,8 @@ fn every_advertised_version_is_accepted_exactly() {
     }
     assert_eq!(
         pairs,
-        118 + 4 + 3 + 2,
+        // ..., ListOffsets v7-10, DescribeCluster v0-2, DescribeProducers v0.
+        118 + 4 + 3 + 2 + 4 + 3 + 1,
         "advertised (api, version) pairs with a schema (update when advertising more)"
     );
 }

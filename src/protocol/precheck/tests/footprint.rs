@@ -124,6 +124,9 @@ footprint! {
     IncrementalAlterConfigsRequest => [resources] tagged;
     incremental_alter_configs_request::AlterConfigsResource => [configs] tagged;
     incremental_alter_configs_request::AlterableConfig => [] tagged;
+    DescribeClusterRequest => [] tagged;
+    DescribeProducersRequest => [topics] tagged;
+    describe_producers_request::TopicRequest => [partition_indexes] tagged;
     OffsetDeleteRequest => [topics];
     OffsetDeleteRequestTopic => [partitions];
     OffsetDeleteRequestPartition => [];

@@ -35,6 +35,7 @@ fn default_size(name: &str, v: i16) -> Option<usize> {
         "IncrementalAlterableConfig" => {
             size::<incremental_alter_configs_request::AlterableConfig>(v)
         }
+        "DescribeProducersTopicRequest" => size::<describe_producers_request::TopicRequest>(v),
         _ => None,
     };
     if configs.is_some() {
@@ -93,6 +94,8 @@ fn default_size(name: &str, v: i16) -> Option<usize> {
         DescribeConfigsRequest,
         AlterConfigsRequest,
         IncrementalAlterConfigsRequest,
+        DescribeClusterRequest,
+        DescribeProducersRequest,
     )
 }
 
