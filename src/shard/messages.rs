@@ -54,6 +54,11 @@ pub enum ShardRequest {
         changes: Vec<ConfigChange>,
         validate_only: bool,
     },
+    /// To shard 0, the metadata writer: CreatePartitions.
+    CreatePartitions {
+        topics: Vec<PartitionsChange>,
+        validate_only: bool,
+    },
     /// To a group's coordinator shard (or, for listing, to every shard).
     Group(Box<crate::group::GroupOp>),
     /// From shard 0 to every shard: open logs of new partitions, close deleted ones.
@@ -73,6 +78,7 @@ pub enum ShardReply {
     CreateTopics(Vec<TopicResult>),
     DeleteTopics(Vec<TopicResult>),
     AlterTopicConfigs(Vec<TopicResult>),
+    CreatePartitions(Vec<TopicResult>),
     Applied,
     /// `None` when the coordinator stopped with the request parked.
     Group(Option<crate::group::GroupReply>),
@@ -86,6 +92,14 @@ pub enum ConfigEdit {
     Replace(BTreeMap<String, String>),
     /// IncrementalAlterConfigs: these operations, in order.
     Ops(Vec<(String, crate::config::topic::ConfigOp, Option<String>)>),
+}
+
+/// CreatePartitions of one topic: its new partition count and, if the client gave them,
+/// the replicas of each new partition.
+pub struct PartitionsChange {
+    pub topic: String,
+    pub count: i32,
+    pub assignments: Option<Vec<Vec<i32>>>,
 }
 
 pub struct ConfigChange {

@@ -10,6 +10,7 @@ pub mod logs;
 pub mod messages;
 pub mod meta;
 pub mod metrics;
+pub mod new_partitions;
 pub mod partitions;
 pub mod runtime;
 pub mod scatter;

@@ -258,6 +258,12 @@ impl Shard {
                 } => ShardReply::AlterTopicConfigs(
                     self.alter_topic_configs(changes, validate_only).await,
                 ),
+                ShardRequest::CreatePartitions {
+                    topics,
+                    validate_only,
+                } => ShardReply::CreatePartitions(
+                    self.create_partitions(topics, validate_only).await,
+                ),
                 ShardRequest::Group(op) => {
                     let meta = self.meta();
                     if let Some(group) = op.group_id()

@@ -3,6 +3,7 @@
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod create_partitions;
 pub mod create_topics;
 pub mod dedupe;
 pub mod delete_groups;
@@ -225,6 +226,7 @@ async fn handle_api(ctx: &Ctx, frame: Bytes) -> Result<Option<Answer>, RequestEr
         ApiKey::DescribeConfigs => describe_configs::handle(ctx, &mut req).await,
         ApiKey::AlterConfigs => alter_configs::handle_alter(ctx, &mut req).await,
         ApiKey::IncrementalAlterConfigs => alter_configs::handle_incremental(ctx, &mut req).await,
+        ApiKey::CreatePartitions => create_partitions::handle(ctx, &mut req).await,
         other => Err(RequestError::UnsupportedVersion {
             api: other,
             version,

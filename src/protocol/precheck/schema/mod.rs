@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod groups;
+pub mod log_admin;
 pub mod produce_fetch;
 
 use kafka_protocol::messages::ApiKey;
@@ -279,6 +280,7 @@ pub static ALL: &[&MessageSchema] = &[
     &admin::DESCRIBE_CONFIGS,
     &admin::ALTER_CONFIGS,
     &admin::INCREMENTAL_ALTER_CONFIGS,
+    &log_admin::CREATE_PARTITIONS,
     &groups::FIND_COORDINATOR,
     &groups::JOIN_GROUP,
     &groups::SYNC_GROUP,

@@ -124,6 +124,14 @@ footprint! {
     IncrementalAlterConfigsRequest => [resources] tagged;
     incremental_alter_configs_request::AlterConfigsResource => [configs] tagged;
     incremental_alter_configs_request::AlterableConfig => [] tagged;
+    CreatePartitionsRequest => [topics] tagged;
+    create_partitions_request::CreatePartitionsTopic => [assignments] tagged;
+    create_partitions_request::CreatePartitionsAssignment => [broker_ids] tagged;
+    DeleteRecordsRequest => [topics] tagged;
+    delete_records_request::DeleteRecordsTopic => [partitions] tagged;
+    delete_records_request::DeleteRecordsPartition => [] tagged;
+    DescribeLogDirsRequest => [topics] tagged;
+    describe_log_dirs_request::DescribableLogDirTopic => [partitions] tagged;
     OffsetDeleteRequest => [topics];
     OffsetDeleteRequestTopic => [partitions];
     OffsetDeleteRequestPartition => [];

@@ -35,6 +35,13 @@ fn default_size(name: &str, v: i16) -> Option<usize> {
         "IncrementalAlterableConfig" => {
             size::<incremental_alter_configs_request::AlterableConfig>(v)
         }
+        "CreatePartitionsTopic" => size::<create_partitions_request::CreatePartitionsTopic>(v),
+        "CreatePartitionsAssignment" => {
+            size::<create_partitions_request::CreatePartitionsAssignment>(v)
+        }
+        "DeleteRecordsTopic" => size::<delete_records_request::DeleteRecordsTopic>(v),
+        "DeleteRecordsPartition" => size::<delete_records_request::DeleteRecordsPartition>(v),
+        "DescribableLogDirTopic" => size::<describe_log_dirs_request::DescribableLogDirTopic>(v),
         _ => None,
     };
     if configs.is_some() {
@@ -93,6 +100,9 @@ fn default_size(name: &str, v: i16) -> Option<usize> {
         DescribeConfigsRequest,
         AlterConfigsRequest,
         IncrementalAlterConfigsRequest,
+        CreatePartitionsRequest,
+        DeleteRecordsRequest,
+        DescribeLogDirsRequest,
     )
 }
 
