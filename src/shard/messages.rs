@@ -42,6 +42,8 @@ pub enum ShardRequest {
         timeout_ms: u64,
     },
     ListOffsets(Vec<ListOffsetsPart>),
+    /// Moves the log start of each partition (DeleteRecords).
+    DeleteRecords(Vec<DeleteRecordsPart>),
     /// To shard 0, the metadata writer.
     CreateTopics {
         topics: Vec<NewTopic>,
@@ -75,6 +77,7 @@ pub enum ShardReply {
     Read(Vec<ReadResult>),
     Changed,
     ListOffsets(Vec<ListOffsetsResult>),
+    DeleteRecords(Vec<DeleteRecordsResult>),
     CreateTopics(Vec<TopicResult>),
     DeleteTopics(Vec<TopicResult>),
     AlterTopicConfigs(Vec<TopicResult>),
@@ -152,6 +155,28 @@ pub struct ListOffsetsResult {
     pub error_code: i16,
     pub offset: i64,
     pub timestamp: i64,
+}
+
+pub struct DeleteRecordsPart {
+    pub topic: String,
+    pub partition: i32,
+    /// The new log start; -1 for the high watermark.
+    pub offset: i64,
+}
+
+pub struct DeleteRecordsResult {
+    pub error_code: i16,
+    /// The log start offset after the request; -1 on error.
+    pub low_watermark: i64,
+}
+
+impl DeleteRecordsResult {
+    pub fn error(error_code: i16) -> DeleteRecordsResult {
+        DeleteRecordsResult {
+            error_code,
+            low_watermark: -1,
+        }
+    }
 }
 
 pub struct NewTopic {

@@ -5,6 +5,7 @@
 
 pub mod configs;
 pub mod controller;
+pub mod delete_records;
 pub mod groups;
 pub mod logs;
 pub mod messages;

@@ -245,6 +245,9 @@ impl Shard {
                 ShardRequest::ListOffsets(parts) => {
                     ShardReply::ListOffsets(self.list_offsets(parts).await)
                 }
+                ShardRequest::DeleteRecords(parts) => {
+                    ShardReply::DeleteRecords(self.delete_records(parts).await)
+                }
                 ShardRequest::CreateTopics {
                     topics,
                     validate_only,

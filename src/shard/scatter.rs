@@ -6,7 +6,9 @@
 //! [`Shard::scatter`] and [`Shard::scatter_first`] put the mesh calls between them.
 
 use super::Shard;
-use super::messages::{ListOffsetsResult, ProduceResult, ReadResult, ShardReply, ShardRequest};
+use super::messages::{
+    DeleteRecordsResult, ListOffsetsResult, ProduceResult, ReadResult, ShardReply, ShardRequest,
+};
 use super::runtime::{first_of, join_all};
 use crate::protocol::code;
 use std::collections::BTreeMap;
@@ -50,6 +52,12 @@ impl From<ShardUnreachable> for ReadResult {
 impl From<ShardUnreachable> for ListOffsetsResult {
     fn from(e: ShardUnreachable) -> Self {
         ListOffsetsResult::error(e.code())
+    }
+}
+
+impl From<ShardUnreachable> for DeleteRecordsResult {
+    fn from(e: ShardUnreachable) -> Self {
+        DeleteRecordsResult::error(e.code())
     }
 }
 

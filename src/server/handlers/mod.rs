@@ -7,6 +7,7 @@ pub mod create_partitions;
 pub mod create_topics;
 pub mod dedupe;
 pub mod delete_groups;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_configs;
 pub mod describe_groups;
@@ -227,6 +228,7 @@ async fn handle_api(ctx: &Ctx, frame: Bytes) -> Result<Option<Answer>, RequestEr
         ApiKey::AlterConfigs => alter_configs::handle_alter(ctx, &mut req).await,
         ApiKey::IncrementalAlterConfigs => alter_configs::handle_incremental(ctx, &mut req).await,
         ApiKey::CreatePartitions => create_partitions::handle(ctx, &mut req).await,
+        ApiKey::DeleteRecords => delete_records::handle(ctx, &mut req).await,
         other => Err(RequestError::UnsupportedVersion {
             api: other,
             version,

@@ -281,6 +281,7 @@ pub static ALL: &[&MessageSchema] = &[
     &admin::ALTER_CONFIGS,
     &admin::INCREMENTAL_ALTER_CONFIGS,
     &log_admin::CREATE_PARTITIONS,
+    &log_admin::DELETE_RECORDS,
     &groups::FIND_COORDINATOR,
     &groups::JOIN_GROUP,
     &groups::SYNC_GROUP,

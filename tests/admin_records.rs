@@ -1,0 +1,255 @@
+//! DeleteRecords against the real binary: the low watermark moves (inside a segment, and
+//! to the high watermark with -1), segments wholly below it are gone from the disk, a fetch
+//! below it is OFFSET_OUT_OF_RANGE, ListOffsets earliest returns it, it survives a crash and restart,
+//! Kafka's refusals; partitions on both shards in one request; librdkafka's and
+//! kafka-python's `delete_records`.
+
+mod common;
+#[path = "common/python.rs"]
+mod python;
+
+use common::kafka::{self, INVALID_REQUEST, NONE, UNKNOWN_TOPIC_OR_PARTITION};
+use common::{Broker, RawClient};
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
+use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+use ringbroker::protocol::batch::testing::batch_of_size;
+use std::path::Path;
+use std::time::Duration;
+
+const OFFSET_OUT_OF_RANGE: i16 = 1;
+const INVALID_TOPIC_EXCEPTION: i16 = 17;
+
+/// DeleteRecords of (topic, partition, offset)s; returns (topic, partition, error, low
+/// watermark) per answer, in answer order.
+fn delete_records(c: &mut RawClient, parts: &[(&str, i32, i64)]) -> Vec<(String, i32, i16, i64)> {
+    let mut topics: Vec<DeleteRecordsTopic> = Vec::new();
+    for (t, p, offset) in parts {
+        let part = DeleteRecordsPartition::default()
+            .with_partition_index(*p)
+            .with_offset(*offset);
+        match topics.iter_mut().find(|x| x.name.0.as_str() == *t) {
+            Some(x) => x.partitions.push(part),
+            None => topics.push(
+                DeleteRecordsTopic::default()
+                    .with_name(kafka::topic_name(t))
+                    .with_partitions(vec![part]),
+            ),
+        }
+    }
+    let req = DeleteRecordsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(topics);
+    let v = c.pick_version::<DeleteRecordsRequest>(2);
+    let resp: DeleteRecordsResponse = c.call(v, &req);
+    let mut out = Vec::new();
+    for t in &resp.topics {
+        for p in &t.partitions {
+            out.push((
+                t.name.0.to_string(),
+                p.partition_index,
+                p.error_code,
+                p.low_watermark,
+            ));
+        }
+    }
+    out
+}
+
+fn delete_one(c: &mut RawClient, topic: &str, partition: i32, offset: i64) -> (i16, i64) {
+    let r = delete_records(c, &[(topic, partition, offset)]);
+    assert_eq!(r.len(), 1, "{r:?}");
+    (r[0].2, r[0].3)
+}
+
+/// Base offsets of the partition's segment files on disk.
+fn segment_files(dir: &Path) -> Vec<i64> {
+    let mut bases: Vec<i64> = std::fs::read_dir(dir)
+        .expect("partition dir")
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".log")?.parse().ok()
+        })
+        .collect();
+    bases.sort();
+    bases
+}
+
+fn earliest(c: &mut RawClient, topic: &str, partition: i32) -> i64 {
+    let (err, off) = kafka::list_offset(c, topic, partition, -2);
+    assert_eq!(err, NONE);
+    off
+}
+
+/// Fetch error code at `offset` of partition 0.
+fn fetch_error(c: &mut RawClient, topic: &str, offset: i64) -> (i16, usize) {
+    let r = kafka::fetch(c, topic, &[(0, offset)]);
+    (r[0].1, r[0].3.len())
+}
+
+#[test]
+fn delete_records_moves_the_low_watermark_deletes_segments_and_survives_restart() {
+    let mut broker = Broker::start(&[]);
+    let mut c = RawClient::connect(broker.addr());
+    let (err, msg) =
+        kafka::create_topic_with(&mut c, "dr", 1, &[("segment.bytes", Some("1048576"))]);
+    assert_eq!(err, NONE, "{msg:?}");
+    assert_eq!(c.versions().get(&21), Some(&(0, 2)), "advertised v0-2");
+    // 30 batches of 10 records, ~100 KB each: several 1 MiB segments.
+    for _ in 0..30 {
+        let (err, _) = kafka::produce_one(
+            &mut c,
+            "dr",
+            0,
+            batch_of_size(100_000, 10, common::recent_ts()),
+        );
+        assert_eq!(err, NONE);
+    }
+    assert_eq!(kafka::latest_offset(&mut c, "dr", 0), 300);
+    let dir = broker.data_dir().join("dr-0");
+    let before = segment_files(&dir);
+    assert!(before.len() >= 3, "several segments: {before:?}");
+
+    // Inside the third segment: the segments wholly below go from the disk.
+    let target = before[2] + 5;
+    assert_eq!(delete_one(&mut c, "dr", 0, target), (NONE, target));
+    assert_eq!(segment_files(&dir), before[2..].to_vec());
+    assert!(dir.join("log-start-offset-checkpoint").is_file());
+    assert_eq!(earliest(&mut c, "dr", 0), target);
+    assert_eq!(fetch_error(&mut c, "dr", target - 1).0, OFFSET_OUT_OF_RANGE);
+    let (err, n) = fetch_error(&mut c, "dr", target);
+    assert!(
+        err == NONE && n > 0,
+        "fetch at the low watermark: {err} {n}"
+    );
+
+    // Kafka's refusals, each answered once; an offset below the start moves nothing.
+    let r = delete_records(
+        &mut c,
+        &[
+            ("dr", 0, 301),
+            ("dr", 7, 0),
+            ("nope", 0, 0),
+            ("__consumer_offsets", 0, 0),
+        ],
+    );
+    let got: Vec<(i16, i64)> = r.iter().map(|x| (x.2, x.3)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (OFFSET_OUT_OF_RANGE, -1),
+            (UNKNOWN_TOPIC_OR_PARTITION, -1),
+            (UNKNOWN_TOPIC_OR_PARTITION, -1),
+            (INVALID_TOPIC_EXCEPTION, -1),
+        ]
+    );
+    assert_eq!(delete_one(&mut c, "dr", 0, -5).0, OFFSET_OUT_OF_RANGE);
+    let r = delete_records(&mut c, &[("dr", 0, 200), ("dr", 0, 250)]);
+    assert_eq!(r, vec![("dr".into(), 0, INVALID_REQUEST, -1)], "a repeat");
+    assert_eq!(delete_one(&mut c, "dr", 0, 3), (NONE, target));
+    assert_eq!(earliest(&mut c, "dr", 0), target);
+
+    // The start inside a segment survives a crash (SIGKILL) and restart.
+    broker.kill();
+    broker.start_again();
+    let mut c = RawClient::connect(broker.addr());
+    assert_eq!(earliest(&mut c, "dr", 0), target);
+    assert_eq!(fetch_error(&mut c, "dr", target - 1).0, OFFSET_OUT_OF_RANGE);
+    assert_eq!(segment_files(&dir), before[2..].to_vec());
+
+    // -1: up to the high watermark; only the active segment is left, and appends go on.
+    assert_eq!(delete_one(&mut c, "dr", 0, -1), (NONE, 300));
+    assert_eq!(segment_files(&dir).len(), 1);
+    assert_eq!(earliest(&mut c, "dr", 0), 300);
+    let (err, base) = kafka::produce_one(
+        &mut c,
+        "dr",
+        0,
+        batch_of_size(1_000, 1, common::recent_ts()),
+    );
+    assert_eq!((err, base), (NONE, 300));
+}
+
+#[test]
+fn delete_records_reaches_partitions_on_every_shard() {
+    let broker = Broker::start(&[]);
+    let mut c = RawClient::connect(broker.addr());
+    kafka::create_topic(&mut c, "spread", 6);
+    for p in 0..6 {
+        for _ in 0..5 {
+            let b = batch_of_size(500, 2, common::recent_ts());
+            assert_eq!(kafka::produce_one(&mut c, "spread", p, b).0, NONE);
+        }
+    }
+    // The broker runs 2 shards: 6 partitions land on both.
+    let parts: Vec<(&str, i32, i64)> = (0..6).map(|p| ("spread", p, i64::from(p) + 1)).collect();
+    let r = delete_records(&mut c, &parts);
+    let want: Vec<(String, i32, i16, i64)> = (0..6)
+        .map(|p| ("spread".to_string(), p, NONE, i64::from(p) + 1))
+        .collect();
+    assert_eq!(r, want);
+    for p in 0..6 {
+        assert_eq!(earliest(&mut c, "spread", p), i64::from(p) + 1);
+    }
+}
+
+#[test]
+fn librdkafka_deletes_records() {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::config::ClientConfig;
+    use rdkafka::{Offset, TopicPartitionList};
+    let broker = Broker::start(&[]);
+    let mut c = RawClient::connect(broker.addr());
+    kafka::create_topic(&mut c, "rdk-dr", 2);
+    for p in 0..2 {
+        for _ in 0..10 {
+            let b = batch_of_size(200, 1, common::recent_ts());
+            assert_eq!(kafka::produce_one(&mut c, "rdk-dr", p, b).0, NONE);
+        }
+    }
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .create()
+        .expect("admin client");
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("rdk-dr", 0, Offset::Offset(4))
+        .expect("offset");
+    tpl.add_partition_offset("rdk-dr", 1, Offset::End)
+        .expect("offset");
+    let out =
+        futures_lite::future::block_on(admin.delete_records(&tpl, &opts)).expect("delete_records");
+    let lows: Vec<(i32, Offset, bool)> = out
+        .elements()
+        .iter()
+        .map(|e| (e.partition(), e.offset(), e.error().is_ok()))
+        .collect();
+    assert_eq!(
+        lows,
+        vec![(0, Offset::Offset(4), true), (1, Offset::Offset(10), true)]
+    );
+    assert_eq!(earliest(&mut c, "rdk-dr", 0), 4);
+    assert_eq!(earliest(&mut c, "rdk-dr", 1), 10);
+    // Above the high watermark: an error for that partition.
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("rdk-dr", 0, Offset::Offset(99))
+        .expect("offset");
+    let out = futures_lite::future::block_on(admin.delete_records(&tpl, &opts));
+    let refused = match &out {
+        Err(_) => true,
+        Ok(list) => list.elements().iter().any(|e| e.error().is_err()),
+    };
+    assert!(refused, "{out:?}");
+    assert_eq!(earliest(&mut c, "rdk-dr", 0), 4);
+}
+
+#[test]
+fn kafka_python_deletes_records() {
+    let broker = Broker::start(&[]);
+    python::run_admin_script("records", &broker.bootstrap(), "py-dr");
+    let mut c = RawClient::connect(broker.addr());
+    assert_eq!(earliest(&mut c, "py-dr", 0), 10);
+    assert_eq!(kafka::latest_offset(&mut c, "py-dr", 0), 10);
+}
