@@ -2,7 +2,9 @@
 //! to the high watermark with -1), segments wholly below it are gone from the disk, a fetch
 //! below it is OFFSET_OUT_OF_RANGE, ListOffsets earliest returns it, it survives a crash and restart,
 //! Kafka's refusals; partitions on both shards in one request; librdkafka's and
-//! kafka-python's `delete_records`.
+//! kafka-python's `delete_records`. DescribeLogDirs: the sizes of the partition logs (as
+//! produced, and as on disk), the topics filter, the filesystem's space (v4), and
+//! kafka-python's `describe_log_dirs`.
 
 mod common;
 #[path = "common/python.rs"]
@@ -13,8 +15,12 @@ use common::{Broker, RawClient};
 use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
-use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+use kafka_protocol::messages::{
+    DeleteRecordsRequest, DeleteRecordsResponse, DescribeLogDirsRequest, DescribeLogDirsResponse,
+};
 use ringbroker::protocol::batch::testing::batch_of_size;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -252,4 +258,120 @@ fn kafka_python_deletes_records() {
     let mut c = RawClient::connect(broker.addr());
     assert_eq!(earliest(&mut c, "py-dr", 0), 10);
     assert_eq!(kafka::latest_offset(&mut c, "py-dr", 0), 10);
+}
+
+/// DescribeLogDirs at `version`; returns the response.
+fn log_dirs(
+    c: &mut RawClient,
+    version: i16,
+    topics: Option<&[(&str, &[i32])]>,
+) -> DescribeLogDirsResponse {
+    let req = DescribeLogDirsRequest::default().with_topics(topics.map(|ts| {
+        ts.iter()
+            .map(|(t, ps)| {
+                DescribableLogDirTopic::default()
+                    .with_topic(kafka::topic_name(t))
+                    .with_partitions(ps.to_vec())
+            })
+            .collect()
+    }));
+    c.call(version, &req)
+}
+
+/// (topic, partition) -> size, from the one log dir of a response.
+fn sizes(resp: &DescribeLogDirsResponse) -> BTreeMap<(String, i32), i64> {
+    assert_eq!(resp.error_code, NONE);
+    assert_eq!(resp.results.len(), 1, "one log dir");
+    let d = &resp.results[0];
+    assert_eq!(d.error_code, NONE);
+    let mut out = BTreeMap::new();
+    for t in &d.topics {
+        for p in &t.partitions {
+            assert_eq!((p.offset_lag, p.is_future_key), (0, false));
+            out.insert((t.name.0.to_string(), p.partition_index), p.partition_size);
+        }
+    }
+    out
+}
+
+/// Bytes of the partition's `.log` files on disk.
+fn bytes_on_disk(dir: &Path) -> i64 {
+    std::fs::read_dir(dir)
+        .expect("partition dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .map(|e| e.metadata().map(|m| m.len() as i64).unwrap_or(0))
+        .sum()
+}
+
+#[test]
+fn describe_log_dirs_reports_partition_sizes_and_filesystem_space() {
+    let broker = Broker::start(&[]);
+    let mut c = RawClient::connect(broker.addr());
+    assert_eq!(c.versions().get(&35), Some(&(1, 4)), "advertised v1-4");
+    kafka::create_topic(&mut c, "ld", 2);
+    kafka::create_topic(&mut c, "ld-other", 1);
+    let produced = [(0, 20), (1, 5)];
+    let mut sent = BTreeMap::new();
+    for (p, batches) in produced {
+        for _ in 0..batches {
+            let b = batch_of_size(10_000, 5, common::recent_ts());
+            *sent.entry(p).or_insert(0i64) += b.len() as i64;
+            assert_eq!(kafka::produce_one(&mut c, "ld", p, b).0, NONE);
+        }
+    }
+    let resp = log_dirs(&mut c, 4, Some(&[("ld", &[0, 1, 9]), ("missing", &[0])]));
+    let got = sizes(&resp);
+    assert_eq!(
+        got.keys().cloned().collect::<Vec<_>>(),
+        vec![("ld".to_string(), 0), ("ld".to_string(), 1)],
+        "only what the filter names and the broker holds"
+    );
+    for (p, bytes) in &sent {
+        let size = got[&("ld".to_string(), *p)];
+        // The stored batches are the produced ones, offsets rewritten: the same bytes.
+        assert_eq!(size, *bytes, "ld-{p}");
+        assert_eq!(
+            size,
+            bytes_on_disk(&broker.data_dir().join(format!("ld-{p}")))
+        );
+    }
+    let d = &resp.results[0];
+    let data_dir = std::fs::canonicalize(broker.data_dir()).expect("data dir");
+    assert_eq!(
+        std::fs::canonicalize(d.log_dir.as_str()).expect("log dir exists"),
+        data_dir
+    );
+    assert!(
+        d.total_bytes > 0 && d.usable_bytes > 0 && d.usable_bytes <= d.total_bytes,
+        "{} {}",
+        d.total_bytes,
+        d.usable_bytes
+    );
+    // Null: every topic, the broker's own too; v1 answers the same sizes.
+    let all = sizes(&log_dirs(&mut c, 1, None));
+    assert!(all.contains_key(&("ld-other".to_string(), 0)));
+    assert!(all.contains_key(&("__consumer_offsets".to_string(), 0)));
+    assert_eq!(all[&("ld".to_string(), 0)], sent[&0]);
+    // An empty topic list asks for nothing.
+    assert!(sizes(&log_dirs(&mut c, 4, Some(&[]))).is_empty());
+}
+
+#[test]
+fn kafka_python_describes_log_dirs() {
+    let broker = Broker::start(&[]);
+    let mut c = RawClient::connect(broker.addr());
+    kafka::create_topic(&mut c, "py-ld", 2);
+    let b = batch_of_size(20_000, 4, common::recent_ts());
+    let len = b.len() as i64;
+    assert_eq!(kafka::produce_one(&mut c, "py-ld", 1, b).0, NONE);
+    let out = python::run_admin_script("logdirs", &broker.bootstrap(), "py-ld");
+    let reported: BTreeMap<i32, i64> = out
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.strip_prefix("SIZE ")?.split(' ');
+            Some((w.next()?.parse().ok()?, w.next()?.parse().ok()?))
+        })
+        .collect();
+    assert_eq!(reported, [(0, 0), (1, len)].into(), "{out}");
 }

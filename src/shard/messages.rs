@@ -70,6 +70,19 @@ pub enum ShardRequest {
     Propose(crate::cluster::image::Command),
     /// A scrape of the metrics endpoint: this shard's counters.
     Metrics,
+    /// The size of each partition log this shard holds (DescribeLogDirs), of the topics
+    /// and partitions named (`None`: all).
+    LogSizes(Arc<Option<LogSizesFilter>>),
+}
+
+/// Topics and, per topic, the partitions asked for.
+pub type LogSizesFilter = BTreeMap<String, std::collections::BTreeSet<i32>>;
+
+/// One partition log's size on disk.
+pub struct LogSize {
+    pub topic: String,
+    pub partition: i32,
+    pub size_bytes: u64,
 }
 
 pub enum ShardReply {
@@ -87,6 +100,7 @@ pub enum ShardReply {
     Group(Option<crate::group::GroupReply>),
     Proposed(Result<crate::cluster::image::Outcome, crate::cluster::ProposeError>),
     Metrics(Box<super::metrics::ShardSnapshot>),
+    LogSizes(Vec<LogSize>),
 }
 
 /// How one topic's config overrides change.

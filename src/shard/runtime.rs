@@ -289,6 +289,7 @@ impl Shard {
                     ShardReply::Applied
                 }
                 ShardRequest::Metrics => ShardReply::Metrics(Box::new(self.metrics_snapshot())),
+                ShardRequest::LogSizes(filter) => ShardReply::LogSizes(self.log_sizes(&filter)),
                 ShardRequest::Propose(cmd) => {
                     let controller = self.controller.borrow().clone();
                     ShardReply::Proposed(match controller {
@@ -298,6 +299,31 @@ impl Shard {
                 }
             }
         })
+    }
+
+    /// The size of every log this shard holds that `filter` names (`None`: all).
+    fn log_sizes(&self, filter: &Option<LogSizesFilter>) -> Vec<LogSize> {
+        let logs = self.table.logs.borrow();
+        let mut out = Vec::new();
+        for (topic, parts) in logs.iter() {
+            let wanted = match filter {
+                None => None,
+                Some(f) => match f.get(topic) {
+                    Some(ps) => Some(ps),
+                    None => continue,
+                },
+            };
+            for (p, log) in parts {
+                if wanted.is_none_or(|ps| ps.contains(p)) {
+                    out.push(LogSize {
+                        topic: topic.clone(),
+                        partition: *p,
+                        size_bytes: log.size_bytes(),
+                    });
+                }
+            }
+        }
+        out
     }
 
     pub fn all_logs(&self) -> Vec<(String, i32, Log)> {

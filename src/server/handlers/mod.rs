@@ -11,6 +11,7 @@ pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
 pub mod fetch;
 pub mod fetch_frame;
 pub mod find_coordinator;
@@ -229,6 +230,7 @@ async fn handle_api(ctx: &Ctx, frame: Bytes) -> Result<Option<Answer>, RequestEr
         ApiKey::IncrementalAlterConfigs => alter_configs::handle_incremental(ctx, &mut req).await,
         ApiKey::CreatePartitions => create_partitions::handle(ctx, &mut req).await,
         ApiKey::DeleteRecords => delete_records::handle(ctx, &mut req).await,
+        ApiKey::DescribeLogDirs => describe_log_dirs::handle(ctx, &mut req).await,
         other => Err(RequestError::UnsupportedVersion {
             api: other,
             version,

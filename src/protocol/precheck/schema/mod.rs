@@ -282,6 +282,7 @@ pub static ALL: &[&MessageSchema] = &[
     &admin::INCREMENTAL_ALTER_CONFIGS,
     &log_admin::CREATE_PARTITIONS,
     &log_admin::DELETE_RECORDS,
+    &log_admin::DESCRIBE_LOG_DIRS,
     &groups::FIND_COORDINATOR,
     &groups::JOIN_GROUP,
     &groups::SYNC_GROUP,

@@ -67,7 +67,7 @@ fn every_advertised_version_is_accepted_exactly() {
     }
     assert_eq!(
         pairs,
-        118 + 4 + 3 + 2 + 4 + 3,
+        118 + 4 + 3 + 2 + 4 + 3 + 4,
         "advertised (api, version) pairs with a schema (update when advertising more)"
     );
 }
