@@ -18,9 +18,9 @@ pub fn space(path: &Path) -> io::Result<(u64, u64)> {
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    let frsize = u64::from(st.f_frsize);
-    let total = u64::from(st.f_blocks).saturating_mul(frsize);
-    let usable = u64::from(st.f_bavail).saturating_mul(frsize);
+    let frsize = st.f_frsize;
+    let total = st.f_blocks.saturating_mul(frsize);
+    let usable = st.f_bavail.saturating_mul(frsize);
     Ok((total, usable))
 }
 
