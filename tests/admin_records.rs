@@ -4,8 +4,12 @@
 //! Kafka's refusals; partitions on both shards in one request; librdkafka's and
 //! kafka-python's `delete_records`. DescribeLogDirs: the sizes of the partition logs (as
 //! produced, and as on disk), the topics filter, the filesystem's space (v4), and
-//! kafka-python's `describe_log_dirs`.
+//! kafka-python's `describe_log_dirs`. In a 3-broker cluster: DeleteRecords at a follower
+//! is NOT_LEADER_OR_FOLLOWER and works at the leader; each broker describes the replicas it
+//! holds.
 
+#[path = "common/cluster.rs"]
+mod cluster;
 mod common;
 #[path = "common/python.rs"]
 mod python;
@@ -374,4 +378,67 @@ fn kafka_python_describes_log_dirs() {
         })
         .collect();
     assert_eq!(reported, [(0, 0), (1, len)].into(), "{out}");
+}
+
+#[test]
+fn cluster_deletes_records_at_the_leader_and_describes_each_brokers_replicas() {
+    let c = cluster::Cluster::start3();
+    let controller = c.wait_formed(&[1, 2, 3]);
+    let view = c.create_topic_ok(controller, "cdr", 3, 2);
+    let parts = view.topic("cdr");
+    for (p, part) in &parts {
+        let (err, base) = c
+            .produce(part.leader, "cdr", *p, &["a", "b", "c", "d", "e"])
+            .expect("produce");
+        assert_eq!((err, base), (NONE, 0), "cdr-{p} at {}", part.leader);
+    }
+    let dr = |id: i32, p: i32, offset: i64| -> (i16, i64) {
+        let req = DeleteRecordsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![
+                DeleteRecordsTopic::default()
+                    .with_name(kafka::topic_name("cdr"))
+                    .with_partitions(vec![
+                        DeleteRecordsPartition::default()
+                            .with_partition_index(p)
+                            .with_offset(offset),
+                    ]),
+            ]);
+        let (_, resp) = c.call(id, 2, &req).expect("DeleteRecords");
+        let r = &resp.topics[0].partitions[0];
+        (r.error_code, r.low_watermark)
+    };
+    let p0 = &parts[&0];
+    let follower = p0
+        .replicas
+        .iter()
+        .copied()
+        .find(|r| *r != p0.leader)
+        .expect("a follower");
+    let not_a_replica = c
+        .ids()
+        .into_iter()
+        .find(|id| !p0.replicas.contains(id))
+        .expect("a broker without cdr-0");
+    const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    assert_eq!(dr(follower, 0, 2), (NOT_LEADER_OR_FOLLOWER, -1));
+    assert_eq!(dr(not_a_replica, 0, 2).0, NOT_LEADER_OR_FOLLOWER);
+    assert_eq!(dr(p0.leader, 0, 2), (NONE, 2));
+    // Asking again for less moves nothing and reports where the start is.
+    assert_eq!(dr(p0.leader, 0, 0), (NONE, 2));
+    for id in c.ids() {
+        let req = DescribeLogDirsRequest::default().with_topics(Some(vec![
+            DescribableLogDirTopic::default()
+                .with_topic(kafka::topic_name("cdr"))
+                .with_partitions(vec![0, 1, 2]),
+        ]));
+        let (_, resp) = c.call(id, 4, &req).expect("DescribeLogDirs");
+        let held: Vec<i32> = sizes(&resp).keys().map(|(_, p)| *p).collect();
+        let want: Vec<i32> = parts
+            .iter()
+            .filter(|(_, part)| part.replicas.contains(&id))
+            .map(|(p, _)| *p)
+            .collect();
+        assert_eq!(held, want, "node {id} describes the replicas it holds");
+    }
 }
