@@ -294,3 +294,16 @@ fn cluster_adds_partitions_with_leaders_spread_and_produces_to_them() {
         assert_eq!(v.topic("spread").len(), 6, "node {id}");
     }
 }
+
+#[test]
+fn every_advertised_create_partitions_version_grows_a_topic() {
+    let broker = Broker::start(&[]);
+    let mut c = RawClient::connect(broker.addr());
+    kafka::create_topic(&mut c, "vv", 1);
+    for v in 0..=3 {
+        let count = i32::from(v) + 2;
+        let r = grow_at(&mut c, v, &[("vv", count, None)], false);
+        assert_eq!(r, vec![("vv".to_string(), NONE, None)], "v{v}");
+        assert_eq!(partitions(&mut c, "vv"), count as usize, "v{v}");
+    }
+}

@@ -442,3 +442,34 @@ fn cluster_deletes_records_at_the_leader_and_describes_each_brokers_replicas() {
         assert_eq!(held, want, "node {id} describes the replicas it holds");
     }
 }
+
+#[test]
+fn every_advertised_version_of_delete_records_and_describe_log_dirs_is_served() {
+    let broker = Broker::start(&[]);
+    let mut c = RawClient::connect(broker.addr());
+    kafka::create_topic(&mut c, "vdr", 1);
+    let b = batch_of_size(2_000, 10, common::recent_ts());
+    let len = b.len() as i64;
+    assert_eq!(kafka::produce_one(&mut c, "vdr", 0, b).0, NONE);
+    for v in 0..=2 {
+        let offset = i64::from(v) + 1;
+        let req = DeleteRecordsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![
+                DeleteRecordsTopic::default()
+                    .with_name(kafka::topic_name("vdr"))
+                    .with_partitions(vec![
+                        DeleteRecordsPartition::default()
+                            .with_partition_index(0)
+                            .with_offset(offset),
+                    ]),
+            ]);
+        let resp: DeleteRecordsResponse = c.call(v, &req);
+        let p = &resp.topics[0].partitions[0];
+        assert_eq!((p.error_code, p.low_watermark), (NONE, offset), "v{v}");
+    }
+    for v in 1..=4 {
+        let got = sizes(&log_dirs(&mut c, v, Some(&[("vdr", &[0])])));
+        assert_eq!(got, [(("vdr".to_string(), 0), len)].into(), "v{v}");
+    }
+}
