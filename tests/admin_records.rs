@@ -161,7 +161,15 @@ fn delete_records_moves_the_low_watermark_deletes_segments_and_survives_restart(
     assert_eq!(earliest(&mut c, "dr", 0), target);
 
     // The start inside a segment survives a crash (SIGKILL) and restart.
+    drop(c);
     broker.kill();
+    // The killed process's io_uring may hold its listening socket open for a moment after
+    // the process is reaped; the new broker refuses a port something still answers on.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(broker.addr()).is_ok() {
+        assert!(std::time::Instant::now() < deadline, "port still answers");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     broker.start_again();
     let mut c = RawClient::connect(broker.addr());
     assert_eq!(earliest(&mut c, "dr", 0), target);
