@@ -247,4 +247,40 @@ mod tests {
             assert_eq!(log.log_end_offset(), hw + 1);
         });
     }
+
+    #[test]
+    fn an_acknowledged_start_survives_any_crash_and_a_torn_checkpoint_keeps_the_old_one() {
+        block_on(async {
+            for seed in 0..16 {
+                let sim = SimStorage::new(seed);
+                let dir = PathBuf::from("/d/c-0");
+                let log = PartitionLog::open(sim.clone(), dir.clone(), cfg(FlushMode::Fsync))
+                    .await
+                    .expect("open");
+                for i in 0..100 {
+                    log.append(batch(i, 3)).await.expect("append");
+                }
+                let bases = log.segment_bases();
+                let old = bases[1] + 2;
+                assert_eq!(log.delete_records_before(old).await.expect("delete"), old);
+                // Every crash after the answer keeps the acknowledged start.
+                let img = sim.crash_image(seed);
+                let back = PartitionLog::open(img, dir.clone(), cfg(FlushMode::Fsync))
+                    .await
+                    .expect("reopen the crash image");
+                assert_eq!(back.log_start_offset(), old, "seed {seed}");
+                assert_eq!(back.high_watermark(), 300, "seed {seed}");
+                // A crash at the checkpoint's first write: the old start, never garbage.
+                let target = bases[2] + 1;
+                sim.crash_at_write(1);
+                assert!(log.delete_records_before(target).await.is_err());
+                let img = sim.crash_image(seed);
+                let back = PartitionLog::open(img, dir.clone(), cfg(FlushMode::Fsync))
+                    .await
+                    .expect("reopen after a torn checkpoint");
+                assert_eq!(back.log_start_offset(), old, "seed {seed}");
+                assert_eq!(back.high_watermark(), 300, "seed {seed}");
+            }
+        });
+    }
 }
