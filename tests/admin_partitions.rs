@@ -2,7 +2,7 @@
 //! topic, bad manual assignments, duplicates, internal topics, the partition limit), each
 //! with its message; `validate_only` changes nothing; new partitions take produces and
 //! survive a restart; librdkafka's and kafka-python's admin clients add partitions and
-//! librdkafka's producer writes to them; in a 3-broker cluster the new partitions get
+//! librdkafka's producer writes to them and its consumer reads them; in a 3-broker cluster the new partitions get
 //! leaders on every broker and take produces through their leaders.
 
 #[path = "common/cluster.rs"]
@@ -245,6 +245,38 @@ fn librdkafka_adds_partitions_and_produces_to_them() {
         let got = kafka::fetch_all(&mut c, "rdk-grow", p, 0);
         assert_eq!(got.len(), 1, "one record in rdk-grow-{p}");
     }
+    // And librdkafka's consumer reads them back from every partition, old and new.
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", "rdk-grow-readers")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..3 {
+        tpl.add_partition_offset("rdk-grow", p, rdkafka::Offset::Beginning)
+            .expect("add partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut got = std::collections::BTreeMap::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while got.len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "consumed only {got:?}"
+        );
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.expect("consumer error");
+            let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
+            got.insert(m.partition(), value);
+        }
+    }
+    let want: std::collections::BTreeMap<i32, String> =
+        (0..3).map(|p| (p, format!("to-{p}"))).collect();
+    assert_eq!(got, want);
 }
 
 #[test]
