@@ -2,8 +2,8 @@
 //! topic, bad manual assignments, duplicates, internal topics, the partition limit), each
 //! with its message; `validate_only` changes nothing; new partitions take produces and
 //! survive a restart; librdkafka's and kafka-python's admin clients add partitions and
-//! librdkafka's producer writes to them and its consumer reads them; in a 3-broker cluster the new partitions get
-//! leaders on every broker and take produces through their leaders.
+//! librdkafka's producer writes to them and its consumer reads them; in a 3-broker cluster
+//! the new partitions get leaders on every broker and take produces through their leaders.
 
 #[path = "common/cluster.rs"]
 mod cluster;
