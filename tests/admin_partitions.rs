@@ -339,3 +339,29 @@ fn every_advertised_create_partitions_version_grows_a_topic() {
         assert_eq!(partitions(&mut c, "vv"), count as usize, "v{v}");
     }
 }
+
+#[test]
+fn create_partitions_is_bounded_by_the_partition_limits() {
+    const POLICY_VIOLATION: i16 = 44;
+    // __consumer_offsets holds 50 partitions.
+    let broker = Broker::start(&["topic.partitions.max=8", "broker.partitions.max=60"]);
+    let mut c = RawClient::connect(broker.addr());
+    kafka::create_topic(&mut c, "cap", 2);
+    kafka::create_topic(&mut c, "cap2", 1);
+    assert_eq!(
+        grow(&mut c, "cap", 9).0,
+        INVALID_PARTITIONS,
+        "over topic.partitions.max"
+    );
+    // 53 held: +6 fits (59), then +3 more in the same request would pass 60.
+    let r = grow_at(&mut c, 3, &[("cap", 8, None), ("cap2", 4, None)], false);
+    let codes: Vec<i16> = r.iter().map(|x| x.1).collect();
+    assert_eq!(codes, vec![NONE, POLICY_VIOLATION], "{r:?}");
+    assert_eq!(partitions(&mut c, "cap"), 8);
+    assert_eq!(
+        partitions(&mut c, "cap2"),
+        1,
+        "the refused topic is unchanged"
+    );
+    assert_eq!(grow(&mut c, "cap2", 2), (NONE, None), "one more fits");
+}
