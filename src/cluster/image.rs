@@ -11,7 +11,9 @@ pub mod codes {
     pub const NONE: i16 = 0;
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
     pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+    pub const INVALID_PARTITIONS: i16 = 37;
     pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+    pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 }
 
 /// Ids of producer-id blocks handed out at once.
@@ -72,6 +74,16 @@ pub struct TopicConfigs {
     pub configs: BTreeMap<String, String>,
 }
 
+/// Partitions added to a topic (CreatePartitions): the new total count and, when the client
+/// chose them, the replicas of each new partition (else they are placed as CreateTopics
+/// places partitions). The proposer has bounded `count`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewPartitions {
+    pub name: String,
+    pub count: i32,
+    pub assignments: Option<Vec<Vec<i32>>>,
+}
+
 /// One entry of the metadata log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -109,6 +121,10 @@ pub enum Command {
     /// A block of producer ids for `broker`.
     AllocateProducerIds {
         broker: i32,
+    },
+    /// More partitions for existing topics.
+    CreatePartitions {
+        topics: Vec<NewPartitions>,
     },
 }
 
@@ -227,6 +243,9 @@ impl Image {
                 self.next_producer_id = end;
                 Outcome::ProducerIds { start, end }
             }
+            Command::CreatePartitions { topics } => {
+                Outcome::Topics(topics.into_iter().map(|t| self.add_partitions(t)).collect())
+            }
         }
     }
 
@@ -326,6 +345,121 @@ impl Image {
     }
 }
 
+impl Image {
+    /// Adds the partitions of `t` to its topic, with Kafka's refusals: an unknown topic, a
+    /// count that is not an increase, assignments that do not name one registered, distinct
+    /// broker per replica for each new partition and as many replicas as the topic has.
+    fn add_partitions(&mut self, t: NewPartitions) -> TopicOutcome {
+        let fail = |error_code, message: Option<String>| TopicOutcome {
+            name: t.name.clone(),
+            error_code,
+            message,
+        };
+        let Some(topic) = self.topics.get(&t.name) else {
+            return fail(codes::UNKNOWN_TOPIC_OR_PARTITION, None);
+        };
+        let have = topic.partitions.len();
+        let count = usize::try_from(t.count).unwrap_or(0);
+        if count == have {
+            return fail(
+                codes::INVALID_PARTITIONS,
+                Some(format!("Topic already has {have} partition(s).")),
+            );
+        }
+        if count < have {
+            return fail(
+                codes::INVALID_PARTITIONS,
+                Some(format!(
+                    "The topic {} currently has {have} partition(s); {} would not be an \
+                     increase.",
+                    t.name, t.count
+                )),
+            );
+        }
+        let added = count - have;
+        let rf = topic.partitions.first().map_or(1, |p| p.replicas.len());
+        let live = self.live();
+        let new = match &t.assignments {
+            Some(assignments) => {
+                if assignments.len() != added {
+                    return fail(
+                        codes::INVALID_REPLICA_ASSIGNMENT,
+                        Some(format!(
+                            "Attempted to add {added} additional partition(s), but only {} \
+                             assignment(s) were specified.",
+                            assignments.len()
+                        )),
+                    );
+                }
+                let mut new = Vec::with_capacity(added);
+                for replicas in assignments {
+                    if let Err(m) = self.check_assignment(replicas, rf) {
+                        return fail(codes::INVALID_REPLICA_ASSIGNMENT, Some(m));
+                    }
+                    let isr: Vec<i32> = replicas
+                        .iter()
+                        .copied()
+                        .filter(|r| live.contains(r))
+                        .collect();
+                    new.push(PartitionImage {
+                        leader: isr.first().copied().unwrap_or(-1),
+                        replicas: replicas.clone(),
+                        leader_epoch: 0,
+                        isr,
+                    });
+                }
+                new
+            }
+            None => {
+                if rf > live.len() {
+                    return fail(
+                        codes::INVALID_REPLICATION_FACTOR,
+                        Some(format!(
+                            "Unable to replicate the new partitions {rf} time(s): only {} \
+                             broker(s) are alive.",
+                            live.len()
+                        )),
+                    );
+                }
+                let added = i32::try_from(added).unwrap_or(0);
+                place(added, rf, &live, self.leader_counts(&live))
+            }
+        };
+        if let Some(topic) = self.topics.get_mut(&t.name) {
+            topic.partitions.extend(new);
+        }
+        TopicOutcome {
+            name: t.name,
+            error_code: codes::NONE,
+            message: None,
+        }
+    }
+
+    fn check_assignment(&self, replicas: &[i32], rf: usize) -> Result<(), String> {
+        if replicas.len() != rf {
+            return Err(format!(
+                "The manual partition assignment includes a partition with {} replica(s), but \
+                 this is not consistent with previous partitions, which have {rf} replica(s).",
+                replicas.len()
+            ));
+        }
+        for (i, b) in replicas.iter().enumerate() {
+            if !self.brokers.contains_key(b) {
+                return Err(format!(
+                    "The manual partition assignment includes broker {b}, but no such broker \
+                     is registered."
+                ));
+            }
+            if replicas[..i].contains(b) {
+                return Err(format!(
+                    "The manual partition assignment includes the broker {b} more than once."
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Replica lists for `count` partitions of `rf` replicas over `live` (sorted, distinct,
 /// at least `rf` of them). Each partition's leader is the live broker that leads the fewest
 /// partitions so far (ties to the lower id), and its followers are the brokers after it in
@@ -361,175 +495,4 @@ pub fn place(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn register(img: &mut Image, id: i32) {
-        img.apply(Command::Register {
-            id,
-            host: "h".into(),
-            port: 9000 + id as u16,
-            incarnation: 7,
-        });
-    }
-
-    fn topic(name: &str, partitions: i32, rf: i16) -> Command {
-        Command::CreateTopics {
-            topics: vec![NewTopic {
-                name: name.into(),
-                id: "00".into(),
-                partitions,
-                replication_factor: rf,
-                configs: BTreeMap::new(),
-            }],
-        }
-    }
-
-    fn leaders(img: &Image, name: &str) -> Vec<i32> {
-        img.topics[name]
-            .partitions
-            .iter()
-            .map(|p| p.leader)
-            .collect()
-    }
-
-    #[test]
-    fn leaders_spread_evenly_across_topics() {
-        let mut img = Image::default();
-        for id in 1..=3 {
-            register(&mut img, id);
-        }
-        img.apply(topic("a", 2, 1));
-        img.apply(topic("b", 4, 3));
-        let counts = img.leader_counts(&img.live());
-        assert_eq!(counts.values().copied().collect::<Vec<_>>(), vec![2, 2, 2]);
-        for p in &img.topics["b"].partitions {
-            let mut r = p.replicas.clone();
-            r.sort();
-            r.dedup();
-            assert_eq!(r.len(), 3, "{p:?}");
-            assert_eq!(p.replicas[0], p.leader);
-        }
-    }
-
-    #[test]
-    fn replication_factor_beyond_live_brokers_is_refused() {
-        let mut img = Image::default();
-        register(&mut img, 1);
-        register(&mut img, 2);
-        img.apply(Command::Fence { id: 2 });
-        let Outcome::Topics(out) = img.apply(topic("t", 1, 2)) else {
-            panic!("topics outcome");
-        };
-        assert_eq!(out[0].error_code, codes::INVALID_REPLICATION_FACTOR);
-        assert!(!img.topics.contains_key("t"));
-        let Outcome::Topics(out) = img.apply(topic("t", 1, 1)) else {
-            panic!("topics outcome");
-        };
-        assert_eq!(out[0].error_code, codes::NONE);
-        let Outcome::Topics(out) = img.apply(topic("t", 1, 1)) else {
-            panic!("topics outcome");
-        };
-        assert_eq!(out[0].error_code, codes::TOPIC_ALREADY_EXISTS);
-    }
-
-    #[test]
-    fn fencing_moves_leadership_to_a_live_replica_and_bumps_the_epoch() {
-        let mut img = Image::default();
-        for id in 1..=3 {
-            register(&mut img, id);
-        }
-        img.apply(topic("r3", 3, 3));
-        img.apply(topic("r1", 3, 1));
-        assert_eq!(leaders(&img, "r3"), vec![1, 2, 3]);
-        img.apply(Command::Fence { id: 2 });
-        let p = &img.topics["r3"].partitions[1];
-        assert_eq!((p.leader, p.leader_epoch), (3, 1));
-        assert!(!p.isr.contains(&2));
-        // A partition whose only replica is fenced has no leader until it returns.
-        let lone = img.topics["r1"]
-            .partitions
-            .iter()
-            .position(|p| p.replicas == vec![2])
-            .expect("one r1 partition on broker 2");
-        assert_eq!(img.topics["r1"].partitions[lone].leader, -1);
-        register(&mut img, 2);
-        let p = &img.topics["r1"].partitions[lone];
-        assert_eq!((p.leader, p.leader_epoch), (2, 2));
-        assert!(img.topics["r3"].partitions[1].isr.contains(&2));
-        // Nothing else moved back.
-        assert_eq!(img.topics["r3"].partitions[1].leader, 3);
-    }
-
-    #[test]
-    fn a_stale_controlled_shutdown_does_not_fence_a_new_incarnation() {
-        let mut img = Image::default();
-        register(&mut img, 1);
-        img.apply(Command::ControlledShutdown {
-            id: 1,
-            incarnation: 6,
-        });
-        assert!(img.is_live(1));
-        img.apply(Command::ControlledShutdown {
-            id: 1,
-            incarnation: 7,
-        });
-        assert!(!img.is_live(1));
-    }
-
-    #[test]
-    fn producer_id_blocks_never_overlap() {
-        let mut img = Image::default();
-        let mut seen = Vec::new();
-        for b in [1, 2, 1, 3] {
-            let Outcome::ProducerIds { start, end } =
-                img.apply(Command::AllocateProducerIds { broker: b })
-            else {
-                panic!("ids outcome");
-            };
-            assert!(seen.iter().all(|(s, e)| end <= *s || start >= *e));
-            seen.push((start, end));
-        }
-        assert_eq!(img.next_producer_id, 4 * PRODUCER_ID_BLOCK);
-    }
-
-    #[test]
-    fn alter_topic_configs_replaces_overrides_of_existing_topics_only() {
-        let mut img = Image::default();
-        register(&mut img, 1);
-        let Command::CreateTopics { mut topics } = topic("t", 2, 1) else {
-            panic!("create command");
-        };
-        topics[0].configs = [("flush".to_string(), "fsync".to_string())].into();
-        img.apply(Command::CreateTopics { topics });
-        let before = img.topics["t"].partitions.clone();
-        let want: BTreeMap<String, String> =
-            [("retention.ms".to_string(), "1000".to_string())].into();
-        let cmd = Command::AlterTopicConfigs {
-            topics: vec![
-                TopicConfigs {
-                    name: "t".into(),
-                    configs: want.clone(),
-                },
-                TopicConfigs {
-                    name: "gone".into(),
-                    configs: want.clone(),
-                },
-            ],
-        };
-        // Deterministic: two images applying the same command agree.
-        let mut other = img.clone();
-        let out = img.apply(cmd.clone());
-        assert_eq!(out, other.apply(cmd));
-        assert_eq!(img, other);
-        let Outcome::Topics(out) = out else {
-            panic!("topics outcome");
-        };
-        let codes: Vec<i16> = out.iter().map(|o| o.error_code).collect();
-        assert_eq!(codes, vec![codes::NONE, codes::UNKNOWN_TOPIC_OR_PARTITION]);
-        // The overrides are replaced whole (flush is gone); placement is untouched.
-        assert_eq!(img.topics["t"].configs, want);
-        assert_eq!(img.topics["t"].partitions, before);
-        assert!(!img.topics.contains_key("gone"));
-    }
-}
+mod tests;

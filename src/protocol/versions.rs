@@ -35,6 +35,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DeleteRecords, 0, 2),
+    // DescribeLogDirs v0 is not in the `kafka-protocol` crate (v1 differs only in throttling).
+    (ApiKey::DescribeLogDirs, 1, 4),
 ];
 
 pub fn supported(api: ApiKey, version: i16) -> bool {

@@ -44,6 +44,8 @@ pub enum ShardRequest {
     ListOffsets(Vec<ListOffsetsPart>),
     /// The idempotent producers of each partition named (topic, partition).
     DescribeProducers(Vec<(String, i32)>),
+    /// Moves the log start of each partition (DeleteRecords).
+    DeleteRecords(Vec<DeleteRecordsPart>),
     /// To shard 0, the metadata writer.
     CreateTopics {
         topics: Vec<NewTopic>,
@@ -56,6 +58,11 @@ pub enum ShardRequest {
         changes: Vec<ConfigChange>,
         validate_only: bool,
     },
+    /// To shard 0, the metadata writer: CreatePartitions.
+    CreatePartitions {
+        topics: Vec<PartitionsChange>,
+        validate_only: bool,
+    },
     /// To a group's coordinator shard (or, for listing, to every shard).
     Group(Box<crate::group::GroupOp>),
     /// From shard 0 to every shard: open logs of new partitions, close deleted ones.
@@ -65,6 +72,19 @@ pub enum ShardRequest {
     Propose(crate::cluster::image::Command),
     /// A scrape of the metrics endpoint: this shard's counters.
     Metrics,
+    /// The size of each partition log this shard holds (DescribeLogDirs), of the topics
+    /// and partitions named (`None`: all).
+    LogSizes(Arc<Option<LogSizesFilter>>),
+}
+
+/// Topics and, per topic, the partitions asked for.
+pub type LogSizesFilter = BTreeMap<String, std::collections::BTreeSet<i32>>;
+
+/// One partition log's size on disk.
+pub struct LogSize {
+    pub topic: String,
+    pub partition: i32,
+    pub size_bytes: u64,
 }
 
 pub enum ShardReply {
@@ -73,14 +93,17 @@ pub enum ShardReply {
     Changed,
     ListOffsets(Vec<ListOffsetsResult>),
     DescribeProducers(Vec<ProducersResult>),
+    DeleteRecords(Vec<DeleteRecordsResult>),
     CreateTopics(Vec<TopicResult>),
     DeleteTopics(Vec<TopicResult>),
     AlterTopicConfigs(Vec<TopicResult>),
+    CreatePartitions(Vec<TopicResult>),
     Applied,
     /// `None` when the coordinator stopped with the request parked.
     Group(Option<crate::group::GroupReply>),
     Proposed(Result<crate::cluster::image::Outcome, crate::cluster::ProposeError>),
     Metrics(Box<super::metrics::ShardSnapshot>),
+    LogSizes(Vec<LogSize>),
 }
 
 /// How one topic's config overrides change.
@@ -89,6 +112,14 @@ pub enum ConfigEdit {
     Replace(BTreeMap<String, String>),
     /// IncrementalAlterConfigs: these operations, in order.
     Ops(Vec<(String, crate::config::topic::ConfigOp, Option<String>)>),
+}
+
+/// CreatePartitions of one topic: its new partition count and, if the client gave them,
+/// the replicas of each new partition.
+pub struct PartitionsChange {
+    pub topic: String,
+    pub count: i32,
+    pub assignments: Option<Vec<Vec<i32>>>,
 }
 
 pub struct ConfigChange {
@@ -154,6 +185,28 @@ impl ProducersResult {
         ProducersResult {
             error_code,
             producers: Vec::new(),
+        }
+    }
+}
+
+pub struct DeleteRecordsPart {
+    pub topic: String,
+    pub partition: i32,
+    /// The new log start; -1 for the high watermark.
+    pub offset: i64,
+}
+
+pub struct DeleteRecordsResult {
+    pub error_code: i16,
+    /// The log start offset after the request; -1 on error.
+    pub low_watermark: i64,
+}
+
+impl DeleteRecordsResult {
+    pub fn error(error_code: i16) -> DeleteRecordsResult {
+        DeleteRecordsResult {
+            error_code,
+            low_watermark: -1,
         }
     }
 }

@@ -5,11 +5,13 @@
 
 pub mod configs;
 pub mod controller;
+pub mod delete_records;
 pub mod groups;
 pub mod logs;
 pub mod messages;
 pub mod meta;
 pub mod metrics;
+pub mod new_partitions;
 pub mod partitions;
 pub mod runtime;
 pub mod scatter;

@@ -248,6 +248,9 @@ impl Shard {
                 ShardRequest::DescribeProducers(parts) => {
                     ShardReply::DescribeProducers(self.describe_producers(parts))
                 }
+                ShardRequest::DeleteRecords(parts) => {
+                    ShardReply::DeleteRecords(self.delete_records(parts).await)
+                }
                 ShardRequest::CreateTopics {
                     topics,
                     validate_only,
@@ -260,6 +263,12 @@ impl Shard {
                     validate_only,
                 } => ShardReply::AlterTopicConfigs(
                     self.alter_topic_configs(changes, validate_only).await,
+                ),
+                ShardRequest::CreatePartitions {
+                    topics,
+                    validate_only,
+                } => ShardReply::CreatePartitions(
+                    self.create_partitions(topics, validate_only).await,
                 ),
                 ShardRequest::Group(op) => {
                     let meta = self.meta();
@@ -283,6 +292,7 @@ impl Shard {
                     ShardReply::Applied
                 }
                 ShardRequest::Metrics => ShardReply::Metrics(Box::new(self.metrics_snapshot())),
+                ShardRequest::LogSizes(filter) => ShardReply::LogSizes(self.log_sizes(&filter)),
                 ShardRequest::Propose(cmd) => {
                     let controller = self.controller.borrow().clone();
                     ShardReply::Proposed(match controller {
@@ -292,6 +302,31 @@ impl Shard {
                 }
             }
         })
+    }
+
+    /// The size of every log this shard holds that `filter` names (`None`: all).
+    fn log_sizes(&self, filter: &Option<LogSizesFilter>) -> Vec<LogSize> {
+        let logs = self.table.logs.borrow();
+        let mut out = Vec::new();
+        for (topic, parts) in logs.iter() {
+            let wanted = match filter {
+                None => None,
+                Some(f) => match f.get(topic) {
+                    Some(ps) => Some(ps),
+                    None => continue,
+                },
+            };
+            for (p, log) in parts {
+                if wanted.is_none_or(|ps| ps.contains(p)) {
+                    out.push(LogSize {
+                        topic: topic.clone(),
+                        partition: *p,
+                        size_bytes: log.size_bytes(),
+                    });
+                }
+            }
+        }
+        out
     }
 
     pub fn all_logs(&self) -> Vec<(String, i32, Log)> {

@@ -7,7 +7,8 @@
 
 use super::Shard;
 use super::messages::{
-    ListOffsetsResult, ProduceResult, ProducersResult, ReadResult, ShardReply, ShardRequest,
+    DeleteRecordsResult, ListOffsetsResult, ProduceResult, ProducersResult, ReadResult, ShardReply,
+    ShardRequest,
 };
 use super::runtime::{first_of, join_all};
 use crate::protocol::code;
@@ -58,6 +59,12 @@ impl From<ShardUnreachable> for ListOffsetsResult {
 impl From<ShardUnreachable> for ProducersResult {
     fn from(e: ShardUnreachable) -> Self {
         ProducersResult::error(e.code())
+    }
+}
+
+impl From<ShardUnreachable> for DeleteRecordsResult {
+    fn from(e: ShardUnreachable) -> Self {
+        DeleteRecordsResult::error(e.code())
     }
 }
 

@@ -236,6 +236,9 @@ impl Shard {
             crate::cluster::image::Command::AlterTopicConfigs { topics } => {
                 topics.iter().map(|t| t.name.clone()).collect()
             }
+            crate::cluster::image::Command::CreatePartitions { topics } => {
+                topics.iter().map(|t| t.name.clone()).collect()
+            }
             _ => Vec::new(),
         };
         match self.propose(cmd).await {

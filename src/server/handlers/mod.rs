@@ -3,13 +3,16 @@
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod create_partitions;
 pub mod create_topics;
 pub mod dedupe;
 pub mod delete_groups;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod fetch;
 pub mod fetch_frame;
@@ -229,6 +232,9 @@ async fn handle_api(ctx: &Ctx, frame: Bytes) -> Result<Option<Answer>, RequestEr
         ApiKey::IncrementalAlterConfigs => alter_configs::handle_incremental(ctx, &mut req).await,
         ApiKey::DescribeCluster => describe_cluster::handle(ctx, &mut req).await,
         ApiKey::DescribeProducers => describe_producers::handle(ctx, &mut req).await,
+        ApiKey::CreatePartitions => create_partitions::handle(ctx, &mut req).await,
+        ApiKey::DeleteRecords => delete_records::handle(ctx, &mut req).await,
+        ApiKey::DescribeLogDirs => describe_log_dirs::handle(ctx, &mut req).await,
         other => Err(RequestError::UnsupportedVersion {
             api: other,
             version,

@@ -3,8 +3,9 @@
 //!
 //! [`PartitionLog`] is the one type; its methods are split by job: `open` (recovery, the
 //! producer state rebuilt from the segments), `append` (admission and offset assignment),
-//! `writer` (the group-commit writer), `maintenance` (tick, roll, retention, flush, close)
-//! and `read` (reads and timestamp lookups).
+//! `writer` (the group-commit writer), `maintenance` (tick, roll, retention, flush, close),
+//! `start` (DeleteRecords' log start and its checkpoint) and `read` (reads and timestamp
+//! lookups).
 //!
 //! # The append contract
 //!
@@ -37,6 +38,7 @@ mod append;
 mod maintenance;
 mod open;
 mod read;
+mod start;
 mod stats;
 #[cfg(test)]
 mod tests;

@@ -111,9 +111,14 @@ impl<S: Storage> PartitionLog<S> {
             storage.sync_dir(&dir).await?;
         }
         let producers = rebuild_producer_states(&segments).await?;
-        let log_start_offset = segments[0].base_offset;
         let active = segments.last().expect("at least one segment");
         let (pos, next) = (active.size, active.next_offset);
+        // DeleteRecords may have moved the start inside a segment (or past segments a
+        // crash kept from being deleted); never past the recovered end.
+        let first = segments[0].base_offset;
+        let log_start_offset = super::start::read_checkpoint(&storage, &dir)
+            .await
+            .map_or(first, |c| c.min(next).max(first));
         let inner = Inner {
             storage,
             dir,
@@ -141,8 +146,10 @@ impl<S: Storage> PartitionLog<S> {
             issued_ids: RefCell::new(None),
             stats: super::stats::LogStats::default(),
         };
-        Ok(PartitionLog {
+        let log = PartitionLog {
             inner: Rc::new(inner),
-        })
+        };
+        log.trim_below_start().await?;
+        Ok(log)
     }
 }

@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod describe;
 pub mod groups;
+pub mod log_admin;
 pub mod produce_fetch;
 
 use kafka_protocol::messages::ApiKey;
@@ -282,6 +283,9 @@ pub static ALL: &[&MessageSchema] = &[
     &admin::INCREMENTAL_ALTER_CONFIGS,
     &describe::DESCRIBE_CLUSTER,
     &describe::DESCRIBE_PRODUCERS,
+    &log_admin::CREATE_PARTITIONS,
+    &log_admin::DELETE_RECORDS,
+    &log_admin::DESCRIBE_LOG_DIRS,
     &groups::FIND_COORDINATOR,
     &groups::JOIN_GROUP,
     &groups::SYNC_GROUP,

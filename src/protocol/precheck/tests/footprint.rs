@@ -127,6 +127,14 @@ footprint! {
     DescribeClusterRequest => [] tagged;
     DescribeProducersRequest => [topics] tagged;
     describe_producers_request::TopicRequest => [partition_indexes] tagged;
+    CreatePartitionsRequest => [topics] tagged;
+    create_partitions_request::CreatePartitionsTopic => [assignments] tagged;
+    create_partitions_request::CreatePartitionsAssignment => [broker_ids] tagged;
+    DeleteRecordsRequest => [topics] tagged;
+    delete_records_request::DeleteRecordsTopic => [partitions] tagged;
+    delete_records_request::DeleteRecordsPartition => [] tagged;
+    DescribeLogDirsRequest => [topics] tagged;
+    describe_log_dirs_request::DescribableLogDirTopic => [partitions] tagged;
     OffsetDeleteRequest => [topics];
     OffsetDeleteRequestTopic => [partitions];
     OffsetDeleteRequestPartition => [];

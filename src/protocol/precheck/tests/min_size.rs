@@ -36,6 +36,13 @@ fn default_size(name: &str, v: i16) -> Option<usize> {
             size::<incremental_alter_configs_request::AlterableConfig>(v)
         }
         "DescribeProducersTopicRequest" => size::<describe_producers_request::TopicRequest>(v),
+        "CreatePartitionsTopic" => size::<create_partitions_request::CreatePartitionsTopic>(v),
+        "CreatePartitionsAssignment" => {
+            size::<create_partitions_request::CreatePartitionsAssignment>(v)
+        }
+        "DeleteRecordsTopic" => size::<delete_records_request::DeleteRecordsTopic>(v),
+        "DeleteRecordsPartition" => size::<delete_records_request::DeleteRecordsPartition>(v),
+        "DescribableLogDirTopic" => size::<describe_log_dirs_request::DescribableLogDirTopic>(v),
         _ => None,
     };
     if configs.is_some() {
@@ -96,6 +103,9 @@ fn default_size(name: &str, v: i16) -> Option<usize> {
         IncrementalAlterConfigsRequest,
         DescribeClusterRequest,
         DescribeProducersRequest,
+        CreatePartitionsRequest,
+        DeleteRecordsRequest,
+        DescribeLogDirsRequest,
     )
 }
 

@@ -12,6 +12,7 @@
 mod build_configs;
 mod build_data;
 mod build_groups;
+mod build_log_admin;
 mod coverage;
 mod footprint;
 mod fuzz;
@@ -75,6 +76,9 @@ pub fn build(api: ApiKey, version: i16, case: usize) -> Option<Vec<u8>> {
         ApiKey::IncrementalAlterConfigs => encode(api, v, c, &build_configs::incremental(v, c)),
         ApiKey::DescribeCluster => encode(api, v, c, &build_configs::describe_cluster(v, c)),
         ApiKey::DescribeProducers => encode(api, v, c, &build_configs::describe_producers(v, c)),
+        ApiKey::CreatePartitions => encode(api, v, c, &build_log_admin::create_partitions(v, c)),
+        ApiKey::DeleteRecords => encode(api, v, c, &build_log_admin::delete_records(v, c)),
+        ApiKey::DescribeLogDirs => encode(api, v, c, &build_log_admin::describe_log_dirs(v, c)),
         ApiKey::FindCoordinator => encode(api, v, c, &g::find_coordinator(v, c)),
         ApiKey::JoinGroup => encode(api, v, c, &g::join_group(v, c)),
         ApiKey::SyncGroup => encode(api, v, c, &g::sync_group(v, c)),
@@ -167,6 +171,9 @@ fn decode_body(api: ApiKey, v: i16, buf: &mut Bytes) -> anyhow::Result<usize> {
         ApiKey::IncrementalAlterConfigs => fp::<IncrementalAlterConfigsRequest>(buf, v),
         ApiKey::DescribeCluster => fp::<DescribeClusterRequest>(buf, v),
         ApiKey::DescribeProducers => fp::<DescribeProducersRequest>(buf, v),
+        ApiKey::CreatePartitions => fp::<CreatePartitionsRequest>(buf, v),
+        ApiKey::DeleteRecords => fp::<DeleteRecordsRequest>(buf, v),
+        ApiKey::DescribeLogDirs => fp::<DescribeLogDirsRequest>(buf, v),
         ApiKey::FindCoordinator => fp::<FindCoordinatorRequest>(buf, v),
         ApiKey::JoinGroup => fp::<JoinGroupRequest>(buf, v),
         ApiKey::SyncGroup => fp::<SyncGroupRequest>(buf, v),
