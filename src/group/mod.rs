@@ -31,6 +31,8 @@ pub mod state;
 pub mod values;
 
 #[cfg(test)]
+mod load_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod values_tests;
