@@ -31,9 +31,12 @@ fn offset_value(offset: i64) -> Vec<u8> {
     .unwrap()
 }
 
+/// A record at its offset: key and value (`None`: a tombstone).
+type AtOffset = (i64, Vec<u8>, Option<Vec<u8>>);
+
 /// One batch holding `records` at their own offsets, written by another encoder (the
 /// `kafka-protocol` crate's), as a cleaner keeps them: offset deltas with holes.
-fn batch_at(records: &[(i64, Vec<u8>, Option<Vec<u8>>)]) -> Vec<u8> {
+fn batch_at(records: &[AtOffset]) -> Vec<u8> {
     let records: Vec<Record> = records
         .iter()
         .map(|(offset, k, v)| Record {
