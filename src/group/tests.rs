@@ -514,3 +514,23 @@ fn the_group_record_names_its_members_as_kafka_writes_them() {
         );
     }
 }
+
+#[test]
+fn a_group_record_too_large_for_the_log_is_written_without_its_members() {
+    let mut h = Harness::new(3_000);
+    let config = GroupConfig {
+        initial_rebalance_delay_ms: 3_000,
+        ..GroupConfig::default()
+    };
+    // Room for the group's own fields, not for two members' as well.
+    h.c = GroupCoordinator::new(config, 300, rand::rngs::StdRng::seed_from_u64(1));
+    h.c.finish_load();
+    stable_pair(&mut h);
+    let key = records::Key::Group { group: G.into() }.encode().unwrap();
+    let logged = h.finish_appends(true);
+    let value = logged.iter().rev().find(|r| r.key == key);
+    let value = value.and_then(|r| r.value.clone()).expect("a group record");
+    let v = records::GroupValue::decode(&value).unwrap();
+    assert!(v.members.is_empty() && v.generation >= 1, "{v:?}");
+    assert!(value.len() + key.len() + 128 <= 300);
+}

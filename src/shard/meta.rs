@@ -242,6 +242,13 @@ mod tests {
         assert_eq!(configs["retention.ms"], "-1");
         assert_eq!(configs["retention.bytes"], "-1");
         assert_eq!(configs["segment.bytes"], "104857600");
+        // The broker's retention settings do not reach it: live offsets are never deleted
+        // by age or size, whatever the policy does.
+        let mut strict = config.log.clone();
+        strict.retention_ms = Some(1);
+        strict.retention_bytes = Some(1);
+        let log = crate::config::topic::effective(&strict, configs);
+        assert_eq!((log.retention_ms, log.retention_bytes), (None, None));
         let (_, again) = ensure_offsets_topic(meta, &config);
         assert!(!again, "nothing changes the second time");
         // A topic from an older ringbroker: retention.ms only, and a segment size of its own.
