@@ -399,12 +399,13 @@ fn key_bytes(key: &Key) -> Vec<u8> {
     }
 }
 
-/// One v2 batch of `records` at offsets 0.., written by the `kafka-protocol` crate.
-fn batch(records: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+/// One v2 batch of `records` (offset, key, value; `None`: a tombstone) at their own
+/// offsets, written by the `kafka-protocol` crate: holes between offsets are what a log
+/// cleaner leaves.
+fn batch(records: &[(i64, Vec<u8>, Option<Vec<u8>>)]) -> Vec<u8> {
     let records: Vec<Record> = records
         .iter()
-        .enumerate()
-        .map(|(i, (k, v))| Record {
+        .map(|(offset, k, v)| Record {
             transactional: false,
             control: false,
             delete_horizon: false,
@@ -412,11 +413,13 @@ fn batch(records: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
             producer_id: -1,
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
+            offset: *offset,
+            // The encoder keeps records in one batch while offset - sequence is constant:
+            // this keeps records with holes between their offsets in one batch.
+            sequence: *offset as i32,
             timestamp: now_ms(),
             key: Some(Bytes::from(k.clone())),
-            value: Some(Bytes::from(v.clone())),
+            value: v.clone().map(Bytes::from),
             headers: Default::default(),
         })
         .collect();
@@ -452,21 +455,35 @@ fn a_data_dir_in_the_legacy_format_keeps_its_offsets_and_group() {
     let group = "legacy-group";
     let p = ringbroker::group::offsets_partition(group, PARTITIONS);
     let part_dir = dir.join(format!("{OFFSETS}-{p}"));
-    let records = [
+    // As a cleaner leaves a log: a sealed segment whose first batch lost its middle record
+    // (offset 1), a hole between segments (4..=99), and a deleted group ("ghost") whose
+    // commit and tombstone are both still there. Batches stay contiguous inside a segment,
+    // as a cleaner keeps each batch's base and last offset.
+    let offset_key = |g: &str, p| key_bytes(&Key::Offset(g.into(), "events".into(), p));
+    let mut first = batch(&[
         (
-            key_bytes(&Key::Offset(group.into(), "events".into(), 0)),
-            legacy_offset(3, Some("old-meta")),
+            0,
+            offset_key(group, 0),
+            Some(legacy_offset(3, Some("old-meta"))),
         ),
-        (
-            key_bytes(&Key::Offset(group.into(), "events".into(), 1)),
-            legacy_offset(4, None),
-        ),
-        (key_bytes(&Key::Group(group.into())), legacy_group(5)),
-    ];
+        (2, offset_key(group, 1), Some(legacy_offset(4, None))),
+    ]);
+    first.extend(batch(&[(
+        3,
+        offset_key("ghost", 0),
+        Some(legacy_offset(9, None)),
+    )]));
+    let mut second = batch(&[(
+        100,
+        key_bytes(&Key::Group(group.into())),
+        Some(legacy_group(5)),
+    )]);
+    second.extend(batch(&[(101, offset_key("ghost", 0), None)]));
     for ext in ["index", "timeindex"] {
         let _ = std::fs::remove_file(part_dir.join(format!("00000000000000000000.{ext}")));
     }
-    std::fs::write(part_dir.join("00000000000000000000.log"), batch(&records)).unwrap();
+    std::fs::write(part_dir.join("00000000000000000000.log"), first).unwrap();
+    std::fs::write(part_dir.join("00000000000000000100.log"), second).unwrap();
 
     broker.start_again();
     let addr = broker.bootstrap();
@@ -496,6 +513,15 @@ fn a_data_dir_in_the_legacy_format_keeps_its_offsets_and_group() {
             (Offset::Offset(4), String::new())
         ]
     );
+    // The tombstone deleted the ghost's offset; the broker kept every batch.
+    let ghost = group_consumer(&addr, "ghost");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition("events", 0);
+    let committed = ghost
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(committed.elements()[0].offset(), Offset::Invalid);
+    assert!(!broker.log().contains("truncating"), "{}", broker.log());
 
     // The group rejoins above its legacy generation, and its new record is Kafka's.
     // From the committed offsets: 2 of partition 0's 5 records and 1 of partition 1's.

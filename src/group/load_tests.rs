@@ -48,7 +48,9 @@ fn batch_at(records: &[AtOffset]) -> Vec<u8> {
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: *offset,
-            sequence: -1,
+            // The encoder keeps records in one batch while offset - sequence is constant:
+            // this keeps records with holes between their offsets in one batch.
+            sequence: *offset as i32,
             timestamp: 1_000,
             key: Some(Bytes::from(k.clone())),
             value: v.clone().map(Bytes::from),
@@ -62,6 +64,16 @@ fn batch_at(records: &[AtOffset]) -> Vec<u8> {
     };
     RecordBatchEncoder::encode(&mut out, &records, &options).unwrap();
     out.to_vec()
+}
+
+/// (base offset, last offset) of each batch in `log`.
+fn batch_bounds(mut log: &[u8]) -> Vec<(i64, i64)> {
+    let mut out = Vec::new();
+    while let Ok(h) = crate::protocol::batch::BatchHeader::parse(log) {
+        out.push((h.base_offset, h.last_offset()));
+        log = &log[h.total_bytes()..];
+    }
+    out
 }
 
 fn coordinator() -> GroupCoordinator {
@@ -100,6 +112,11 @@ fn loading_is_correct_over_offset_gaps_and_removed_tombstones() {
     let legacy = super::values_tests::legacy_offset(77, -1, None, 900);
     log.extend(batch_at(&[(70, offset_key("old", 3), Some(legacy))]));
 
+    assert_eq!(
+        batch_bounds(&log),
+        [(5, 9), (40, 40), (60, 60), (70, 70)],
+        "one batch with a hole inside"
+    );
     let (records, next) = parse_batches(&log);
     assert_eq!(next, Some(71), "the load resumes after the last batch");
     let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
