@@ -399,10 +399,13 @@ fn key_bytes(key: &Key) -> Vec<u8> {
     }
 }
 
+/// A record at its offset: key and value (`None`: a tombstone).
+type AtOffset = (i64, Vec<u8>, Option<Vec<u8>>);
+
 /// One v2 batch of `records` (offset, key, value; `None`: a tombstone) at their own
 /// offsets, written by the `kafka-protocol` crate: holes between offsets are what a log
 /// cleaner leaves.
-fn batch(records: &[(i64, Vec<u8>, Option<Vec<u8>>)]) -> Vec<u8> {
+fn batch(records: &[AtOffset]) -> Vec<u8> {
     let records: Vec<Record> = records
         .iter()
         .map(|(offset, k, v)| Record {
