@@ -2,7 +2,8 @@
 //! through librdkafka, a separate reader consumes `__consumer_offsets` and decodes its
 //! records with the decoder below, written from Kafka's schemas (`OffsetCommitKey`,
 //! `OffsetCommitValue`, `GroupMetadataKey`, `GroupMetadataValue`) and independent of the
-//! broker's code; DescribeConfigs reports the topic compacted; and a data directory
+//! broker's code (and kafka-python does the same with `tests/python/read_consumer_offsets.py`);
+//! DescribeConfigs reports the topic compacted; and a data directory
 //! written in ringbroker's legacy value format keeps its offsets and its group.
 
 mod common;
@@ -19,6 +20,8 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const OFFSETS: &str = "__consumer_offsets";
@@ -287,6 +290,42 @@ fn describe_offsets_topic(c: &mut RawClient) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Runs `tests/python/read_consumer_offsets.py` (kafka-python) and returns its lines.
+fn kafka_python_read(addr: &str, group: &str, expected_offsets: usize) -> Vec<String> {
+    let has_kafka = || {
+        Command::new("python3")
+            .args(["-c", "import kafka"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(
+        has_kafka(),
+        "kafka-python is not installed (scripts/setup.sh installs it)"
+    );
+    let script: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "tests",
+        "python",
+        "read_consumer_offsets.py",
+    ]
+    .iter()
+    .collect();
+    let out = Command::new("python3")
+        .arg(&script)
+        .args([
+            addr,
+            group,
+            &PARTITIONS.to_string(),
+            &expected_offsets.to_string(),
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "python failed: {stdout}");
+    stdout.lines().map(str::to_string).collect()
+}
+
 #[test]
 fn a_tool_reads_committed_offsets_and_group_metadata_from_consumer_offsets() {
     let broker = start();
@@ -340,6 +379,19 @@ fn a_tool_reads_committed_offsets_and_group_metadata_from_consumer_offsets() {
     // The consumer protocol's subscription and assignment name the topic.
     let names = |b: &[u8]| b.windows(6).any(|w| w == b"events");
     assert!(names(&m.subscription) && names(&m.assignment), "{m:?}");
+
+    // A second client library reads the same records: kafka-python, decoding in Python.
+    let lines = kafka_python_read(&addr, "tool-group", 2);
+    let has = |l: &str| lines.iter().any(|x| x == l);
+    assert!(has("OFFSET events 0 3 7 checkpoint-a"), "{lines:?}");
+    assert!(has("OFFSET events 1 3 10 -"), "{lines:?}");
+    let group_line = format!(
+        "GROUP 3 consumer {} {protocol} {} 1",
+        g.generation, m.member_id
+    );
+    assert!(has(&group_line), "{lines:?}");
+    let member_line = format!("MEMBER {} offsets-format-test /127.0.0.1 6000", m.member_id);
+    assert!(has(&member_line), "{lines:?}");
     drop(consumer);
 
     // The topic is compacted, as Kafka's is, and DescribeConfigs says so.
