@@ -109,12 +109,16 @@ struct Values<'a> {
 }
 
 impl Values<'_> {
-    /// An unsigned varint (flexible lengths and counts), at most 5 bytes (a u32).
+    /// An unsigned varint (flexible lengths and counts), at most 5 bytes (a u32): a
+    /// longer one, or a fifth byte with bits beyond 32, is refused.
     fn uvarint(&mut self) -> Option<u32> {
         let mut v: u32 = 0;
         for i in 0..5u32 {
             let b = *self.r.take(1)?.first()?;
-            v |= u32::from(b & 0x7f).checked_shl(7 * i)?;
+            if i == 4 && b > 0x0f {
+                return None;
+            }
+            v |= u32::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
                 return Some(v);
             }

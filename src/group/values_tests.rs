@@ -378,6 +378,13 @@ fn random_bytes_never_panic() {
     .concat();
     assert_eq!(GroupValue::decode(&[lying, i32b(i32::MAX)].concat()), None);
     let flexible = [i16b(4), cs(b""), i32b(0), vec![0, 0], i64b(0)].concat();
+    // A varint with bits beyond 32 is refused, not wrapped into a small count (here it
+    // would wrap to 1: no members, and the value would decode).
+    let wrapped = [0x81, 0x80, 0x80, 0x80, 0x10];
+    assert_eq!(
+        GroupValue::decode(&[flexible.clone(), wrapped.to_vec(), vec![0]].concat()),
+        None
+    );
     let huge_count = [0xff, 0xff, 0xff, 0xff, 0x0f];
     assert_eq!(
         GroupValue::decode(&[flexible, huge_count.to_vec()].concat()),
