@@ -54,9 +54,13 @@ fn apply(log: &mut LogConfig, key: &str, value: &str) -> Result<(), ConfigError>
             log.timestamp_after_max_ms = parse_timestamp_bound(key, value)?
         }
         "index.interval.bytes" => log.index_interval_bytes = parse_positive(key, value)?,
-        // Only deletion exists; compaction is not implemented.
-        "cleanup.policy" if value.split(',').all(|p| p.trim() == "delete") && !value.is_empty() => {
-        }
+        // `compact` parses, so that `__consumer_offsets` (which the broker creates with
+        // it) opens cleanly; `validate` still refuses it from clients.
+        "cleanup.policy"
+            if !value.is_empty()
+                && value
+                    .split(',')
+                    .all(|p| matches!(p.trim(), "delete" | "compact")) => {}
         "cleanup.policy" => return Err(bad(key, value, "only \"delete\" is supported")),
         "compression.type" => {
             log.compression = crate::compression::Codec::from_topic_config(value)
@@ -94,6 +98,9 @@ pub fn validate(
             }
             "segment.ms" if log.segment_ms < SEGMENT_MS_MIN => {
                 Some(format!("must be at least {SEGMENT_MS_MIN}"))
+            }
+            "cleanup.policy" if v.split(',').any(|p| p.trim() == "compact") => {
+                Some("only \"delete\" is supported".to_string())
             }
             "max.message.bytes" if log.max_batch_bytes > request_max_bytes => Some(format!(
                 "must not exceed socket.request.max.bytes ({request_max_bytes})"
@@ -257,6 +264,29 @@ mod tests {
         ] {
             assert!(validate(&d, &map(&[kv]), 1 << 20).is_err(), "{kv:?}");
         }
+    }
+
+    #[test]
+    fn the_offsets_topic_configs_parse() {
+        let d = LogConfig::default();
+        for ok in ["compact", "delete", "compact,delete", "delete, compact"] {
+            assert!(apply(&mut d.clone(), "cleanup.policy", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "nope", "compact,nope"] {
+            assert!(
+                apply(&mut d.clone(), "cleanup.policy", bad).is_err(),
+                "{bad}"
+            );
+        }
+        let offsets = map(&[
+            ("cleanup.policy", "compact"),
+            ("retention.ms", "-1"),
+            ("retention.bytes", "-1"),
+            ("segment.bytes", "104857600"),
+        ]);
+        let log = effective(&d, &offsets);
+        assert_eq!((log.retention_ms, log.retention_bytes), (None, None));
+        assert_eq!(log.segment_bytes, 100 << 20);
     }
 
     #[test]

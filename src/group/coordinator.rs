@@ -20,8 +20,9 @@ use std::collections::HashMap;
 pub struct GroupCoordinator {
     pub(super) groups: HashMap<String, Group>,
     pub(super) config: GroupConfig,
-    /// The broker's `message.max.bytes`: bounds group payloads (`admit`).
-    payload_max_bytes: u64,
+    /// The broker's `message.max.bytes`: bounds group payloads (`admit`) and the group
+    /// record with its members (`persist_within`).
+    pub(super) payload_max_bytes: u64,
     /// Set once this shard's offsets partitions are loaded; until then requests get
     /// COORDINATOR_LOAD_IN_PROGRESS, which clients retry.
     pub(super) loaded: bool,
@@ -153,17 +154,47 @@ impl GroupCoordinator {
         fx
     }
 
-    /// Records that the group's metadata changed, to be appended without waiting: it only
-    /// carries the generation and protocol type across restarts.
+    /// Records that the group's metadata changed, to be appended without waiting: it
+    /// carries the generation and protocol type across restarts, and the members for tools
+    /// that read `__consumer_offsets`.
     pub(super) fn persist(group: &Group, now_ms: i64, fx: &mut Effects) {
+        Self::persist_within(group, now_ms, u64::MAX, fx);
+    }
+
+    /// As [`Self::persist`], for a record whose batch must stay within `max_bytes` (the
+    /// topic's `max.message.bytes`): a large group's subscriptions and assignments could
+    /// exceed it, and the log would refuse the batch. Such a record is written without its
+    /// members, as Kafka writes an empty group's, so the generation still survives.
+    pub(super) fn persist_within(group: &Group, now_ms: i64, max_bytes: u64, fx: &mut Effects) {
+        // A v2 batch header (61 bytes) and one record's framing, with room to spare.
+        const BATCH_OVERHEAD_BYTES: usize = 128;
         let key = super::records::Key::Group {
             group: group.id.clone(),
         };
-        match (key.encode(), group.group_value(now_ms).encode()) {
-            (Ok(k), Ok(v)) => fx.append(&group.id, vec![(k, Some(v))], None),
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::error!("group metadata of {} not persisted: {e}", group.id)
+        let mut value = group.group_value(now_ms);
+        let fits = |k: &[u8], v: &[u8]| {
+            let total = k
+                .len()
+                .saturating_add(v.len())
+                .saturating_add(BATCH_OVERHEAD_BYTES);
+            u64::try_from(total).is_ok_and(|t| t <= max_bytes)
+        };
+        let encoded = match (key.encode(), value.encode()) {
+            (Ok(k), Ok(v)) if !fits(&k, &v) && !value.members.is_empty() => {
+                tracing::warn!(
+                    "group {}: its metadata with members exceeds {max_bytes} bytes; \
+                     written without them",
+                    group.id
+                );
+                value.members.clear();
+                value.encode().map(|v| (k, v))
             }
+            (Ok(k), Ok(v)) => Ok((k, v)),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        match encoded {
+            Ok((k, v)) => fx.append(&group.id, vec![(k, Some(v))], None),
+            Err(e) => tracing::error!("group metadata of {} not persisted: {e}", group.id),
         }
     }
 

@@ -209,6 +209,7 @@ impl GroupCoordinator {
             return Err(GroupError::InvalidGroupId);
         }
         let member_id = req.member_id.to_string();
+        let record_max_bytes = self.payload_max_bytes;
         let group = self
             .groups
             .get_mut(&group_id)
@@ -275,7 +276,7 @@ impl GroupCoordinator {
                             }
                         }
                     }
-                    Self::persist(group, now_ms, fx);
+                    Self::persist_within(group, now_ms, record_max_bytes, fx);
                 }
                 Ok(())
             }

@@ -16,6 +16,7 @@
 //! - `offsets`: OffsetCommit/OffsetFetch/OffsetDelete/DeleteGroups, offset expiry, and
 //!   rebuilding the groups from the records of `__consumer_offsets`.
 //! - `records`: the key/value records of `__consumer_offsets` and their batches.
+//! - `values`: their values in Kafka's formats (and ringbroker's legacy ones, read only).
 //! - `admit`: bounds on what a group request may carry.
 //! - `host`: the runtime around the coordinator.
 
@@ -27,9 +28,14 @@ pub mod membership;
 pub mod offsets;
 pub mod records;
 pub mod state;
+pub mod values;
 
 #[cfg(test)]
+mod load_tests;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod values_tests;
 
 use crate::storage::StorageError;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;

@@ -145,7 +145,13 @@ impl GroupCoordinator {
                 let value = OffsetValue {
                     offset: p.committed_offset,
                     leader_epoch: p.committed_leader_epoch,
-                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                    // Kafka stores a null metadata as "" (its value's metadata is not
+                    // nullable), so it reads back the same after a restart.
+                    metadata: Some(
+                        p.committed_metadata
+                            .as_ref()
+                            .map_or_else(String::new, |m| m.to_string()),
+                    ),
                     commit_timestamp_ms: now_ms,
                 };
                 match (key.encode(), value.encode()) {
@@ -330,18 +336,24 @@ impl GroupCoordinator {
             match key {
                 Key::Offset {
                     topic, partition, ..
-                } => {
-                    if let Some(v) = OffsetValue::decode(&value) {
-                        group.apply_offset(topic, partition, committed(v, at));
-                    }
-                }
+                } => match OffsetValue::decode(&value) {
+                    Some(v) => group.apply_offset(topic, partition, committed(v, at)),
+                    None => tracing::warn!("skipping an unreadable offset value at {at}"),
+                },
                 Key::Group { .. } => {
-                    if let Some(v) = GroupValue::decode(&value) {
-                        group.generation = v.generation;
-                        group.protocol_type =
-                            (!v.protocol_type.is_empty()).then_some(v.protocol_type);
-                        group.empty_since_ms = v.timestamp_ms;
-                    }
+                    let Some(v) = GroupValue::decode(&value) else {
+                        tracing::warn!("skipping an unreadable group value at {at}");
+                        continue;
+                    };
+                    group.generation = v.generation;
+                    group.protocol_type = (!v.protocol_type.is_empty()).then_some(v.protocol_type);
+                    // Members are not restored: a group persisted with members becomes
+                    // empty now, not when it last changed state.
+                    group.empty_since_ms = if v.members.is_empty() {
+                        v.timestamp_ms
+                    } else {
+                        now_ms
+                    };
                 }
             }
         }

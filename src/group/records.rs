@@ -5,6 +5,9 @@
 //! - `1`: a committed offset, `[group, topic, partition]`;
 //! - `2`: group metadata, `[group]`.
 //!
+//! Keys of version 0 (Kafka's older offset key, the same layout as 1) are read too. Values
+//! are Kafka's `OffsetCommitValue` and `GroupMetadataValue` (`super::values`).
+//!
 //! A record with a null value is a tombstone: on load, the last value per key wins and a
 //! tombstone deletes the key. Strings are an i16 length and UTF-8 bytes; decoding checks
 //! every length, since the bytes come from disk.
@@ -13,9 +16,10 @@ use crate::protocol::batch;
 use crate::protocol::reader::Reader;
 use bytes::Bytes;
 
+pub use super::values::{GroupValue, MemberValue, OffsetValue};
+
 const KEY_OFFSET: i16 = 1;
 const KEY_GROUP: i16 = 2;
-const VALUE_VERSION: i16 = 1;
 
 /// A record to append: key and value (`None`: a tombstone).
 pub type Record = (Vec<u8>, Option<Vec<u8>>);
@@ -30,22 +34,6 @@ pub enum Key {
     Group {
         group: String,
     },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct OffsetValue {
-    pub offset: i64,
-    pub leader_epoch: i32,
-    pub metadata: Option<String>,
-    pub commit_timestamp_ms: i64,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct GroupValue {
-    pub protocol_type: String,
-    pub generation: i32,
-    pub protocol: String,
-    pub timestamp_ms: i64,
 }
 
 /// A string too long for the i16 length of a record string. Callers bound what they
@@ -86,7 +74,7 @@ impl Key {
     pub fn decode(bytes: &[u8]) -> Option<Key> {
         let mut r = Reader::new(bytes);
         match r.i16()? {
-            KEY_OFFSET => Some(Key::Offset {
+            0 | KEY_OFFSET => Some(Key::Offset {
                 group: r.string()?,
                 topic: r.string()?,
                 partition: r.i32()?,
@@ -100,59 +88,6 @@ impl Key {
         match self {
             Key::Offset { group, .. } | Key::Group { group } => group,
         }
-    }
-}
-
-impl OffsetValue {
-    pub fn encode(&self) -> Result<Vec<u8>, RecordError> {
-        let mut out = Vec::new();
-        out.extend_from_slice(&VALUE_VERSION.to_be_bytes());
-        out.extend_from_slice(&self.offset.to_be_bytes());
-        out.extend_from_slice(&self.leader_epoch.to_be_bytes());
-        match &self.metadata {
-            Some(m) => put_str(&mut out, m)?,
-            None => out.extend_from_slice(&(-1i16).to_be_bytes()),
-        }
-        out.extend_from_slice(&self.commit_timestamp_ms.to_be_bytes());
-        Ok(out)
-    }
-
-    pub fn decode(bytes: &[u8]) -> Option<OffsetValue> {
-        let mut r = Reader::new(bytes);
-        if r.i16()? != VALUE_VERSION {
-            return None;
-        }
-        Some(OffsetValue {
-            offset: r.i64()?,
-            leader_epoch: r.i32()?,
-            metadata: r.nullable_string()?,
-            commit_timestamp_ms: r.i64()?,
-        })
-    }
-}
-
-impl GroupValue {
-    pub fn encode(&self) -> Result<Vec<u8>, RecordError> {
-        let mut out = Vec::new();
-        out.extend_from_slice(&VALUE_VERSION.to_be_bytes());
-        put_str(&mut out, &self.protocol_type)?;
-        out.extend_from_slice(&self.generation.to_be_bytes());
-        put_str(&mut out, &self.protocol)?;
-        out.extend_from_slice(&self.timestamp_ms.to_be_bytes());
-        Ok(out)
-    }
-
-    pub fn decode(bytes: &[u8]) -> Option<GroupValue> {
-        let mut r = Reader::new(bytes);
-        if r.i16()? != VALUE_VERSION {
-            return None;
-        }
-        Some(GroupValue {
-            protocol_type: r.string()?,
-            generation: r.i32()?,
-            protocol: r.string()?,
-            timestamp_ms: r.i64()?,
-        })
     }
 }
 
@@ -254,29 +189,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_and_values_round_trip() {
+    fn keys_round_trip() {
         let k = Key::Offset {
             group: "g".into(),
             topic: "t".into(),
             partition: 7,
         };
-        assert_eq!(Key::decode(&k.encode().unwrap()), Some(k));
+        let k_bytes = k.encode().unwrap();
+        assert_eq!(Key::decode(&k_bytes), Some(k));
         let g = Key::Group { group: "g".into() };
         assert_eq!(Key::decode(&g.encode().unwrap()), Some(g));
-        let v = OffsetValue {
-            offset: 42,
-            leader_epoch: -1,
-            metadata: None,
-            commit_timestamp_ms: 5,
-        };
-        assert_eq!(OffsetValue::decode(&v.encode().unwrap()), Some(v));
-        let gv = GroupValue {
-            protocol_type: "consumer".into(),
-            generation: 3,
-            protocol: "range".into(),
-            timestamp_ms: 9,
-        };
-        assert_eq!(GroupValue::decode(&gv.encode().unwrap()), Some(gv));
+        // Kafka's key version 0 has version 1's layout.
+        let mut v0 = k_bytes.clone();
+        v0[1] = 0;
+        assert_eq!(Key::decode(&v0), Key::decode(&k_bytes));
+        assert_eq!(
+            k_bytes,
+            [&[0, 1, 0, 1][..], b"g", &[0, 1], b"t", &[0, 0, 0, 7]].concat(),
+            "Kafka's OffsetCommitKey v1: group, topic, partition"
+        );
         // Truncated bytes from disk are rejected, not trusted.
         let e = Key::Group {
             group: "abc".into(),

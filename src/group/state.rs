@@ -8,7 +8,7 @@
 //! to PreparingRebalance, and every member learns it from REBALANCE_IN_PROGRESS on its
 //! heartbeat. Joins and syncs that must wait are parked under their request's token.
 
-use super::records::GroupValue;
+use super::records::{GroupValue, MemberValue};
 use super::{Effects, GroupError, GroupReply, Token};
 use crate::config::GroupConfig;
 use crate::protocol::strings::str_bytes;
@@ -333,12 +333,32 @@ impl Group {
         Ok(())
     }
 
+    /// The group's metadata record as Kafka writes it: for a group with members, each
+    /// member with its subscription to the selected protocol and its assignment, so that
+    /// tools reading `__consumer_offsets` see who consumes what.
     pub fn group_value(&self, now_ms: i64) -> GroupValue {
+        let protocol = self.protocol.clone().unwrap_or_default();
+        let clamp = |ms: i64| i32::try_from(ms).unwrap_or(i32::MAX);
         GroupValue {
             protocol_type: self.protocol_type.clone().unwrap_or_default(),
             generation: self.generation,
-            protocol: self.protocol.clone().unwrap_or_default(),
+            protocol: self.protocol.clone(),
+            leader: self.leader.clone(),
             timestamp_ms: now_ms,
+            members: self
+                .members
+                .values()
+                .map(|m| MemberValue {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: clamp(m.rebalance_timeout_ms),
+                    session_timeout_ms: clamp(m.session_timeout_ms),
+                    subscription: m.metadata(&protocol),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
         }
     }
 

@@ -466,3 +466,71 @@ fn a_leave_rebalances_the_others_and_nothing_is_served_before_the_load() {
 }
 
 use crate::protocol::code;
+
+#[test]
+fn the_group_record_names_its_members_as_kafka_writes_them() {
+    let mut h = Harness::new(3_000);
+    let (a, b) = stable_pair(&mut h);
+    let logged = h.finish_appends(true);
+    let key = records::Key::Group { group: G.into() }.encode().unwrap();
+    let value = logged
+        .iter()
+        .rev()
+        .find(|r| r.key == key)
+        .and_then(|r| r.value.clone())
+        .expect("the sync that completes the rebalance writes the group");
+    assert_eq!(value[..2], [0, 3], "GroupMetadataValue v3");
+    let v = records::GroupValue::decode(&value).unwrap();
+    assert_eq!(
+        (v.protocol_type.as_str(), v.protocol.as_deref()),
+        ("consumer", Some("range"))
+    );
+    assert!(v.leader == Some(a.clone()) || v.leader == Some(b.clone()));
+    let members: Vec<_> = v
+        .members
+        .iter()
+        .map(|m| {
+            (
+                m.member_id.clone(),
+                m.assignment.to_vec(),
+                m.subscription.to_vec(),
+            )
+        })
+        .collect();
+    let mut want = vec![
+        (a, b"a".to_vec(), vec![0, 1]),
+        (b, b"b".to_vec(), vec![0, 1]),
+    ];
+    want.sort();
+    assert_eq!(members, want);
+    for m in &v.members {
+        assert_eq!(
+            (m.client_id.as_str(), m.client_host.as_str()),
+            ("client", "/127.0.0.1")
+        );
+        assert_eq!(
+            (m.session_timeout_ms, m.rebalance_timeout_ms),
+            (SESSION_MS, SESSION_MS)
+        );
+    }
+}
+
+#[test]
+fn a_group_record_too_large_for_the_log_is_written_without_its_members() {
+    let mut h = Harness::new(3_000);
+    let config = GroupConfig {
+        initial_rebalance_delay_ms: 3_000,
+        ..GroupConfig::default()
+    };
+    // Room for the group's own fields, not for two members' as well.
+    h.c = GroupCoordinator::new(config, 300, rand::rngs::StdRng::seed_from_u64(1));
+    h.c.finish_load();
+    stable_pair(&mut h);
+    let key = records::Key::Group { group: G.into() }.encode().unwrap();
+    let logged = h.finish_appends(true);
+    let value = logged.iter().rev().find(|r| r.key == key);
+    let value = value.and_then(|r| r.value.clone()).expect("a group record");
+    let v = records::GroupValue::decode(&value).unwrap();
+    assert!(v.members.is_empty() && v.generation >= 1, "{v:?}");
+    assert!(value.len() + key.len() + 128 <= 300);
+}

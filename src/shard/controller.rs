@@ -386,7 +386,7 @@ impl Driver {
                 id: super::meta::new_topic_id(),
                 partitions: self.shard.config.group.offsets_topic_partitions,
                 replication_factor: i16::try_from(wanted).unwrap_or(1),
-                configs: [("retention.ms".to_string(), "-1".to_string())].into(),
+                configs: super::meta::offsets_topic_configs(),
             }],
         };
         self.propose(cmd, None, now);

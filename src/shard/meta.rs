@@ -101,24 +101,51 @@ pub fn is_internal(name: &str) -> bool {
     INTERNAL_TOPICS.contains(&name)
 }
 
-/// Adds `__consumer_offsets` to the metadata if it is missing. Runs on the main thread
-/// before the shards start, so every shard opens its partitions with the others.
-/// Offsets are compacted in memory only, so the topic keeps its segments forever
-/// (retention.ms = -1): time retention would drop live offsets.
+/// The configs of `__consumer_offsets`: compacted, as Kafka has it, with Kafka's
+/// `offsets.topic.segment.bytes` (100 MiB). Until the log cleaner runs, its records are
+/// compacted only in memory, so retention is off outright (time or size retention would
+/// drop live offsets whatever the policy says).
+pub fn offsets_topic_configs() -> BTreeMap<String, String> {
+    [
+        ("cleanup.policy", "compact"),
+        ("retention.ms", "-1"),
+        ("retention.bytes", "-1"),
+        ("segment.bytes", "104857600"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Adds `__consumer_offsets` to the metadata if it is missing, and the configs of
+/// [`offsets_topic_configs`] it lacks if it exists (a data directory of an older
+/// ringbroker, whose topic has `retention.ms = -1` only); a config it has is kept.
+/// Runs on the main thread before the shards start, so every shard opens its partitions
+/// with the others. Returns whether the metadata changed.
 pub fn ensure_offsets_topic(
     mut meta: Metadata,
     config: &crate::config::BrokerConfig,
 ) -> (Metadata, bool) {
     let name = crate::group::OFFSETS_TOPIC;
-    if meta.topics.contains_key(name) {
-        return (meta, false);
+    if let Some(topic) = meta.topics.get_mut(name) {
+        let mut changed = false;
+        for (k, v) in offsets_topic_configs() {
+            if let std::collections::btree_map::Entry::Vacant(e) = topic.configs.entry(k) {
+                e.insert(v);
+                changed = true;
+            }
+        }
+        if changed {
+            meta.version += 1;
+        }
+        return (meta, changed);
     }
     meta.topics.insert(
         name.to_string(),
         TopicMeta {
             partitions: config.group.offsets_topic_partitions,
             id: new_topic_id(),
-            configs: [("retention.ms".to_string(), "-1".to_string())].into(),
+            configs: offsets_topic_configs(),
             assignment: Vec::new(),
         },
     );
@@ -206,6 +233,49 @@ pub fn persist_blocking(data_dir: &Path, meta: &Metadata) -> Result<(), MetaErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_offsets_topic_is_compacted_and_older_data_dirs_gain_its_configs() {
+        let config = crate::config::BrokerConfig::default();
+        let (meta, added) = ensure_offsets_topic(Metadata::default(), &config);
+        assert!(added);
+        let configs = &meta.topics["__consumer_offsets"].configs;
+        assert_eq!(configs["cleanup.policy"], "compact");
+        assert_eq!(configs["retention.ms"], "-1");
+        assert_eq!(configs["retention.bytes"], "-1");
+        assert_eq!(configs["segment.bytes"], "104857600");
+        // The broker's retention settings do not reach it: live offsets are never deleted
+        // by age or size, whatever the policy does.
+        let mut strict = config.log.clone();
+        strict.retention_ms = Some(1);
+        strict.retention_bytes = Some(1);
+        let log = crate::config::topic::effective(&strict, configs);
+        assert_eq!((log.retention_ms, log.retention_bytes), (None, None));
+        let (_, again) = ensure_offsets_topic(meta, &config);
+        assert!(!again, "nothing changes the second time");
+        // A topic from an older ringbroker: retention.ms only, and a segment size of its own.
+        let mut old = Metadata::default();
+        old.topics.insert(
+            "__consumer_offsets".into(),
+            TopicMeta {
+                partitions: 3,
+                id: "x".into(),
+                configs: [
+                    ("retention.ms".to_string(), "-1".to_string()),
+                    ("segment.bytes".to_string(), "2000000".to_string()),
+                ]
+                .into(),
+                assignment: Vec::new(),
+            },
+        );
+        let (meta, changed) = ensure_offsets_topic(old, &config);
+        assert!(changed);
+        let t = &meta.topics["__consumer_offsets"];
+        assert_eq!((t.partitions, t.id.as_str()), (3, "x"));
+        assert_eq!(t.configs["cleanup.policy"], "compact");
+        assert_eq!(t.configs["retention.bytes"], "-1");
+        assert_eq!(t.configs["segment.bytes"], "2000000");
+    }
 
     #[test]
     fn topic_names_follow_kafka_rules() {
