@@ -2,7 +2,7 @@
 # Installs the system packages the tests and scripts use, if missing:
 #   kcat      scripts/smoke.sh (Debian's kcat links librdkafka 2.0.2)
 #   gcc, make, perl  the rdkafka dev-dependency builds a bundled librdkafka
-#   python3, pip, kafka-python  tests/consumer_groups.rs and tests/cluster.rs drive kafka-python
+#   python3, pip, kafka-python, confluent-kafka  the Python client tests (tests/python/)
 #   ss (iproute2)  tests/cli.rs reads a client socket's congestion control
 set -euo pipefail
 need_apt=()
@@ -28,4 +28,10 @@ fi
 if ! python3 -c "import kafka" >/dev/null 2>&1; then
   python3 -m pip install --quiet kafka-python 2>/dev/null ||
     python3 -m pip install --quiet --break-system-packages kafka-python
+fi
+# confluent-kafka (librdkafka's Python binding, a wheel with librdkafka inside) drives
+# tests/python/admin_confluent.py (tests/admin_describe.rs).
+if ! python3 -c "import confluent_kafka" >/dev/null 2>&1; then
+  python3 -m pip install --quiet confluent-kafka 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages confluent-kafka
 fi

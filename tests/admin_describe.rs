@@ -245,21 +245,16 @@ fn describe_producers_shows_each_idempotent_producer_and_survives_a_restart() {
 fn kafka_python_reads_a_recent_kafka_and_uses_the_new_apis() {
     common::ensure_kafka_python();
     let broker = Broker::start(&[]);
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("python")
-        .join("admin_describe.py");
-    let out = std::process::Command::new("python3")
-        .arg(&script)
-        .arg(broker.bootstrap())
-        .output()
-        .expect("run python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("OK"),
-        "admin_describe.py failed ({}):\n{stdout}\n{stderr}\n{}",
-        out.status,
-        broker.log()
-    );
+    let out = common::run_python("admin_describe.py", &[&broker.bootstrap()]);
+    assert!(out.contains("reads the broker as (4, 0)"), "{out}");
+}
+
+/// A second client family: confluent-kafka's AdminClient (librdkafka) describes the cluster,
+/// alters and reads back a config, adds partitions and produces to one, finds the record
+/// with the largest timestamp and deletes records.
+#[test]
+fn confluent_kafka_admin_client_describes_alters_grows_and_trims() {
+    common::ensure_python_module("confluent_kafka", "confluent-kafka");
+    let broker = Broker::start(&[]);
+    common::run_python("admin_confluent.py", &[&broker.bootstrap()]);
 }

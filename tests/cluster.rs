@@ -369,31 +369,9 @@ fn replication_factor_above_live_brokers_is_refused() {
     c.create_topic_ok(live[1], "rf2-two-alive", 2, 2);
 }
 
-fn python_has_kafka() -> bool {
-    Command::new("python3")
-        .args(["-c", "import kafka"])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[test]
 fn kafka_python_clients_across_leaders() {
-    if !python_has_kafka() {
-        // scripts/setup.sh installs it; this covers a direct cargo test.
-        for extra in [&[][..], &["--break-system-packages"][..]] {
-            if !python_has_kafka() {
-                let _ = Command::new("python3")
-                    .args(["-m", "pip", "install", "--quiet"])
-                    .args(extra)
-                    .arg("kafka-python")
-                    .status();
-            }
-        }
-    }
-    assert!(
-        python_has_kafka(),
-        "kafka-python is not installed (scripts/setup.sh)"
-    );
+    common::ensure_kafka_python();
     let c = Cluster::start3();
     let topic = "py-cluster";
     let view = c.create_topic_ok(3, topic, 6, 1);

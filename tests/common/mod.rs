@@ -975,25 +975,55 @@ pub fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// Makes sure kafka-python can be imported: the test command runs scripts/setup.sh first;
-/// this covers a direct `cargo test`.
-pub fn ensure_kafka_python() {
+/// Makes sure python3 can import `module`, installing `package` with pip when it cannot:
+/// the test command runs scripts/setup.sh first; this covers a direct `cargo test`.
+pub fn ensure_python_module(module: &str, package: &str) {
     let has = || {
         std::process::Command::new("python3")
-            .args(["-c", "import kafka"])
+            .args(["-c", &format!("import {module}")])
             .status()
             .is_ok_and(|s| s.success())
     };
-    if !has() {
-        for extra in [&[][..], &["--break-system-packages"][..]] {
-            let _ = std::process::Command::new("python3")
-                .args(["-m", "pip", "install", "--quiet"])
-                .args(extra)
-                .arg("kafka-python")
-                .status();
+    for extra in [&[][..], &["--break-system-packages"][..]] {
+        if has() {
+            return;
         }
+        let _ = std::process::Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet"])
+            .args(extra)
+            .arg(package)
+            .status();
     }
-    assert!(has(), "kafka-python is not installed");
+    assert!(
+        has(),
+        "{package} is not installed (scripts/setup.sh installs it)"
+    );
+}
+
+pub fn ensure_kafka_python() {
+    ensure_python_module("kafka", "kafka-python");
+}
+
+/// Runs `tests/python/SCRIPT ARGS...`; fails the test unless it exits 0 and its output
+/// ends with `OK`. Returns its output.
+pub fn run_python(script: &str, args: &[&str]) -> String {
+    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "python", script]
+        .iter()
+        .collect();
+    let out = std::process::Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{script} failed ({}): {stdout}",
+        out.status
+    );
+    assert!(stdout.ends_with("OK\n"), "{script}: {stdout}");
+    stdout
 }
 
 /// A record timestamp a minute ago, as of the first call: recent enough that retention
