@@ -193,6 +193,7 @@ impl BrokerConfig {
         "log.message.timestamp.before.max.ms",
         "log.message.timestamp.after.max.ms",
         "offsets.topic.num.partitions",
+        "offsets.topic.segment.bytes",
         "offsets.retention.minutes",
         "offsets.retention.check.interval.ms",
         "group.min.session.timeout.ms",
@@ -307,6 +308,13 @@ impl BrokerConfig {
                     return Err(bad(key, value, "must be in 1..=1000"));
                 }
                 self.group.offsets_topic_partitions = n;
+            }
+            "offsets.topic.segment.bytes" => {
+                let n = parse_positive(key, value)?;
+                if n < crate::config::topic::SEGMENT_BYTES_MIN {
+                    return Err(bad(key, value, "must be at least 1 MiB (1048576)"));
+                }
+                self.group.offsets_topic_segment_bytes = n;
             }
             "offsets.retention.minutes" => {
                 self.group.offsets_retention_ms = parse_positive(key, value)?.saturating_mul(60_000)
