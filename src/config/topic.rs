@@ -28,6 +28,10 @@ pub const TOPIC_KEYS: &[&str] = &[
     "index.interval.bytes",
     "cleanup.policy",
     "compression.type",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
+    "max.compaction.lag.ms",
+    "delete.retention.ms",
 ];
 
 /// Checks one topic config entry and applies it to `log`.
@@ -54,10 +58,13 @@ fn apply(log: &mut LogConfig, key: &str, value: &str) -> Result<(), ConfigError>
             log.timestamp_after_max_ms = parse_timestamp_bound(key, value)?
         }
         "index.interval.bytes" => log.index_interval_bytes = parse_positive(key, value)?,
-        // Only deletion exists; compaction is not implemented.
-        "cleanup.policy" if value.split(',').all(|p| p.trim() == "delete") && !value.is_empty() => {
-        }
-        "cleanup.policy" => return Err(bad(key, value, "only \"delete\" is supported")),
+        "cleanup.policy" => log
+            .set_cleanup_policy(value)
+            .map_err(|r| bad(key, value, &r))?,
+        "min.cleanable.dirty.ratio" => log.min_cleanable_dirty_ratio = parse_ratio(key, value)?,
+        "min.compaction.lag.ms" => log.min_compaction_lag_ms = parse_ms(key, value)?,
+        "max.compaction.lag.ms" => log.max_compaction_lag_ms = parse_positive(key, value)?,
+        "delete.retention.ms" => log.delete_retention_ms = parse_ms(key, value)?,
         "compression.type" => {
             log.compression = crate::compression::Codec::from_topic_config(value)
                 .map_err(|r| bad(key, value, &r))?
@@ -65,6 +72,22 @@ fn apply(log: &mut LogConfig, key: &str, value: &str) -> Result<(), ConfigError>
         other => return Err(ConfigError::UnknownKey(other.to_string())),
     }
     Ok(())
+}
+
+/// A ratio in 0..=1 (`min.cleanable.dirty.ratio`).
+pub(crate) fn parse_ratio(key: &str, value: &str) -> Result<f64, ConfigError> {
+    match value.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(bad(key, value, "must be a number from 0 to 1")),
+    }
+}
+
+/// A duration in ms that may be 0, at most Kafka's Long.MAX.
+pub(crate) fn parse_ms(key: &str, value: &str) -> Result<u64, ConfigError> {
+    match value.trim().parse::<i64>() {
+        Ok(v) if v >= 0 => Ok(v as u64),
+        _ => Err(bad(key, value, "must be a non-negative number of ms")),
+    }
 }
 
 /// The smallest `segment.bytes` a client may give a topic (Kafka 4.0's bound): smaller
@@ -245,7 +268,12 @@ mod tests {
         let d = LogConfig::default();
         for kv in [
             ("nope", "1"),
-            ("cleanup.policy", "compact"),
+            ("cleanup.policy", "compacted"),
+            ("cleanup.policy", ""),
+            ("min.cleanable.dirty.ratio", "1.5"),
+            ("min.compaction.lag.ms", "-1"),
+            ("max.compaction.lag.ms", "0"),
+            ("delete.retention.ms", "x"),
             ("compression.type", "brotli"),
             ("segment.bytes", "0"),
             ("io", "mmap"),
@@ -257,6 +285,44 @@ mod tests {
         ] {
             assert!(validate(&d, &map(&[kv]), 1 << 20).is_err(), "{kv:?}");
         }
+    }
+
+    #[test]
+    fn cleanup_policies_and_compaction_settings() {
+        let d = LogConfig::default();
+        assert_eq!(d.cleanup_policy(), "delete");
+        for (v, delete, compact) in [
+            ("delete", true, false),
+            ("compact", false, true),
+            ("compact,delete", true, true),
+            ("delete, compact", true, true),
+        ] {
+            let o = map(&[("cleanup.policy", v)]);
+            validate(&d, &o, 1 << 20).unwrap();
+            let c = effective(&d, &o);
+            assert_eq!(
+                (c.cleanup_delete, c.cleanup_compact),
+                (delete, compact),
+                "{v}"
+            );
+        }
+        let o = map(&[
+            ("min.cleanable.dirty.ratio", "0.1"),
+            ("min.compaction.lag.ms", "5"),
+            ("max.compaction.lag.ms", "60000"),
+            ("delete.retention.ms", "0"),
+        ]);
+        validate(&d, &o, 1 << 20).unwrap();
+        let c = effective(&d, &o);
+        assert_eq!(c.min_cleanable_dirty_ratio, 0.1);
+        assert_eq!(
+            (
+                c.min_compaction_lag_ms,
+                c.max_compaction_lag_ms,
+                c.delete_retention_ms
+            ),
+            (5, 60000, 0)
+        );
     }
 
     #[test]
@@ -291,10 +357,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(appended["cleanup.policy"], "delete,compact");
-        assert!(
-            validate(&d, &appended, 1 << 20).is_err(),
-            "compact is refused by validation"
-        );
+        validate(&d, &appended, 1 << 20).unwrap();
+        let c = effective(&d, &appended);
+        assert!(c.cleanup_compact && c.cleanup_delete);
         let sub = apply_ops(&d, &next, &[op("cleanup.policy", Subtract, Some("delete"))]).unwrap();
         assert_eq!(sub["cleanup.policy"], "");
         assert!(

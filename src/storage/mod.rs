@@ -7,6 +7,7 @@
 pub mod admit;
 pub mod cache;
 pub mod chunk;
+pub mod clean;
 pub mod error;
 pub mod glommio_io;
 pub mod index;
