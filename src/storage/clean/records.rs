@@ -21,6 +21,8 @@ pub struct Record<'a> {
     pub offset_delta: i64,
     /// `None` for a record without a key.
     pub key: Option<&'a [u8]>,
+    /// `None` for a null value.
+    pub value: Option<&'a [u8]>,
     /// A tombstone: a key with a null value.
     pub tombstone: bool,
     /// From the key length to the end of the headers, kept as it is.
@@ -107,6 +109,7 @@ pub fn parse<'a>(header: &BatchHeader, records: &'a [u8]) -> Result<Vec<Record<'
             offset_delta,
             tombstone: key.is_some() && value.is_none(),
             key,
+            value: value.map(|r| &records[r]),
             tail: &records[tail_start..end],
         });
         pos = end;

@@ -53,7 +53,8 @@ impl<S: Storage> PartitionLog<S> {
         let checkpoint = checkpoint.unwrap_or(0).max(st.log_start_offset);
         let first_dirty = sealed.partition_point(|s| s.base < checkpoint);
         let lag = i64::try_from(config.min_compaction_lag_ms).unwrap_or(i64::MAX);
-        let young = |s: &Sealed<S::File>| now.saturating_sub(s.max_timestamp) < lag;
+        // As Kafka: with no lag, timestamps do not matter (a producer's clock may be ahead).
+        let young = |s: &Sealed<S::File>| lag > 0 && now.saturating_sub(s.max_timestamp) < lag;
         let end = first_dirty
             + sealed[first_dirty..]
                 .iter()
