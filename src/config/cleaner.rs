@@ -62,7 +62,7 @@ impl CleanerConfig {
             "log.cleaner.io.max.bytes.per.second" => {
                 // Kafka's default is Double.MAX_VALUE; any huge or negative value is "none".
                 let v: f64 = parse_num(key, value)?;
-                self.io_max_bytes_per_second = if v.is_finite() && v >= 1.0 && v < 1e18 {
+                self.io_max_bytes_per_second = if (1.0..1e18).contains(&v) {
                     Some(v as u64)
                 } else if v > 0.0 {
                     None

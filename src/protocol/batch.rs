@@ -387,8 +387,11 @@ pub mod testing {
         super::encode_batch(&records, n, ts, ts + n as i64 - 1)
     }
 
-    /// A batch of (key, value) records; `None` key or value is null.
-    pub fn keyed(records: &[(Option<&[u8]>, Option<&[u8]>)], ts: i64) -> Vec<u8> {
+    /// A record's key and value; `None` is null.
+    pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+    /// A batch of (key, value) records, base timestamp `ts`, each record 1 ms apart.
+    pub fn keyed(records: &[KeyValue<'_>], ts: i64) -> Vec<u8> {
         let mut out = Vec::new();
         for (i, (k, v)) in records.iter().enumerate() {
             let mut body = vec![0u8];

@@ -46,7 +46,7 @@ fn compact_cfg() -> LogConfig {
 
 /// A batch of (key, value) records, compressed with `codec`.
 fn kv(recs: &[(&str, Option<&str>)], codec: Codec) -> Bytes {
-    let recs: Vec<(Option<&[u8]>, Option<&[u8]>)> = recs
+    let recs: Vec<batch::testing::KeyValue<'_>> = recs
         .iter()
         .map(|(k, v)| (Some(k.as_bytes()), v.map(str::as_bytes)))
         .collect();
