@@ -242,6 +242,19 @@ pub fn broker_entries(config: &BrokerConfig) -> Vec<(&'static str, String)> {
         }
     }
     out.push(("compression.type", "producer".to_string()));
+    let cleaner = &config.cleaner;
+    out.push(("log.cleaner.enable", cleaner.enable.to_string()));
+    out.push((
+        "log.cleaner.io.max.bytes.per.second",
+        cleaner
+            .io_max_bytes_per_second
+            .map_or_else(|| "1.7976931348623157E308".to_string(), |v| v.to_string()),
+    ));
+    out.push(("log.cleaner.backoff.ms", cleaner.backoff_ms.to_string()));
+    out.push((
+        "log.cleaner.dedupe.buffer.size",
+        cleaner.dedupe_buffer_bytes.to_string(),
+    ));
     out
 }
 

@@ -161,6 +161,10 @@ fn cleaning_keeps_the_latest_record_per_key_at_its_offset_and_not_the_active_seg
             let report = report.expect("something to clean");
             assert_eq!(report.cleaned_to, active_base);
             assert!(report.records_removed > 0);
+            let stats = log.stats();
+            assert_eq!(stats.cleaner_runs.get(), 1);
+            assert_eq!(stats.cleaner_records_removed.get(), report.records_removed);
+            assert_eq!(stats.cleaner_bytes_written.get(), report.bytes_written);
             let want = model(&all, active_base, false);
             assert_eq!(records_of(&log).await, want, "{codec:?}");
             assert_eq!(
@@ -402,6 +406,7 @@ fn a_crash_at_every_step_of_a_clean_leaves_the_old_or_the_new_log() {
         let new = model(&old, active_base, false);
         assert_ne!(old, new);
         let mut step = 1;
+        let mut swaps_seen = 0;
         loop {
             let disk = origin.crash_image(0);
             let log = PartitionLog::open_with_clock(disk.clone(), dir.clone(), config.clone(), now)
@@ -411,6 +416,11 @@ fn a_crash_at_every_step_of_a_clean_leaves_the_old_or_the_new_log() {
             let done = log.clean(now(), MAP_BYTES, &Unpaced).await.is_ok();
             for seed in 0..4 {
                 let image = disk.crash_image(seed);
+                let names = image.list_dir(&dir).await.expect("list");
+                if names.iter().any(|n| n.ends_with(".swap")) {
+                    crash_while_finishing_the_swap(&image, &dir, &config, &new).await;
+                    swaps_seen += 1;
+                }
                 let log = PartitionLog::open_with_clock(image, dir.clone(), config.clone(), now)
                     .await
                     .unwrap_or_else(|e| panic!("step {step} seed {seed}: open: {e}"));
@@ -426,5 +436,38 @@ fn a_crash_at_every_step_of_a_clean_leaves_the_old_or_the_new_log() {
             step += 1;
         }
         assert!(step > 8, "the clean took {step} steps");
+        assert!(swaps_seen > 0, "some crashes land after the commit point");
     });
+}
+
+/// A committed swap is finished by the next open; a crash at every step of that finishing
+/// still leaves a disk that opens to the cleaned log.
+async fn crash_while_finishing_the_swap(
+    image: &SimStorage,
+    dir: &std::path::Path,
+    config: &LogConfig,
+    new: &[Rec],
+) {
+    let mut step = 1;
+    loop {
+        let disk = image.crash_image(0);
+        disk.crash_at_op(step);
+        let opened =
+            PartitionLog::open_with_clock(disk.clone(), dir.to_path_buf(), config.clone(), now)
+                .await
+                .is_ok();
+        let again = PartitionLog::open_with_clock(
+            disk.crash_image(1),
+            dir.to_path_buf(),
+            config.clone(),
+            now,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("recovery step {step}: open: {e}"));
+        assert_eq!(records_of(&again).await, new, "recovery step {step}");
+        if opened {
+            return;
+        }
+        step += 1;
+    }
 }
