@@ -471,3 +471,69 @@ async fn crash_while_finishing_the_swap(
         step += 1;
     }
 }
+
+#[test]
+fn compact_alone_keeps_every_segment_and_compact_delete_also_deletes() {
+    block_on(async {
+        for (delete, kept) in [(false, true), (true, false)] {
+            let sim = SimStorage::new(11);
+            let config = LogConfig {
+                retention_ms: Some(60_000),
+                cleanup_delete: delete,
+                ..compact_cfg()
+            };
+            let log = PartitionLog::open_with_clock(sim, PathBuf::from("/d/r-0"), config, now)
+                .await
+                .expect("open");
+            fill(&log, 11, 100, Codec::None).await;
+            let segments = log.segment_count();
+            advance(120_000);
+            log.tick(now()).await.expect("tick");
+            assert_eq!(log.segment_count() == segments, kept, "delete={delete}");
+            assert_eq!(log.log_start_offset() == 0, kept, "delete={delete}");
+        }
+    });
+}
+
+#[test]
+fn max_compaction_lag_makes_a_log_due_whatever_its_ratio() {
+    block_on(async {
+        let sim = SimStorage::new(12);
+        let config = LogConfig {
+            max_compaction_lag_ms: 600_000,
+            ..compact_cfg()
+        };
+        let log = PartitionLog::open_with_clock(sim, PathBuf::from("/d/m-0"), config, now)
+            .await
+            .expect("open");
+        log.append(kv(&[("k", Some("1"))], Codec::None))
+            .await
+            .expect("append");
+        log.force_roll().await.expect("roll");
+        log.append(kv(&[("k", Some("2"))], Codec::None))
+            .await
+            .expect("append");
+        let c = log
+            .cleanable(now())
+            .await
+            .expect("cleanable")
+            .expect("dirty");
+        assert!(!c.overdue && c.dirty_bytes > 0);
+        advance(600_001);
+        let c = log
+            .cleanable(now())
+            .await
+            .expect("cleanable")
+            .expect("dirty");
+        assert!(c.overdue, "older than max.compaction.lag.ms");
+        // A log that is not compacted is never cleanable.
+        let mut plain = log.config();
+        plain.cleanup_compact = false;
+        log.set_config(plain);
+        assert_eq!(log.cleanable(now()).await.expect("cleanable"), None);
+        assert_eq!(
+            log.clean(now(), MAP_BYTES, &Unpaced).await.expect("clean"),
+            None
+        );
+    });
+}
