@@ -537,3 +537,57 @@ fn max_compaction_lag_makes_a_log_due_whatever_its_ratio() {
         );
     });
 }
+
+#[test]
+fn repeated_cleans_with_appends_and_reopens_match_the_model() {
+    block_on(async {
+        let sim = SimStorage::new(13);
+        let dir = PathBuf::from("/d/rep-0");
+        let mut log = PartitionLog::open_with_clock(sim.clone(), dir.clone(), compact_cfg(), now)
+            .await
+            .expect("open");
+        let mut history: Vec<Rec> = Vec::new();
+        let mut runs = 0;
+        for round in 0..6u64 {
+            let from = log.log_end_offset();
+            fill(
+                &log,
+                100 + round,
+                60,
+                [Codec::None, Codec::Snappy][round as usize % 2],
+            )
+            .await;
+            // What was appended this round, read before any clean touches it.
+            history.extend(records_of(&log).await.into_iter().filter(|r| r.0 >= from));
+            if round % 2 == 1 {
+                log.force_roll().await.expect("roll");
+            }
+            if log
+                .clean(now(), MAP_BYTES, &Unpaced)
+                .await
+                .expect("clean")
+                .is_some()
+            {
+                runs += 1;
+            }
+            let active_base = *log.segment_bases().last().expect("segments");
+            assert_eq!(
+                records_of(&log).await,
+                model(&history, active_base, false),
+                "round {round}"
+            );
+            if round % 3 == 2 {
+                log.close().await.expect("close");
+                log = PartitionLog::open_with_clock(sim.clone(), dir.clone(), compact_cfg(), now)
+                    .await
+                    .expect("reopen");
+                assert_eq!(records_of(&log).await, model(&history, active_base, false));
+            }
+        }
+        assert!(
+            records_of(&log).await.len() < history.len() / 2,
+            "cleans removed records"
+        );
+        assert!(runs >= 4, "{runs} cleans ran");
+    });
+}
