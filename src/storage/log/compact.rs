@@ -9,7 +9,7 @@ use crate::storage::clean::records::{self, Record};
 use crate::storage::clean::{CleanReport, Cleanable, KeyMap, Pace};
 use crate::storage::error::{Result, StorageError};
 use crate::storage::io::{FileKind, Storage, StorageFile};
-use crate::storage::segment::{Scanner, Segment};
+use crate::storage::segment::{BatchPos, Scanner, Segment};
 use bytes::Bytes;
 use std::rc::Rc;
 
@@ -128,7 +128,7 @@ impl<S: Storage> PartitionLog<S> {
         'segments: for seg in &plan.sealed[plan.first_dirty..plan.end] {
             let mut scanner = Scanner::new(seg.file.as_ref(), 0, seg.size, false);
             while let Some(b) = scanner.next().await? {
-                let bytes = seg.file.read_at(b.position, b.size as usize).await?;
+                let bytes = self.read_batch(seg.file.as_ref(), &b, limit).await?;
                 report.bytes_read += b.size;
                 pace.pace(b.size).await;
                 let h = self.check_batch(&bytes)?;
@@ -179,8 +179,14 @@ impl<S: Storage> PartitionLog<S> {
                 limit,
                 delete_retention_ms: config.delete_retention_ms,
             };
-            self.write_group(&plan.sealed[i..j], &ctx, &mut report, &mut due, pace)
-                .await?;
+            let written = self
+                .write_group(&plan.sealed[i..j], &ctx, &mut report, &mut due, pace)
+                .await;
+            if let Err(e) = written {
+                let cleaned = swap::cleaned_path(&self.inner.dir, first);
+                let _ = self.inner.storage.remove_file(&cleaned).await;
+                return Err(e);
+            }
             if !self
                 .swap_group(&plan.sealed[i..j], first, group_end, now)
                 .await?
@@ -200,6 +206,32 @@ impl<S: Storage> PartitionLog<S> {
 
     fn bad(&self, e: records::RecordsError) -> StorageError {
         StorageError::corrupt(&self.inner.dir, e.to_string())
+    }
+
+    /// The whole batch `b` found by a scan. Its length comes from the disk: one larger
+    /// than any batch the log could have taken (`limit`, the decompression bound) is
+    /// damage, not a reason to allocate it.
+    async fn read_batch(&self, file: &S::File, b: &BatchPos, limit: usize) -> Result<Vec<u8>> {
+        let size = usize::try_from(b.size)
+            .ok()
+            .filter(|&s| s <= limit)
+            .ok_or_else(|| {
+                StorageError::corrupt(
+                    &self.inner.dir,
+                    format!(
+                        "cleaner: batch at offset {} claims {} bytes",
+                        b.base_offset, b.size
+                    ),
+                )
+            })?;
+        let bytes = file.read_at(b.position, size).await?;
+        if bytes.len() != size {
+            return Err(StorageError::corrupt(
+                &self.inner.dir,
+                "cleaner: segment ends mid-batch",
+            ));
+        }
+        Ok(bytes)
     }
 
     fn check_batch(&self, bytes: &[u8]) -> Result<batch::BatchHeader> {
@@ -228,7 +260,7 @@ impl<S: Storage> PartitionLog<S> {
         for seg in group {
             let mut scanner = Scanner::new(seg.file.as_ref(), 0, seg.size, false);
             while let Some(b) = scanner.next().await? {
-                let bytes = seg.file.read_at(b.position, b.size as usize).await?;
+                let bytes = self.read_batch(seg.file.as_ref(), &b, ctx.limit).await?;
                 report.bytes_read += b.size;
                 let h = self.check_batch(&bytes)?;
                 match self.clean_batch(&h, &bytes, ctx, report, due)? {

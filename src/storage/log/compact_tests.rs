@@ -591,3 +591,33 @@ fn repeated_cleans_with_appends_and_reopens_match_the_model() {
         assert!(runs >= 4, "{runs} cleans ran");
     });
 }
+
+#[test]
+fn a_damaged_batch_stops_the_clean_and_changes_nothing() {
+    block_on(async {
+        let sim = SimStorage::new(14);
+        let dir = PathBuf::from("/d/bad-0");
+        let log = PartitionLog::open_with_clock(sim.clone(), dir.clone(), compact_cfg(), now)
+            .await
+            .expect("open");
+        fill(&log, 14, 120, Codec::None).await;
+        let first = dir.join(format!("{:020}.log", 0));
+        let mut bytes = sim.file_bytes(&first).expect("first segment");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x55;
+        sim.set_file_bytes(&first, bytes);
+        let before = sim.list_dir(&dir).await.expect("list");
+        let snapshot: Vec<_> = before
+            .iter()
+            .map(|n| sim.file_bytes(&dir.join(n)))
+            .collect();
+        assert!(matches!(
+            log.clean(now(), MAP_BYTES, &Unpaced).await,
+            Err(crate::storage::StorageError::Corrupt { .. })
+        ));
+        let after = sim.list_dir(&dir).await.expect("list");
+        assert_eq!(after, before, "no file left behind");
+        let now_bytes: Vec<_> = after.iter().map(|n| sim.file_bytes(&dir.join(n))).collect();
+        assert_eq!(now_bytes, snapshot, "nothing rewritten");
+    });
+}
