@@ -19,20 +19,20 @@ thread_local! {
     static NOW: Cell<i64> = const { Cell::new(10_000_000) };
 }
 
-fn now() -> i64 {
+pub(super) fn now() -> i64 {
     NOW.with(|n| n.get())
 }
 
-fn advance(ms: i64) {
+pub(super) fn advance(ms: i64) {
     NOW.with(|n| n.set(n.get() + ms));
 }
 
-const MAP_BYTES: u64 = 1 << 20;
+pub(super) const MAP_BYTES: u64 = 1 << 20;
 
 /// (offset, key, value) of a record; `None` is null.
-type Rec = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
+pub(super) type Rec = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
 
-fn compact_cfg() -> LogConfig {
+pub(super) fn compact_cfg() -> LogConfig {
     LogConfig {
         segment_bytes: 4096,
         index_interval_bytes: 256,
@@ -45,7 +45,7 @@ fn compact_cfg() -> LogConfig {
 }
 
 /// A batch of (key, value) records, compressed with `codec`.
-fn kv(recs: &[(&str, Option<&str>)], codec: Codec) -> Bytes {
+pub(super) fn kv(recs: &[(&str, Option<&str>)], codec: Codec) -> Bytes {
     let recs: Vec<batch::testing::KeyValue<'_>> = recs
         .iter()
         .map(|(k, v)| (Some(k.as_bytes()), v.map(str::as_bytes)))
@@ -63,7 +63,7 @@ fn kv(recs: &[(&str, Option<&str>)], codec: Codec) -> Bytes {
 
 /// Every record a consumer reads from the log start, checking that batches are whole,
 /// valid and in increasing offsets.
-async fn records_of<S: Storage>(log: &PartitionLog<S>) -> Vec<Rec> {
+pub(super) async fn records_of<S: Storage>(log: &PartitionLog<S>) -> Vec<Rec> {
     let mut out: Vec<Rec> = Vec::new();
     let mut next = log.log_start_offset();
     let mut last = -1;
@@ -105,7 +105,7 @@ async fn records_of<S: Storage>(log: &PartitionLog<S>) -> Vec<Rec> {
 
 /// What compaction must leave of `all`: records at or past `active_base` all stay; below
 /// it, the latest record of each key below it.
-fn model(all: &[Rec], active_base: i64, drop_tombstones: bool) -> Vec<Rec> {
+pub(super) fn model(all: &[Rec], active_base: i64, drop_tombstones: bool) -> Vec<Rec> {
     let mut latest = BTreeMap::new();
     for (o, k, _) in all.iter().filter(|r| r.0 < active_base) {
         latest.insert(k.clone(), *o);
@@ -118,7 +118,7 @@ fn model(all: &[Rec], active_base: i64, drop_tombstones: bool) -> Vec<Rec> {
         .collect()
 }
 
-async fn fill(log: &PartitionLog<SimStorage>, seed: u64, batches: usize, codec: Codec) {
+pub(super) async fn fill(log: &PartitionLog<SimStorage>, seed: u64, batches: usize, codec: Codec) {
     let mut rng = StdRng::seed_from_u64(seed);
     for i in 0..batches {
         let n = rng.random_range(1..=4);
@@ -383,96 +383,6 @@ fn the_last_batch_of_an_idempotent_producer_stays_as_an_empty_batch() {
 }
 
 #[test]
-fn a_crash_at_every_step_of_a_clean_leaves_the_old_or_the_new_log() {
-    block_on(async {
-        let dir = PathBuf::from("/d/x-0");
-        // One group: small segments made by hand, under a large segment.bytes.
-        let config = LogConfig {
-            segment_bytes: 1 << 20,
-            ..compact_cfg()
-        };
-        let origin = SimStorage::new(9);
-        let log = PartitionLog::open_with_clock(origin.clone(), dir.clone(), config.clone(), now)
-            .await
-            .expect("open");
-        for _ in 0..3 {
-            fill(&log, 9, 40, Codec::Snappy).await;
-            log.force_roll().await.expect("roll");
-        }
-        fill(&log, 10, 5, Codec::Snappy).await;
-        log.close().await.expect("close");
-        let old = records_of(&log).await;
-        let active_base = *log.segment_bases().last().expect("segments");
-        let new = model(&old, active_base, false);
-        assert_ne!(old, new);
-        let mut step = 1;
-        let mut swaps_seen = 0;
-        loop {
-            let disk = origin.crash_image(0);
-            let log = PartitionLog::open_with_clock(disk.clone(), dir.clone(), config.clone(), now)
-                .await
-                .expect("open before the clean");
-            disk.crash_at_op(step);
-            let done = log.clean(now(), MAP_BYTES, &Unpaced).await.is_ok();
-            for seed in 0..4 {
-                let image = disk.crash_image(seed);
-                let names = image.list_dir(&dir).await.expect("list");
-                if names.iter().any(|n| n.ends_with(".swap")) {
-                    crash_while_finishing_the_swap(&image, &dir, &config, &new).await;
-                    swaps_seen += 1;
-                }
-                let log = PartitionLog::open_with_clock(image, dir.clone(), config.clone(), now)
-                    .await
-                    .unwrap_or_else(|e| panic!("step {step} seed {seed}: open: {e}"));
-                let got = records_of(&log).await;
-                assert!(got == old || got == new, "step {step} seed {seed}: a mix");
-                if done {
-                    assert_eq!(got, new, "a finished clean is durable");
-                }
-            }
-            if done {
-                break;
-            }
-            step += 1;
-        }
-        assert!(step > 8, "the clean took {step} steps");
-        assert!(swaps_seen > 0, "some crashes land after the commit point");
-    });
-}
-
-/// A committed swap is finished by the next open; a crash at every step of that finishing
-/// still leaves a disk that opens to the cleaned log.
-async fn crash_while_finishing_the_swap(
-    image: &SimStorage,
-    dir: &std::path::Path,
-    config: &LogConfig,
-    new: &[Rec],
-) {
-    let mut step = 1;
-    loop {
-        let disk = image.crash_image(0);
-        disk.crash_at_op(step);
-        let opened =
-            PartitionLog::open_with_clock(disk.clone(), dir.to_path_buf(), config.clone(), now)
-                .await
-                .is_ok();
-        let again = PartitionLog::open_with_clock(
-            disk.crash_image(1),
-            dir.to_path_buf(),
-            config.clone(),
-            now,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("recovery step {step}: open: {e}"));
-        assert_eq!(records_of(&again).await, new, "recovery step {step}");
-        if opened {
-            return;
-        }
-        step += 1;
-    }
-}
-
-#[test]
 fn compact_alone_keeps_every_segment_and_compact_delete_also_deletes() {
     block_on(async {
         for (delete, kept) in [(false, true), (true, false)] {
@@ -589,35 +499,5 @@ fn repeated_cleans_with_appends_and_reopens_match_the_model() {
             "cleans removed records"
         );
         assert!(runs >= 4, "{runs} cleans ran");
-    });
-}
-
-#[test]
-fn a_damaged_batch_stops_the_clean_and_changes_nothing() {
-    block_on(async {
-        let sim = SimStorage::new(14);
-        let dir = PathBuf::from("/d/bad-0");
-        let log = PartitionLog::open_with_clock(sim.clone(), dir.clone(), compact_cfg(), now)
-            .await
-            .expect("open");
-        fill(&log, 14, 120, Codec::None).await;
-        let first = dir.join(format!("{:020}.log", 0));
-        let mut bytes = sim.file_bytes(&first).expect("first segment");
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0x55;
-        sim.set_file_bytes(&first, bytes);
-        let before = sim.list_dir(&dir).await.expect("list");
-        let snapshot: Vec<_> = before
-            .iter()
-            .map(|n| sim.file_bytes(&dir.join(n)))
-            .collect();
-        assert!(matches!(
-            log.clean(now(), MAP_BYTES, &Unpaced).await,
-            Err(crate::storage::StorageError::Corrupt { .. })
-        ));
-        let after = sim.list_dir(&dir).await.expect("list");
-        assert_eq!(after, before, "no file left behind");
-        let now_bytes: Vec<_> = after.iter().map(|n| sim.file_bytes(&dir.join(n))).collect();
-        assert_eq!(now_bytes, snapshot, "nothing rewritten");
     });
 }
