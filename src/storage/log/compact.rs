@@ -410,7 +410,7 @@ impl<S: Storage> PartitionLog<S> {
         // Cached batches of the replaced segments may sit at positions that now hold
         // others.
         if let Some((cache, id)) = self.inner.cache.borrow().as_ref() {
-            cache.borrow_mut().forget_log(*id);
+            cache.borrow_mut().forget_segments(*id, base, end);
         }
         self.inner.notify.notify_all();
         drop(guard);
