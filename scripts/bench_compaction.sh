@@ -46,9 +46,16 @@ kcat -P -b "127.0.0.1:$PORT" -t cbench -p 0 -K: -X linger.ms=20 -X batch.num.mes
 echo "produced $RECORDS records over $KEYS keys in $(echo "$(date +%s.%N) - $start" | bc) s"
 before=$(du -sb "$WORK/data/cbench-0" | cut -f1)
 echo "partition before the clean: $before bytes"
+# The cleaner runs while records arrive; wait until it has had nothing to do for 3 s.
+seen=-1
 for _ in $(seq 600); do
-    grep -q "clean up to offset" "$WORK/broker.log" && break
-    sleep 0.5
+    now=$(grep -c "clean up to offset" "$WORK/broker.log" || true)
+    [ "$now" -gt 0 ] && [ "$now" = "$seen" ] && break
+    seen=$now
+    sleep 3
 done
-grep "cleaner:" "$WORK/broker.log" | sed 's/^.*cleaner:/cleaner:/' | head -3
+grep "clean up to offset" "$WORK/broker.log" | sed 's/^.*cleaner:/cleaner:/' | head -3
+grep "clean up to offset" "$WORK/broker.log" | sed 's/^.* in \([0-9.]*\)\(ms\|s\|µs\):.*, \([0-9]*\) bytes read, \([0-9]*\) written, \([0-9]*\) records removed.*$/\1 \2 \3 \4 \5/' |
+    awk '{ t = ($2 == "s") ? $1 * 1000 : ($2 == "ms") ? $1 : $1 / 1000; ms += t; r += $3; w += $4; n += $5; c++ }
+         END { printf "%d cleans: %.0f ms, %d bytes read, %d written, %d records removed: %.0f MB/s read\n", c, ms, r, w, n, r / ms / 1000 }'
 echo "partition after: $(du -sb "$WORK/data/cbench-0" | cut -f1) bytes"

@@ -53,13 +53,13 @@ impl Throttle {
 
 impl Pace for Throttle {
     async fn pace(&self, bytes: u64) {
-        let elapsed = self.window_start.get().elapsed();
-        let wait = self.wait_for(bytes, elapsed);
+        let wait = self.wait_for(bytes, self.window_start.get().elapsed());
         if !wait.is_zero() {
             glommio::timer::sleep(wait).await;
         }
-        // A fresh window every few seconds, so an idle spell is not saved up as a burst.
-        if elapsed > Duration::from_secs(5) {
+        // A fresh window every second: an idle spell (the window's time passed without
+        // its bytes) is not saved up as a burst.
+        if self.window_start.get().elapsed() >= Duration::from_secs(1) {
             self.window_start.set(Instant::now());
             self.window_bytes.set(0);
         }
