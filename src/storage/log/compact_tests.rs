@@ -511,3 +511,49 @@ fn repeated_cleans_with_appends_and_reopens_match_the_model() {
         assert!(runs >= 4, "{runs} cleans ran");
     });
 }
+
+#[test]
+fn reads_skip_segments_that_cleaning_emptied() {
+    block_on(async {
+        let sim = SimStorage::new(16);
+        let log = PartitionLog::open_with_clock(sim, PathBuf::from("/d/e-0"), compact_cfg(), now)
+            .await
+            .expect("open");
+        // Three segments of ~3 KB (too large to be grouped under segment.bytes = 4096),
+        // each overwriting the same key.
+        let big = "v".repeat(3000);
+        for _ in 0..3 {
+            log.append(kv(&[("k", Some(&big))], Codec::None))
+                .await
+                .expect("append");
+            log.force_roll().await.expect("roll");
+        }
+        log.append(kv(&[("other", Some("x"))], Codec::None))
+            .await
+            .expect("append");
+        log.clean(now(), MAP_BYTES, &Unpaced).await.expect("clean");
+        assert_eq!(
+            log.segment_bases(),
+            vec![0, 1, 2, 3],
+            "one cleaned segment per group"
+        );
+        assert_eq!(log.log_start_offset(), 0);
+        for from in [0, 1, 2] {
+            let slice = log.read(from, 1 << 20).await.expect("read");
+            let bytes = slice.regions[0].read().await.expect("region");
+            let h = batch::BatchHeader::parse(&bytes).expect("header");
+            assert_eq!(
+                h.base_offset, 2,
+                "from {from}: the first batch that remains"
+            );
+        }
+        assert_eq!(
+            records_of(&log)
+                .await
+                .iter()
+                .map(|r| r.0)
+                .collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+    });
+}
