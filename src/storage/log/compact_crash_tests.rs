@@ -181,3 +181,67 @@ fn the_key_map_bound_ends_the_dirty_section_at_a_segment() {
         assert_eq!(records_of(&log).await, model(&all, active, false));
     });
 }
+
+#[test]
+fn a_crash_in_a_clean_of_several_groups_leaves_a_cleaned_prefix_of_them() {
+    block_on(async {
+        let dir = PathBuf::from("/d/g-0");
+        let config = compact_cfg();
+        let origin = SimStorage::new(17);
+        let log = PartitionLog::open_with_clock(origin.clone(), dir.clone(), config.clone(), now)
+            .await
+            .expect("open");
+        fill(&log, 17, 100, Codec::Lz4).await;
+        log.close().await.expect("close");
+        let old = records_of(&log).await;
+        let bases = log.segment_bases();
+        let active_base = *bases.last().expect("segments");
+        let new = model(&old, active_base, false);
+        // Groups are whole segments, swapped in order: a crash leaves the groups before
+        // some segment base cleaned and the rest as they were.
+        let states: Vec<Vec<Rec>> = bases
+            .iter()
+            .map(|&b| {
+                new.iter()
+                    .filter(|r| r.0 < b)
+                    .chain(old.iter().filter(|r| r.0 >= b))
+                    .cloned()
+                    .collect()
+            })
+            .collect();
+        let mut step = 1;
+        let mut partial = 0;
+        loop {
+            let disk = origin.crash_image(0);
+            let log = PartitionLog::open_with_clock(disk.clone(), dir.clone(), config.clone(), now)
+                .await
+                .expect("open before the clean");
+            disk.crash_at_op(step);
+            let done = log.clean(now(), MAP_BYTES, &Unpaced).await.is_ok();
+            for seed in 0..2 {
+                let image = disk.crash_image(seed);
+                let log = PartitionLog::open_with_clock(image, dir.clone(), config.clone(), now)
+                    .await
+                    .unwrap_or_else(|e| panic!("step {step} seed {seed}: open: {e}"));
+                let got = records_of(&log).await;
+                let at = states.iter().position(|s| *s == got);
+                assert!(
+                    at.is_some(),
+                    "step {step} seed {seed}: not a cleaned prefix"
+                );
+                if at.is_some_and(|i| i > 0 && i + 1 < states.len()) {
+                    partial += 1;
+                }
+            }
+            if done {
+                break;
+            }
+            step += 1;
+        }
+        assert!(
+            bases.len() >= 4 && partial > 0,
+            "crashes landed between groups: {} segments, {partial} partial images",
+            bases.len()
+        );
+    });
+}
