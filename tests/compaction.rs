@@ -10,8 +10,12 @@ mod common;
 
 use common::kafka::{self, NONE};
 use common::{Broker, RawClient};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request as iac;
-use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
+use kafka_protocol::messages::{
+    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse,
+};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -179,6 +183,24 @@ fn set_configs(c: &mut RawClient, topic: &str, configs: &[(&str, &str)]) {
     );
 }
 
+/// A topic config's value as DescribeConfigs reports it.
+fn described(c: &mut RawClient, topic: &str, key: &str) -> Option<String> {
+    let req = DescribeConfigsRequest::default().with_resources(vec![
+        DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(sb(topic))
+            .with_configuration_keys(Some(vec![sb(key)])),
+    ]);
+    let v = c.pick_version::<DescribeConfigsRequest>(4);
+    let resp: DescribeConfigsResponse = c.call(v, &req);
+    let r = &resp.results[0];
+    assert_eq!(r.error_code, NONE, "describe {topic}");
+    r.configs
+        .iter()
+        .find(|e| e.name.as_str() == key)
+        .and_then(|e| e.value.as_ref().map(|v| v.to_string()))
+}
+
 fn rdkafka_read(broker: &Broker, topic: &str, want: usize) -> Vec<Rec> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())
@@ -214,6 +236,14 @@ fn compacted_topics_keep_the_latest_value_per_key() {
         ("delete.retention.ms", "3000"),
     ];
     create(&mut c, "cmp", &compact);
+    assert_eq!(
+        described(&mut c, "cmp", "cleanup.policy").as_deref(),
+        Some("compact")
+    );
+    assert_eq!(
+        described(&mut c, "cmp", "delete.retention.ms").as_deref(),
+        Some("3000")
+    );
 
     // Keyless records: refused, nothing appended.
     let end = kafka::latest_offset(&mut c, "cmp", 0);
@@ -274,6 +304,10 @@ fn compacted_topics_keep_the_latest_value_per_key() {
             ("cleanup.policy", "compact"),
             ("min.cleanable.dirty.ratio", "0.01"),
         ],
+    );
+    assert_eq!(
+        described(&mut c, "conv", "cleanup.policy").as_deref(),
+        Some("compact")
     );
     wait_for(&mut c, "conv", &latest(&sent));
 
