@@ -68,6 +68,8 @@ pub struct BrokerConfig {
     pub limits: super::LimitsConfig,
     /// Node id, controller quorum and broker liveness; unset runs the broker alone.
     pub cluster: super::ClusterConfig,
+    /// The log cleaner (compaction).
+    pub cleaner: super::CleanerConfig,
 }
 
 impl Default for BrokerConfig {
@@ -91,6 +93,7 @@ impl Default for BrokerConfig {
             group: super::GroupConfig::default(),
             limits: super::LimitsConfig::default(),
             cluster: super::ClusterConfig::default(),
+            cleaner: super::CleanerConfig::default(),
         }
     }
 }
@@ -332,7 +335,10 @@ impl BrokerConfig {
                 self.group.initial_rebalance_delay_ms = parse_num(key, value)?
             }
             other => {
-                if !self.limits.set(other, value)? && !self.cluster.set(other, value)? {
+                if !self.limits.set(other, value)?
+                    && !self.cluster.set(other, value)?
+                    && !self.cleaner.set(&mut self.log, other, value)?
+                {
                     return Err(ConfigError::UnknownKey(other.to_string()));
                 }
             }
@@ -346,6 +352,7 @@ impl BrokerConfig {
             .iter()
             .chain(super::LimitsConfig::KEYS)
             .chain(super::ClusterConfig::KEYS)
+            .chain(super::CleanerConfig::KEYS)
             .copied()
     }
 
@@ -442,6 +449,7 @@ fn flatten(
             toml::Value::String(s) => s.clone(),
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Float(f) => f.to_string(),
             other => {
                 return Err(bad(
                     &key,
