@@ -60,7 +60,7 @@ case "$TARGET" in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
 # --- the vendored librdkafka -------------------------------------------------------------
 SRC=${LIBRDKAFKA_SRC:-}
 if [ -z "$SRC" ]; then
-  manifest=$(cargo metadata --format-version 1 --locked 2>/dev/null |
+  manifest=$("${CARGO:-cargo}" metadata --format-version 1 --locked 2>/dev/null |
     grep -o '"manifest_path":"[^"]*/rdkafka-sys-[^"/]*/Cargo.toml"' | head -n 1 |
     sed 's/^"manifest_path":"//; s/"$//') || true
   [ -n "$manifest" ] || { echo "librdkafka-tests: rdkafka-sys not found (cargo fetch?)" >&2; exit 1; }
