@@ -432,6 +432,8 @@ async fn shard_main(
         }
     };
 
+    // The log cleaner (compaction), in its own low-share task queue.
+    let cleaner = crate::shard::cleaner::start(shard.clone());
     let limits = &shard.config.limits;
     let idle = Duration::from_millis(limits.connections_max_idle_ms);
     let frame_timeout = Duration::from_millis(limits.socket_frame_timeout_ms);
@@ -456,6 +458,7 @@ async fn shard_main(
     // Phase 1: no new connections or requests; finish those already read.
     drop(accept);
     drop(metrics);
+    drop(cleaner);
     conns.stop_reading();
     let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
     while !conns.is_empty() && std::time::Instant::now() < deadline {

@@ -31,7 +31,7 @@ const DYNAMIC_TOPIC_CONFIG: i8 = 1;
 const STATIC_BROKER_CONFIG: i8 = 4;
 const DEFAULT_CONFIG: i8 = 5;
 /// Every topic config the broker knows (`config::topic::TOPIC_KEYS`).
-const TOPIC_KEY_COUNT: usize = 15;
+const TOPIC_KEY_COUNT: usize = 19;
 
 fn sb(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
@@ -284,7 +284,6 @@ fn alterations_read_back_persist_and_refusals_change_nothing() {
             ("segment.ms", SET, Some("5")),
         ][..],
         &[("retention.ms", APPEND, Some("5"))][..],
-        &[("cleanup.policy", APPEND, Some("compact"))][..],
         &[("cleanup.policy", SUBTRACT, Some("delete"))][..],
         &[("no.such.key", SET, Some("1"))][..],
         &[("io", SET, Some("direct"))][..],

@@ -68,6 +68,8 @@ pub struct BrokerConfig {
     pub limits: super::LimitsConfig,
     /// Node id, controller quorum and broker liveness; unset runs the broker alone.
     pub cluster: super::ClusterConfig,
+    /// The log cleaner (compaction).
+    pub cleaner: super::CleanerConfig,
 }
 
 impl Default for BrokerConfig {
@@ -91,6 +93,7 @@ impl Default for BrokerConfig {
             group: super::GroupConfig::default(),
             limits: super::LimitsConfig::default(),
             cluster: super::ClusterConfig::default(),
+            cleaner: super::CleanerConfig::default(),
         }
     }
 }
@@ -193,6 +196,7 @@ impl BrokerConfig {
         "log.message.timestamp.before.max.ms",
         "log.message.timestamp.after.max.ms",
         "offsets.topic.num.partitions",
+        "offsets.topic.segment.bytes",
         "offsets.retention.minutes",
         "offsets.retention.check.interval.ms",
         "group.min.session.timeout.ms",
@@ -308,6 +312,13 @@ impl BrokerConfig {
                 }
                 self.group.offsets_topic_partitions = n;
             }
+            "offsets.topic.segment.bytes" => {
+                let n = parse_positive(key, value)?;
+                if n < crate::config::topic::SEGMENT_BYTES_MIN {
+                    return Err(bad(key, value, "must be at least 1 MiB (1048576)"));
+                }
+                self.group.offsets_topic_segment_bytes = n;
+            }
             "offsets.retention.minutes" => {
                 self.group.offsets_retention_ms = parse_positive(key, value)?.saturating_mul(60_000)
             }
@@ -324,7 +335,10 @@ impl BrokerConfig {
                 self.group.initial_rebalance_delay_ms = parse_num(key, value)?
             }
             other => {
-                if !self.limits.set(other, value)? && !self.cluster.set(other, value)? {
+                if !self.limits.set(other, value)?
+                    && !self.cluster.set(other, value)?
+                    && !self.cleaner.set(&mut self.log, other, value)?
+                {
                     return Err(ConfigError::UnknownKey(other.to_string()));
                 }
             }
@@ -338,6 +352,7 @@ impl BrokerConfig {
             .iter()
             .chain(super::LimitsConfig::KEYS)
             .chain(super::ClusterConfig::KEYS)
+            .chain(super::CleanerConfig::KEYS)
             .copied()
     }
 
@@ -434,6 +449,7 @@ fn flatten(
             toml::Value::String(s) => s.clone(),
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Float(f) => f.to_string(),
             other => {
                 return Err(bad(
                     &key,

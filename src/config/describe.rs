@@ -22,7 +22,7 @@ pub struct TopicEntry {
     /// broker's configuration (STATIC_BROKER_CONFIG).
     pub builtin: bool,
     /// Kafka's config type (ConfigEntry.ConfigType): 1 boolean, 2 string, 3 int, 5 long,
-    /// 7 list.
+    /// 6 double, 7 list.
     pub config_type: i8,
     pub doc: &'static str,
 }
@@ -94,7 +94,27 @@ pub fn topic_key_info(key: &str) -> (&'static str, i8, &'static str) {
         "cleanup.policy" => (
             "log.cleanup.policy",
             7,
-            "delete (compaction is not supported)",
+            "delete (retention), compact (latest record per key), or both",
+        ),
+        "min.cleanable.dirty.ratio" => (
+            "log.cleaner.min.cleanable.ratio",
+            6,
+            "clean a compacted log once this share of it is uncleaned",
+        ),
+        "min.compaction.lag.ms" => (
+            "log.cleaner.min.compaction.lag.ms",
+            5,
+            "records younger than this are not compacted",
+        ),
+        "max.compaction.lag.ms" => (
+            "log.cleaner.max.compaction.lag.ms",
+            5,
+            "records older than this are compacted whatever the dirty ratio",
+        ),
+        "delete.retention.ms" => (
+            "log.cleaner.delete.retention.ms",
+            5,
+            "how long a tombstone is kept after its batch was first cleaned",
         ),
         "compression.type" => (
             "compression.type",
@@ -137,7 +157,11 @@ pub fn topic_value(log: &LogConfig, key: &str) -> String {
             .timestamp_after_max_ms
             .map_or_else(|| i64::MAX.to_string(), |v| v.to_string()),
         "index.interval.bytes" => log.index_interval_bytes.to_string(),
-        "cleanup.policy" => "delete".to_string(),
+        "cleanup.policy" => log.cleanup_policy().to_string(),
+        "min.cleanable.dirty.ratio" => log.min_cleanable_dirty_ratio.to_string(),
+        "min.compaction.lag.ms" => log.min_compaction_lag_ms.to_string(),
+        "max.compaction.lag.ms" => log.max_compaction_lag_ms.to_string(),
+        "delete.retention.ms" => log.delete_retention_ms.to_string(),
         "compression.type" => log
             .compression
             .map_or("producer", |c| {
@@ -218,6 +242,19 @@ pub fn broker_entries(config: &BrokerConfig) -> Vec<(&'static str, String)> {
         }
     }
     out.push(("compression.type", "producer".to_string()));
+    let cleaner = &config.cleaner;
+    out.push(("log.cleaner.enable", cleaner.enable.to_string()));
+    out.push((
+        "log.cleaner.io.max.bytes.per.second",
+        cleaner
+            .io_max_bytes_per_second
+            .map_or_else(|| "1.7976931348623157E308".to_string(), |v| v.to_string()),
+    ));
+    out.push(("log.cleaner.backoff.ms", cleaner.backoff_ms.to_string()));
+    out.push((
+        "log.cleaner.dedupe.buffer.size",
+        cleaner.dedupe_buffer_bytes.to_string(),
+    ));
     out
 }
 

@@ -6,6 +6,9 @@ pub struct GroupConfig {
     /// Partitions of `__consumer_offsets`, used only when the topic is created; an existing
     /// topic keeps its count, because the group -> partition mapping depends on it.
     pub offsets_topic_partitions: i32,
+    /// `segment.bytes` of `__consumer_offsets`, used only when the topic is created: the
+    /// cleaner compacts sealed segments, so this bounds what stays uncleaned.
+    pub offsets_topic_segment_bytes: u64,
     /// Committed offsets of an empty group are dropped this long after the later of their
     /// commit and the moment the group became empty.
     pub offsets_retention_ms: u64,
@@ -23,6 +26,7 @@ impl Default for GroupConfig {
     fn default() -> Self {
         GroupConfig {
             offsets_topic_partitions: 50,
+            offsets_topic_segment_bytes: 100 << 20,
             offsets_retention_ms: 10_080 * 60 * 1000,
             offsets_retention_check_interval_ms: 600_000,
             min_session_timeout_ms: 6_000,

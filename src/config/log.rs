@@ -109,6 +109,18 @@ pub struct LogConfig {
     /// (`message.timestamp.after.max.ms`, Kafka 4.0's default of one hour). A far-future
     /// timestamp would otherwise keep its segment from ever expiring.
     pub timestamp_after_max_ms: Option<u64>,
+    /// `cleanup.policy` has `delete`: retention by `retention.ms` / `retention.bytes`.
+    pub cleanup_delete: bool,
+    /// `cleanup.policy` has `compact`: the shard's cleaner keeps the latest record per key.
+    pub cleanup_compact: bool,
+    /// `min.cleanable.dirty.ratio`: clean once this share of the log is uncleaned.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`: records younger than this are never cleaned.
+    pub min_compaction_lag_ms: u64,
+    /// `max.compaction.lag.ms`: a record older than this is cleaned whatever the ratio.
+    pub max_compaction_lag_ms: u64,
+    /// `delete.retention.ms`: how long a tombstone stays after its batch was first cleaned.
+    pub delete_retention_ms: u64,
 }
 
 impl Default for LogConfig {
@@ -129,11 +141,45 @@ impl Default for LogConfig {
             compression: None,
             timestamp_before_max_ms: None,
             timestamp_after_max_ms: Some(3_600_000),
+            cleanup_delete: true,
+            cleanup_compact: false,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX as u64,
+            delete_retention_ms: 86_400_000,
         }
     }
 }
 
 impl LogConfig {
+    /// Sets `cleanup.policy` from its value: `delete`, `compact`, or both in any order.
+    pub fn set_cleanup_policy(&mut self, value: &str) -> Result<(), String> {
+        let (mut delete, mut compact) = (false, false);
+        for p in value.split(',').map(str::trim) {
+            match p {
+                "delete" => delete = true,
+                "compact" => compact = true,
+                other => {
+                    return Err(format!(
+                        "unknown cleanup policy {other:?}: expected delete, compact or both"
+                    ));
+                }
+            }
+        }
+        self.cleanup_delete = delete;
+        self.cleanup_compact = compact;
+        Ok(())
+    }
+
+    /// `cleanup.policy` as Kafka writes it.
+    pub fn cleanup_policy(&self) -> &'static str {
+        match (self.cleanup_delete, self.cleanup_compact) {
+            (true, true) => "compact,delete",
+            (false, true) => "compact",
+            _ => "delete",
+        }
+    }
+
     pub fn flush_interval(&self) -> Duration {
         Duration::from_millis(self.flush_interval_ms)
     }

@@ -1,6 +1,7 @@
 //! Broker and topic configuration: defaults, TOML loading and limits.
 
 pub mod broker;
+pub mod cleaner;
 pub mod cluster;
 pub mod describe;
 pub mod group;
@@ -9,6 +10,7 @@ pub mod log;
 pub mod topic;
 
 pub use broker::{BrokerConfig, ConfigError};
+pub use cleaner::CleanerConfig;
 pub use cluster::ClusterConfig;
 pub use group::GroupConfig;
 pub use limits::LimitsConfig;

@@ -28,6 +28,10 @@ pub const TOPIC_KEYS: &[&str] = &[
     "index.interval.bytes",
     "cleanup.policy",
     "compression.type",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
+    "max.compaction.lag.ms",
+    "delete.retention.ms",
 ];
 
 /// Checks one topic config entry and applies it to `log`.
@@ -54,14 +58,13 @@ fn apply(log: &mut LogConfig, key: &str, value: &str) -> Result<(), ConfigError>
             log.timestamp_after_max_ms = parse_timestamp_bound(key, value)?
         }
         "index.interval.bytes" => log.index_interval_bytes = parse_positive(key, value)?,
-        // `compact` parses, so that `__consumer_offsets` (which the broker creates with
-        // it) opens cleanly; `validate` still refuses it from clients.
-        "cleanup.policy"
-            if !value.is_empty()
-                && value
-                    .split(',')
-                    .all(|p| matches!(p.trim(), "delete" | "compact")) => {}
-        "cleanup.policy" => return Err(bad(key, value, "only \"delete\" is supported")),
+        "cleanup.policy" => log
+            .set_cleanup_policy(value)
+            .map_err(|r| bad(key, value, &r))?,
+        "min.cleanable.dirty.ratio" => log.min_cleanable_dirty_ratio = parse_ratio(key, value)?,
+        "min.compaction.lag.ms" => log.min_compaction_lag_ms = parse_ms(key, value)?,
+        "max.compaction.lag.ms" => log.max_compaction_lag_ms = parse_positive(key, value)?,
+        "delete.retention.ms" => log.delete_retention_ms = parse_ms(key, value)?,
         "compression.type" => {
             log.compression = crate::compression::Codec::from_topic_config(value)
                 .map_err(|r| bad(key, value, &r))?
@@ -69,6 +72,22 @@ fn apply(log: &mut LogConfig, key: &str, value: &str) -> Result<(), ConfigError>
         other => return Err(ConfigError::UnknownKey(other.to_string())),
     }
     Ok(())
+}
+
+/// A ratio in 0..=1 (`min.cleanable.dirty.ratio`).
+pub(crate) fn parse_ratio(key: &str, value: &str) -> Result<f64, ConfigError> {
+    match value.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(bad(key, value, "must be a number from 0 to 1")),
+    }
+}
+
+/// A duration in ms that may be 0, at most Kafka's Long.MAX.
+pub(crate) fn parse_ms(key: &str, value: &str) -> Result<u64, ConfigError> {
+    match value.trim().parse::<i64>() {
+        Ok(v) if v >= 0 => Ok(v as u64),
+        _ => Err(bad(key, value, "must be a non-negative number of ms")),
+    }
 }
 
 /// The smallest `segment.bytes` a client may give a topic (Kafka 4.0's bound): smaller
@@ -98,9 +117,6 @@ pub fn validate(
             }
             "segment.ms" if log.segment_ms < SEGMENT_MS_MIN => {
                 Some(format!("must be at least {SEGMENT_MS_MIN}"))
-            }
-            "cleanup.policy" if v.split(',').any(|p| p.trim() == "compact") => {
-                Some("only \"delete\" is supported".to_string())
             }
             "max.message.bytes" if log.max_batch_bytes > request_max_bytes => Some(format!(
                 "must not exceed socket.request.max.bytes ({request_max_bytes})"
@@ -252,7 +268,12 @@ mod tests {
         let d = LogConfig::default();
         for kv in [
             ("nope", "1"),
-            ("cleanup.policy", "compact"),
+            ("cleanup.policy", "compacted"),
+            ("cleanup.policy", ""),
+            ("min.cleanable.dirty.ratio", "1.5"),
+            ("min.compaction.lag.ms", "-1"),
+            ("max.compaction.lag.ms", "0"),
+            ("delete.retention.ms", "x"),
             ("compression.type", "brotli"),
             ("segment.bytes", "0"),
             ("io", "mmap"),
@@ -269,9 +290,6 @@ mod tests {
     #[test]
     fn the_offsets_topic_configs_parse() {
         let d = LogConfig::default();
-        for ok in ["compact", "delete", "compact,delete", "delete, compact"] {
-            assert!(apply(&mut d.clone(), "cleanup.policy", ok).is_ok(), "{ok}");
-        }
         for bad in ["", "nope", "compact,nope"] {
             assert!(
                 apply(&mut d.clone(), "cleanup.policy", bad).is_err(),
@@ -287,6 +305,44 @@ mod tests {
         let log = effective(&d, &offsets);
         assert_eq!((log.retention_ms, log.retention_bytes), (None, None));
         assert_eq!(log.segment_bytes, 100 << 20);
+    }
+
+    #[test]
+    fn cleanup_policies_and_compaction_settings() {
+        let d = LogConfig::default();
+        assert_eq!(d.cleanup_policy(), "delete");
+        for (v, delete, compact) in [
+            ("delete", true, false),
+            ("compact", false, true),
+            ("compact,delete", true, true),
+            ("delete, compact", true, true),
+        ] {
+            let o = map(&[("cleanup.policy", v)]);
+            validate(&d, &o, 1 << 20).unwrap();
+            let c = effective(&d, &o);
+            assert_eq!(
+                (c.cleanup_delete, c.cleanup_compact),
+                (delete, compact),
+                "{v}"
+            );
+        }
+        let o = map(&[
+            ("min.cleanable.dirty.ratio", "0.1"),
+            ("min.compaction.lag.ms", "5"),
+            ("max.compaction.lag.ms", "60000"),
+            ("delete.retention.ms", "0"),
+        ]);
+        validate(&d, &o, 1 << 20).unwrap();
+        let c = effective(&d, &o);
+        assert_eq!(c.min_cleanable_dirty_ratio, 0.1);
+        assert_eq!(
+            (
+                c.min_compaction_lag_ms,
+                c.max_compaction_lag_ms,
+                c.delete_retention_ms
+            ),
+            (5, 60000, 0)
+        );
     }
 
     #[test]
@@ -321,10 +377,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(appended["cleanup.policy"], "delete,compact");
-        assert!(
-            validate(&d, &appended, 1 << 20).is_err(),
-            "compact is refused by validation"
-        );
+        validate(&d, &appended, 1 << 20).unwrap();
+        let c = effective(&d, &appended);
+        assert!(c.cleanup_compact && c.cleanup_delete);
         let sub = apply_ops(&d, &next, &[op("cleanup.policy", Subtract, Some("delete"))]).unwrap();
         assert_eq!(sub["cleanup.policy"], "");
         assert!(

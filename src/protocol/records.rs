@@ -175,6 +175,10 @@ fn zigzag<S: Source>(src: &mut S, max_bytes: u32) -> Result<i64, FramingError> {
 /// What a walk saw of each record, for checks that need it (timestamps).
 pub trait Visit {
     fn record(&mut self, index: i32, timestamp_delta: i64) -> Result<(), FramingError>;
+    /// Whether the record has a key; called before [`Visit::record`].
+    fn key(&mut self, _index: i32, _present: bool) -> Result<(), FramingError> {
+        Ok(())
+    }
 }
 
 impl<F: FnMut(i32, i64) -> Result<(), FramingError>> Visit for F {
@@ -204,6 +208,7 @@ pub fn walk<S: Source>(
         }
         let key = zigzag(src, 5)?;
         skip_sized(src, key, true, bad("negative key length"))?;
+        visit.key(index, key != -1)?;
         let value = zigzag(src, 5)?;
         skip_sized(src, value, true, bad("negative value length"))?;
         let headers = zigzag(src, 5)?;

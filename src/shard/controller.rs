@@ -386,7 +386,7 @@ impl Driver {
                 id: super::meta::new_topic_id(),
                 partitions: self.shard.config.group.offsets_topic_partitions,
                 replication_factor: i16::try_from(wanted).unwrap_or(1),
-                configs: super::meta::offsets_topic_configs(),
+                configs: super::meta::offsets_topic_configs(&self.shard.config.group),
             }],
         };
         self.propose(cmd, None, now);

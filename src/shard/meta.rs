@@ -101,19 +101,19 @@ pub fn is_internal(name: &str) -> bool {
     INTERNAL_TOPICS.contains(&name)
 }
 
-/// The configs of `__consumer_offsets`: compacted, as Kafka has it, with Kafka's
-/// `offsets.topic.segment.bytes` (100 MiB). Until the log cleaner runs, its records are
+/// The configs of `__consumer_offsets`: compacted, as Kafka has it, with segments of the
+/// broker's `offsets.topic.segment.bytes` (Kafka's 100 MiB by default). Until the log cleaner runs, its records are
 /// compacted only in memory, so retention is off outright (time or size retention would
 /// drop live offsets whatever the policy says).
-pub fn offsets_topic_configs() -> BTreeMap<String, String> {
+pub fn offsets_topic_configs(group: &crate::config::GroupConfig) -> BTreeMap<String, String> {
     [
-        ("cleanup.policy", "compact"),
-        ("retention.ms", "-1"),
-        ("retention.bytes", "-1"),
-        ("segment.bytes", "104857600"),
+        ("cleanup.policy", "compact".to_string()),
+        ("retention.ms", "-1".to_string()),
+        ("retention.bytes", "-1".to_string()),
+        ("segment.bytes", group.offsets_topic_segment_bytes.to_string()),
     ]
     .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .map(|(k, v)| (k.to_string(), v))
     .collect()
 }
 
@@ -129,7 +129,7 @@ pub fn ensure_offsets_topic(
     let name = crate::group::OFFSETS_TOPIC;
     if let Some(topic) = meta.topics.get_mut(name) {
         let mut changed = false;
-        for (k, v) in offsets_topic_configs() {
+        for (k, v) in offsets_topic_configs(&config.group) {
             if let std::collections::btree_map::Entry::Vacant(e) = topic.configs.entry(k) {
                 e.insert(v);
                 changed = true;
@@ -145,7 +145,7 @@ pub fn ensure_offsets_topic(
         TopicMeta {
             partitions: config.group.offsets_topic_partitions,
             id: new_topic_id(),
-            configs: offsets_topic_configs(),
+            configs: offsets_topic_configs(&config.group),
             assignment: Vec::new(),
         },
     );

@@ -90,6 +90,11 @@ pub struct PartitionSnapshot {
     pub high_watermark: i64,
     pub sync_us: HistogramSnapshot,
     pub write_batch: HistogramSnapshot,
+    /// Compaction: cleaner runs, bytes it read and wrote, records it removed.
+    pub cleaner_runs: u64,
+    pub cleaner_bytes_read: u64,
+    pub cleaner_bytes_written: u64,
+    pub cleaner_records_removed: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -152,6 +157,10 @@ impl Shard {
                     high_watermark: log.high_watermark(),
                     sync_us: s.sync_us.snapshot(),
                     write_batch: s.write_batch.snapshot(),
+                    cleaner_runs: s.cleaner_runs.get(),
+                    cleaner_bytes_read: s.cleaner_bytes_read.get(),
+                    cleaner_bytes_written: s.cleaner_bytes_written.get(),
+                    cleaner_records_removed: s.cleaner_records_removed.get(),
                 }
             })
             .collect();

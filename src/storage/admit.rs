@@ -8,6 +8,8 @@
 //! - with CreateTime, every timestamp is within `message.timestamp.before.max.ms` /
 //!   `after.max.ms` of the broker clock (a far-future timestamp would pin its segment
 //!   against retention);
+//! - on a compacted topic (`cleanup.policy` has `compact`), every record has a key
+//!   (INVALID_RECORD otherwise, as Kafka answers);
 //! - the records agree with the header: the count, each offset delta in order, every
 //!   length inside its record. Compressed batches are decompressed for this (bounded, and
 //!   streamed: nothing of them is kept), as Kafka does, so no batch that would stop its
@@ -135,6 +137,10 @@ pub fn walk_batch(
             what: "timestamp outside message.timestamp.before/after.max.ms",
         })
     };
+    let mut visit = KeyCheck {
+        inner: &mut visit,
+        need_key: config.cleanup_compact,
+    };
     let walked = if codec == Codec::None {
         records::walk(
             &mut SliceSource::new(payload),
@@ -159,6 +165,31 @@ pub fn walk_batch(
         .into()),
         Err(FramingError::Corrupt(msg)) => Err(CompressionError::Corrupt(msg).into()),
         Err(e) => Err(StorageError::InvalidRecord(e.to_string())),
+    }
+}
+
+/// A visitor that refuses records without a key (compacted topics).
+struct KeyCheck<'a, V> {
+    inner: &'a mut V,
+    need_key: bool,
+}
+
+impl<V: records::Visit> records::Visit for KeyCheck<'_, V> {
+    fn record(
+        &mut self,
+        index: i32,
+        timestamp_delta: i64,
+    ) -> std::result::Result<(), FramingError> {
+        self.inner.record(index, timestamp_delta)
+    }
+    fn key(&mut self, index: i32, present: bool) -> std::result::Result<(), FramingError> {
+        if self.need_key && !present {
+            return Err(FramingError::Bad {
+                index,
+                what: "a compacted topic takes only records with a key",
+            });
+        }
+        Ok(())
     }
 }
 
@@ -222,6 +253,39 @@ mod tests {
             Err(StorageError::Producer(
                 ProducerError::UnknownProducerId { .. }
             ))
+        ));
+    }
+
+    #[test]
+    fn compacted_topics_refuse_records_without_a_key() {
+        use crate::protocol::batch::testing::keyed;
+        let compacted = LogConfig {
+            cleanup_compact: true,
+            ..LogConfig::default()
+        };
+        let full = WalkBudget {
+            bytes: 1 << 20,
+            is_inline: true,
+        };
+        let keyless = build_batch(&[b"a"], NOW);
+        let mixed = keyed(&[(Some(b"k"), Some(b"v")), (None, Some(b"v"))], NOW);
+        let with_keys = keyed(&[(Some(b"k"), Some(b"v")), (Some(b"k"), None)], NOW);
+        for b in [&keyless, &mixed] {
+            assert!(matches!(
+                walk_all(&headers(b), b, &compacted, NOW, full),
+                Err(StorageError::InvalidRecord(_))
+            ));
+            assert!(walk_all(&headers(b), b, &LogConfig::default(), NOW, full).unwrap());
+        }
+        assert!(walk_all(&headers(&with_keys), &with_keys, &compacted, NOW, full).unwrap());
+        // Compressed: the records are walked decompressed.
+        let mut z = mixed[..HEADER_BYTES].to_vec();
+        z.extend_from_slice(&compression::compress(Codec::Zstd, &mixed[HEADER_BYTES..]));
+        let length = (z.len() - batch::LOG_OVERHEAD) as i32;
+        batch::set_length_attributes_and_crc(&mut z, length, Codec::Zstd as i16);
+        assert!(matches!(
+            walk_all(&headers(&z), &z, &compacted, NOW, full),
+            Err(StorageError::InvalidRecord(_))
         ));
     }
 

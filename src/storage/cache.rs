@@ -95,6 +95,22 @@ impl BatchCache {
         }
     }
 
+    /// Drops what a log holds of the segments with base offsets in `[from, to)` (their
+    /// files were replaced by a cleaned one: the positions now hold other batches).
+    pub fn forget_segments(&mut self, log: u64, from: i64, to: i64) {
+        let Some(map) = self.logs.get_mut(&log) else {
+            return;
+        };
+        let doomed: Vec<(i64, u64)> = map.range((from, 0)..(to, 0)).map(|(k, _)| *k).collect();
+        for key in doomed {
+            if let Some(b) = map.remove(&key) {
+                self.used_bytes -= b.len() as u64;
+            }
+        }
+        self.order
+            .retain(|(l, (seg, _))| *l != log || !(from..to).contains(seg));
+    }
+
     /// Drops everything of a log (closed or deleted).
     pub fn forget_log(&mut self, log: u64) {
         if let Some(map) = self.logs.remove(&log) {
@@ -107,6 +123,24 @@ impl BatchCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forgetting_segments_keeps_the_others() {
+        let mut c = BatchCache::new(1 << 20);
+        let log = c.register();
+        for seg in [0, 10, 20] {
+            c.insert(log, seg, 0, Bytes::from(vec![1u8; 100]));
+        }
+        c.forget_segments(log, 0, 20);
+        assert!(c.lookup(log, 0, 0, 100).is_none() && c.lookup(log, 10, 0, 100).is_none());
+        assert!(c.lookup(log, 20, 0, 100).is_some());
+        assert_eq!(c.used_bytes(), 100);
+        c.insert(log, 30, 0, Bytes::from(vec![1u8; 10]));
+        assert!(
+            c.lookup(log, 30, 0, 10).is_some(),
+            "the log stays registered"
+        );
+    }
 
     fn bytes(n: usize, fill: u8) -> Bytes {
         Bytes::from(vec![fill; n])

@@ -2,11 +2,13 @@
 //!
 //! `io` is the seam to the disk (glommio in production, a fault-injecting simulation in
 //! tests); `index` holds the sparse `.index` / `.timeindex`; `log` owns the segments of one
-//! partition, its appender and flush policy, recovery and reads.
+//! partition, its appender and flush policy, recovery, reads and compaction; `clean` holds
+//! compaction's key map and the rewrite of a batch's records.
 
 pub mod admit;
 pub mod cache;
 pub mod chunk;
+pub mod clean;
 pub mod error;
 pub mod glommio_io;
 pub mod index;

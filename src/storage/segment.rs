@@ -122,7 +122,7 @@ impl<'a, F: StorageFile> Scanner<'a, F> {
         }
         if self.verify {
             let whole = self.file.read_at(pos, size as usize).await?;
-            if whole.len() as u64 != size || batch::validate_batch(&whole).is_err() {
+            if whole.len() as u64 != size || batch::validate_stored_batch(&whole).is_err() {
                 return Ok(None);
             }
         }
@@ -286,8 +286,14 @@ impl<F: StorageFile> Segment<F> {
         self.next_offset = self.base_offset.saturating_add(i64::from(start_rel));
         self.size = start_pos as u64;
         self.max_timestamp = self.time_index.entries().last().map_or(-1, |&(t, _)| t);
-        self.scan(start_pos as u64, file_len, tail, index_interval_bytes)
-            .await?;
+        self.scan(
+            start_pos as u64,
+            file_len,
+            tail,
+            !tail,
+            index_interval_bytes,
+        )
+        .await?;
         let mut valid_end = self.size;
         self.index.truncate_to_position(valid_end);
         let next_rel = (self.next_offset - self.base_offset) as u32;
@@ -307,7 +313,8 @@ impl<F: StorageFile> Segment<F> {
             self.next_offset = self.base_offset;
             self.max_timestamp = -1;
             self.bytes_since_index = 0;
-            self.scan(0, valid_end, false, index_interval_bytes).await?;
+            self.scan(0, valid_end, false, !tail, index_interval_bytes)
+                .await?;
             valid_end = self.size;
         }
         if valid_end < file_len {
@@ -326,14 +333,25 @@ impl<F: StorageFile> Segment<F> {
     /// `end`, stopping at the first that is malformed (or, with `verify`, fails its CRC)
     /// or does not continue the offsets: the broker assigns them without gaps from the
     /// segment's base on, so a batch with another base offset is damaged (the CRC does
-    /// not cover it), and a gap or a jump would leave offsets no read can reach.
-    async fn scan(&mut self, from: u64, end: u64, verify: bool, interval: u64) -> Result<()> {
+    /// not cover it), and a gap or a jump would leave offsets no read can reach. Sealed
+    /// segments (`gaps`) may have been compacted: there, offsets only have to increase.
+    async fn scan(
+        &mut self,
+        from: u64,
+        end: u64,
+        verify: bool,
+        gaps: bool,
+        interval: u64,
+    ) -> Result<()> {
         let log = self.log.clone();
         let mut scanner = Scanner::new(log.as_ref(), from, end, verify);
         while let Some(b) = scanner.next().await? {
-            if b.base_offset != self.next_offset
-                || b.last_offset - self.base_offset > i32::MAX as i64
-            {
+            let in_order = if gaps {
+                b.base_offset >= self.next_offset
+            } else {
+                b.base_offset == self.next_offset
+            };
+            if !in_order || b.last_offset - self.base_offset > i32::MAX as i64 {
                 break;
             }
             let (pos, size, max_ts) = (b.position, b.size, b.max_timestamp);

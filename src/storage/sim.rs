@@ -9,7 +9,13 @@
 //! - `crash_at_write(n)`: the n-th write (1-based, counted from the call) is torn and every
 //!   operation after it fails, as if the process died mid-write;
 //! - `fail_sync_at(n)`: the n-th `sync_data` fails with EIO and, like Linux, forgets the
-//!   dirty data it could not write: it stays readable but is not durable.
+//!   dirty data it could not write: it stays readable but is not durable;
+//! - `crash_at_op(n)`: the n-th changing operation (write, truncate, sync, create, remove,
+//!   rename, directory sync) does not happen and the disk is gone, so a test can take a
+//!   crash image between any two steps of a multi-file protocol (the cleaner's swap).
+//!
+//! A rename is atomic: a crash image shows the file under its new name if it was durable
+//! under the old one (the old state is what a crash just before the rename shows).
 
 use super::io::{FileKind, Storage, StorageFile};
 use bytes::Bytes;
@@ -54,6 +60,7 @@ fn apply(img: &mut Vec<u8>, op: &Op) {
 #[derive(Default)]
 struct Faults {
     crash_at_write: Option<u64>,
+    crash_at_op: Option<u64>,
     fail_sync_at: Option<u64>,
     /// Opens to let through before one fails with EMFILE, as when descriptors run out.
     open_fails_after: Option<u32>,
@@ -65,8 +72,24 @@ struct Fs {
     faults: Faults,
     writes: u64,
     syncs: u64,
+    ops: u64,
     crashed: bool,
     rng: StdRng,
+}
+
+impl Fs {
+    /// Counts a changing operation; the one `crash_at_op` names does not happen.
+    fn op(&mut self) -> io::Result<()> {
+        if self.crashed {
+            return Err(crashed_err());
+        }
+        self.ops += 1;
+        if self.faults.crash_at_op == Some(self.ops) {
+            self.crashed = true;
+            return Err(crashed_err());
+        }
+        Ok(())
+    }
 }
 
 /// The fault-injecting simulated disk. Cloning shares the same disk.
@@ -93,6 +116,7 @@ impl SimStorage {
                 faults: Faults::default(),
                 writes: 0,
                 syncs: 0,
+                ops: 0,
                 crashed: false,
                 rng: StdRng::seed_from_u64(seed),
             })),
@@ -103,6 +127,13 @@ impl SimStorage {
     pub fn crash_at_write(&self, n: u64) {
         let mut fs = self.fs.borrow_mut();
         fs.faults.crash_at_write = Some(fs.writes + n);
+    }
+
+    /// The `n`-th changing operation from now (1-based) does not happen, and the disk is
+    /// gone from it on.
+    pub fn crash_at_op(&self, n: u64) {
+        let mut fs = self.fs.borrow_mut();
+        fs.faults.crash_at_op = Some(fs.ops + n);
     }
 
     /// The `n`-th `sync_data` from now (1-based) fails with EIO.
@@ -185,6 +216,7 @@ impl SimStorage {
                 faults: Faults::default(),
                 writes: 0,
                 syncs: 0,
+                ops: 0,
                 crashed: false,
                 rng: StdRng::seed_from_u64(seed ^ 0x5eed),
             })),
@@ -237,6 +269,7 @@ impl StorageFile for SimFile {
         }
         let torn = {
             let mut fs = self.fs.borrow_mut();
+            fs.op()?;
             fs.writes += 1;
             if fs.faults.crash_at_write == Some(fs.writes) {
                 fs.crashed = true;
@@ -273,6 +306,7 @@ impl StorageFile for SimFile {
         self.check()?;
         let fail = {
             let mut fs = self.fs.borrow_mut();
+            fs.op()?;
             fs.syncs += 1;
             fs.faults.fail_sync_at == Some(fs.syncs)
         };
@@ -291,6 +325,7 @@ impl StorageFile for SimFile {
     async fn truncate(&self, len: u64) -> io::Result<()> {
         futures_lite::future::yield_now().await;
         self.check()?;
+        self.fs.borrow_mut().op()?;
         let mut st = self.state.borrow_mut();
         let op = Op::SetLen(len);
         apply(&mut st.data, &op);
@@ -333,6 +368,7 @@ impl Storage for SimStorage {
         let state = match fs.files.get(path) {
             Some(s) => s.clone(),
             None if create => {
+                fs.op()?;
                 let s = Rc::new(RefCell::new(FileState::default()));
                 fs.files.insert(path.to_path_buf(), s.clone());
                 s
@@ -369,9 +405,12 @@ impl Storage for SimStorage {
 
     async fn remove_file(&self, path: &Path) -> io::Result<()> {
         self.check()?;
-        self.fs
-            .borrow_mut()
-            .files
+        let mut fs = self.fs.borrow_mut();
+        if !fs.files.contains_key(path) {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no such file"));
+        }
+        fs.op()?;
+        fs.files
             .remove(path)
             .map(|_| ())
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file"))
@@ -388,11 +427,16 @@ impl Storage for SimStorage {
     async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.check()?;
         let mut fs = self.fs.borrow_mut();
+        if !fs.files.contains_key(from) {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no such file"));
+        }
+        fs.op()?;
         let f = fs
             .files
             .remove(from)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file"))?;
-        f.borrow_mut().entry_durable = false;
+        // Atomic: a file durable under its old name is durable under the new one (the
+        // state before the rename is the image of a crash just before it).
         fs.files.insert(to.to_path_buf(), f);
         Ok(())
     }
@@ -400,6 +444,7 @@ impl Storage for SimStorage {
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         futures_lite::future::yield_now().await;
         self.check()?;
+        self.fs.borrow_mut().op()?;
         let fs = self.fs.borrow();
         for (p, f) in &fs.files {
             if p.parent() == Some(dir) {

@@ -89,7 +89,7 @@ fn shard_label(s: &ShardSnapshot) -> Labels {
 impl Snapshots {
     fn partitions(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
         type Get = fn(&crate::shard::metrics::PartitionSnapshot) -> i64;
-        let counters: [(&str, &str, Get); 3] = [
+        let counters: [(&str, &str, Get); 7] = [
             (
                 "ringbroker_partition_in_bytes",
                 "Record bytes appended to the partition (produce).",
@@ -104,6 +104,26 @@ impl Snapshots {
                 "ringbroker_partition_out_bytes",
                 "Record bytes read from the partition (fetch).",
                 |p| gauge_of(p.bytes_out),
+            ),
+            (
+                "ringbroker_partition_cleaner_runs",
+                "Cleaner runs that rewrote the partition's log (compaction).",
+                |p| gauge_of(p.cleaner_runs),
+            ),
+            (
+                "ringbroker_partition_cleaner_read_bytes",
+                "Bytes the cleaner read from the partition's log.",
+                |p| gauge_of(p.cleaner_bytes_read),
+            ),
+            (
+                "ringbroker_partition_cleaner_written_bytes",
+                "Bytes the cleaner wrote for the partition's log.",
+                |p| gauge_of(p.cleaner_bytes_written),
+            ),
+            (
+                "ringbroker_partition_cleaner_removed_records",
+                "Records compaction removed from the partition's log.",
+                |p| gauge_of(p.cleaner_records_removed),
             ),
         ];
         let gauges: [(&str, &str, Get); 5] = [

@@ -159,10 +159,15 @@ impl<S: Storage> PartitionLog<S> {
         self.persist_indexes().await
     }
 
-    /// Deletes whole segments from the front by `retention.ms` and `retention.bytes`. The
+    /// Deletes whole segments from the front by `retention.ms` and `retention.bytes`
+    /// (when `cleanup.policy` has `delete`). The
     /// active segment is rolled first if everything in it has expired. Call with
     /// `assign_lock` held.
     async fn enforce_retention(&self, config: &LogConfig, now: i64) -> Result<usize> {
+        // `cleanup.policy=compact` alone keeps every segment (the cleaner shrinks them).
+        if !config.cleanup_delete {
+            return Ok(0);
+        }
         if let Some(ms) = config.retention_ms {
             let (all_expired, nonempty) = {
                 let st = self.inner.state.borrow();

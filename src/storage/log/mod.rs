@@ -4,8 +4,9 @@
 //! [`PartitionLog`] is the one type; its methods are split by job: `open` (recovery, the
 //! producer state rebuilt from the segments), `append` (admission and offset assignment),
 //! `writer` (the group-commit writer), `maintenance` (tick, roll, retention, flush, close),
-//! `start` (DeleteRecords' log start and its checkpoint) and `read` (reads and timestamp
-//! lookups).
+//! `start` (DeleteRecords' log start and its checkpoint), `read` (reads and timestamp
+//! lookups), `compact` (the cleaner's work on one log) and `swap` (swapping cleaned
+//! segments in crash-safely).
 //!
 //! # The append contract
 //!
@@ -35,11 +36,13 @@
 //! queued, and another append, a `flush`, `tick` or `close` writes them.
 
 mod append;
+mod compact;
 mod maintenance;
 mod open;
 mod read;
 mod start;
 mod stats;
+mod swap;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -117,6 +120,9 @@ struct Inner<S: Storage> {
     issued_ids: RefCell<Option<std::sync::Arc<std::sync::atomic::AtomicI64>>>,
     /// Counters for the metrics.
     stats: stats::LogStats,
+    /// The earliest delete horizon of a tombstone the last clean kept: once it passes,
+    /// the log is due for a clean whatever its dirty ratio.
+    tombstone_due_ms: Cell<Option<i64>>,
 }
 
 /// One partition's log. Cloning is cheap and shares the log. Not `Send`: a log belongs to

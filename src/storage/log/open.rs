@@ -61,6 +61,7 @@ impl<S: Storage> PartitionLog<S> {
         clock: fn() -> i64,
     ) -> Result<Self> {
         storage.create_dir_all(&dir).await?;
+        super::swap::recover_swaps(&storage, &dir).await?;
         let now = clock();
         let mut bases = Vec::new();
         let names = storage.list_dir(&dir).await?;
@@ -145,6 +146,7 @@ impl<S: Storage> PartitionLog<S> {
             cache: RefCell::new(None),
             issued_ids: RefCell::new(None),
             stats: super::stats::LogStats::default(),
+            tombstone_due_ms: Cell::new(None),
         };
         let log = PartitionLog {
             inner: Rc::new(inner),

@@ -13,6 +13,12 @@ pub struct LogStats {
     pub sync_us: Histogram,
     /// Appends carried by each gathered write of the writer (group commit).
     pub write_batch: Histogram,
+    /// Cleaner runs that rewrote this log (compaction).
+    pub cleaner_runs: Cell<u64>,
+    pub cleaner_bytes_read: Cell<u64>,
+    pub cleaner_bytes_written: Cell<u64>,
+    /// Records compaction removed (superseded, keyless, expired tombstones).
+    pub cleaner_records_removed: Cell<u64>,
 }
 
 impl Default for LogStats {
@@ -23,6 +29,10 @@ impl Default for LogStats {
             bytes_out: Cell::new(0),
             sync_us: Histogram::new(LATENCY_US),
             write_batch: Histogram::new(COUNT),
+            cleaner_runs: Cell::new(0),
+            cleaner_bytes_read: Cell::new(0),
+            cleaner_bytes_written: Cell::new(0),
+            cleaner_records_removed: Cell::new(0),
         }
     }
 }
@@ -31,6 +41,13 @@ impl LogStats {
     pub fn appended(&self, bytes: u64, records: u64) {
         add(&self.bytes_in, bytes);
         add(&self.records_in, records);
+    }
+
+    pub fn cleaned(&self, report: &crate::storage::clean::CleanReport) {
+        add(&self.cleaner_runs, 1);
+        add(&self.cleaner_bytes_read, report.bytes_read);
+        add(&self.cleaner_bytes_written, report.bytes_written);
+        add(&self.cleaner_records_removed, report.records_removed);
     }
 
     pub fn read(&self, bytes: u64) {
