@@ -110,7 +110,10 @@ pub fn offsets_topic_configs(group: &crate::config::GroupConfig) -> BTreeMap<Str
         ("cleanup.policy", "compact".to_string()),
         ("retention.ms", "-1".to_string()),
         ("retention.bytes", "-1".to_string()),
-        ("segment.bytes", group.offsets_topic_segment_bytes.to_string()),
+        (
+            "segment.bytes",
+            group.offsets_topic_segment_bytes.to_string(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
