@@ -314,7 +314,7 @@ mod tests {
 
     #[test]
     fn every_keyless_record_is_named_by_its_index_in_the_batch() {
-        use crate::protocol::batch::testing::keyed;
+        use crate::protocol::batch::testing::{KeyValue, keyed};
         let compacted = LogConfig {
             cleanup_compact: true,
             ..LogConfig::default()
@@ -324,7 +324,7 @@ mod tests {
             is_inline: true,
         };
         // As librdkafka's test 0011 sends them: every tenth record of 100 without a key.
-        let records: Vec<(Option<&[u8]>, Option<&[u8]>)> = (0..100)
+        let records: Vec<KeyValue<'_>> = (0..100)
             .map(|i| {
                 let key: Option<&[u8]> = if i % 10 == 0 { None } else { Some(b"key") };
                 (key, Some(&b"value"[..]))
@@ -340,7 +340,7 @@ mod tests {
         }
         // A compressed batch of many tiny keyless records: all are counted, but only one
         // per MIN_RECORD_BYTES of the batch as sent is listed.
-        let tiny: Vec<(Option<&[u8]>, Option<&[u8]>)> = vec![(None, None); 20_000];
+        let tiny: Vec<KeyValue<'_>> = vec![(None, None); 20_000];
         let plain = keyed(&tiny, NOW);
         let mut z = plain[..HEADER_BYTES].to_vec();
         z.extend_from_slice(&compression::compress(Codec::Zstd, &plain[HEADER_BYTES..]));
