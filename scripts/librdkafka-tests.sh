@@ -25,7 +25,8 @@
 #
 # Without --broker, a ringbroker is started on a free port with a fresh data dir
 # (RINGBROKER_BIN, else a release build), with auto-created topics of 4 partitions, as
-# librdkafka's own test clusters have; extra broker settings: RINGBROKER_SET="k=v k=v".
+# librdkafka's own test clusters have, and 2 shards (RINGBROKER_SHARDS); extra broker
+# settings: RINGBROKER_SET="k=v k=v".
 #
 # Exit status: the runner's (0 when every selected test passed or was skipped).
 set -euo pipefail
@@ -106,10 +107,13 @@ sources=()
 if [ -n "${TESTS:-}" ]; then
   IFS=', ' read -r -a wanted <<<"$TESTS"
   for t in "${wanted[@]}"; do
+    t=${t%%[-_]*}  # 0011_produce_batch: the file is 0011-produce_batch.c
     [ -n "$t" ] || continue
+    found=0
     for f in "$TESTDIR"/"$t"*-*.c "$TESTDIR"/"$t"*-*.cpp; do
-      [ -f "$f" ] && sources+=("$(basename "$f")")
+      [ -f "$f" ] && sources+=("$(basename "$f")") && found=1
     done
+    [ "$found" = 1 ] || log "no test source matches $t"
   done
 else
   for f in "$TESTDIR"/[08]*-*.c "$TESTDIR"/[08]*-*.cpp; do
@@ -217,7 +221,7 @@ if [ -z "$BROKER" ]; then
   BROKER=127.0.0.1:$PORT
   sets=(--set auto.create.topics.enable=true --set num.partitions=4)
   for kv in ${RINGBROKER_SET:-}; do sets+=(--set "$kv"); done
-  "$BIN" serve --listen "$BROKER" --data-dir "$WORK/data" --shards 2 "${sets[@]}" \
+  "$BIN" serve --listen "$BROKER" --data-dir "$WORK/data" --shards "${RINGBROKER_SHARDS:-2}" "${sets[@]}" \
     >"$WORK/broker.log" 2>&1 &
   PID=$!
   for _ in $(seq 1 300); do
