@@ -31,7 +31,7 @@ const DYNAMIC_TOPIC_CONFIG: i8 = 1;
 const STATIC_BROKER_CONFIG: i8 = 4;
 const DEFAULT_CONFIG: i8 = 5;
 /// Every topic config the broker knows (`config::topic::TOPIC_KEYS`).
-const TOPIC_KEY_COUNT: usize = 19;
+const TOPIC_KEY_COUNT: usize = 23;
 
 fn sb(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
@@ -344,6 +344,78 @@ fn alterations_read_back_persist_and_refusals_change_nothing() {
     broker.restart();
     let mut c = RawClient::connect(broker.addr());
     assert_eq!(topic_configs(&mut c, "alt"), replaced);
+}
+
+/// The replication settings tools set on their topics (Kafka Connect, Streams, Schema
+/// Registry) are accepted at creation and by the alter APIs, checked as Kafka checks them,
+/// and reported: with their broker default, or their built-in default when Kafka has no
+/// broker setting for them (the throttled-replica lists).
+#[test]
+fn replication_settings_tools_set_are_accepted_checked_and_reported() {
+    let mut broker = Broker::start(&["min.insync.replicas=2"]);
+    let mut c = RawClient::connect(broker.addr());
+    let (err, msg) = kafka::create_topic_with(
+        &mut c,
+        "repl",
+        1,
+        &[
+            ("min.insync.replicas", Some("1")),
+            ("unclean.leader.election.enable", Some("true")),
+        ],
+    );
+    assert_eq!(err, NONE, "{msg:?}");
+    let got = topic_configs(&mut c, "repl");
+    assert_eq!(
+        got["min.insync.replicas"],
+        ("1".into(), DYNAMIC_TOPIC_CONFIG)
+    );
+    assert_eq!(
+        got["unclean.leader.election.enable"],
+        ("true".into(), DYNAMIC_TOPIC_CONFIG)
+    );
+    assert_eq!(
+        got["leader.replication.throttled.replicas"],
+        (String::new(), DEFAULT_CONFIG)
+    );
+    // A topic without overrides follows the broker's setting.
+    kafka::create_topic(&mut c, "repl-default", 1);
+    let got = topic_configs(&mut c, "repl-default");
+    assert_eq!(
+        got["min.insync.replicas"],
+        ("2".into(), STATIC_BROKER_CONFIG)
+    );
+
+    const SET: i8 = 0;
+    const APPEND: i8 = 2;
+    let ops: &[Op] = &[
+        ("leader.replication.throttled.replicas", SET, Some("0:0")),
+        (
+            "follower.replication.throttled.replicas",
+            APPEND,
+            Some("0:1"),
+        ),
+    ];
+    assert_eq!(incremental(&mut c, "repl", ops, false), NONE);
+    for (k, v) in [
+        ("min.insync.replicas", "0"),
+        ("unclean.leader.election.enable", "maybe"),
+        ("leader.replication.throttled.replicas", "everything"),
+    ] {
+        let bad: &[Op] = &[(k, SET, Some(v))];
+        assert_eq!(
+            incremental(&mut c, "repl", bad, false),
+            INVALID_CONFIG,
+            "{k}={v}"
+        );
+    }
+    // Kept across a restart, refusals changed nothing.
+    broker.restart();
+    let mut c = RawClient::connect(broker.addr());
+    let got = topic_configs(&mut c, "repl");
+    assert_eq!(got["min.insync.replicas"].0, "1");
+    assert_eq!(got["unclean.leader.election.enable"].0, "true");
+    assert_eq!(got["leader.replication.throttled.replicas"].0, "0:0");
+    assert_eq!(got["follower.replication.throttled.replicas"].0, "0:1");
 }
 
 fn earliest(c: &mut RawClient, topic: &str) -> i64 {

@@ -192,6 +192,8 @@ impl BrokerConfig {
         "log.retention.ms",
         "log.index.interval.bytes",
         "log.preallocate.bytes",
+        "min.insync.replicas",
+        "unclean.leader.election.enable",
         "log.message.timestamp.type",
         "log.message.timestamp.before.max.ms",
         "log.message.timestamp.after.max.ms",
@@ -296,6 +298,9 @@ impl BrokerConfig {
                 self.log.index_interval_bytes = parse_positive(key, value)?
             }
             "log.preallocate.bytes" => self.log.preallocate_bytes = parse_num(key, value)?,
+            "min.insync.replicas" | "unclean.leader.election.enable" => {
+                crate::config::topic::apply_broker_default(&mut self.log, key, value)?
+            }
             "log.message.timestamp.type" => {
                 self.log.log_append_time = parse_timestamp_type(key, value)?
             }

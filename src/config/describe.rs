@@ -121,6 +121,26 @@ pub fn topic_key_info(key: &str) -> (&'static str, i8, &'static str) {
             2,
             "producer, uncompressed, gzip, snappy, lz4 or zstd",
         ),
+        "min.insync.replicas" => (
+            "min.insync.replicas",
+            3,
+            "in-sync replicas acks=all needs (accepted; not enforced until data replication)",
+        ),
+        "unclean.leader.election.enable" => (
+            "unclean.leader.election.enable",
+            1,
+            "may a replica outside the ISR lead (accepted; no data replication yet)",
+        ),
+        "leader.replication.throttled.replicas" => (
+            "",
+            7,
+            "replicas throttled on the leader side (accepted; no replication throttles yet)",
+        ),
+        "follower.replication.throttled.replicas" => (
+            "",
+            7,
+            "replicas throttled on the follower side (accepted; no replication throttles yet)",
+        ),
         _ => ("", 2, ""),
     }
 }
@@ -162,6 +182,10 @@ pub fn topic_value(log: &LogConfig, key: &str) -> String {
         "min.compaction.lag.ms" => log.min_compaction_lag_ms.to_string(),
         "max.compaction.lag.ms" => log.max_compaction_lag_ms.to_string(),
         "delete.retention.ms" => log.delete_retention_ms.to_string(),
+        "min.insync.replicas" => log.min_insync_replicas.to_string(),
+        "unclean.leader.election.enable" => log.unclean_leader_election.to_string(),
+        "leader.replication.throttled.replicas" => log.leader_throttled_replicas.clone(),
+        "follower.replication.throttled.replicas" => log.follower_throttled_replicas.clone(),
         "compression.type" => log
             .compression
             .map_or("producer", |c| {
@@ -237,7 +261,10 @@ pub fn broker_entries(config: &BrokerConfig) -> Vec<(&'static str, String)> {
     ];
     for key in TOPIC_KEYS {
         let (broker_key, _, _) = topic_key_info(key);
-        if broker_key != "message.max.bytes" && broker_key != "compression.type" {
+        if !broker_key.is_empty()
+            && broker_key != "message.max.bytes"
+            && broker_key != "compression.type"
+        {
             out.push((broker_key, topic_value(log, key)));
         }
     }
@@ -265,7 +292,16 @@ mod tests {
     #[test]
     fn every_topic_key_has_a_broker_synonym_and_a_default() {
         let d = LogConfig::default();
+        // Kafka's throttled-replica lists have no broker setting and default to empty.
+        let no_broker_setting = [
+            "leader.replication.throttled.replicas",
+            "follower.replication.throttled.replicas",
+        ];
         for e in topic_entries(&d, &BTreeMap::new()) {
+            if no_broker_setting.contains(&e.name) {
+                assert!(e.broker_key.is_empty() && e.value.is_empty(), "{}", e.name);
+                continue;
+            }
             assert!(!e.broker_key.is_empty(), "{}", e.name);
             assert!(!e.value.is_empty(), "{}", e.name);
             assert!(e.builtin && !e.overridden, "{}", e.name);

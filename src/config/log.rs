@@ -121,6 +121,15 @@ pub struct LogConfig {
     pub max_compaction_lag_ms: u64,
     /// `delete.retention.ms`: how long a tombstone stays after its batch was first cleaned.
     pub delete_retention_ms: u64,
+    /// `min.insync.replicas`: accepted and reported; there is no data replication yet, so
+    /// every partition is its own only in-sync replica and this is not enforced.
+    pub min_insync_replicas: u32,
+    /// `unclean.leader.election.enable`: accepted and reported (no replication yet).
+    pub unclean_leader_election: bool,
+    /// `leader.replication.throttled.replicas` / `follower...`: Kafka's replica lists for
+    /// replication throttles (`partition:broker,...` or `*`), accepted and reported.
+    pub leader_throttled_replicas: String,
+    pub follower_throttled_replicas: String,
 }
 
 impl Default for LogConfig {
@@ -147,6 +156,10 @@ impl Default for LogConfig {
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX as u64,
             delete_retention_ms: 86_400_000,
+            min_insync_replicas: 1,
+            unclean_leader_election: false,
+            leader_throttled_replicas: String::new(),
+            follower_throttled_replicas: String::new(),
         }
     }
 }

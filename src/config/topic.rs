@@ -32,6 +32,10 @@ pub const TOPIC_KEYS: &[&str] = &[
     "min.compaction.lag.ms",
     "max.compaction.lag.ms",
     "delete.retention.ms",
+    "min.insync.replicas",
+    "unclean.leader.election.enable",
+    "leader.replication.throttled.replicas",
+    "follower.replication.throttled.replicas",
 ];
 
 /// Checks one topic config entry and applies it to `log`.
@@ -65,6 +69,23 @@ fn apply(log: &mut LogConfig, key: &str, value: &str) -> Result<(), ConfigError>
         "min.compaction.lag.ms" => log.min_compaction_lag_ms = parse_ms(key, value)?,
         "max.compaction.lag.ms" => log.max_compaction_lag_ms = parse_positive(key, value)?,
         "delete.retention.ms" => log.delete_retention_ms = parse_ms(key, value)?,
+        "min.insync.replicas" => {
+            log.min_insync_replicas = u32::try_from(parse_positive(key, value)?)
+                .map_err(|_| bad(key, value, "must fit a 32-bit int"))?
+        }
+        "unclean.leader.election.enable" => {
+            log.unclean_leader_election = match value.trim() {
+                "true" => true,
+                "false" => false,
+                _ => return Err(bad(key, value, "expected true or false")),
+            }
+        }
+        "leader.replication.throttled.replicas" => {
+            log.leader_throttled_replicas = parse_throttled_replicas(key, value)?
+        }
+        "follower.replication.throttled.replicas" => {
+            log.follower_throttled_replicas = parse_throttled_replicas(key, value)?
+        }
         "compression.type" => {
             log.compression = crate::compression::Codec::from_topic_config(value)
                 .map_err(|r| bad(key, value, &r))?
@@ -72,6 +93,39 @@ fn apply(log: &mut LogConfig, key: &str, value: &str) -> Result<(), ConfigError>
         other => return Err(ConfigError::UnknownKey(other.to_string())),
     }
     Ok(())
+}
+
+/// A broker setting that is the default of a topic config of the same name
+/// (`min.insync.replicas`, `unclean.leader.election.enable`).
+pub(crate) fn apply_broker_default(
+    log: &mut LogConfig,
+    key: &str,
+    value: &str,
+) -> Result<(), ConfigError> {
+    apply(log, key, value)
+}
+
+/// Kafka's throttled-replica list: empty, `*`, or `partition:broker` pairs separated by
+/// commas (Kafka's `ThrottledReplicaListValidator`).
+fn parse_throttled_replicas(key: &str, value: &str) -> Result<String, ConfigError> {
+    let v = value.trim();
+    if v.is_empty() || v == "*" {
+        return Ok(v.to_string());
+    }
+    let pair = |p: &str| {
+        let (partition, broker) = p.trim().split_once(':')?;
+        partition.trim().parse::<u32>().ok()?;
+        broker.trim().parse::<u32>().ok()
+    };
+    if v.split(',').all(|p| pair(p).is_some()) {
+        Ok(v.to_string())
+    } else {
+        Err(bad(
+            key,
+            value,
+            "must be *, empty, or a list of partition:broker pairs",
+        ))
+    }
 }
 
 /// A ratio in 0..=1 (`min.cleanable.dirty.ratio`).
@@ -392,5 +446,49 @@ mod tests {
         assert!(apply_ops(&d, &cur, &[op("retention.ms", Set, None)]).is_err());
         assert!(apply_ops(&d, &cur, &[op("nope", Delete, None)]).is_err());
         assert_eq!(ConfigOp::from_wire(4), None);
+    }
+
+    #[test]
+    fn replication_settings_are_checked_and_kept() {
+        let d = LogConfig::default();
+        let o = map(&[
+            ("min.insync.replicas", "2"),
+            ("unclean.leader.election.enable", "true"),
+            ("leader.replication.throttled.replicas", "0:1, 1:2"),
+            ("follower.replication.throttled.replicas", "*"),
+        ]);
+        validate(&d, &o, 1 << 20).unwrap();
+        let c = effective(&d, &o);
+        assert_eq!(
+            (c.min_insync_replicas, c.unclean_leader_election),
+            (2, true)
+        );
+        assert_eq!(c.leader_throttled_replicas, "0:1, 1:2");
+        assert_eq!(c.follower_throttled_replicas, "*");
+        for (k, v) in [
+            ("min.insync.replicas", "0"),
+            ("min.insync.replicas", "-1"),
+            ("unclean.leader.election.enable", "yes"),
+            ("leader.replication.throttled.replicas", "0-1"),
+            ("follower.replication.throttled.replicas", "a:1"),
+            ("follower.replication.throttled.replicas", "1:"),
+        ] {
+            assert!(validate(&d, &map(&[(k, v)]), 1 << 20).is_err(), "{k}={v}");
+        }
+        // The lists take APPEND like Kafka's list configs.
+        let appended = apply_ops(
+            &d,
+            &o,
+            &[(
+                "leader.replication.throttled.replicas".to_string(),
+                ConfigOp::Append,
+                Some("2:0".to_string()),
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            appended["leader.replication.throttled.replicas"],
+            "0:1,1:2,2:0"
+        );
     }
 }

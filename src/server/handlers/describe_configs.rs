@@ -52,7 +52,13 @@ fn topic_config(e: &TopicEntry, want: &Want) -> DescribeConfigsResourceResult {
         if e.overridden {
             synonyms.push(synonym(e.name, &e.value, DYNAMIC_TOPIC_CONFIG));
         }
-        synonyms.push(synonym(e.broker_key, &e.broker_value, broker_source));
+        // A config with no broker setting behind it has its built-in default as synonym.
+        let (name, source) = if e.broker_key.is_empty() {
+            (e.name, DEFAULT_CONFIG)
+        } else {
+            (e.broker_key, broker_source)
+        };
+        synonyms.push(synonym(name, &e.broker_value, source));
     }
     DescribeConfigsResourceResult::default()
         .with_name(str_bytes(e.name))
