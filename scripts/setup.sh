@@ -2,6 +2,7 @@
 # Installs the system packages the tests and scripts use, if missing:
 #   kcat      scripts/smoke.sh (Debian's kcat links librdkafka 2.0.2)
 #   gcc, make, perl  the rdkafka dev-dependency builds a bundled librdkafka
+#   g++       librdkafka's test runner (tests/librdkafka_suite.rs, scripts/librdkafka-tests.sh)
 #   python3, pip, kafka-python, confluent-kafka  the Python client tests (tests/python/)
 #   ss (iproute2)  tests/cli.rs reads a client socket's congestion control
 set -euo pipefail
@@ -9,6 +10,7 @@ need_apt=()
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
+command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v perl >/dev/null 2>&1 || need_apt+=(perl)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 command -v ss >/dev/null 2>&1 || need_apt+=(iproute2)

@@ -318,3 +318,59 @@ fn compacted_topics_keep_the_latest_value_per_key() {
     assert_eq!((read_all(&mut c, "cmp"), read_all(&mut c, "conv")), before);
     assert!(broker.log().contains("cleaner: cmp-0 clean up to offset"));
 }
+
+/// Kafka names every keyless record of a refused batch in ProduceResponse v8+
+/// `record_errors` (librdkafka fails exactly those with INVALID_RECORD and the rest of the
+/// batch with `_INVALID_DIFFERENT_RECORD`); older versions get the error code alone.
+#[test]
+fn produce_v8_and_later_name_each_keyless_record() {
+    use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+    use ringbroker::protocol::batch::testing::{KeyValue, keyed};
+    let broker = Broker::start(&[]);
+    let mut c = RawClient::connect(broker.addr());
+    create(&mut c, "named", &[("cleanup.policy", "compact")]);
+    let records: Vec<KeyValue<'_>> = (0..20)
+        .map(|i| {
+            let key: Option<&[u8]> = if i % 10 == 3 { None } else { Some(b"k") };
+            (key, Some(&b"v"[..]))
+        })
+        .collect();
+    let batch = keyed(&records, common::now_ms());
+    let max = c.pick_version::<ProduceRequest>(12);
+    let message = "Compacted topic cannot accept message without key in topic partition named-0";
+    for v in [7, 8, 9, max] {
+        let resp: ProduceResponse =
+            c.call(v, &kafka::produce_request(&[("named", 0, batch.clone())]));
+        let p = &resp.responses[0].partition_responses[0];
+        assert_eq!(p.error_code, INVALID_RECORD, "v{v}");
+        let named: Vec<(i32, Option<String>)> = p
+            .record_errors
+            .iter()
+            .map(|e| {
+                let m = e.batch_index_error_message.as_ref().map(|m| m.to_string());
+                (e.batch_index, m)
+            })
+            .collect();
+        if v >= 8 {
+            let want = vec![
+                (3, Some(message.to_string())),
+                (13, Some(message.to_string())),
+            ];
+            assert_eq!(named, want, "v{v}");
+            assert_eq!(
+                p.error_message.as_ref().map(|m| m.to_string()),
+                Some(format!(
+                    "One or more records have been rejected due to 2 record errors in total, \
+                     and only showing the first three errors at most: \
+                     [RecordError(batchIndex=3, message='{message}'), \
+                     RecordError(batchIndex=13, message='{message}')]"
+                )),
+                "v{v}"
+            );
+        } else {
+            assert!(named.is_empty(), "v{v}: {named:?}");
+        }
+    }
+    // Nothing of the refused batches was written.
+    assert_eq!(kafka::latest_offset(&mut c, "named", 0), 0);
+}

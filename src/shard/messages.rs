@@ -139,6 +139,9 @@ pub struct ProduceResult {
     pub base_offset: i64,
     pub log_append_time: i64,
     pub log_start_offset: i64,
+    /// Kafka's `record_errors` (Produce v8+): the records refused one by one, by their
+    /// index in the batch, each with a message or none.
+    pub record_errors: Vec<(i32, Option<String>)>,
 }
 
 pub struct ReadPart {
@@ -238,6 +241,7 @@ impl ProduceResult {
             base_offset: -1,
             log_append_time: -1,
             log_start_offset: -1,
+            record_errors: Vec::new(),
         }
     }
 

@@ -8,13 +8,58 @@ use crate::protocol::code;
 use crate::protocol::versions::list_offsets;
 use crate::rt::LocalBoxFuture;
 use crate::rt::join::{first_of, join_all};
-use crate::storage::Chunk;
+use crate::storage::{Chunk, StorageError};
 use glommio::channels::local_channel;
 use std::time::Duration;
 
 /// Kafka's API keys of Produce and Fetch, the label of their partition errors.
 const API_PRODUCE: i16 = 0;
 const API_FETCH: i16 = 1;
+
+/// Kafka's answer to a batch with records without a key on a compacted topic: the batch
+/// index of each in `record_errors`, with Kafka's message while the messages together take
+/// no more bytes than the batch did (admission lists at most one record per 7 bytes of it,
+/// so the answer stays smaller than the request), and an `error_message` that counts them
+/// and shows the first three, as Kafka's `RecordValidationException` does.
+fn keyless_refused(
+    topic: &str,
+    partition: i32,
+    batch_bytes: usize,
+    indexes: Vec<i32>,
+    total: u32,
+) -> ProduceResult {
+    let message = format!(
+        "Compacted topic cannot accept message without key in topic partition \
+         {topic}-{partition}"
+    );
+    let shown: Vec<String> = indexes
+        .iter()
+        .take(3)
+        .map(|i| format!("RecordError(batchIndex={i}, message='{message}')"))
+        .collect();
+    let mut budget = batch_bytes;
+    let record_errors = indexes
+        .into_iter()
+        .map(|i| {
+            let m = budget.checked_sub(message.len()).map(|left| {
+                budget = left;
+                message.clone()
+            });
+            (i, m)
+        })
+        .collect();
+    ProduceResult {
+        record_errors,
+        ..ProduceResult::error(
+            code::INVALID_RECORD,
+            Some(format!(
+                "One or more records have been rejected due to {total} record errors in \
+                 total, and only showing the first three errors at most: [{}]",
+                shown.join(", ")
+            )),
+        )
+    }
+}
 
 impl Shard {
     /// The log of a partition this broker leads, or the error a client gets: a partition
@@ -46,7 +91,9 @@ impl Shard {
                 if crate::fatal::faults().panic_topic.as_deref() == Some(part.topic.as_str()) {
                     panic!("injected fault: an append to {} panics", part.topic);
                 }
+                let batch_bytes = part.records.len();
                 let append = log.map(|log| log.append(part.records));
+                let (topic, partition) = (part.topic, part.partition);
                 Box::pin(async move {
                     let append = match append {
                         Ok(append) => append,
@@ -59,7 +106,11 @@ impl Shard {
                             base_offset: info.base_offset,
                             log_append_time: info.log_append_time,
                             log_start_offset: info.log_start_offset,
+                            record_errors: Vec::new(),
                         },
+                        Err(StorageError::KeylessRecords { indexes, total }) => {
+                            keyless_refused(&topic, partition, batch_bytes, indexes, total)
+                        }
                         Err(e) => ProduceResult::error(e.code(), Some(e.to_string())),
                     }
                 }) as LocalBoxFuture<'_, ProduceResult>
@@ -264,5 +315,46 @@ impl Shard {
                 },
             )
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyless_records_are_named_with_messages_within_the_batch_size() {
+        let r = keyless_refused("t", 2, 10_000, vec![0, 10, 20, 30], 4);
+        assert_eq!(r.error_code, code::INVALID_RECORD);
+        let m = "Compacted topic cannot accept message without key in topic partition t-2";
+        let named: Vec<(i32, Option<&str>)> = r
+            .record_errors
+            .iter()
+            .map(|(i, m)| (*i, m.as_deref()))
+            .collect();
+        assert_eq!(
+            named,
+            vec![(0, Some(m)), (10, Some(m)), (20, Some(m)), (30, Some(m))]
+        );
+        let shown = format!(
+            "[RecordError(batchIndex=0, message='{m}'), RecordError(batchIndex=10, \
+             message='{m}'), RecordError(batchIndex=20, message='{m}')]"
+        );
+        assert_eq!(
+            r.error_message,
+            Some(format!(
+                "One or more records have been rejected due to 4 record errors in total, and \
+                 only showing the first three errors at most: {shown}"
+            ))
+        );
+        // A batch of tiny records: the messages stop where they would outgrow it; every
+        // record is still named, and the total counts those admission did not list.
+        let r = keyless_refused("t", 2, 2 * m.len() + 1, (0..100).collect(), 5000);
+        let with_message = r.record_errors.iter().filter(|(_, m)| m.is_some()).count();
+        assert_eq!((r.record_errors.len(), with_message), (100, 2));
+        assert!(
+            r.error_message
+                .is_some_and(|e| e.contains("due to 5000 record errors in total"))
+        );
     }
 }

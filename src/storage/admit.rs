@@ -9,7 +9,8 @@
 //!   `after.max.ms` of the broker clock (a far-future timestamp would pin its segment
 //!   against retention);
 //! - on a compacted topic (`cleanup.policy` has `compact`), every record has a key
-//!   (INVALID_RECORD otherwise, as Kafka answers);
+//!   (INVALID_RECORD otherwise, as Kafka answers, naming each keyless record by its index
+//!   in the batch: ProduceResponse `record_errors`);
 //! - the records agree with the header: the count, each offset delta in order, every
 //!   length inside its record. Compressed batches are decompressed for this (bounded, and
 //!   streamed: nothing of them is kept), as Kafka does, so no batch that would stop its
@@ -33,6 +34,14 @@ pub const INLINE_WALK_BYTES: u64 = 1 << 20;
 
 /// Kafka's "no timestamp".
 const NO_TIMESTAMP: i64 = -1;
+
+/// The fewest bytes a record takes in an uncompressed batch (length, attributes, timestamp
+/// and offset deltas, key and value lengths, header count: one byte each). Keyless records
+/// are listed by index up to one per this many bytes of their batch, so the list (and the
+/// `record_errors` answered from it) stays smaller than the batch the client sent, even
+/// for a compressed batch of millions of tiny records; every keyless record of an
+/// uncompressed batch is listed.
+pub const MIN_RECORD_BYTES: usize = 7;
 
 /// The checks that need only the headers.
 pub fn check_headers(
@@ -140,6 +149,9 @@ pub fn walk_batch(
     let mut visit = KeyCheck {
         inner: &mut visit,
         need_key: config.cleanup_compact,
+        keyless: Vec::new(),
+        keyless_total: 0,
+        listed_max: (batch.len() / MIN_RECORD_BYTES).max(1),
     };
     let walked = if codec == Codec::None {
         records::walk(
@@ -157,6 +169,10 @@ pub fn walk_batch(
         )
     };
     match walked {
+        Ok(()) if visit.keyless_total > 0 => Err(StorageError::KeylessRecords {
+            indexes: visit.keyless,
+            total: visit.keyless_total,
+        }),
         Ok(()) => Ok(Walked::Ok),
         Err(FramingError::TooLarge { .. }) if budget.is_inline => Ok(Walked::NeedsOffload),
         Err(FramingError::TooLarge { limit }) => Err(CompressionError::TooLarge {
@@ -168,10 +184,15 @@ pub fn walk_batch(
     }
 }
 
-/// A visitor that refuses records without a key (compacted topics).
+/// A visitor that finds the records without a key (compacted topics): all of them, as
+/// Kafka names each in its answer, not only the first.
 struct KeyCheck<'a, V> {
     inner: &'a mut V,
     need_key: bool,
+    /// The batch indexes of the first keyless records, at most `listed_max`.
+    keyless: Vec<i32>,
+    keyless_total: u32,
+    listed_max: usize,
 }
 
 impl<V: records::Visit> records::Visit for KeyCheck<'_, V> {
@@ -184,10 +205,10 @@ impl<V: records::Visit> records::Visit for KeyCheck<'_, V> {
     }
     fn key(&mut self, index: i32, present: bool) -> std::result::Result<(), FramingError> {
         if self.need_key && !present {
-            return Err(FramingError::Bad {
-                index,
-                what: "a compacted topic takes only records with a key",
-            });
+            self.keyless_total = self.keyless_total.saturating_add(1);
+            if self.keyless.len() < self.listed_max {
+                self.keyless.push(index);
+            }
         }
         Ok(())
     }
@@ -270,11 +291,13 @@ mod tests {
         let keyless = build_batch(&[b"a"], NOW);
         let mixed = keyed(&[(Some(b"k"), Some(b"v")), (None, Some(b"v"))], NOW);
         let with_keys = keyed(&[(Some(b"k"), Some(b"v")), (Some(b"k"), None)], NOW);
-        for b in [&keyless, &mixed] {
-            assert!(matches!(
-                walk_all(&headers(b), b, &compacted, NOW, full),
-                Err(StorageError::InvalidRecord(_))
-            ));
+        for (b, keyless) in [(&keyless, vec![0]), (&mixed, vec![1])] {
+            match walk_all(&headers(b), b, &compacted, NOW, full) {
+                Err(StorageError::KeylessRecords { indexes, total }) => {
+                    assert_eq!((indexes, total), (keyless, 1));
+                }
+                other => panic!("{:?}", other.err()),
+            }
             assert!(walk_all(&headers(b), b, &LogConfig::default(), NOW, full).unwrap());
         }
         assert!(walk_all(&headers(&with_keys), &with_keys, &compacted, NOW, full).unwrap());
@@ -285,8 +308,60 @@ mod tests {
         batch::set_length_attributes_and_crc(&mut z, length, Codec::Zstd as i16);
         assert!(matches!(
             walk_all(&headers(&z), &z, &compacted, NOW, full),
-            Err(StorageError::InvalidRecord(_))
+            Err(StorageError::KeylessRecords { total: 1, .. })
         ));
+    }
+
+    #[test]
+    fn every_keyless_record_is_named_by_its_index_in_the_batch() {
+        use crate::protocol::batch::testing::{KeyValue, keyed};
+        let compacted = LogConfig {
+            cleanup_compact: true,
+            ..LogConfig::default()
+        };
+        let full = WalkBudget {
+            bytes: 1 << 20,
+            is_inline: true,
+        };
+        // As librdkafka's test 0011 sends them: every tenth record of 100 without a key.
+        let records: Vec<KeyValue<'_>> = (0..100)
+            .map(|i| {
+                let key: Option<&[u8]> = if i % 10 == 0 { None } else { Some(b"key") };
+                (key, Some(&b"value"[..]))
+            })
+            .collect();
+        let b = keyed(&records, NOW);
+        match walk_all(&headers(&b), &b, &compacted, NOW, full) {
+            Err(StorageError::KeylessRecords { indexes, total }) => {
+                assert_eq!(indexes, (0..100).step_by(10).collect::<Vec<i32>>());
+                assert_eq!(total, 10);
+            }
+            other => panic!("{:?}", other.err()),
+        }
+        // A compressed batch of many tiny keyless records: all are counted, but only one
+        // per MIN_RECORD_BYTES of the batch as sent is listed.
+        let tiny: Vec<KeyValue<'_>> = vec![(None, None); 20_000];
+        let plain = keyed(&tiny, NOW);
+        let mut z = plain[..HEADER_BYTES].to_vec();
+        z.extend_from_slice(&compression::compress(Codec::Zstd, &plain[HEADER_BYTES..]));
+        let length = (z.len() - batch::LOG_OVERHEAD) as i32;
+        batch::set_length_attributes_and_crc(&mut z, length, Codec::Zstd as i16);
+        match walk_all(&headers(&z), &z, &compacted, NOW, full) {
+            Err(StorageError::KeylessRecords { indexes, total }) => {
+                assert_eq!(total, 20_000);
+                assert_eq!(indexes.len(), z.len() / MIN_RECORD_BYTES);
+                assert!(indexes.len() < 20_000);
+                assert!(indexes.iter().copied().eq(0..indexes.len() as i32));
+            }
+            other => panic!("{:?}", other.err()),
+        }
+        // The uncompressed batch of the same records lists every one of them.
+        match walk_all(&headers(&plain), &plain, &compacted, NOW, full) {
+            Err(StorageError::KeylessRecords { indexes, total }) => {
+                assert_eq!((indexes.len(), total), (20_000, 20_000));
+            }
+            other => panic!("{:?}", other.err()),
+        }
     }
 
     #[test]

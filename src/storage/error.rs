@@ -20,6 +20,11 @@ pub enum StorageError {
     /// transactional bits, producer fields); nothing was written.
     #[error("invalid record: {0}")]
     InvalidRecord(String),
+    /// A batch has records without a key and its topic is compacted; nothing was written.
+    /// `indexes` are the first of them by their index in the batch (at most one per
+    /// `admit::MIN_RECORD_BYTES` of the batch), `total` how many there were.
+    #[error("{total} records without a key, which a compacted topic requires")]
+    KeylessRecords { indexes: Vec<i32>, total: u32 },
     /// A batch's timestamps are outside `message.timestamp.before/after.max.ms`.
     #[error("timestamp {timestamp} is {what} the broker's time {now} by more than {bound} ms")]
     InvalidTimestamp {
@@ -62,7 +67,9 @@ impl StorageError {
             StorageError::BatchTooLarge { .. } => code::MESSAGE_TOO_LARGE,
             StorageError::Compression(c) => c.code(),
             StorageError::Producer(p) => p.code(),
-            StorageError::InvalidRecord(_) => code::INVALID_RECORD,
+            StorageError::InvalidRecord(_) | StorageError::KeylessRecords { .. } => {
+                code::INVALID_RECORD
+            }
             StorageError::InvalidTimestamp { .. } => code::INVALID_TIMESTAMP,
             StorageError::OffsetOutOfRange { .. } => code::OFFSET_OUT_OF_RANGE,
             StorageError::Io(_) | StorageError::Failed(_) | StorageError::Corrupt { .. } => {
@@ -107,6 +114,13 @@ mod tests {
             (StorageError::Io(std::io::Error::other("disk")), 56),
             (StorageError::Closed, 6),
             (StorageError::InvalidRecord("x".into()), 87),
+            (
+                StorageError::KeylessRecords {
+                    indexes: vec![0],
+                    total: 1,
+                },
+                87,
+            ),
             (CompressionError::Unsupported(5).into(), 76),
             (CompressionError::Corrupt("x".into()).into(), 2),
             (CompressionError::TooLarge { limit: 1 }.into(), 10),

@@ -13,7 +13,9 @@ use crate::shard::messages::{ProducePart, ProduceResult, ShardReply, ShardReques
 use crate::shard::meta::{is_internal, validate_topic_name};
 use crate::shard::scatter::ShardUnreachable;
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 /// The oldest Produce version we decode (record batches v2).
@@ -137,6 +139,11 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Option<Bytes>, Reque
                         .with_base_offset(r.base_offset)
                         .with_log_append_time_ms(r.log_append_time)
                         .with_log_start_offset(r.log_start_offset)
+                        .with_record_errors(if req.version >= 8 {
+                            record_errors(r.record_errors)
+                        } else {
+                            Vec::new()
+                        })
                         .with_error_message(
                             r.error_message.filter(|_| req.version >= 8).map(str_bytes),
                         )
@@ -149,6 +156,18 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Option<Bytes>, Reque
         .collect();
     req.respond(&ProduceResponse::default().with_responses(responses))
         .map(Some)
+}
+
+/// Kafka's `record_errors` (v8+): each refused record by its index in the batch.
+fn record_errors(errors: Vec<(i32, Option<String>)>) -> Vec<BatchIndexAndErrorMessage> {
+    errors
+        .into_iter()
+        .map(|(index, message)| {
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(index)
+                .with_batch_index_error_message(message.map(str_bytes))
+        })
+        .collect()
 }
 
 /// Answers Produce v0-2 with UNSUPPORTED_VERSION for every partition (nothing for acks=0).
