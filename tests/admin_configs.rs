@@ -225,7 +225,16 @@ fn describe_reports_topic_and_broker_configs_with_sources() {
         .expect("broker lists log.segment.bytes");
     assert_eq!(seg.value.as_deref(), Some("2097152"));
     assert_eq!(seg.config_source, STATIC_BROKER_CONFIG);
-    assert!(seg.read_only, "broker configs cannot change at run time");
+    assert!(
+        !seg.read_only,
+        "log.segment.bytes is a dynamic broker config"
+    );
+    let listen = rs[1]
+        .configs
+        .iter()
+        .find(|e| e.name.as_str() == "listen")
+        .expect("broker lists listen");
+    assert!(listen.read_only, "listen cannot change at run time");
     assert!(rs[1].configs.len() > 10);
     assert_eq!(rs[2].error_code, NONE);
     assert_eq!(rs[2].configs.len(), 2);

@@ -94,7 +94,8 @@ impl Shard {
                 format!("topic {name} does not exist"),
             ));
         };
-        let defaults = &self.config.log;
+        let view = self.meta();
+        let defaults = &view.config.log;
         let invalid = |e: crate::config::ConfigError| (code::INVALID_CONFIG, e.to_string());
         let next = match &change.edit {
             ConfigEdit::Replace(all) => all.clone(),

@@ -33,6 +33,10 @@ pub struct Metadata {
     pub version: u64,
     #[serde(default)]
     pub topics: BTreeMap<String, TopicMeta>,
+    /// Dynamic broker configs (AlterConfigs of BROKER resources): cluster-wide and per
+    /// broker. Absent from the files of older versions.
+    #[serde(default)]
+    pub broker_configs: crate::config::dynamic::DynamicBrokerConfigs,
     /// In a cluster: the brokers, the controller and this broker's standing. `None` for a
     /// broker that runs alone (it leads every partition).
     #[serde(skip)]
