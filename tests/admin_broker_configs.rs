@@ -449,4 +449,32 @@ fn cluster_wide_change_through_one_broker_is_read_back_from_every_broker() {
         }
         assert_eq!(value_of(&mut r, BROKER, "", "log.io").1, DEFAULT_CONFIG);
     }
+
+    // A per-broker value for `other`, set through the controller's broker: `other` takes
+    // it (on itself and its topic), the others keep the cluster-wide value.
+    let mut via = RawClient::connect(c.broker(controller).addr());
+    let name = other.to_string();
+    let ops = [("log.retention.ms", SET, Some("7200000"))];
+    assert_eq!(incremental(&mut via, &name, &ops, false), NONE);
+    for id in c.ids() {
+        let mut r = RawClient::connect(c.broker(id).addr());
+        let want = if id == other {
+            (s("7200000"), DYNAMIC_BROKER_CONFIG)
+        } else {
+            (s("3600000"), DYNAMIC_DEFAULT_BROKER_CONFIG)
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let b = value_of(&mut r, BROKER, &id.to_string(), "log.retention.ms");
+            let t = value_of(&mut r, TOPIC, "dyn", "retention.ms");
+            if b == want && t == want {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker {id} shows {b:?} / {t:?}, want {want:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }

@@ -285,6 +285,22 @@ mod tests {
     }
 
     #[test]
+    fn dynamic_broker_configs_round_trip_and_older_files_load() {
+        let old: Metadata = toml::from_str("version = 4\n").unwrap();
+        assert_eq!(old.broker_configs, Default::default());
+        let mut m = Metadata {
+            version: 5,
+            ..Default::default()
+        };
+        let one = |k: &str, v: &str| [(k.to_string(), v.to_string())].into();
+        m.broker_configs.set(None, one("log.retention.ms", "1000"));
+        m.broker_configs
+            .set(Some(0), one("message.max.bytes", "5000"));
+        let back: Metadata = toml::from_str(&toml::to_string(&m).unwrap()).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
     fn topic_names_follow_kafka_rules() {
         for ok in ["a", "events.v1", "A_b-c.9", &"x".repeat(249)] {
             assert!(validate_topic_name(ok).is_ok(), "{ok}");
