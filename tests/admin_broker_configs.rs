@@ -412,7 +412,7 @@ fn kafka_python_admin_alters_broker_configs() {
 
 #[test]
 fn cluster_wide_change_through_one_broker_is_read_back_from_every_broker() {
-    let c = cluster::Cluster::start3();
+    let mut c = cluster::Cluster::start3();
     let controller = c.wait_formed(&[1, 2, 3]);
     let other = c
         .ids()
@@ -476,5 +476,26 @@ fn cluster_wide_change_through_one_broker_is_read_back_from_every_broker() {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    // Restarted, `other` has both layers again from the metadata log.
+    c.stop(other);
+    c.restart(other);
+    c.wait_formed(&[1, 2, 3]);
+    let mut r = RawClient::connect(c.broker(other).addr());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let b = value_of(&mut r, BROKER, &name, "log.retention.ms");
+        let d = value_of(&mut r, BROKER, "", "log.retention.ms");
+        if b == (s("7200000"), DYNAMIC_BROKER_CONFIG)
+            && d == (s("3600000"), DYNAMIC_DEFAULT_BROKER_CONFIG)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "restarted broker {other} shows {b:?} / {d:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
