@@ -225,7 +225,16 @@ fn describe_reports_topic_and_broker_configs_with_sources() {
         .expect("broker lists log.segment.bytes");
     assert_eq!(seg.value.as_deref(), Some("2097152"));
     assert_eq!(seg.config_source, STATIC_BROKER_CONFIG);
-    assert!(seg.read_only, "broker configs cannot change at run time");
+    assert!(
+        !seg.read_only,
+        "log.segment.bytes is a dynamic broker config"
+    );
+    let listen = rs[1]
+        .configs
+        .iter()
+        .find(|e| e.name.as_str() == "listen")
+        .expect("broker lists listen");
+    assert!(listen.read_only, "listen cannot change at run time");
     assert!(rs[1].configs.len() > 10);
     assert_eq!(rs[2].error_code, NONE);
     assert_eq!(rs[2].configs.len(), 2);
@@ -301,7 +310,8 @@ fn alterations_read_back_persist_and_refusals_change_nothing() {
     );
     assert_eq!(topic_configs(&mut c, "alt"), before);
 
-    // Unknown topic, internal topic, broker resource, unknown op, duplicate key.
+    // Unknown topic, internal topic, a topic key on the broker resource, unknown op,
+    // duplicate key.
     let set: &[Op] = &[("retention.ms", SET, Some("1000"))];
     assert_eq!(
         incremental(&mut c, "ghost", set, false),
@@ -313,7 +323,7 @@ fn alterations_read_back_persist_and_refusals_change_nothing() {
     );
     assert_eq!(
         incremental_typed(&mut c, BROKER, "0", set, false),
-        INVALID_REQUEST
+        INVALID_CONFIG
     );
     assert_eq!(
         incremental(&mut c, "alt", &[("retention.ms", 9, Some("1"))], false),
@@ -540,7 +550,8 @@ fn librdkafka_admin_alters_and_describes_configs() {
     let b = out[1].as_ref().expect("broker described");
     let flush = b.get("log.flush").expect("log.flush");
     assert_eq!(flush.value.as_deref(), Some("none"));
-    assert_eq!(flush.source, ConfigSource::StaticBroker);
+    // Not set in the broker's configuration: the built-in default.
+    assert_eq!(flush.source, ConfigSource::Default);
 
     // What librdkafka changed is what the raw client reads.
     let now = topic_configs(&mut c, "rdk");

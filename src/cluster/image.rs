@@ -55,6 +55,9 @@ pub struct Image {
     pub topics: BTreeMap<String, TopicImage>,
     /// Every producer id below this has been handed out in a block.
     pub next_producer_id: i64,
+    /// Dynamic broker configs, cluster-wide and per broker (absent in older snapshots).
+    #[serde(default)]
+    pub broker_configs: crate::config::dynamic::DynamicBrokerConfigs,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +120,12 @@ pub enum Command {
     /// the broker's log defaults; the image only stores them).
     AlterTopicConfigs {
         topics: Vec<TopicConfigs>,
+    },
+    /// Replaces all dynamic config overrides of one broker (`Some(id)`) or the cluster-wide
+    /// ones (`None`); validated by the proposer, stored here. Every broker applies them.
+    AlterBrokerConfigs {
+        broker: Option<i32>,
+        configs: BTreeMap<String, String>,
     },
     /// A block of producer ids for `broker`.
     AllocateProducerIds {
@@ -237,6 +246,10 @@ impl Image {
                     })
                     .collect(),
             ),
+            Command::AlterBrokerConfigs { broker, configs } => {
+                self.broker_configs.set(broker, configs);
+                Outcome::Done
+            }
             Command::AllocateProducerIds { broker: _ } => {
                 let start = self.next_producer_id;
                 let end = start.saturating_add(PRODUCER_ID_BLOCK);

@@ -27,6 +27,9 @@ pub enum ConfigError {
     Read { path: String, reason: String },
     #[error("--set expects KEY=VALUE, got {0:?}")]
     BadOverride(String),
+    /// A dynamic broker config change names keys that only the configuration file sets.
+    #[error("Cannot update these configs dynamically: {0}")]
+    NotDynamic(String),
 }
 
 /// Every setting of one broker process.

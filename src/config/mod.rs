@@ -4,6 +4,7 @@ pub mod broker;
 pub mod cleaner;
 pub mod cluster;
 pub mod describe;
+pub mod dynamic;
 pub mod group;
 pub mod limits;
 pub mod log;

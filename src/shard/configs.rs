@@ -94,7 +94,8 @@ impl Shard {
                 format!("topic {name} does not exist"),
             ));
         };
-        let defaults = &self.config.log;
+        let view = self.meta();
+        let defaults = &view.config.log;
         let invalid = |e: crate::config::ConfigError| (code::INVALID_CONFIG, e.to_string());
         let next = match &change.edit {
             ConfigEdit::Replace(all) => all.clone(),
@@ -133,6 +134,15 @@ impl Shard {
                 }
             }
         }
+        if !stale.is_empty() {
+            // A broker default reaches every log without an override: one line, not one
+            // per partition.
+            tracing::info!(
+                "shard {}: {} partition logs take new settings",
+                self.id,
+                stale.len()
+            );
+        }
         for (log, flush_was, want) in stale {
             if want.flush == FlushMode::Fsync
                 && flush_was != FlushMode::Fsync
@@ -140,7 +150,7 @@ impl Shard {
             {
                 tracing::warn!("flushing {} before flush=fsync: {e}", log.dir().display());
             }
-            tracing::info!("{}: topic config changed", log.dir().display());
+            tracing::debug!("{}: topic config changed", log.dir().display());
             log.set_config(want);
         }
     }

@@ -510,6 +510,7 @@ pub fn to_metadata(image: &Image, me: i32, controller: Option<i32>, lease: bool)
     Metadata {
         version: 0,
         topics,
+        broker_configs: image.broker_configs.clone(),
         cluster: Some(ClusterView {
             node: me,
             controller,

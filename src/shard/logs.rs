@@ -15,6 +15,9 @@ pub type Log = PartitionLog<GlommioStorage>;
 pub struct MetaView {
     pub meta: Arc<Metadata>,
     pub topics: HashMap<String, TopicView>,
+    /// This broker's configuration in force: the static one with the dynamic broker
+    /// configs of this version (cluster-wide, then this broker's).
+    pub config: crate::config::BrokerConfig,
 }
 
 pub struct TopicView {
@@ -24,7 +27,10 @@ pub struct TopicView {
 }
 
 impl MetaView {
-    pub(super) fn build(meta: Arc<Metadata>, defaults: &LogConfig) -> MetaView {
+    pub(super) fn build(meta: Arc<Metadata>, base: &crate::config::BrokerConfig) -> MetaView {
+        let node = meta.cluster.as_ref().map(|c| c.node).unwrap_or(0);
+        let config = meta.broker_configs.effective(base, node);
+        let defaults = &config.log;
         let topics = meta
             .topics
             .iter()
@@ -44,7 +50,11 @@ impl MetaView {
                 (name.clone(), view)
             })
             .collect();
-        MetaView { meta, topics }
+        MetaView {
+            meta,
+            topics,
+            config,
+        }
     }
 
     /// This broker's node id (0 for a broker that runs alone).

@@ -58,6 +58,11 @@ pub enum ShardRequest {
         changes: Vec<ConfigChange>,
         validate_only: bool,
     },
+    /// To shard 0, the metadata writer: AlterConfigs / IncrementalAlterConfigs of brokers.
+    AlterBrokerConfigs {
+        changes: Vec<BrokerConfigChange>,
+        validate_only: bool,
+    },
     /// To shard 0, the metadata writer: CreatePartitions.
     CreatePartitions {
         topics: Vec<PartitionsChange>,
@@ -97,6 +102,8 @@ pub enum ShardReply {
     CreateTopics(Vec<TopicResult>),
     DeleteTopics(Vec<TopicResult>),
     AlterTopicConfigs(Vec<TopicResult>),
+    /// Per change, in order: the error code and message.
+    AlterBrokerConfigs(Vec<(i16, Option<String>)>),
     CreatePartitions(Vec<TopicResult>),
     Applied,
     /// `None` when the coordinator stopped with the request parked.
@@ -124,6 +131,12 @@ pub struct PartitionsChange {
 
 pub struct ConfigChange {
     pub topic: String,
+    pub edit: ConfigEdit,
+}
+
+/// A change of dynamic broker configs: one broker's (`Some(id)`) or the cluster-wide ones.
+pub struct BrokerConfigChange {
+    pub broker: Option<i32>,
     pub edit: ConfigEdit,
 }
 

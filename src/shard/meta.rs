@@ -33,6 +33,10 @@ pub struct Metadata {
     pub version: u64,
     #[serde(default)]
     pub topics: BTreeMap<String, TopicMeta>,
+    /// Dynamic broker configs (AlterConfigs of BROKER resources): cluster-wide and per
+    /// broker. Absent from the files of older versions.
+    #[serde(default)]
+    pub broker_configs: crate::config::dynamic::DynamicBrokerConfigs,
     /// In a cluster: the brokers, the controller and this broker's standing. `None` for a
     /// broker that runs alone (it leads every partition).
     #[serde(skip)]
@@ -278,6 +282,22 @@ mod tests {
         assert_eq!(t.configs["cleanup.policy"], "compact");
         assert_eq!(t.configs["retention.bytes"], "-1");
         assert_eq!(t.configs["segment.bytes"], "2000000");
+    }
+
+    #[test]
+    fn dynamic_broker_configs_round_trip_and_older_files_load() {
+        let old: Metadata = toml::from_str("version = 4\n").unwrap();
+        assert_eq!(old.broker_configs, Default::default());
+        let mut m = Metadata {
+            version: 5,
+            ..Default::default()
+        };
+        let one = |k: &str, v: &str| [(k.to_string(), v.to_string())].into();
+        m.broker_configs.set(None, one("log.retention.ms", "1000"));
+        m.broker_configs
+            .set(Some(0), one("message.max.bytes", "5000"));
+        let back: Metadata = toml::from_str(&toml::to_string(&m).unwrap()).unwrap();
+        assert_eq!(back, m);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! one request's partitions to their owning shards. Starting and stopping them is
 //! `crate::broker`.
 
+pub mod broker_configs;
 pub mod cleaner;
 pub mod configs;
 pub mod controller;

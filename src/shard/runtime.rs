@@ -67,7 +67,7 @@ impl Shard {
         initial: Arc<Metadata>,
         producer_ids: Arc<crate::producer::ProducerIdAllocator>,
     ) -> Rc<Shard> {
-        let view = MetaView::build(initial, &config.log);
+        let view = MetaView::build(initial, &config);
         let table = Rc::new(LogTable::new(view));
         Rc::new(Shard {
             id: mesh.peer_id(),
@@ -263,6 +263,12 @@ impl Shard {
                     validate_only,
                 } => ShardReply::AlterTopicConfigs(
                     self.alter_topic_configs(changes, validate_only).await,
+                ),
+                ShardRequest::AlterBrokerConfigs {
+                    changes,
+                    validate_only,
+                } => ShardReply::AlterBrokerConfigs(
+                    self.alter_broker_configs(changes, validate_only).await,
                 ),
                 ShardRequest::CreatePartitions {
                     topics,

@@ -99,7 +99,7 @@ impl Shard {
                     ));
                 }
                 topic::validate(
-                    &self.config.log,
+                    &self.meta().config.log,
                     &t.configs,
                     self.config.socket_request_max_bytes,
                 )
@@ -303,7 +303,7 @@ impl Shard {
         if meta.version < before.meta.version {
             return;
         }
-        let view = Rc::new(MetaView::build(meta, &self.config.log));
+        let view = Rc::new(MetaView::build(meta, &self.config));
         if let Some(c) = &view.meta.cluster {
             self.producer_ids.note_issued_below(c.producer_ids_issued);
         }

@@ -283,3 +283,33 @@ fn create_partitions_applies_deterministically_and_once() {
     assert_eq!(img, after);
     assert_eq!(img.topics["t"].partitions.len(), 5);
 }
+
+#[test]
+fn broker_configs_are_applied_and_kept_in_snapshots() {
+    let mut img = Image::default();
+    let configs: BTreeMap<String, String> =
+        [("log.retention.ms".to_string(), "1000".to_string())].into();
+    let out = img.apply(Command::AlterBrokerConfigs {
+        broker: None,
+        configs: configs.clone(),
+    });
+    assert_eq!(out, Outcome::Done);
+    assert_eq!(img.broker_configs.default, configs);
+    img.apply(Command::AlterBrokerConfigs {
+        broker: Some(2),
+        configs: configs.clone(),
+    });
+    assert_eq!(img.broker_configs.of(Some(2)), Some(&configs));
+    // A snapshot carries them; one of an older version (without them) still loads.
+    let back: Image = serde_json::from_slice(&serde_json::to_vec(&img).unwrap()).unwrap();
+    assert_eq!(back, img);
+    let old: Image =
+        serde_json::from_str(r#"{"brokers":{},"topics":{},"next_producer_id":0}"#).unwrap();
+    assert!(old.broker_configs.default.is_empty() && old.broker_configs.brokers.is_empty());
+    // Replacing with nothing removes the broker's overrides.
+    img.apply(Command::AlterBrokerConfigs {
+        broker: Some(2),
+        configs: BTreeMap::new(),
+    });
+    assert_eq!(img.broker_configs.of(Some(2)), None);
+}

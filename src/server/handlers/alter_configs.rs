@@ -3,15 +3,18 @@
 //!
 //! Changes go to shard 0, the metadata writer, which checks them with CreateTopics' rules,
 //! persists them (or, in a cluster, commits them to the metadata log) and has every shard
-//! give its open logs the new settings before answering. BROKER resources are refused with
-//! INVALID_REQUEST: dynamic broker configs are not supported.
+//! give its open logs the new settings before answering. BROKER resources (`""` for the
+//! cluster-wide defaults, or a broker id) change the dynamic broker configs
+//! (`config::dynamic`) the same way.
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::{Ctx, Request, RequestError, str_bytes};
 use crate::config::topic::ConfigOp;
 use crate::protocol::code;
 use crate::server::handlers::create_topics::META_SHARD;
-use crate::shard::messages::{ConfigChange, ConfigEdit, ShardReply, ShardRequest};
+use crate::shard::messages::{
+    BrokerConfigChange, ConfigChange, ConfigEdit, ShardReply, ShardRequest,
+};
 use bytes::Bytes;
 use kafka_protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, IncrementalAlterConfigsRequest,
@@ -42,6 +45,8 @@ async fn alter(ctx: &Ctx, parsed: Vec<Parsed>, validate_only: bool) -> Vec<Answe
     let mut answers = Vec::with_capacity(parsed.len());
     let mut changes = Vec::new();
     let mut sent = Vec::new();
+    let mut broker_changes = Vec::new();
+    let mut broker_sent = Vec::new();
     for (resource_type, name, edit) in parsed {
         let mut a = Answer {
             resource_type,
@@ -74,11 +79,17 @@ async fn alter(ctx: &Ctx, parsed: Vec<Parsed>, validate_only: bool) -> Vec<Answe
                         edit,
                     });
                 }
-                (RESOURCE_BROKER, Ok(_)) => refuse(
-                    &mut a,
-                    code::INVALID_REQUEST,
-                    "dynamic broker configs are not supported",
-                ),
+                (RESOURCE_BROKER, Ok(edit)) => match broker_resource(name.as_str()) {
+                    Some(broker) => {
+                        broker_sent.push(answers.len());
+                        broker_changes.push(BrokerConfigChange { broker, edit });
+                    }
+                    None => refuse(
+                        &mut a,
+                        code::INVALID_REQUEST,
+                        &format!("broker resource name {name:?} is not a broker id"),
+                    ),
+                },
                 (other, Ok(_)) => refuse(
                     &mut a,
                     code::INVALID_REQUEST,
@@ -87,6 +98,26 @@ async fn alter(ctx: &Ctx, parsed: Vec<Parsed>, validate_only: bool) -> Vec<Answe
             }
         }
         answers.push(a);
+    }
+    if !broker_changes.is_empty() {
+        let req = ShardRequest::AlterBrokerConfigs {
+            changes: broker_changes,
+            validate_only,
+        };
+        let results = match ctx.shard.call(META_SHARD, req).await {
+            Some(ShardReply::AlterBrokerConfigs(results)) => results,
+            _ => Vec::new(),
+        };
+        for (k, i) in broker_sent.into_iter().enumerate() {
+            if let Some(a) = answers.get_mut(i) {
+                let (c, m) = results.get(k).cloned().unwrap_or((
+                    code::KAFKA_STORAGE_ERROR,
+                    Some("metadata shard unavailable".into()),
+                ));
+                a.error_code = c;
+                a.message = m;
+            }
+        }
     }
     if changes.is_empty() {
         return answers;
@@ -114,6 +145,15 @@ async fn alter(ctx: &Ctx, parsed: Vec<Parsed>, validate_only: bool) -> Vec<Answe
         }
     }
     answers
+}
+
+/// The broker a BROKER resource names: `Some(None)` for `""` (the cluster-wide defaults),
+/// `Some(Some(id))` for a broker id, `None` for a name that is neither.
+fn broker_resource(name: &str) -> Option<Option<i32>> {
+    if name.is_empty() {
+        return Some(None);
+    }
+    name.parse::<i32>().ok().filter(|id| *id >= 0).map(Some)
 }
 
 /// A config key named twice in one resource: Kafka refuses the resource.

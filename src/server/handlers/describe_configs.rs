@@ -1,13 +1,17 @@
 //! DescribeConfigs, versions 1-4 (the `kafka-protocol` crate has no v0).
 //!
 //! TOPIC resources list every topic config the broker knows: an override with source
-//! DYNAMIC_TOPIC_CONFIG, else the broker's value with STATIC_BROKER_CONFIG (set in the
-//! broker's configuration) or DEFAULT_CONFIG (built in). BROKER resources (named by this
-//! broker's id, or empty for the defaults) list the broker settings, read-only, as
-//! STATIC_BROKER_CONFIG. Answered from this shard's copy of the metadata.
+//! DYNAMIC_TOPIC_CONFIG, else the broker's value with the source of the layer it comes
+//! from: DYNAMIC_BROKER_CONFIG (this broker's dynamic config), DYNAMIC_DEFAULT_BROKER_CONFIG
+//! (the cluster-wide one), STATIC_BROKER_CONFIG (set in the broker's configuration) or
+//! DEFAULT_CONFIG (built in); synonyms list every layer, most specific first. BROKER
+//! resources (named by this broker's id, or empty for the cluster-wide defaults) list the
+//! broker settings the same way; the dynamic ones are not read-only. Answered from this
+//! shard's copy of the metadata.
 
 use super::{Ctx, Request, RequestError, str_bytes};
 use crate::config::describe::{self, TopicEntry};
+use crate::config::dynamic::{self, DynamicBrokerConfigs, Layers};
 use crate::protocol::code;
 use bytes::Bytes;
 use kafka_protocol::messages::describe_configs_response::{
@@ -19,9 +23,8 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
 
-/// Kafka's ConfigSource.
+/// Kafka's ConfigSource (the broker layers' are in `config::dynamic`).
 const DYNAMIC_TOPIC_CONFIG: i8 = 1;
-const STATIC_BROKER_CONFIG: i8 = 4;
 const DEFAULT_CONFIG: i8 = 5;
 
 struct Want {
@@ -36,29 +39,30 @@ fn synonym(name: &str, value: &str, source: i8) -> DescribeConfigsSynonym {
         .with_source(source)
 }
 
-fn topic_config(e: &TopicEntry, want: &Want) -> DescribeConfigsResourceResult {
-    let broker_source = if e.builtin {
-        DEFAULT_CONFIG
+fn topic_config(e: &TopicEntry, layers: &Layers, want: &Want) -> DescribeConfigsResourceResult {
+    // A config with no broker setting behind it has its built-in default as synonym.
+    let broker: Vec<(&str, String, i8)> = if e.broker_key.is_empty() {
+        vec![(e.name, e.broker_value.clone(), DEFAULT_CONFIG)]
     } else {
-        STATIC_BROKER_CONFIG
+        layers
+            .synonyms(e.broker_key)
+            .into_iter()
+            .map(|(v, s)| (e.broker_key, v, s))
+            .collect()
     };
     let source = if e.overridden {
         DYNAMIC_TOPIC_CONFIG
     } else {
-        broker_source
+        broker.first().map_or(DEFAULT_CONFIG, |b| b.2)
     };
     let mut synonyms = Vec::new();
     if want.synonyms {
         if e.overridden {
             synonyms.push(synonym(e.name, &e.value, DYNAMIC_TOPIC_CONFIG));
         }
-        // A config with no broker setting behind it has its built-in default as synonym.
-        let (name, source) = if e.broker_key.is_empty() {
-            (e.name, DEFAULT_CONFIG)
-        } else {
-            (e.broker_key, broker_source)
-        };
-        synonyms.push(synonym(name, &e.broker_value, source));
+        for (name, value, source) in &broker {
+            synonyms.push(synonym(name, value, *source));
+        }
     }
     DescribeConfigsResourceResult::default()
         .with_name(str_bytes(e.name))
@@ -71,17 +75,24 @@ fn topic_config(e: &TopicEntry, want: &Want) -> DescribeConfigsResourceResult {
         .with_documentation(want.docs.then(|| str_bytes(e.doc)))
 }
 
-fn broker_config(name: &str, value: String, want: &Want) -> DescribeConfigsResourceResult {
+fn broker_config(
+    name: &str,
+    value: String,
+    layers: &Layers,
+    want: &Want,
+) -> DescribeConfigsResourceResult {
+    let all = layers.synonyms(name);
+    let source = all.first().map_or(DEFAULT_CONFIG, |s| s.1);
     let synonyms = if want.synonyms {
-        vec![synonym(name, &value, STATIC_BROKER_CONFIG)]
+        all.iter().map(|(v, s)| synonym(name, v, *s)).collect()
     } else {
         Vec::new()
     };
     DescribeConfigsResourceResult::default()
         .with_name(str_bytes(name))
         .with_value(Some(str_bytes(value)))
-        .with_read_only(true)
-        .with_config_source(STATIC_BROKER_CONFIG)
+        .with_read_only(!dynamic::is_dynamic(name))
+        .with_config_source(source)
         .with_is_sensitive(false)
         .with_synonyms(synonyms)
         .with_config_type(2)
@@ -103,6 +114,9 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
     };
     let meta = ctx.shard.meta();
     let node = meta.node_id();
+    let static_config = &ctx.shard.config;
+    let dynamic_configs = &meta.meta.broker_configs;
+    let layers = Layers::new(static_config, dynamic_configs, Some(node));
     let mut results = Vec::with_capacity(request.resources.len());
     for r in &request.resources {
         let name = r.resource_name.as_str();
@@ -116,10 +130,10 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
         out = match r.resource_type {
             RESOURCE_TOPIC => match meta.meta.topics.get(name) {
                 Some(t) => {
-                    let configs = describe::topic_entries(&ctx.shard.config.log, &t.configs)
+                    let configs = describe::topic_entries(&meta.config.log, &t.configs)
                         .iter()
                         .filter(|e| wanted(&r.configuration_keys, e.name))
-                        .map(|e| topic_config(e, &want))
+                        .map(|e| topic_config(e, &layers, &want))
                         .collect();
                     out.with_configs(configs)
                 }
@@ -134,11 +148,26 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
                     format!("topic {name} does not exist"),
                 ),
             },
-            RESOURCE_BROKER if name.is_empty() || name.parse::<i32>().ok() == Some(node) => {
-                let configs = describe::broker_entries(&ctx.shard.config)
+            RESOURCE_BROKER if name.is_empty() => {
+                // The cluster-wide resource: no per-broker layer.
+                let cluster_wide = DynamicBrokerConfigs {
+                    default: dynamic_configs.default.clone(),
+                    brokers: Default::default(),
+                };
+                let config = cluster_wide.effective(static_config, node);
+                let layers = Layers::new(static_config, dynamic_configs, None);
+                let configs = describe::broker_entries(&config)
                     .into_iter()
                     .filter(|(k, _)| wanted(&r.configuration_keys, k))
-                    .map(|(k, v)| broker_config(k, v, &want))
+                    .map(|(k, v)| broker_config(k, v, &layers, &want))
+                    .collect();
+                out.with_configs(configs)
+            }
+            RESOURCE_BROKER if name.parse::<i32>().ok() == Some(node) => {
+                let configs = describe::broker_entries(&meta.config)
+                    .into_iter()
+                    .filter(|(k, _)| wanted(&r.configuration_keys, k))
+                    .map(|(k, v)| broker_config(k, v, &layers, &want))
                     .collect();
                 out.with_configs(configs)
             }
