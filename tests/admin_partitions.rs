@@ -4,6 +4,8 @@
 //! survive a restart; librdkafka's and kafka-python's admin clients add partitions and
 //! librdkafka's producer writes to them and its consumer reads them; in a 3-broker cluster
 //! the new partitions get leaders on every broker and take produces through their leaders.
+//! CreateTopics with manual replica assignments (Kafka's rules for them) alone and in a
+//! cluster.
 
 #[path = "common/cluster.rs"]
 mod cluster;
@@ -16,7 +18,10 @@ use common::{Broker, RawClient};
 use kafka_protocol::messages::create_partitions_request::{
     CreatePartitionsAssignment, CreatePartitionsTopic,
 };
-use kafka_protocol::messages::{BrokerId, CreatePartitionsRequest, CreatePartitionsResponse};
+use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic};
+use kafka_protocol::messages::{
+    BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
+};
 use ringbroker::protocol::batch::testing::build_batch;
 use std::time::Duration;
 
@@ -289,6 +294,102 @@ fn kafka_python_adds_partitions() {
     assert_eq!(produce_value(&mut c, "py-grow", 3, "x").0, NONE);
 }
 
+/// CreateTopics of one topic with chosen replicas: `assignments[i]` for partition
+/// `order[i]`, with the partition count and replication factor given.
+fn manual_topic(
+    name: &str,
+    assignments: &[(i32, Vec<i32>)],
+    partitions: i32,
+    rf: i16,
+) -> CreateTopicsRequest {
+    CreateTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![
+            CreatableTopic::default()
+                .with_name(kafka::topic_name(name))
+                .with_num_partitions(partitions)
+                .with_replication_factor(rf)
+                .with_assignments(
+                    assignments
+                        .iter()
+                        .map(|(p, replicas)| {
+                            CreatableReplicaAssignment::default()
+                                .with_partition_index(*p)
+                                .with_broker_ids(replicas.iter().map(|b| BrokerId(*b)).collect())
+                        })
+                        .collect(),
+                ),
+        ])
+}
+
+#[test]
+fn create_topics_takes_manual_assignments_as_kafka_checks_them() {
+    let mut broker = Broker::start(&[]);
+    let mut c = RawClient::connect(broker.addr());
+    let v = c.pick_version::<CreateTopicsRequest>(7);
+    let create = |c: &mut RawClient, req: &CreateTopicsRequest| {
+        let resp = c.call(v, req);
+        (
+            resp.topics[0].error_code,
+            resp.topics[0].error_message.clone(),
+        )
+    };
+    // Out of order in the request: partitions are taken by their index.
+    let chosen = [(2, vec![0]), (0, vec![0]), (1, vec![0])];
+    let (err, msg) = create(&mut c, &manual_topic("chosen", &chosen, -1, -1));
+    assert_eq!(err, NONE, "{msg:?}");
+    for (refused, want, what) in [
+        (
+            manual_topic("x1", &chosen, 3, -1),
+            INVALID_REQUEST,
+            "count and assignments",
+        ),
+        (
+            manual_topic("x2", &chosen, -1, 1),
+            INVALID_REQUEST,
+            "factor and assignments",
+        ),
+        (
+            manual_topic("x3", &[(0, vec![1])], -1, -1),
+            INVALID_REPLICA_ASSIGNMENT,
+            "not node 0",
+        ),
+        (
+            manual_topic("x4", &[(0, vec![0]), (2, vec![0])], -1, -1),
+            INVALID_REPLICA_ASSIGNMENT,
+            "a gap",
+        ),
+        (
+            manual_topic("x5", &[(0, vec![0]), (0, vec![0])], -1, -1),
+            INVALID_REPLICA_ASSIGNMENT,
+            "twice",
+        ),
+    ] {
+        let (err, msg) = create(&mut c, &refused);
+        assert_eq!(err, want, "{what}: {msg:?}");
+        assert!(msg.is_some(), "{what}");
+    }
+    for p in 0..3 {
+        assert_eq!(
+            produce_value(&mut c, "chosen", p, "v").0,
+            NONE,
+            "chosen-{p}"
+        );
+    }
+    broker.restart();
+    let mut c = RawClient::connect(broker.addr());
+    assert_eq!(partitions(&mut c, "chosen"), 3);
+    let names: Vec<String> = kafka::metadata(&mut c, &[])
+        .topics
+        .iter()
+        .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with('x')),
+        "refused topics exist: {names:?}"
+    );
+}
+
 #[test]
 fn cluster_adds_partitions_with_leaders_spread_and_produces_to_them() {
     let c = cluster::Cluster::start3();
@@ -325,6 +426,33 @@ fn cluster_adds_partitions_with_leaders_spread_and_produces_to_them() {
         let v = c.view(id, &["spread"]);
         assert_eq!(v.topic("spread").len(), 6, "node {id}");
     }
+    // CreateTopics with chosen replicas, through a non-controller: each partition is led by
+    // its first replica; an unknown broker is refused.
+    let chosen = [(0, vec![3, 1]), (1, vec![2, 3])];
+    let (_, resp) = c
+        .call(others[0], 5, &manual_topic("chosen", &chosen, -1, -1))
+        .expect("CreateTopics");
+    assert_eq!(resp.topics[0].error_code, NONE, "{resp:?}");
+    let view = c.wait_topic("chosen", 2, 2);
+    assert_eq!(
+        view.leaders("chosen").into_iter().collect::<Vec<_>>(),
+        vec![(0, 3), (1, 2)]
+    );
+    assert_eq!(
+        c.produce(3, "chosen", 0, &["a"]).expect("produce"),
+        (NONE, 0)
+    );
+    let (_, resp) = c
+        .call(
+            controller,
+            5,
+            &manual_topic("unknown", &[(0, vec![1, 9])], -1, -1),
+        )
+        .expect("CreateTopics");
+    assert_eq!(
+        resp.topics[0].error_code, INVALID_REPLICA_ASSIGNMENT,
+        "{resp:?}"
+    );
 }
 
 #[test]

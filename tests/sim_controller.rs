@@ -77,6 +77,7 @@ fn command(rng: &mut StdRng, n: u64) -> Command {
                 partitions: rng.random_range(1..4),
                 replication_factor: rng.random_range(1..4),
                 configs: BTreeMap::new(),
+                assignments: None,
             }],
         },
         3 => Command::DeleteTopics {

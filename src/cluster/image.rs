@@ -68,6 +68,10 @@ pub struct NewTopic {
     /// -1 for the cluster's default, resolved by the proposer.
     pub replication_factor: i16,
     pub configs: BTreeMap<String, String>,
+    /// The replicas of each partition when the client chose them (CreateTopics'
+    /// assignments, in partition order); `partitions` and `replication_factor` then follow.
+    #[serde(default)]
+    pub assignments: Option<Vec<Vec<i32>>>,
 }
 
 /// A topic's new config overrides, all of them (not a difference).
@@ -330,18 +334,39 @@ impl Image {
             );
         }
         let live = self.live();
-        let rf = usize::try_from(t.replication_factor).unwrap_or(0);
-        if rf == 0 || rf > live.len() {
-            return fail(
-                codes::INVALID_REPLICATION_FACTOR,
-                format!(
-                    "replication factor {} needs that many live brokers; {} are alive",
-                    t.replication_factor,
-                    live.len()
-                ),
-            );
-        }
-        let partitions = place(t.partitions, rf, &live, self.leader_counts(&live));
+        let partitions = match &t.assignments {
+            Some(assignments) => {
+                let rf = assignments.first().map_or(0, Vec::len);
+                if rf == 0 {
+                    return fail(
+                        codes::INVALID_REPLICA_ASSIGNMENT,
+                        "a manual assignment needs at least one partition with replicas".into(),
+                    );
+                }
+                let mut partitions = Vec::with_capacity(assignments.len());
+                for replicas in assignments {
+                    if let Err(m) = self.check_assignment(replicas, rf) {
+                        return fail(codes::INVALID_REPLICA_ASSIGNMENT, m);
+                    }
+                    partitions.push(assigned(replicas, &live));
+                }
+                partitions
+            }
+            None => {
+                let rf = usize::try_from(t.replication_factor).unwrap_or(0);
+                if rf == 0 || rf > live.len() {
+                    return fail(
+                        codes::INVALID_REPLICATION_FACTOR,
+                        format!(
+                            "replication factor {} needs that many live brokers; {} are alive",
+                            t.replication_factor,
+                            live.len()
+                        ),
+                    );
+                }
+                place(t.partitions, rf, &live, self.leader_counts(&live))
+            }
+        };
         self.topics.insert(
             t.name.clone(),
             TopicImage {
@@ -409,17 +434,7 @@ impl Image {
                     if let Err(m) = self.check_assignment(replicas, rf) {
                         return fail(codes::INVALID_REPLICA_ASSIGNMENT, Some(m));
                     }
-                    let isr: Vec<i32> = replicas
-                        .iter()
-                        .copied()
-                        .filter(|r| live.contains(r))
-                        .collect();
-                    new.push(PartitionImage {
-                        leader: isr.first().copied().unwrap_or(-1),
-                        replicas: replicas.clone(),
-                        leader_epoch: 0,
-                        isr,
-                    });
+                    new.push(assigned(replicas, &live));
                 }
                 new
             }
@@ -470,6 +485,22 @@ impl Image {
             }
         }
         Ok(())
+    }
+}
+
+/// A partition on the replicas a client chose: led by the first live one, with the live
+/// ones in sync (no leader while none is alive).
+fn assigned(replicas: &[i32], live: &[i32]) -> PartitionImage {
+    let isr: Vec<i32> = replicas
+        .iter()
+        .copied()
+        .filter(|r| live.contains(r))
+        .collect();
+    PartitionImage {
+        leader: isr.first().copied().unwrap_or(-1),
+        replicas: replicas.to_vec(),
+        leader_epoch: 0,
+        isr,
     }
 }
 

@@ -387,6 +387,7 @@ impl Driver {
                 partitions: self.shard.config.group.offsets_topic_partitions,
                 replication_factor: i16::try_from(wanted).unwrap_or(1),
                 configs: super::meta::offsets_topic_configs(&self.shard.config.group),
+                assignments: None,
             }],
         };
         self.propose(cmd, None, now);

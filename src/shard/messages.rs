@@ -231,7 +231,8 @@ pub struct NewTopic {
     pub name: String,
     pub partitions: i32,
     pub replication_factor: i16,
-    pub has_assignments: bool,
+    /// The replicas of each partition when the client chose them, in partition order.
+    pub assignments: Option<Vec<Vec<i32>>>,
     pub configs: BTreeMap<String, String>,
 }
 

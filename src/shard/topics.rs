@@ -32,10 +32,10 @@ impl Shard {
         let mut created = Vec::new();
         let mut proposed = Vec::new();
         for t in topics {
-            let partitions = if t.partitions == -1 {
-                self.config.num_partitions
-            } else {
-                t.partitions
+            let partitions = match &t.assignments {
+                Some(a) => i32::try_from(a.len()).unwrap_or(i32::MAX),
+                None if t.partitions == -1 => self.config.num_partitions,
+                None => t.partitions,
             };
             let check = || -> Result<(), (i16, String)> {
                 validate_topic_name(&t.name)
@@ -71,6 +71,21 @@ impl Shard {
                     ));
                 }
                 match &cluster {
+                    // A broker alone is node 0: every partition lives there.
+                    None if t
+                        .assignments
+                        .as_ref()
+                        .is_some_and(|a| a.iter().any(|r| r.as_slice() != [0])) =>
+                    {
+                        return Err((
+                            code::INVALID_REPLICA_ASSIGNMENT,
+                            "this broker runs alone (node 0): every partition's replicas must \
+                             be [0]"
+                                .into(),
+                        ));
+                    }
+                    // The metadata log checks chosen replicas against the registered brokers.
+                    Some(_) if t.assignments.is_some() => {}
                     None if t.replication_factor != -1 && t.replication_factor != 1 => {
                         return Err((
                             code::INVALID_REPLICATION_FACTOR,
@@ -91,12 +106,6 @@ impl Shard {
                         }
                     }
                     None => {}
-                }
-                if t.has_assignments {
-                    return Err((
-                        code::INVALID_REPLICA_ASSIGNMENT,
-                        "manual replica assignment is not supported".into(),
-                    ));
                 }
                 topic::validate(
                     &self.meta().config.log,
@@ -128,6 +137,7 @@ impl Shard {
                             partitions,
                             replication_factor: replication_factor(t.replication_factor),
                             configs: t.configs,
+                            assignments: t.assignments,
                         });
                     } else if !validate_only {
                         next.topics.insert(

@@ -17,6 +17,7 @@ fn topic(name: &str, partitions: i32, rf: i16) -> Command {
             partitions,
             replication_factor: rf,
             configs: BTreeMap::new(),
+            assignments: None,
         }],
     }
 }
@@ -312,4 +313,51 @@ fn broker_configs_are_applied_and_kept_in_snapshots() {
         configs: BTreeMap::new(),
     });
     assert_eq!(img.broker_configs.of(Some(2)), None);
+}
+
+#[test]
+fn chosen_replicas_are_checked_and_lead_from_the_first_live_one() {
+    let mut img = Image::default();
+    for id in 1..=3 {
+        register(&mut img, id);
+    }
+    img.apply(Command::Fence { id: 2 });
+    let create = |name: &str, assignments: Vec<Vec<i32>>| Command::CreateTopics {
+        topics: vec![NewTopic {
+            name: name.into(),
+            id: "01".into(),
+            partitions: -1,
+            replication_factor: -1,
+            configs: BTreeMap::new(),
+            assignments: Some(assignments),
+        }],
+    };
+    let code = |o: Outcome| match o {
+        Outcome::Topics(t) => t[0].error_code,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        code(img.apply(create("m", vec![vec![2, 3], vec![3, 1]]))),
+        codes::NONE
+    );
+    let m = &img.topics["m"].partitions;
+    assert_eq!(
+        (m[0].leader, m[0].isr.clone()),
+        (3, vec![3]),
+        "broker 2 is fenced"
+    );
+    assert_eq!((m[1].leader, m[1].replicas.clone()), (3, vec![3, 1]));
+    for bad in [
+        vec![vec![1, 1]],
+        vec![vec![1, 9]],
+        vec![vec![1, 2], vec![3]],
+        vec![vec![]],
+    ] {
+        assert_eq!(
+            code(img.apply(create("bad", bad.clone()))),
+            codes::INVALID_REPLICA_ASSIGNMENT,
+            "{bad:?}"
+        );
+        assert!(!img.topics.contains_key("bad"));
+    }
 }

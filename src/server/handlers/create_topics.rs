@@ -44,7 +44,7 @@ pub async fn auto_create(ctx: &Ctx, names: Vec<String>) {
             name,
             partitions: -1,
             replication_factor: -1,
-            has_assignments: false,
+            assignments: None,
             configs: BTreeMap::new(),
         })
         .collect();
@@ -57,6 +57,43 @@ pub async fn auto_create(ctx: &Ctx, names: Vec<String>) {
             );
         }
     }
+}
+
+/// A topic's manual assignments in partition order, checked as Kafka checks the request:
+/// with them, the partition count and replication factor must be -1, and the partitions
+/// must be numbered 0, 1, ... once each.
+fn manual_assignments(
+    t: &kafka_protocol::messages::create_topics_request::CreatableTopic,
+) -> Result<Option<Vec<Vec<i32>>>, (i16, String)> {
+    if t.assignments.is_empty() {
+        return Ok(None);
+    }
+    if t.num_partitions != -1 || t.replication_factor != -1 {
+        return Err((
+            code::INVALID_REQUEST,
+            "Both numPartitions or replicationFactor and replicasAssignments were set. Both \
+             cannot be used at the same time."
+                .into(),
+        ));
+    }
+    let mut by_index: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    for a in &t.assignments {
+        let replicas = a.broker_ids.iter().map(|b| b.0).collect();
+        if by_index.insert(a.partition_index, replicas).is_some() {
+            return Err((
+                code::INVALID_REPLICA_ASSIGNMENT,
+                format!("partition {} is assigned twice", a.partition_index),
+            ));
+        }
+    }
+    let consecutive = by_index.keys().copied().eq(0..(by_index.len() as i32));
+    if !consecutive {
+        return Err((
+            code::INVALID_REPLICA_ASSIGNMENT,
+            "partitions must be numbered 0, 1, ... with one assignment each".into(),
+        ));
+    }
+    Ok(Some(by_index.into_values().collect()))
 }
 
 pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError> {
@@ -98,11 +135,18 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
             );
             continue;
         }
+        let assignments = match manual_assignments(t) {
+            Ok(a) => a,
+            Err(refusal) => {
+                refused.insert(name, refusal);
+                continue;
+            }
+        };
         topics.push(NewTopic {
             name,
             partitions: t.num_partitions,
             replication_factor: t.replication_factor,
-            has_assignments: !t.assignments.is_empty(),
+            assignments,
             configs,
         });
     }
