@@ -24,6 +24,10 @@ pub struct CutReport {
     pub files_reverted: usize,
     /// Bytes written since those fsyncs (dropped, but for a torn prefix).
     pub bytes_dropped: u64,
+    /// Each reverted file: (path, length kept, bytes written since its last sync).
+    pub reverted: Vec<(PathBuf, u64, u64)>,
+    /// Each namespace operation undone, last first.
+    pub undone: Vec<String>,
     /// Namespace operations undone (creations, renames, unlinks, mkdirs, rmdirs).
     pub meta_undone: usize,
     /// The torn write: (file, offset, bytes kept of how many).
@@ -54,6 +58,7 @@ impl State {
                 continue;
             };
             let path = self.abs(rel);
+            report.reverted.push((rel.clone(), d.orig_len, d.written));
             let res = (|| -> io::Result<()> {
                 let f = OpenOptions::new().write(true).open(&path)?;
                 f.set_len(d.orig_len)?;
@@ -89,6 +94,9 @@ impl State {
                 continue;
             }
             report.meta_undone += 1;
+            report
+                .undone
+                .push(format!("{:?} {}", op.kind, op.path.display()));
             let path = self.abs(&op.path);
             let res = match &op.kind {
                 MetaKind::Create => std::fs::remove_file(&path),
