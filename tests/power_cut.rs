@@ -237,12 +237,19 @@ fn run(io: &str, flush: &str, seed: u64) -> Outcome {
         }
     }
     let write_ms = 200 + rng.below(1500);
-    let tear = match rng.below(3) {
+    let tear = match rng.below(4) {
         0 => None,
+        // Byte tears mostly land inside the last write (a few batches), page tears in
+        // the first pages of it.
         t => Some(Tear {
             suffix: Some(".log".into()),
-            keep: rng.below(3 * PAGE),
-            align: if t == 1 { 1 } else { PAGE },
+            keep: if t == 2 {
+                rng.below(3 * PAGE)
+            } else {
+                rng.below(700)
+            },
+            align: if t == 2 { PAGE } else { 1 },
+            size_survives: t == 3,
         }),
     };
     eprintln!(

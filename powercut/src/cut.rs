@@ -9,12 +9,16 @@ use crate::state::{MetaKind, PAGE, State, TRASH};
 
 /// Tear one pending write instead of dropping it whole: the most recent write not yet made
 /// durable (to a file whose name ends with `suffix`, if given) keeps its first `keep` bytes,
-/// rounded down to a multiple of `align` (1: any byte; [`PAGE`]: whole pages).
+/// rounded down to a multiple of `align` (1: any byte; [`PAGE`]: whole pages). With
+/// `size_survives`, the file keeps the length that write gave it: the size update reached
+/// the disk but the data past the tear did not (zeros past the old end, old bytes before
+/// it), as with a journaled size and unwritten data blocks.
 #[derive(Clone, Debug)]
 pub struct Tear {
     pub suffix: Option<String>,
     pub keep: u64,
     pub align: u64,
+    pub size_survives: bool,
 }
 
 /// What a cut took back.
@@ -73,14 +77,17 @@ impl State {
                     .push(format!("revert data of {}: {e}", path.display()));
             }
         }
-        if let Some((ino, offset, bytes)) = torn
+        if let Some((ino, offset, bytes, size)) = torn
             && let Some(rel) = self.paths.get(&ino)
         {
             let path = self.abs(rel);
-            let res = OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .and_then(|f| f.write_all_at(&bytes, offset));
+            let res = OpenOptions::new().write(true).open(&path).and_then(|f| {
+                f.write_all_at(&bytes, offset)?;
+                match size {
+                    Some(size) if f.metadata()?.len() < size => f.set_len(size),
+                    _ => Ok(()),
+                }
+            });
             if let Err(e) = res {
                 report
                     .errors
@@ -120,7 +127,11 @@ impl State {
     }
 
     /// The bytes the torn write keeps, read before anything is reverted.
-    fn torn_prefix(&self, tear: &Tear, report: &mut CutReport) -> Option<(u64, u64, Vec<u8>)> {
+    fn torn_prefix(
+        &self,
+        tear: &Tear,
+        report: &mut CutReport,
+    ) -> Option<(u64, u64, Vec<u8>, Option<u64>)> {
         let (ino, (_, offset, len)) = self
             .dirty
             .iter()
@@ -139,6 +150,11 @@ impl State {
         let f = std::fs::File::open(&path).ok()?;
         f.read_exact_at(&mut bytes, offset).ok()?;
         report.torn = Some((rel.clone(), offset, keep, len));
-        Some((ino, offset, bytes))
+        Some((
+            ino,
+            offset,
+            bytes,
+            tear.size_survives.then_some(offset + len),
+        ))
     }
 }

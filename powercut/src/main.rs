@@ -2,7 +2,7 @@
 //! commands on stdin, one a line:
 //!
 //! - `pending`: bytes written and namespace operations not durable yet;
-//! - `cut [keep=BYTES] [align=BYTES] [suffix=NAME-END]`: cuts the power (see the library
+//! - `cut [keep=BYTES] [align=BYTES] [suffix=NAME-END] [size=survives]`: cuts the power (see the library
 //!   docs); with `keep`, the last pending write (to a file ending with `suffix`) keeps that
 //!   many bytes, rounded down to `align`;
 //! - `quit` (or end of input): unmounts and exits.
@@ -28,6 +28,7 @@ fn main() -> std::io::Result<()> {
                     suffix: None,
                     keep: 0,
                     align: 1,
+                    size_survives: false,
                 };
                 let mut torn = false;
                 for w in words {
@@ -38,6 +39,7 @@ fn main() -> std::io::Result<()> {
                         }
                         Some(("align", v)) => tear.align = v.parse().unwrap_or(1),
                         Some(("suffix", v)) => tear.suffix = Some(v.to_string()),
+                        Some(("size", "survives")) => tear.size_survives = true,
                         _ => eprintln!("ignored: {w}"),
                     }
                 }

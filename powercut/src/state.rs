@@ -212,7 +212,9 @@ impl State {
     pub fn note_write(&mut self, ino: u64, offset: u64, len: u64) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        if let Some(d) = self.dirty.get_mut(&ino) {
+        if let Some(d) = self.dirty.get_mut(&ino)
+            && len > 0
+        {
             d.last_write = Some((seq, offset, len));
             d.written += len;
         }

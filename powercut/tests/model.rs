@@ -197,6 +197,7 @@ fn a_torn_write_keeps_a_prefix_at_the_chosen_boundary() {
             suffix: Some("log".into()),
             keep,
             align,
+            size_survives: false,
         }));
         let got = std::fs::read(f.b("log")).expect("read");
         let start = 2 * PAGE as usize;
@@ -210,6 +211,29 @@ fn a_torn_write_keeps_a_prefix_at_the_chosen_boundary() {
         // hole), which a reader must be able to tell from data.
         assert!(got[PAGE as usize..start].iter().all(|&b| b == 0));
     }
+}
+
+#[test]
+fn a_torn_write_whose_size_survives_reads_zeros_past_the_tear() {
+    let mut f = Fixture::new();
+    create_durable(&f, "log", b"head");
+    let file = OpenOptions::new()
+        .write(true)
+        .open(f.m("log"))
+        .expect("open");
+    file.write_all_at(&[7u8; 1000], 4).expect("write");
+    drop(file);
+    f.cut(Some(&Tear {
+        suffix: None,
+        keep: 100,
+        align: 1,
+        size_survives: true,
+    }));
+    let got = std::fs::read(f.b("log")).expect("read");
+    assert_eq!(got.len(), 1004, "the size of the torn write survives");
+    assert_eq!(&got[..4], b"head");
+    assert!(got[4..104].iter().all(|&b| b == 7), "the kept prefix");
+    assert!(got[104..].iter().all(|&b| b == 0), "zeros past the tear");
 }
 
 #[test]
