@@ -209,6 +209,32 @@ fn committed(c: &mut RawClient) -> Vec<i64> {
         .collect()
 }
 
+/// If the restarted broker has not answered within 20 s, prints where its threads wait in
+/// the kernel (a FUSE request the filesystem never answered shows as `fuse_*`/
+/// `request_wait_answer`), to tell a hung filesystem from a hung broker.
+fn stuck_start_report(pid: u32, started: &AtomicBool) {
+    for _ in 0..200 {
+        if started.load(Ordering::SeqCst) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return;
+    };
+    for t in tasks.flatten() {
+        let p = t.path();
+        let read = |f: &str| std::fs::read_to_string(p.join(f)).unwrap_or_default();
+        eprintln!(
+            "broker thread {} ({}): wchan {}\n{}",
+            t.file_name().to_string_lossy(),
+            read("comm").trim(),
+            read("wchan"),
+            read("stack")
+        );
+    }
+}
+
 /// What one run saw.
 #[derive(Default)]
 struct Outcome {
@@ -281,6 +307,25 @@ fn run(io: &str, flush: &str, seed: u64) -> Outcome {
         std::thread::spawn(move || committer(addr, stop, a, s))
     };
     std::thread::sleep(Duration::from_millis(write_ms));
+    // log.io=direct really is O_DIRECT on the mount (FUSE hands such writes to the
+    // filesystem uncached), and buffered is not.
+    let open = broker.open_files(".log");
+    assert!(
+        open.iter()
+            .any(|(_, flags)| flags & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32),
+        "seed {seed}: no segment open for writing: {open:?}"
+    );
+    for (path, flags) in open
+        .iter()
+        .filter(|(_, f)| f & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32)
+    {
+        assert_eq!(
+            flags & libc::O_DIRECT as u32 != 0,
+            io == "direct",
+            "seed {seed}: {} opened with flags {flags:o}",
+            path.display()
+        );
+    }
     let report = fs.cut(tear.as_ref());
     broker.kill();
     stop.store(true, Ordering::Relaxed);
@@ -306,7 +351,15 @@ fn run(io: &str, flush: &str, seed: u64) -> Outcome {
 
     // Power back: a fresh mount of what survived, and the broker must start on it.
     let fs = ringbroker_powercut::mount(&backing, &mnt).expect("mount again");
-    broker.start_again();
+    broker.launch_again();
+    let started = Arc::new(AtomicBool::new(false));
+    let watchdog = {
+        let (started, pid) = (started.clone(), broker.pid().expect("broker pid"));
+        std::thread::spawn(move || stuck_start_report(pid, &started))
+    };
+    broker.wait_ready();
+    started.store(true, Ordering::SeqCst);
+    watchdog.join().expect("watchdog");
     let mut c = RawClient::connect(broker.addr());
     let must_survive = flush == "fsync";
     let mut out = Outcome {

@@ -108,6 +108,17 @@ fn a_truncation_not_synced_is_undone() {
 }
 
 #[test]
+fn an_open_with_o_trunc_not_synced_is_undone() {
+    let mut f = Fixture::new();
+    create_durable(&f, "c", b"checkpoint 1");
+    let mut file = File::create(f.m("c")).expect("open with O_TRUNC");
+    file.write_all(b"2").expect("write");
+    drop(file);
+    f.cut(None);
+    assert_eq!(std::fs::read(f.b("c")).expect("read"), b"checkpoint 1");
+}
+
+#[test]
 fn a_created_file_whose_directory_was_not_synced_is_gone() {
     let mut f = Fixture::new();
     std::fs::create_dir(f.m("d")).expect("mkdir");
