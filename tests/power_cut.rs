@@ -23,6 +23,7 @@
 //! ```
 //!
 //! Needs root and /dev/fuse (the filesystem is mounted with mount(2), no fusermount).
+//! `POWER_CUT_KEEP=1` keeps each run's directories (`backing/` holds what survived).
 
 mod common;
 
@@ -282,7 +283,12 @@ fn run(io: &str, flush: &str, seed: u64) -> Outcome {
         "seed {seed}: io={io} flush={flush} {sets:?}, cut after {write_ms} ms, tear {tear:?}"
     );
 
-    let tmp = common::disk_tempdir("powercut-");
+    let mut tmp = common::disk_tempdir("powercut-");
+    // POWER_CUT_KEEP=1 keeps the directories (backing/: what survived) for a look after.
+    if std::env::var_os("POWER_CUT_KEEP").is_some() {
+        tmp.disable_cleanup(true);
+        eprintln!("seed {seed}: keeping {}", tmp.path().display());
+    }
     let backing = tmp.path().join("backing");
     let mnt = tmp.path().join("mnt");
     std::fs::create_dir(&backing).expect("backing dir");
