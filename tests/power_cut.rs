@@ -293,7 +293,10 @@ fn run(io: &str, flush: &str, seed: u64) -> Outcome {
     let mnt = tmp.path().join("mnt");
     std::fs::create_dir(&backing).expect("backing dir");
     std::fs::create_dir(&mnt).expect("mount point");
-    let fs = ringbroker_powercut::mount(&backing, &mnt).expect("mount the power-cut filesystem");
+    // Declared before the broker, so that a failing test kills the broker before it
+    // unmounts (an unmount under a running broker would leave the mount behind).
+    let mut fs =
+        Some(ringbroker_powercut::mount(&backing, &mnt).expect("mount the power-cut filesystem"));
     let refs: Vec<&str> = sets.iter().map(String::as_str).collect();
     let mut broker = Broker::start_on(&mnt, &refs);
     let mut c = RawClient::connect(broker.addr());
@@ -332,7 +335,7 @@ fn run(io: &str, flush: &str, seed: u64) -> Outcome {
             path.display()
         );
     }
-    let report = fs.cut(tear.as_ref());
+    let report = fs.as_ref().expect("mounted").cut(tear.as_ref());
     broker.kill();
     stop.store(true, Ordering::Relaxed);
     let acked: Vec<Acked> = writers
@@ -340,7 +343,7 @@ fn run(io: &str, flush: &str, seed: u64) -> Outcome {
         .map(|h| h.join().expect("writer thread"))
         .collect();
     committer.join().expect("committer thread");
-    fs.unmount().expect("unmount");
+    fs.take().expect("mounted").unmount().expect("unmount");
     assert!(
         report.errors.is_empty(),
         "seed {seed}: the cut could not undo: {:?}",
@@ -356,7 +359,7 @@ fn run(io: &str, flush: &str, seed: u64) -> Outcome {
     );
 
     // Power back: a fresh mount of what survived, and the broker must start on it.
-    let fs = ringbroker_powercut::mount(&backing, &mnt).expect("mount again");
+    fs = Some(ringbroker_powercut::mount(&backing, &mnt).expect("mount again"));
     broker.launch_again();
     let started = Arc::new(AtomicBool::new(false));
     let watchdog = {
@@ -453,7 +456,7 @@ fn run(io: &str, flush: &str, seed: u64) -> Outcome {
     );
     broker.stop();
     drop(c);
-    fs.unmount().expect("unmount");
+    fs.take().expect("mounted").unmount().expect("unmount");
     eprintln!(
         "seed {seed}: io={io} flush={flush}: {} records acknowledged, {} lost; {} commits acknowledged{}",
         out.acked_records,
