@@ -320,7 +320,23 @@ impl Storage for GlommioStorage {
     }
 
     async fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(dir)
+        // A new directory's name is durable only once its parent is synced (found by
+        // tests/power_cut.rs: without it a power cut can take a partition's whole directory,
+        // fsynced segments and all). Sync the parent of every directory created here.
+        let mut created = Vec::new();
+        let mut at = Some(dir);
+        while let Some(d) = at.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            created.push(d.to_path_buf());
+            at = d.parent();
+        }
+        std::fs::create_dir_all(dir)?;
+        for d in &created {
+            match d.parent() {
+                Some(p) if !p.as_os_str().is_empty() => self.sync_dir(p).await?,
+                _ => self.sync_dir(Path::new(".")).await?,
+            }
+        }
+        Ok(())
     }
 
     async fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {

@@ -71,6 +71,8 @@ pub struct Broker {
     /// RLIMIT_AS of the broker process (as `prlimit --as` sets it), if any.
     address_space_limit: Option<u64>,
     data: tempfile::TempDir,
+    /// The data dir when it is not `data` (e.g. a power-cut filesystem's mount point).
+    data_dir: Option<PathBuf>,
     log_path: PathBuf,
     child: Option<Child>,
     starts: u32,
@@ -120,6 +122,7 @@ impl Broker {
             env,
             address_space_limit,
             data,
+            data_dir: None,
             log_path,
             child: None,
             starts: 0,
@@ -165,7 +168,21 @@ impl Broker {
     }
 
     pub fn data_dir(&self) -> &Path {
-        self.data.path()
+        self.data_dir.as_deref().unwrap_or(self.data.path())
+    }
+
+    /// Starts a broker (`--shards 2`, the given `--set KEY=VALUE` pairs) on `data_dir`, a
+    /// directory the caller owns.
+    pub fn start_on(data_dir: &Path, sets: &[&str]) -> Broker {
+        let mut extra = vec!["--shards".to_string(), "2".to_string()];
+        for s in sets {
+            extra.push("--set".to_string());
+            extra.push(s.to_string());
+        }
+        let mut b = Broker::unstarted(free_port(), extra, Vec::new(), None);
+        b.data_dir = Some(data_dir.to_path_buf());
+        b.spawn();
+        b
     }
 
     /// The broker's stderr so far (all runs on this data dir).
@@ -217,7 +234,7 @@ impl Broker {
             .arg("--listen")
             .arg(self.bootstrap())
             .arg("--data-dir")
-            .arg(self.data.path())
+            .arg(self.data_dir())
             .args(&self.extra)
             .env(
                 "RUST_LOG",
@@ -312,8 +329,7 @@ impl Broker {
             let Ok(target) = std::fs::read_link(entry.path()) else {
                 continue;
             };
-            if !target.starts_with(self.data.path()) || !target.to_string_lossy().ends_with(suffix)
-            {
+            if !target.starts_with(self.data_dir()) || !target.to_string_lossy().ends_with(suffix) {
                 continue;
             }
             let info = format!(
