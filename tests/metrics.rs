@@ -1,6 +1,7 @@
 //! The Prometheus endpoint against the real binary: after a known produce and fetch, the
 //! scraped counters (parsed by a Prometheus text parser) show exactly what was produced;
-//! bad HTTP does not take the endpoint down; with `metrics.listen` unset nothing listens.
+//! bad HTTP does not take the endpoint down; with `metrics.listen` unset nothing listens;
+//! the fetch queue gauge counts a parked long poll and both queue gauges return to zero.
 
 mod common;
 
@@ -220,4 +221,57 @@ fn nothing_listens_without_metrics_listen() {
         ports.contains(&mport) && ports.contains(&on.port),
         "{ports:?}"
     );
+}
+
+/// A long-poll fetch on an empty partition is counted in `ringbroker_fetch_waiting` while
+/// it waits, and both queue gauges are back to zero once everything is answered.
+#[test]
+fn queue_gauges_count_a_parked_fetch_and_empty_out() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{BrokerId, FetchRequest};
+    let mport = common::free_port();
+    let listen = format!("metrics.listen=127.0.0.1:{mport}");
+    let broker = Broker::start(&[&listen]);
+    let mut c = RawClient::connect(broker.addr());
+    kafka::create_topic(&mut c, "parked", 1);
+    let gauge = |name: &str| sum(&scrape(mport), name, &[]);
+    assert_eq!(gauge("ringbroker_fetch_waiting"), 0.0);
+    assert_eq!(gauge("ringbroker_produce_in_flight"), 0.0);
+
+    let addr = broker.addr();
+    let poller = std::thread::spawn(move || {
+        let mut c = RawClient::connect(addr);
+        let req = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(4000)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(kafka::topic_name("parked"))
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition(0)
+                            .with_fetch_offset(0)
+                            .with_partition_max_bytes(1 << 20),
+                    ]),
+            ]);
+        let v = c.pick_version::<FetchRequest>(12);
+        c.call(v, &req)
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let mut seen = 0.0;
+    while seen < 1.0 && std::time::Instant::now() < deadline {
+        seen = gauge("ringbroker_fetch_waiting");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(seen, 1.0, "the parked fetch is counted while it waits");
+    // A produce wakes it; then nothing is queued.
+    let batch = build_batch(&[b"wake"], common::recent_ts());
+    assert_eq!(kafka::produce_one(&mut c, "parked", 0, batch).0, NONE);
+    let resp = poller.join().expect("poller");
+    assert_eq!(resp.responses[0].partitions[0].error_code, NONE);
+    assert_eq!(gauge("ringbroker_fetch_waiting"), 0.0);
+    assert_eq!(gauge("ringbroker_produce_in_flight"), 0.0);
 }

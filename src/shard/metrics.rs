@@ -26,6 +26,27 @@ pub struct ShardMetrics {
     pub connections_accepted: Cell<u64>,
     /// Mesh requests this shard sent, by destination shard.
     pub mesh_sent: Box<[Cell<u64>]>,
+    /// Produce work on this shard's partitions not answered yet (appending, or waiting
+    /// for its durability under the flush policy): the produce queue depth.
+    pub produce_in_flight: Cell<u64>,
+    /// Long-poll fetches parked on this shard's partitions: the fetch queue depth.
+    pub fetch_waiting: Cell<u64>,
+}
+
+/// One unit of a gauge, held while alive (a produce in flight, a parked fetch).
+pub struct Held<'a>(&'a Cell<u64>);
+
+impl<'a> Held<'a> {
+    pub fn new(gauge: &'a Cell<u64>) -> Held<'a> {
+        add(gauge, 1);
+        Held(gauge)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
 }
 
 impl ShardMetrics {
@@ -42,6 +63,8 @@ impl ShardMetrics {
             connections_open: Cell::new(0),
             connections_accepted: Cell::new(0),
             mesh_sent: (0..nshards).map(|_| Cell::new(0)).collect(),
+            produce_in_flight: Cell::new(0),
+            fetch_waiting: Cell::new(0),
         }
     }
 
@@ -125,6 +148,8 @@ pub struct ShardSnapshot {
     pub connections_open: u64,
     pub connections_accepted: u64,
     pub mesh_sent: Vec<u64>,
+    pub produce_in_flight: u64,
+    pub fetch_waiting: u64,
     pub sendfile_bytes: u64,
     pub writev_bytes: u64,
     pub fallback_bytes: u64,
@@ -212,6 +237,8 @@ impl Shard {
             connections_open: m.connections_open.get(),
             connections_accepted: m.connections_accepted.get(),
             mesh_sent: m.mesh_sent.iter().map(Cell::get).collect(),
+            produce_in_flight: m.produce_in_flight.get(),
+            fetch_waiting: m.fetch_waiting.get(),
             sendfile_bytes: f.sendfile_bytes.get(),
             writev_bytes: f.writev_bytes.get(),
             fallback_bytes: f.fallback_bytes.get(),

@@ -79,6 +79,7 @@ impl Shard {
     }
 
     pub(super) async fn produce(&self, parts: Vec<ProducePart>) -> Vec<ProduceResult> {
+        let _queued = super::metrics::Held::new(&self.metrics.produce_in_flight);
         // The partitions of one request are appended concurrently: each waits for its own
         // durability (under flush=fsync, each log's group commit), so a request for 12
         // partitions costs one fdatasync round, not 12 in a row. Offsets within a
@@ -237,6 +238,7 @@ impl Shard {
             }
             logs.push(log);
         }
+        let _parked = super::metrics::Held::new(&self.metrics.fetch_waiting);
         // No await between the checks above and registering here, so no advance is missed.
         let mut waits: Vec<LocalBoxFuture<'_, ()>> = Vec::with_capacity(logs.len() + 1);
         for log in &logs {

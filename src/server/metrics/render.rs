@@ -316,6 +316,24 @@ impl Snapshots {
         }
         let mut f = family(
             enc,
+            "ringbroker_produce_in_flight",
+            "Produce requests on this shard's partitions not answered yet (the produce queue).",
+            MetricType::Gauge,
+        )?;
+        for s in &self.0 {
+            f.gauge(&shard_label(s), gauge_of(s.produce_in_flight))?;
+        }
+        let mut f = family(
+            enc,
+            "ringbroker_fetch_waiting",
+            "Long-poll fetches parked on this shard's partitions (the fetch queue).",
+            MetricType::Gauge,
+        )?;
+        for s in &self.0 {
+            f.gauge(&shard_label(s), gauge_of(s.fetch_waiting))?;
+        }
+        let mut f = family(
+            enc,
             "ringbroker_connections_accepted",
             "Client connections accepted.",
             MetricType::Counter,
