@@ -110,10 +110,33 @@ impl Mounted {
     /// Unmounts (waits for the session thread).
     pub fn unmount(mut self) -> io::Result<()> {
         match self.session.take() {
-            Some(s) => s.umount_and_join(),
+            Some(s) => match s.umount_and_join() {
+                // The session can end with ECONNABORTED when the kernel tore the connection
+                // down first (after a cut, a killed client's requests were still in
+                // flight): the filesystem is gone all the same. Only a mount that is still
+                // there is an error.
+                Err(e)
+                    if e.raw_os_error() == Some(libc::ECONNABORTED)
+                        && !is_mounted(&self.mountpoint) =>
+                {
+                    Ok(())
+                }
+                r => r,
+            },
             None => Ok(()),
         }
     }
+}
+
+/// Whether `mountpoint` is a mount point now (from `/proc/self/mountinfo`).
+fn is_mounted(mountpoint: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return true;
+    };
+    let want = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| Path::new(m) == want)
 }
 
 impl Drop for Mounted {
