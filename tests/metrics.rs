@@ -123,6 +123,12 @@ fn counters_match_what_was_produced_and_fetched() {
             (BATCHES / 2 * RECORDS_PER_BATCH) as f64
         );
         assert!(sum(&s, "ringbroker_partition_out_bytes_total", &l) >= fetched[p] as f64);
+        // One fetch from offset 0 read every batch of the partition once.
+        assert_eq!(
+            sum(&s, "ringbroker_partition_out_records_total", &l),
+            (BATCHES / 2 * RECORDS_PER_BATCH) as f64,
+            "records out of partition {p}"
+        );
         assert_eq!(
             sum(&s, "ringbroker_partition_log_end_offset", &l),
             (BATCHES / 2 * RECORDS_PER_BATCH) as f64

@@ -206,7 +206,7 @@ impl Shard {
                 continue;
             }
             let len: u64 = records.iter().map(Chunk::len).sum();
-            log.stats().read(len);
+            log.stats().read(len, slice.records);
             budget = budget.saturating_sub(len);
             out.push(ReadResult {
                 error_code: code::NONE,

@@ -23,6 +23,8 @@ pub struct BatchPos {
     pub producer_id: i64,
     pub producer_epoch: i16,
     pub base_sequence: i32,
+    /// The header's record count (0 if negative: only counted, never trusted).
+    pub records: u64,
 }
 
 impl BatchPos {
@@ -100,6 +102,7 @@ impl<'a, F: StorageFile> Scanner<'a, F> {
             producer_id,
             producer_epoch,
             base_sequence,
+            record_count,
             ..
         } = header;
         if length < (HEADER_BYTES - LOG_OVERHEAD) as i32
@@ -137,6 +140,7 @@ impl<'a, F: StorageFile> Scanner<'a, F> {
             producer_id,
             producer_epoch,
             base_sequence,
+            records: u64::try_from(record_count).unwrap_or(0),
         }))
     }
 }

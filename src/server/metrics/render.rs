@@ -89,7 +89,7 @@ fn shard_label(s: &ShardSnapshot) -> Labels {
 impl Snapshots {
     fn partitions(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
         type Get = fn(&crate::shard::metrics::PartitionSnapshot) -> i64;
-        let counters: [(&str, &str, Get); 7] = [
+        let counters: [(&str, &str, Get); 8] = [
             (
                 "ringbroker_partition_in_bytes",
                 "Record bytes appended to the partition (produce).",
@@ -104,6 +104,11 @@ impl Snapshots {
                 "ringbroker_partition_out_bytes",
                 "Record bytes read from the partition (fetch).",
                 |p| gauge_of(p.bytes_out),
+            ),
+            (
+                "ringbroker_partition_out_records",
+                "Records in the batches read from the partition (fetch).",
+                |p| gauge_of(p.records_out),
             ),
             (
                 "ringbroker_partition_cleaner_runs",

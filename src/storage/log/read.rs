@@ -46,6 +46,8 @@ impl<F: StorageFile> FileRegion<F> {
 /// The answer to a read: whole batches, and the log's bounds at the time of the read.
 pub struct ReadSlice<F> {
     pub regions: Vec<FileRegion<F>>,
+    /// Records in the batches of `regions`, by their headers' counts (for metrics).
+    pub records: u64,
     pub high_watermark: i64,
     pub log_start_offset: i64,
 }
@@ -70,7 +72,8 @@ fn record_times(batch_bytes: &[u8], limit: usize) -> Option<Vec<(i64, i64)>> {
 }
 
 /// Walks whole batches held in memory (cache chunks starting at file position `pos`) and
-/// returns the region a read of `offset` answers with: `Some(Some((position, len)))`,
+/// returns the region a read of `offset` answers with: `Some(Some((position, len,
+/// records)))`,
 /// `Some(None)` when no batch reaches `offset`, `None` when the bytes are not whole
 /// batches (the caller then reads the file).
 fn scan_memory(
@@ -78,10 +81,11 @@ fn scan_memory(
     pos: u64,
     offset: i64,
     max_bytes: u64,
-) -> Option<Option<(u64, u64)>> {
+) -> Option<Option<(u64, u64, u64)>> {
     let mut at = pos;
     let mut first: Option<u64> = None;
     let mut region_end = 0u64;
+    let mut records = 0u64;
     for chunk in chunks {
         let mut i = 0usize;
         while i < chunk.len() {
@@ -100,24 +104,31 @@ fn scan_memory(
             }
             let last = base + delta as i64;
             let end = at + size as u64;
+            // The batch is whole (its size was checked), so its header is too.
+            let count = rest
+                .get(57..61)
+                .map_or(0, |c| i32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+            let count = u64::try_from(count).unwrap_or(0);
             match first {
                 None if last < offset => {}
                 None => {
                     first = Some(at);
                     region_end = end;
+                    records = count;
                 }
                 Some(start) => {
                     if end - start > max_bytes {
-                        return Some(Some((start, region_end - start)));
+                        return Some(Some((start, region_end - start, records)));
                     }
                     region_end = end;
+                    records = records.saturating_add(count);
                 }
             }
             at = end;
             i += size;
         }
     }
-    Some(first.map(|start| (start, region_end - start)))
+    Some(first.map(|start| (start, region_end - start, records)))
 }
 
 /// `len` bytes from `skip` bytes into the concatenation of `chunks`, as slices.
@@ -157,6 +168,7 @@ impl<S: Storage> PartitionLog<S> {
         }
         let mut slice = ReadSlice {
             regions: Vec::new(),
+            records: 0,
             high_watermark: hw,
             log_start_offset: start,
         };
@@ -199,7 +211,8 @@ impl<S: Storage> PartitionLog<S> {
                 scan_memory(&chunks, pos, offset, max_bytes).map(|found| (found, chunks))
             });
             if let Some((found, chunks)) = in_memory {
-                if let Some((start_pos, len)) = found {
+                if let Some((start_pos, len, records)) = found {
+                    slice.records = records;
                     let cached = slice_chunks(&chunks, start_pos - pos, len);
                     slice.regions.push(FileRegion {
                         file,
@@ -215,6 +228,7 @@ impl<S: Storage> PartitionLog<S> {
             let mut scanner = Scanner::new(file.as_ref(), pos, end, false);
             let mut first: Option<u64> = None;
             let mut region_end = 0u64;
+            let mut records = 0u64;
             // An index loaded from disk is checked only at its last entry: one damaged in
             // the middle may point between batches or at another batch. Reads check the
             // entry they start from, and scan the segment from its start if it is wrong.
@@ -242,16 +256,19 @@ impl<S: Storage> PartitionLog<S> {
                     None => {
                         first = Some(b.position);
                         region_end = b.end();
+                        records = b.records;
                     }
                     Some(start_pos) => {
                         if b.end() - start_pos > max_bytes {
                             break;
                         }
                         region_end = b.end();
+                        records = records.saturating_add(b.records);
                     }
                 }
             }
             if let Some(start_pos) = first {
+                slice.records = records;
                 let len = region_end - start_pos;
                 let cached = self
                     .inner

@@ -9,6 +9,8 @@ pub struct LogStats {
     pub records_in: Cell<u64>,
     /// Record bytes handed to readers (fetches).
     pub bytes_out: Cell<u64>,
+    /// Records in the batches handed to readers, by the batch headers' counts.
+    pub records_out: Cell<u64>,
     /// fdatasync latency, in microseconds; its count is the number of fdatasyncs.
     pub sync_us: Histogram,
     /// Appends carried by each gathered write of the writer (group commit).
@@ -27,6 +29,7 @@ impl Default for LogStats {
             bytes_in: Cell::new(0),
             records_in: Cell::new(0),
             bytes_out: Cell::new(0),
+            records_out: Cell::new(0),
             sync_us: Histogram::new(LATENCY_US),
             write_batch: Histogram::new(COUNT),
             cleaner_runs: Cell::new(0),
@@ -50,7 +53,8 @@ impl LogStats {
         add(&self.cleaner_records_removed, report.records_removed);
     }
 
-    pub fn read(&self, bytes: u64) {
+    pub fn read(&self, bytes: u64, records: u64) {
         add(&self.bytes_out, bytes);
+        add(&self.records_out, records);
     }
 }
