@@ -182,30 +182,14 @@ pub fn apply_ops(
                     .get(key)
                     .cloned()
                     .unwrap_or_else(|| now.log.cleanup_policy().to_string());
-                let mut items = split_list(&start);
-                let given = split_list(&value_of()?);
-                if *op == ConfigOp::Append {
-                    for g in given {
-                        if !items.contains(&g) {
-                            items.push(g);
-                        }
-                    }
-                } else {
-                    items.retain(|i| !given.contains(i));
-                }
-                next.insert(key.clone(), items.join(","));
+                next.insert(
+                    key.clone(),
+                    super::topic::edit_list(&start, *op, &value_of()?),
+                );
             }
         }
     }
     Ok(next)
-}
-
-fn split_list(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
 }
 
 /// Where each broker setting's value comes from, for DescribeConfigs: the dynamic layers

@@ -256,22 +256,30 @@ pub fn apply_ops(
                     .get(key)
                     .cloned()
                     .unwrap_or_else(|| super::describe::topic_value(defaults, key));
-                let mut items: Vec<String> = split_list(&now);
-                let given = split_list(&value_of()?);
-                if *op == ConfigOp::Append {
-                    for g in given {
-                        if !items.contains(&g) {
-                            items.push(g);
-                        }
-                    }
-                } else {
-                    items.retain(|i| !given.contains(i));
-                }
-                next.insert(key.clone(), items.join(","));
+                next.insert(key.clone(), edit_list(&now, *op, &value_of()?));
             }
         }
     }
     Ok(next)
+}
+
+/// A comma-separated list after IncrementalAlterConfigs APPEND (items not there yet, in
+/// order) or SUBTRACT (every given item removed); any other op leaves it as it is.
+pub(crate) fn edit_list(current: &str, op: ConfigOp, given: &str) -> String {
+    let mut items = split_list(current);
+    let given = split_list(given);
+    match op {
+        ConfigOp::Append => {
+            for g in given {
+                if !items.contains(&g) {
+                    items.push(g);
+                }
+            }
+        }
+        ConfigOp::Subtract => items.retain(|i| !given.contains(i)),
+        ConfigOp::Set | ConfigOp::Delete => {}
+    }
+    items.join(",")
 }
 
 fn split_list(v: &str) -> Vec<String> {
