@@ -9,6 +9,7 @@ pub mod admit;
 pub mod cache;
 pub mod chunk;
 pub mod clean;
+pub mod epochs;
 pub mod error;
 pub mod glommio_io;
 pub mod index;

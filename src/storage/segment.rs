@@ -23,6 +23,8 @@ pub struct BatchPos {
     pub producer_id: i64,
     pub producer_epoch: i16,
     pub base_sequence: i32,
+    /// The epoch of the leader that appended the batch (-1 when none stamped it).
+    pub leader_epoch: i32,
     /// The header's record count (0 if negative: only counted, never trusted).
     pub records: u64,
 }
@@ -103,6 +105,7 @@ impl<'a, F: StorageFile> Scanner<'a, F> {
             producer_epoch,
             base_sequence,
             record_count,
+            partition_leader_epoch,
             ..
         } = header;
         if length < (HEADER_BYTES - LOG_OVERHEAD) as i32
@@ -140,6 +143,7 @@ impl<'a, F: StorageFile> Scanner<'a, F> {
             producer_id,
             producer_epoch,
             base_sequence,
+            leader_epoch: partition_leader_epoch,
             records: u64::try_from(record_count).unwrap_or(0),
         }))
     }

@@ -180,9 +180,16 @@ impl<S: Storage> PartitionLog<S> {
                 seg.created_ms = now;
             }
             let mut offset = base_offset;
+            let stamp = self.inner.stamp_epoch.get();
+            let mut epochs = self.inner.epochs.borrow_mut();
             for (header, range) in &headers {
                 let bytes = &mut buf[range.clone()];
                 batch::set_base_offset(bytes, offset);
+                if let Some(epoch) = stamp {
+                    // Outside the CRC, like the base offset.
+                    batch::set_partition_leader_epoch(bytes, epoch);
+                    epochs.assign(epoch, offset);
+                }
                 let max_ts = if config.log_append_time {
                     batch::set_log_append_time(bytes, now);
                     now

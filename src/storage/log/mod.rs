@@ -40,6 +40,7 @@ mod compact;
 mod maintenance;
 mod open;
 mod read;
+mod replica;
 mod start;
 mod stats;
 mod swap;
@@ -49,6 +50,7 @@ mod writer;
 
 pub use append::AppendInfo;
 pub use read::{FileRegion, ReadSlice};
+pub use replica::truncate_closed;
 pub use stats::LogStats;
 
 use super::error::{Result, StorageError};
@@ -123,6 +125,15 @@ struct Inner<S: Storage> {
     /// The earliest delete horizon of a tombstone the last clean kept: once it passes,
     /// the log is due for a clean whatever its dirty ratio.
     tombstone_due_ms: Cell<Option<i64>>,
+    /// The leader epochs of the batches in the log (see [`super::epochs`]).
+    epochs: RefCell<super::epochs::EpochCache>,
+    /// In a cluster, the epoch this broker leads the partition in: stamped into every
+    /// batch it appends. `None` alone (batches keep the epoch the client sent).
+    stamp_epoch: Cell<Option<i32>>,
+    /// With replicas: the replicated high watermark (the leader's lowest in-sync log end,
+    /// or what a follower last heard from its leader). Consumers read below it. `None`
+    /// when this log is its only in-sync copy: its own end is the high watermark.
+    hw_limit: Cell<Option<i64>>,
 }
 
 /// One partition's log. Cloning is cheap and shares the log. Not `Send`: a log belongs to
@@ -190,10 +201,26 @@ impl<S: Storage> PartitionLog<S> {
         (self.inner.clock.get())()
     }
 
-    /// The offset after the last batch consumers may read.
+    /// The offset after the last batch consumers may read: the end of what is written
+    /// (or synced, under `fsync`), bounded by the replicated high watermark when there is
+    /// one.
     pub fn high_watermark(&self) -> i64 {
         let st = self.inner.state.borrow();
+        self.bounded(self.visible(&st).1)
+    }
+
+    /// The end of what this copy has written (synced, under `fsync`): what a follower may
+    /// fetch from its leader, and what a replica reports as its log end.
+    pub fn local_end(&self) -> i64 {
+        let st = self.inner.state.borrow();
         self.visible(&st).1
+    }
+
+    fn bounded(&self, end: i64) -> i64 {
+        match self.inner.hw_limit.get() {
+            Some(limit) => end.min(limit),
+            None => end,
+        }
     }
 
     pub fn log_start_offset(&self) -> i64 {

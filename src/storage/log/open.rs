@@ -4,6 +4,7 @@
 use super::{Inner, PartitionLog, State, file_kind, wall_clock_ms};
 use crate::config::LogConfig;
 use crate::producer::{ProducerBatch, ProducerStates};
+use crate::storage::epochs::EpochCache;
 use crate::storage::error::{Result, StorageError};
 use crate::storage::io::{Storage, StorageFile};
 use crate::storage::notify::{FifoLock, Notify};
@@ -21,14 +22,17 @@ fn parse_segment_name(name: &str) -> Option<(i64, &str)> {
     Some((stem.parse().ok()?, ext))
 }
 
-/// Rebuilds the idempotent producer state of a log from the headers of all its batches.
-async fn rebuild_producer_states<F: StorageFile>(
+/// Rebuilds the idempotent producer state and the leader epochs of a log from the headers
+/// of all its batches.
+async fn rebuild_from_headers<F: StorageFile>(
     segments: &[Segment<F>],
-) -> Result<ProducerStates> {
+) -> Result<(ProducerStates, EpochCache)> {
     let mut states = ProducerStates::default();
+    let mut epochs = EpochCache::default();
     for seg in segments {
         let mut scanner = Scanner::new(seg.log.as_ref(), 0, seg.size, false);
         while let Some(b) = scanner.next().await? {
+            epochs.assign(b.leader_epoch, b.base_offset);
             if b.producer_id < 0 {
                 continue;
             }
@@ -41,7 +45,7 @@ async fn rebuild_producer_states<F: StorageFile>(
             states.commit(&pb, b.base_offset, b.last_offset, b.max_timestamp);
         }
     }
-    Ok(states)
+    Ok((states, epochs))
 }
 
 impl<S: Storage> PartitionLog<S> {
@@ -111,7 +115,7 @@ impl<S: Storage> PartitionLog<S> {
             segments.push(Segment::create(&storage, &dir, 0, kind, now).await?);
             storage.sync_dir(&dir).await?;
         }
-        let producers = rebuild_producer_states(&segments).await?;
+        let (producers, epochs) = rebuild_from_headers(&segments).await?;
         let active = segments.last().expect("at least one segment");
         let (pos, next) = (active.size, active.next_offset);
         // DeleteRecords may have moved the start inside a segment (or past segments a
@@ -147,6 +151,9 @@ impl<S: Storage> PartitionLog<S> {
             issued_ids: RefCell::new(None),
             stats: super::stats::LogStats::default(),
             tombstone_due_ms: Cell::new(None),
+            epochs: RefCell::new(epochs),
+            stamp_epoch: Cell::new(None),
+            hw_limit: Cell::new(None),
         };
         let log = PartitionLog {
             inner: Rc::new(inner),

@@ -81,6 +81,7 @@ fn scan_memory(
     pos: u64,
     offset: i64,
     max_bytes: u64,
+    upto: i64,
 ) -> Option<Option<(u64, u64, u64)>> {
     let mut at = pos;
     let mut first: Option<u64> = None;
@@ -101,6 +102,9 @@ fn scan_memory(
             let size = length as usize + batch::LOG_OVERHEAD;
             if size > rest.len() {
                 return None;
+            }
+            if base >= upto {
+                break;
             }
             let last = base + delta as i64;
             let end = at + size as u64;
@@ -155,11 +159,35 @@ impl<S: Storage> PartitionLog<S> {
     /// Whole batches starting with the one that contains `offset`, up to `max_bytes`
     /// (at least one batch, however large, so a consumer never stalls), from one segment.
     pub async fn read(&self, offset: i64, max_bytes: u64) -> Result<ReadSlice<S::File>> {
-        let (hw, start) = {
+        self.read_below(offset, max_bytes, true).await
+    }
+
+    /// As [`PartitionLog::read`] for a follower replica: up to this copy's own end, past
+    /// the high watermark (the follower's fetch is what moves it).
+    pub async fn read_for_replica(
+        &self,
+        offset: i64,
+        max_bytes: u64,
+    ) -> Result<ReadSlice<S::File>> {
+        self.read_below(offset, max_bytes, false).await
+    }
+
+    async fn read_below(
+        &self,
+        offset: i64,
+        max_bytes: u64,
+        committed: bool,
+    ) -> Result<ReadSlice<S::File>> {
+        // A consumer may stand between the high watermark and the log end (a new leader's
+        // high watermark can lag its predecessor's for a moment): it reads nothing there,
+        // as in Kafka, rather than being told its offset is out of range.
+        let (end, hw, start) = {
             let st = self.inner.state.borrow();
-            (self.visible(&st).1, st.log_start_offset)
+            let end = self.visible(&st).1;
+            let hw = if committed { self.bounded(end) } else { end };
+            (end, hw, st.log_start_offset)
         };
-        if offset < start || offset > hw {
+        if offset < start || offset > end {
             return Err(StorageError::OffsetOutOfRange {
                 offset,
                 log_start_offset: start,
@@ -172,7 +200,7 @@ impl<S: Storage> PartitionLog<S> {
             high_watermark: hw,
             log_start_offset: start,
         };
-        if offset == hw {
+        if offset >= hw {
             return Ok(slice);
         }
         // Walk forward from the segment that should hold `offset`; an offset past a
@@ -208,7 +236,7 @@ impl<S: Storage> PartitionLog<S> {
             // in memory instead of reading headers from the device.
             let in_memory = self.inner.cache.borrow().as_ref().and_then(|(cache, id)| {
                 let chunks = cache.borrow().lookup(*id, base, pos, end - pos)?;
-                scan_memory(&chunks, pos, offset, max_bytes).map(|found| (found, chunks))
+                scan_memory(&chunks, pos, offset, max_bytes, hw).map(|found| (found, chunks))
             });
             if let Some((found, chunks)) = in_memory {
                 if let Some((start_pos, len, records)) = found {
@@ -250,6 +278,9 @@ impl<S: Storage> PartitionLog<S> {
                         scanner = Scanner::new(file.as_ref(), 0, end, false);
                         continue;
                     }
+                }
+                if b.base_offset >= hw {
+                    break;
                 }
                 match first {
                     None if b.last_offset < offset => continue,

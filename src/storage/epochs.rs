@@ -1,0 +1,143 @@
+//! The leader epochs of a log (KIP-101): for each epoch that wrote batches, the offset of its
+//! first batch. A follower that may have diverged asks its new leader where its latest epoch
+//! ends there ([`EpochCache::end_offset_for`]) and truncates past that point.
+//!
+//! Kafka keeps these in a `leader-epoch-checkpoint` file. Recovery here already reads
+//! every batch header to rebuild the producer state, so the cache is rebuilt from the
+//! headers in the same walk: it cannot disagree with the log it describes, and a crash
+//! between a batch and a checkpoint write cannot happen.
+
+/// Epochs in increasing order, each with the offset of its first batch (increasing too).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EpochCache {
+    entries: Vec<(i32, i64)>,
+}
+
+impl EpochCache {
+    /// Records that a batch of `epoch` starts at `offset`. Only a new, higher epoch opens
+    /// an entry; batches without an epoch (-1, written before any leader stamped one) and
+    /// batches of older epochs (a follower copying what its leader has) add nothing.
+    pub fn assign(&mut self, epoch: i32, offset: i64) {
+        if epoch < 0 {
+            return;
+        }
+        match self.entries.last() {
+            Some(&(last, _)) if epoch <= last => {}
+            _ => self.entries.push((epoch, offset)),
+        }
+    }
+
+    /// The latest epoch that wrote a batch.
+    pub fn latest(&self) -> Option<i32> {
+        self.entries.last().map(|e| e.0)
+    }
+
+    /// The first offset of `epoch`'s batches, when it wrote any.
+    pub fn start_of(&self, epoch: i32) -> Option<i64> {
+        self.entries
+            .iter()
+            .find(|(e, _)| *e == epoch)
+            .map(|(_, o)| *o)
+    }
+
+    /// Kafka's OffsetForLeaderEpoch answer for `epoch` on a log that ends at `log_end`:
+    /// the largest epoch at or below it, and the offset where that epoch ends (the start
+    /// of the next epoch, or `log_end` for the latest). `(-1, -1)` when every known epoch
+    /// is above `epoch` (the log cannot say where it ends).
+    pub fn end_offset_for(&self, epoch: i32, log_end: i64) -> (i32, i64) {
+        let at = self.entries.partition_point(|(e, _)| *e <= epoch);
+        if at == 0 {
+            return (-1, -1);
+        }
+        let found = self.entries[at - 1].0;
+        let end = self.entries.get(at).map_or(log_end, |(_, start)| *start);
+        (found, end)
+    }
+
+    /// Forgets the epochs that start at or after `offset` (the log was truncated there).
+    pub fn truncate_from(&mut self, offset: i64) {
+        self.entries.retain(|(_, start)| *start < offset);
+    }
+
+    pub fn entries(&self) -> &[(i32, i64)] {
+        &self.entries
+    }
+}
+
+/// Where a follower truncates, given its own epochs, its log end, and the leader's answer
+/// `(epoch, end_offset)` for the follower's latest epoch (KIP-279): to the leader's end
+/// offset when both logs have that epoch, else to where the follower's own copy of the
+/// leader's epoch ends, whichever is lower. `None` when the leader could not answer
+/// (epoch -1): the caller then keeps only what it knows the leader has.
+pub fn truncation_point(mine: &EpochCache, log_end: i64, leader: (i32, i64)) -> Option<i64> {
+    let (epoch, end) = leader;
+    if epoch < 0 || end < 0 {
+        return None;
+    }
+    let (_, my_end) = mine.end_offset_for(epoch, log_end);
+    let my_end = if my_end < 0 { 0 } else { my_end };
+    Some(end.min(my_end).min(log_end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(entries: &[(i32, i64)]) -> EpochCache {
+        let mut c = EpochCache::default();
+        for &(e, o) in entries {
+            c.assign(e, o);
+        }
+        c
+    }
+
+    #[test]
+    fn only_higher_epochs_open_entries() {
+        let c = cache(&[(-1, 0), (0, 0), (0, 5), (2, 10), (1, 12), (2, 13), (3, 20)]);
+        assert_eq!(c.entries(), &[(0, 0), (2, 10), (3, 20)]);
+        assert_eq!(c.latest(), Some(3));
+        assert_eq!(c.start_of(2), Some(10));
+        assert_eq!(c.start_of(1), None);
+    }
+
+    #[test]
+    fn end_offsets_follow_kafkas_answer() {
+        let c = cache(&[(1, 0), (3, 10), (4, 25)]);
+        assert_eq!(c.end_offset_for(0, 40), (-1, -1));
+        assert_eq!(c.end_offset_for(1, 40), (1, 10));
+        // Epoch 2 wrote nothing here: the largest epoch below it, and where that ends.
+        assert_eq!(c.end_offset_for(2, 40), (1, 10));
+        assert_eq!(c.end_offset_for(3, 40), (3, 25));
+        assert_eq!(c.end_offset_for(4, 40), (4, 40));
+        assert_eq!(c.end_offset_for(9, 40), (4, 40));
+        assert_eq!(EpochCache::default().end_offset_for(3, 7), (-1, -1));
+    }
+
+    #[test]
+    fn truncation_forgets_later_epochs() {
+        let mut c = cache(&[(1, 0), (3, 10), (4, 25)]);
+        c.truncate_from(25);
+        assert_eq!(c.entries(), &[(1, 0), (3, 10)]);
+        c.truncate_from(11);
+        assert_eq!(c.entries(), &[(1, 0), (3, 10)]);
+        c.truncate_from(0);
+        assert_eq!(c.latest(), None);
+    }
+
+    #[test]
+    fn a_diverged_follower_truncates_where_the_logs_part() {
+        // The follower led epoch 3 briefly and wrote 10..18 that the new leader never got;
+        // the leader's epoch 3 ended at 12 (its epoch 4 starts there).
+        let follower = cache(&[(1, 0), (3, 10)]);
+        assert_eq!(truncation_point(&follower, 18, (3, 12)), Some(12));
+        // The leader never saw epoch 3: it answers epoch 1 ending at 10.
+        assert_eq!(truncation_point(&follower, 18, (1, 10)), Some(10));
+        // The follower is simply behind: nothing to cut.
+        assert_eq!(truncation_point(&follower, 11, (3, 30)), Some(11));
+        // The leader has epoch 1 longer than the follower's copy: the follower's epoch 1
+        // ended at 10, so everything from 10 is of another history.
+        let follower = cache(&[(1, 0), (2, 10)]);
+        assert_eq!(truncation_point(&follower, 15, (1, 14)), Some(10));
+        assert_eq!(truncation_point(&follower, 15, (-1, -1)), None);
+    }
+}
