@@ -9,6 +9,7 @@ pub mod group;
 pub mod os;
 pub mod producer;
 pub mod protocol;
+pub mod replication;
 pub mod rt;
 pub mod server;
 pub mod shard;

@@ -11,7 +11,7 @@ const LAYERS: &[&[&str]] = &[
     &["compression", "producer"],
     &["config"],
     &["storage"],
-    &["group", "cluster"],
+    &["group", "cluster", "replication"],
     &["shard"],
     &["server"],
     &["broker"],

@@ -14,7 +14,15 @@ pub mod codes {
     pub const INVALID_PARTITIONS: i16 = 37;
     pub const INVALID_REPLICATION_FACTOR: i16 = 38;
     pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    pub const FENCED_LEADER_EPOCH: i16 = 74;
+    pub const INELIGIBLE_REPLICA: i16 = 107;
+    pub const INVALID_UPDATE_VERSION: i16 = 108;
 }
+
+/// The topic config that lets a partition whose in-sync replicas are all gone be led by
+/// any live replica, losing what only the lost ones had.
+pub const UNCLEAN_ELECTION: &str = "unclean.leader.election.enable";
 
 /// Ids of producer-id blocks handed out at once.
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
@@ -37,8 +45,14 @@ pub struct PartitionImage {
     pub leader: i32,
     /// Bumped by every change of leader.
     pub leader_epoch: i32,
-    /// Until data replication exists: the replicas that are not fenced.
+    /// The in-sync replicas: the leader and the followers its high watermark waits for.
+    /// Changed by the leader (AlterPartition) and by elections. When the last member is
+    /// fenced it stays listed (it holds everything acknowledged) and leads on its return.
     pub isr: Vec<i32>,
+    /// Bumped by every change of leader or ISR: an AlterPartition made against an older
+    /// version is refused (absent in older snapshots).
+    #[serde(default)]
+    pub partition_epoch: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +152,17 @@ pub enum Command {
     /// More partitions for existing topics.
     CreatePartitions {
         topics: Vec<NewPartitions>,
+    },
+    /// Kafka's AlterPartition: the leader of a partition, in `leader_epoch`, changes its
+    /// ISR, made against `partition_epoch`. A preferred replica that rejoins gets its
+    /// leadership back.
+    AlterPartition {
+        topic: String,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
     },
 }
 
@@ -263,7 +288,79 @@ impl Image {
             Command::CreatePartitions { topics } => {
                 Outcome::Topics(topics.into_iter().map(|t| self.add_partitions(t)).collect())
             }
+            Command::AlterPartition {
+                topic,
+                partition,
+                leader,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => {
+                let error_code = self.alter_partition(
+                    &topic,
+                    partition,
+                    leader,
+                    leader_epoch,
+                    partition_epoch,
+                    isr,
+                );
+                Outcome::Topics(vec![TopicOutcome {
+                    name: topic,
+                    error_code,
+                    message: None,
+                }])
+            }
         }
+    }
+
+    fn alter_partition(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    ) -> i16 {
+        let live = self.live();
+        let Some(p) = self
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.partitions.get_mut(usize::try_from(partition).ok()?))
+        else {
+            return codes::UNKNOWN_TOPIC_OR_PARTITION;
+        };
+        if p.leader != leader {
+            return codes::NOT_LEADER_OR_FOLLOWER;
+        }
+        if p.leader_epoch != leader_epoch {
+            return codes::FENCED_LEADER_EPOCH;
+        }
+        if p.partition_epoch != partition_epoch {
+            return codes::INVALID_UPDATE_VERSION;
+        }
+        let mut seen = Vec::with_capacity(isr.len());
+        for r in &isr {
+            if !p.replicas.contains(r) || !live.contains(r) || seen.contains(r) {
+                return codes::INELIGIBLE_REPLICA;
+            }
+            seen.push(*r);
+        }
+        if !isr.contains(&leader) {
+            return codes::INELIGIBLE_REPLICA;
+        }
+        p.isr = isr;
+        p.partition_epoch = p.partition_epoch.saturating_add(1);
+        // The preferred replica is back in sync: it leads again (Kafka's preferred leader
+        // election, run as soon as it is possible).
+        if let Some(&preferred) = p.replicas.first()
+            && preferred != p.leader
+            && p.isr.contains(&preferred)
+        {
+            p.leader = preferred;
+            p.leader_epoch = p.leader_epoch.saturating_add(1);
+        }
+        codes::NONE
     }
 
     fn fence(&mut self, id: i32) {
@@ -273,36 +370,54 @@ impl Image {
         b.fenced = true;
         let live = self.live();
         for t in self.topics.values_mut() {
+            let unclean = t.configs.get(UNCLEAN_ELECTION).is_some_and(|v| v == "true");
             for p in &mut t.partitions {
-                p.isr.retain(|r| *r != id);
+                let before = (p.leader, p.isr.len());
+                // The last in-sync replica stays listed: it alone is known to hold
+                // everything acknowledged.
+                if p.isr.len() > 1 {
+                    p.isr.retain(|r| *r != id);
+                }
                 if p.leader == id {
-                    let next = p
-                        .replicas
-                        .iter()
-                        .copied()
-                        .find(|r| live.contains(r))
-                        .unwrap_or(-1);
-                    p.leader = next;
+                    // Elections take an in-sync replica; with none alive, the partition
+                    // waits for one (or, with unclean election, takes any live replica).
+                    let clean = p.isr.iter().copied().find(|r| live.contains(r));
+                    let next = clean.or_else(|| {
+                        unclean
+                            .then(|| p.replicas.iter().copied().find(|r| live.contains(r)))
+                            .flatten()
+                    });
+                    p.leader = next.unwrap_or(-1);
+                    if clean.is_none()
+                        && let Some(n) = next
+                    {
+                        p.isr = vec![n];
+                    }
                     p.leader_epoch = p.leader_epoch.saturating_add(1);
+                }
+                if (p.leader, p.isr.len()) != before {
+                    p.partition_epoch = p.partition_epoch.saturating_add(1);
                 }
             }
         }
     }
 
-    /// A broker is back: it rejoins the ISR of its partitions and leads those that had no
-    /// leader.
+    /// A broker is back: it leads the partitions that had no leader and list it in sync
+    /// (or list nobody: none was ever alive; or, with unclean election, any it holds a
+    /// replica of). It rejoins other ISRs
+    /// through their leaders once it has caught up.
     fn broker_returned(&mut self, id: i32) {
         for t in self.topics.values_mut() {
+            let unclean = t.configs.get(UNCLEAN_ELECTION).is_some_and(|v| v == "true");
             for p in &mut t.partitions {
-                if !p.replicas.contains(&id) {
+                if !p.replicas.contains(&id) || p.leader != -1 {
                     continue;
                 }
-                if !p.isr.contains(&id) {
-                    p.isr.push(id);
-                }
-                if p.leader == -1 {
+                if p.isr.contains(&id) || p.isr.is_empty() || unclean {
                     p.leader = id;
+                    p.isr = vec![id];
                     p.leader_epoch = p.leader_epoch.saturating_add(1);
+                    p.partition_epoch = p.partition_epoch.saturating_add(1);
                 }
             }
         }
@@ -501,6 +616,7 @@ fn assigned(replicas: &[i32], live: &[i32]) -> PartitionImage {
         replicas: replicas.to_vec(),
         leader_epoch: 0,
         isr,
+        partition_epoch: 0,
     }
 }
 
@@ -533,6 +649,7 @@ pub fn place(
             replicas,
             leader,
             leader_epoch: 0,
+            partition_epoch: 0,
         });
     }
     out

@@ -488,6 +488,7 @@ pub fn to_metadata(image: &Image, me: i32, controller: Option<i32>, lease: bool)
                     leader: p.leader,
                     leader_epoch: p.leader_epoch,
                     isr: p.isr.clone(),
+                    partition_epoch: p.partition_epoch,
                 })
                 .collect();
             let meta = TopicMeta {

@@ -69,6 +69,8 @@ pub struct Assignment {
     pub leader: i32,
     pub leader_epoch: i32,
     pub isr: Vec<i32>,
+    /// The version of leader and ISR an AlterPartition is made against.
+    pub partition_epoch: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

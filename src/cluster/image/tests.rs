@@ -93,9 +93,112 @@ fn fencing_moves_leadership_to_a_live_replica_and_bumps_the_epoch() {
     register(&mut img, 2);
     let p = &img.topics["r1"].partitions[lone];
     assert_eq!((p.leader, p.leader_epoch), (2, 2));
-    assert!(img.topics["r3"].partitions[1].isr.contains(&2));
+    // A returning replica is not in sync until its leader says so (AlterPartition).
+    assert!(!img.topics["r3"].partitions[1].isr.contains(&2));
     // Nothing else moved back.
     assert_eq!(img.topics["r3"].partitions[1].leader, 3);
+}
+
+fn alter(img: &mut Image, leader_epoch: i32, partition_epoch: i32, isr: Vec<i32>) -> i16 {
+    let p = &img.topics["r3"].partitions[1];
+    let cmd = Command::AlterPartition {
+        topic: "r3".into(),
+        partition: 1,
+        leader: p.leader,
+        leader_epoch,
+        partition_epoch,
+        isr,
+    };
+    codes_of(img.apply(cmd))[0]
+}
+
+#[test]
+fn alter_partition_checks_versions_and_gives_the_preferred_replica_its_lead_back() {
+    let mut img = Image::default();
+    for id in 1..=3 {
+        register(&mut img, id);
+    }
+    img.apply(topic("r3", 3, 3));
+    img.apply(Command::Fence { id: 2 });
+    register(&mut img, 2);
+    let p = img.topics["r3"].partitions[1].clone();
+    assert_eq!((p.replicas[0], p.leader), (2, 3));
+    let (le, pe) = (p.leader_epoch, p.partition_epoch);
+    // Stale versions, strangers, fenced or repeated members, an ISR without its leader.
+    assert_eq!(
+        alter(&mut img, le - 1, pe, vec![3, 1, 2]),
+        codes::FENCED_LEADER_EPOCH
+    );
+    assert_eq!(
+        alter(&mut img, le, pe + 1, vec![3, 1, 2]),
+        codes::INVALID_UPDATE_VERSION
+    );
+    assert_eq!(
+        alter(&mut img, le, pe, vec![3, 1, 4]),
+        codes::INELIGIBLE_REPLICA
+    );
+    assert_eq!(
+        alter(&mut img, le, pe, vec![3, 1, 1]),
+        codes::INELIGIBLE_REPLICA
+    );
+    assert_eq!(
+        alter(&mut img, le, pe, vec![1, 2]),
+        codes::INELIGIBLE_REPLICA
+    );
+    assert_eq!(img.topics["r3"].partitions[1], p, "refusals change nothing");
+    // Shrinking keeps the leader; expanding with the preferred replica hands it back.
+    assert_eq!(alter(&mut img, le, pe, vec![3]), codes::NONE);
+    let q = &img.topics["r3"].partitions[1];
+    assert_eq!(
+        (q.leader, q.leader_epoch, q.partition_epoch, q.isr.clone()),
+        (3, le, pe + 1, vec![3])
+    );
+    assert_eq!(alter(&mut img, le, pe + 1, vec![3, 2]), codes::NONE);
+    let q = &img.topics["r3"].partitions[1];
+    assert_eq!(
+        (q.leader, q.leader_epoch, q.isr.clone()),
+        (2, le + 1, vec![3, 2])
+    );
+}
+
+#[test]
+fn elections_take_in_sync_replicas_only_unless_unclean_is_allowed() {
+    for unclean in [false, true] {
+        let mut img = Image::default();
+        for id in 1..=3 {
+            register(&mut img, id);
+        }
+        img.apply(topic("r3", 3, 3));
+        if unclean {
+            img.apply(Command::AlterTopicConfigs {
+                topics: vec![TopicConfigs {
+                    name: "r3".into(),
+                    configs: [(UNCLEAN_ELECTION.to_string(), "true".to_string())].into(),
+                }],
+            });
+        }
+        // Partition 1 is led by 2; its ISR shrinks to the leader alone, then 2 dies.
+        let p = img.topics["r3"].partitions[1].clone();
+        assert_eq!(p.leader, 2);
+        assert_eq!(
+            alter(&mut img, p.leader_epoch, p.partition_epoch, vec![2]),
+            codes::NONE
+        );
+        img.apply(Command::Fence { id: 2 });
+        let q = img.topics["r3"].partitions[1].clone();
+        if unclean {
+            assert!(q.leader == 3 || q.leader == 1, "{q:?}");
+            assert_eq!(q.isr, vec![q.leader]);
+        } else {
+            // Out-of-sync replicas 3 and 1 are alive, yet nobody leads: the last in-sync
+            // replica stays listed and takes its partition back when it returns.
+            assert_eq!((q.leader, q.isr.clone()), (-1, vec![2]));
+            register(&mut img, 2);
+            let r = &img.topics["r3"].partitions[1];
+            assert_eq!((r.leader, r.isr.clone()), (2, vec![2]));
+            assert!(r.leader_epoch > q.leader_epoch);
+        }
+    }
 }
 
 #[test]
