@@ -434,6 +434,8 @@ async fn shard_main(
 
     // The log cleaner (compaction), in its own low-share task queue.
     let cleaner = crate::shard::cleaner::start(shard.clone());
+    // In a cluster: leaders' high watermarks and ISRs, followers' fetchers.
+    let replication = crate::shard::replica::start(shard.clone());
     let limits = &shard.config.limits;
     let idle = Duration::from_millis(limits.connections_max_idle_ms);
     let frame_timeout = Duration::from_millis(limits.socket_frame_timeout_ms);
@@ -459,6 +461,7 @@ async fn shard_main(
     drop(accept);
     drop(metrics);
     drop(cleaner);
+    drop(replication);
     conns.stop_reading();
     let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
     while !conns.is_empty() && std::time::Instant::now() < deadline {

@@ -209,6 +209,16 @@ impl Image {
                 port,
                 incarnation,
             } => {
+                // A new incarnation of a broker still listed as alive restarted before the
+                // controller noticed: what it led gets new leaders (and epochs) first, as
+                // if it had been fenced, since its log may have lost its unflushed tail.
+                if self
+                    .brokers
+                    .get(&id)
+                    .is_some_and(|b| !b.fenced && b.incarnation != incarnation)
+                {
+                    self.fence(id);
+                }
                 self.brokers.insert(
                     id,
                     BrokerReg {

@@ -35,6 +35,12 @@ pub struct ClusterConfig {
     pub broker_session_timeout_ms: u64,
     /// How often a broker tells the controller it is alive.
     pub broker_heartbeat_interval_ms: u64,
+    /// A follower that has not caught up with its leader for this long leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
+    /// How long a follower's fetch waits at the leader for new data.
+    pub replica_fetch_wait_max_ms: u64,
+    /// Bytes a follower's fetch asks for per partition (at least one batch comes back).
+    pub replica_fetch_max_bytes: u64,
 }
 
 impl Default for ClusterConfig {
@@ -47,6 +53,9 @@ impl Default for ClusterConfig {
             offsets_topic_replication_factor: 3,
             broker_session_timeout_ms: 9_000,
             broker_heartbeat_interval_ms: 2_000,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_wait_max_ms: 500,
+            replica_fetch_max_bytes: 1024 * 1024,
         }
     }
 }
@@ -60,6 +69,9 @@ impl ClusterConfig {
         "offsets.topic.replication.factor",
         "broker.session.timeout.ms",
         "broker.heartbeat.interval.ms",
+        "replica.lag.time.max.ms",
+        "replica.fetch.wait.max.ms",
+        "replica.fetch.max.bytes",
     ];
 
     /// Sets one of [`Self::KEYS`]; `Ok(false)` when the key is not a cluster setting.
@@ -90,6 +102,11 @@ impl ClusterConfig {
             "broker.heartbeat.interval.ms" => {
                 self.broker_heartbeat_interval_ms = parse_positive(key, value)?
             }
+            "replica.lag.time.max.ms" => self.replica_lag_time_max_ms = parse_positive(key, value)?,
+            "replica.fetch.wait.max.ms" => {
+                self.replica_fetch_wait_max_ms = parse_positive(key, value)?
+            }
+            "replica.fetch.max.bytes" => self.replica_fetch_max_bytes = parse_positive(key, value)?,
             _ => return Ok(false),
         }
         Ok(true)

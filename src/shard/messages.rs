@@ -40,6 +40,9 @@ pub enum ShardRequest {
     WaitChanged {
         parts: Vec<(String, i32, i64)>,
         timeout_ms: u64,
+        /// A follower's fetch: waits for the log end to pass the offset given (followers
+        /// read past the high watermark), not the high watermark.
+        replica: bool,
     },
     ListOffsets(Vec<ListOffsetsPart>),
     /// The idempotent producers of each partition named (topic, partition).
@@ -144,6 +147,10 @@ pub struct ProducePart {
     pub topic: String,
     pub partition: i32,
     pub records: Bytes,
+    /// -1 (all in-sync replicas), 0 or 1.
+    pub acks: i16,
+    /// How long `acks=all` waits for the in-sync replicas.
+    pub timeout_ms: u64,
 }
 
 pub struct ProduceResult {
@@ -162,6 +169,12 @@ pub struct ReadPart {
     pub partition: i32,
     pub offset: i64,
     pub max_bytes: u64,
+    /// The broker id of a follower's fetch; -1 for a consumer.
+    pub replica: i32,
+    /// The leader epoch the fetcher believes in (-1: none given).
+    pub current_leader_epoch: i32,
+    /// A follower's last fetched epoch, checked for divergence (-1: none).
+    pub last_fetched_epoch: i32,
 }
 
 pub struct ReadResult {
@@ -170,6 +183,9 @@ pub struct ReadResult {
     pub log_start_offset: i64,
     /// Whole batches: memory or segment-file ranges (sent with sendfile).
     pub records: Vec<Chunk>,
+    /// To a follower whose log parted from the leader's: the largest epoch both hold and
+    /// where it ends at the leader.
+    pub diverging: Option<(i32, i64)>,
 }
 
 impl ReadResult {
@@ -276,6 +292,7 @@ impl ReadResult {
             high_watermark: -1,
             log_start_offset: -1,
             records: Vec::new(),
+            diverging: None,
         }
     }
 }

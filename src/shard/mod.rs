@@ -15,6 +15,7 @@ pub mod meta;
 pub mod metrics;
 pub mod new_partitions;
 pub mod partitions;
+pub mod replica;
 pub mod runtime;
 pub mod scatter;
 pub mod stats;

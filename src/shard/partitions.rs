@@ -93,22 +93,50 @@ impl Shard {
                     panic!("injected fault: an append to {} panics", part.topic);
                 }
                 let batch_bytes = part.records.len();
-                let append = log.map(|log| log.append(part.records));
+                // acks=all with fewer in-sync replicas than min.insync.replicas appends
+                // nothing (Kafka checks before the append).
+                let all = part.acks == -1;
+                let log = log.and_then(|log| {
+                    if all && self.too_few_in_sync(&part.topic, part.partition) {
+                        Err(code::NOT_ENOUGH_REPLICAS)
+                    } else {
+                        Ok(log)
+                    }
+                });
+                let append = log.map(|log| {
+                    let append = log.append(part.records);
+                    (log, append)
+                });
                 let (topic, partition) = (part.topic, part.partition);
+                let timeout = Duration::from_millis(part.timeout_ms);
                 Box::pin(async move {
-                    let append = match append {
+                    let (log, append) = match append {
                         Ok(append) => append,
                         Err(c) => return ProduceResult::error(c, None),
                     };
                     match append.await {
-                        Ok(info) => ProduceResult {
-                            error_code: code::NONE,
-                            error_message: None,
-                            base_offset: info.base_offset,
-                            log_append_time: info.log_append_time,
-                            log_start_offset: info.log_start_offset,
-                            record_errors: Vec::new(),
-                        },
+                        Ok(info) => {
+                            let error_code = if all {
+                                self.wait_replicated(
+                                    &topic,
+                                    partition,
+                                    &log,
+                                    info.last_offset,
+                                    timeout,
+                                )
+                                .await
+                            } else {
+                                code::NONE
+                            };
+                            ProduceResult {
+                                error_code,
+                                error_message: None,
+                                base_offset: info.base_offset,
+                                log_append_time: info.log_append_time,
+                                log_start_offset: info.log_start_offset,
+                                record_errors: Vec::new(),
+                            }
+                        }
                         Err(StorageError::KeylessRecords { indexes, total }) => {
                             keyless_refused(&topic, partition, batch_bytes, indexes, total)
                         }
@@ -142,17 +170,46 @@ impl Shard {
                     continue;
                 }
             };
-            if budget == 0 {
-                // The response is full: report the partition's offsets without records.
-                out.push(ReadResult {
-                    error_code: code::NONE,
-                    high_watermark: log.high_watermark(),
-                    log_start_offset: log.log_start_offset(),
-                    records: Vec::new(),
-                });
+            if let Some(c) =
+                self.leader_epoch_error(&part.topic, part.partition, part.current_leader_epoch)
+            {
+                out.push(ReadResult::error(c));
                 continue;
             }
-            let slice = match log.read(part.offset, part.max_bytes.min(budget)).await {
+            let empty = |diverging| ReadResult {
+                error_code: code::NONE,
+                high_watermark: log.high_watermark(),
+                log_start_offset: log.log_start_offset(),
+                records: Vec::new(),
+                diverging,
+            };
+            let replica = part.replica >= 0;
+            if replica {
+                // A follower whose last fetched epoch ends earlier here (or is not here)
+                // holds a tail this log does not: it truncates before fetching more.
+                // (A log without any epoch cannot tell: it was written before this broker
+                // was a leader that stamps them.)
+                if part.last_fetched_epoch >= 0 && log.latest_epoch().is_some() {
+                    let (epoch, end) = log.end_offset_for_epoch(part.last_fetched_epoch);
+                    if epoch != part.last_fetched_epoch || end < part.offset {
+                        out.push(empty(Some((epoch, end))));
+                        continue;
+                    }
+                }
+                self.replica_fetched(&part.topic, part.partition, part.replica, part.offset, &log);
+            }
+            if budget == 0 {
+                // The response is full: report the partition's offsets without records.
+                out.push(empty(None));
+                continue;
+            }
+            let max = part.max_bytes.min(budget);
+            let slice = if replica {
+                log.read_for_replica(part.offset, max).await
+            } else {
+                log.read(part.offset, max).await
+            };
+            let slice = match slice {
                 Ok(s) => s,
                 Err(e) => {
                     let mut r = ReadResult::error(e.code());
@@ -210,9 +267,15 @@ impl Shard {
             budget = budget.saturating_sub(len);
             out.push(ReadResult {
                 error_code: code::NONE,
-                high_watermark: slice.high_watermark,
+                // A follower reads past the high watermark; it learns the real one.
+                high_watermark: if replica {
+                    log.high_watermark()
+                } else {
+                    slice.high_watermark
+                },
                 log_start_offset: slice.log_start_offset,
                 records,
+                diverging: None,
             });
         }
         self.count_errors(API_FETCH, out.iter().map(|r| r.error_code));
@@ -226,14 +289,20 @@ impl Shard {
         &self,
         parts: Vec<(String, i32, i64)>,
         timeout_ms: u64,
+        replica: bool,
         cancel: Option<local_channel::LocalReceiver<()>>,
     ) {
         let mut logs = Vec::with_capacity(parts.len());
-        for (topic, partition, seen_hw) in &parts {
+        for (topic, partition, seen) in &parts {
             let Some(log) = self.log(topic, *partition) else {
                 return;
             };
-            if log.high_watermark() != *seen_hw {
+            let now = if replica {
+                log.local_end()
+            } else {
+                log.high_watermark()
+            };
+            if now != *seen {
                 return;
             }
             logs.push(log);

@@ -57,6 +57,8 @@ pub struct Shard {
     stats_logged_total: Cell<u64>,
     /// In a cluster, on shard 0: this broker's controller node.
     pub controller: RefCell<Option<Rc<super::controller::Controller>>>,
+    /// In a cluster: this shard's leaders' follower progress and its followers' fetchers.
+    pub(super) replication: super::replica::Replication,
 }
 
 impl Shard {
@@ -88,6 +90,7 @@ impl Shard {
             ))),
             groups: super::groups::host(table, &config),
             controller: RefCell::new(None),
+            replication: super::replica::Replication::default(),
             producer_ids,
             config,
         })
@@ -197,10 +200,16 @@ impl Shard {
                             let shard = shard.clone();
                             glommio::spawn_local(async move {
                                 let rep = match req {
-                                    ShardRequest::WaitChanged { parts, timeout_ms } => {
+                                    ShardRequest::WaitChanged {
+                                        parts,
+                                        timeout_ms,
+                                        replica,
+                                    } => {
                                         let (tx, cancel) = local_channel::new_bounded(1);
                                         shard.waits.borrow_mut().insert((from, id), tx);
-                                        shard.wait_changed(parts, timeout_ms, Some(cancel)).await;
+                                        shard
+                                            .wait_changed(parts, timeout_ms, replica, Some(cancel))
+                                            .await;
                                         shard.waits.borrow_mut().remove(&(from, id));
                                         ShardReply::Changed
                                     }
@@ -238,8 +247,12 @@ impl Shard {
                 ShardRequest::Read { parts, max_bytes } => {
                     ShardReply::Read(self.read(parts, max_bytes).await)
                 }
-                ShardRequest::WaitChanged { parts, timeout_ms } => {
-                    self.wait_changed(parts, timeout_ms, None).await;
+                ShardRequest::WaitChanged {
+                    parts,
+                    timeout_ms,
+                    replica,
+                } => {
+                    self.wait_changed(parts, timeout_ms, replica, None).await;
                     ShardReply::Changed
                 }
                 ShardRequest::ListOffsets(parts) => {

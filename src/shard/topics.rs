@@ -361,12 +361,8 @@ impl Shard {
                     continue;
                 }
                 let dir = self.partition_dir(topic, p);
-                match Log::open(self.storage.clone(), dir.clone(), t.log.clone()).await {
+                match self.open_partition_log(dir.clone(), t.log.clone()).await {
                     Ok(log) => {
-                        log.use_issued_ids(self.producer_ids.issued_below());
-                        if t.log.io == crate::config::IoMode::Direct {
-                            log.use_cache(self.batch_cache.clone());
-                        }
                         self.table
                             .logs
                             .borrow_mut()
@@ -378,12 +374,39 @@ impl Shard {
                 }
             }
         }
+        // A leader stamps its epoch into every batch it appends from the first one on: set
+        // before the version is installed, so no append of the new epoch goes unstamped.
+        if let Some(c) = &view.meta.cluster {
+            for (topic, p, log) in self.all_logs() {
+                let epoch = view
+                    .assignment(&topic, p)
+                    .filter(|a| a.leader == c.node)
+                    .map(|a| a.leader_epoch);
+                log.set_leader_epoch(epoch);
+            }
+        }
         // Installed once the new partitions' logs are open: a client that sees a topic in
         // Metadata finds its logs here.
         *self.table.meta.borrow_mut() = view.clone();
         if view.meta.cluster.is_some() {
             self.move_group_coordinators(&before, &view).await;
         }
+    }
+
+    /// Opens (and recovers) a partition log of this shard, wired to the shard's producer
+    /// ids and, for `io = direct`, its batch cache.
+    pub(super) async fn open_partition_log(
+        &self,
+        dir: std::path::PathBuf,
+        config: crate::config::LogConfig,
+    ) -> Result<Log, crate::storage::StorageError> {
+        let direct = config.io == crate::config::IoMode::Direct;
+        let log = Log::open(self.storage.clone(), dir, config).await?;
+        log.use_issued_ids(self.producer_ids.issued_below());
+        if direct {
+            log.use_cache(self.batch_cache.clone());
+        }
+        Ok(log)
     }
 
     /// In a cluster, a group's coordinator is the leader of its `__consumer_offsets`

@@ -21,18 +21,23 @@ struct Wanted {
     partition: i32,
     offset: i64,
     max_bytes: u64,
+    current_leader_epoch: i32,
+    last_fetched_epoch: i32,
     /// Owning shard, or `None` when the partition does not exist.
     owner: Option<usize>,
 }
 
 /// One read of every partition, on its owning shard; the results in request order.
-async fn read_round(ctx: &Ctx, wanted: &[Wanted], max_bytes: u64) -> Vec<ReadResult> {
+async fn read_round(ctx: &Ctx, wanted: &[Wanted], max_bytes: u64, replica: i32) -> Vec<ReadResult> {
     let reads = wanted.iter().filter_map(|w| {
         let read = ReadPart {
             topic: w.topic.clone(),
             partition: w.partition,
             offset: w.offset,
             max_bytes: w.max_bytes,
+            replica,
+            current_leader_epoch: w.current_leader_epoch,
+            last_fetched_epoch: w.last_fetched_epoch,
         };
         Some((w.owner?, read))
     });
@@ -76,6 +81,8 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Response, RequestErr
                 partition: p.partition,
                 offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes.max(0) as u64,
+                current_leader_epoch: p.current_leader_epoch,
+                last_fetched_epoch: p.last_fetched_epoch,
             });
         }
     }
@@ -87,8 +94,14 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Response, RequestErr
     let min_bytes = request.min_bytes.max(0) as u64;
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
 
+    // A follower's fetch (Kafka's replica fetcher) names its broker id; consumers send -1.
+    let replica = if request.replica_id.0 >= 0 {
+        request.replica_id.0
+    } else {
+        -1
+    };
     let results = loop {
-        let results = read_round(ctx, &wanted, max_bytes).await;
+        let results = read_round(ctx, &wanted, max_bytes, replica).await;
         let bytes: u64 = results.iter().map(ReadResult::records_len).sum();
         let failed = results.iter().any(|r| r.error_code != code::NONE);
         let now = Instant::now();
@@ -98,13 +111,21 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Response, RequestErr
         }
         // Park until one partition advances past what this round saw, or the deadline.
         let timeout_ms = (deadline - now).as_millis() as u64 + 1;
+        // A follower waits for its leader's log to grow past its fetch offset; a consumer
+        // for the high watermark to move past what it saw.
         let seen = wanted.iter().zip(&results).filter_map(|(w, r)| {
-            Some((w.owner?, (w.topic.clone(), w.partition, r.high_watermark)))
+            let seen = if replica >= 0 {
+                w.offset
+            } else {
+                r.high_watermark
+            };
+            Some((w.owner?, (w.topic.clone(), w.partition, seen)))
         });
         ctx.shard
             .scatter_first(seen, |parts| ShardRequest::WaitChanged {
                 parts,
                 timeout_ms,
+                replica: replica >= 0,
             })
             .await;
     };
@@ -128,6 +149,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Response, RequestErr
             last_stable_offset: r.high_watermark,
             log_start_offset: r.log_start_offset,
             records,
+            diverging: r.diverging,
         };
         // Partitions of one topic named together stay together, in request order.
         match frames.last_mut() {

@@ -19,6 +19,8 @@ pub struct PartitionFrame {
     pub log_start_offset: i64,
     /// The record bytes; an empty list is sent as empty (not null) records.
     pub records: Vec<Chunk>,
+    /// A follower's diverging epoch and its end offset here (v12+, tagged field 0).
+    pub diverging: Option<(i32, i64)>,
 }
 
 pub struct TopicFrame {
@@ -88,8 +90,17 @@ pub fn encode(version: i16, correlation_id: i32, topics: Vec<TopicFrame>) -> Res
                 chunks.push(Chunk::Bytes(buf.split().freeze()));
                 chunks.extend(p.records.into_iter().filter(|c| !c.is_empty()));
             }
-            if flexible {
-                put_uvarint(&mut buf, 0); // partition tagged fields
+            match p.diverging {
+                Some((epoch, end_offset)) if flexible => {
+                    put_uvarint(&mut buf, 1); // one partition tagged field:
+                    put_uvarint(&mut buf, 0); // tag 0, DivergingEpoch,
+                    put_uvarint(&mut buf, 13); // of 4 + 8 + 1 bytes
+                    buf.put_i32(epoch);
+                    buf.put_i64(end_offset);
+                    put_uvarint(&mut buf, 0); // its own tagged fields
+                }
+                _ if flexible => put_uvarint(&mut buf, 0), // partition tagged fields
+                _ => {}
             }
         }
         if flexible {
@@ -124,7 +135,9 @@ mod tests {
     use super::*;
     use crate::server::handlers::{encode_frame, topic_name};
     use kafka_protocol::messages::FetchResponse;
-    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+    use kafka_protocol::messages::fetch_response::{
+        EpochEndOffset, FetchableTopicResponse, PartitionData,
+    };
     use kafka_protocol::protocol::HeaderVersion;
 
     fn reference(version: i16, topics: &[(&str, Vec<(i32, Bytes)>)]) -> Bytes {
@@ -145,6 +158,11 @@ mod tests {
                                     .with_log_start_offset(7)
                                     .with_aborted_transactions(Some(Vec::new()))
                                     .with_records(Some(records.clone()))
+                                    .with_diverging_epoch(if *p == 1 && version >= 12 {
+                                        EpochEndOffset::default().with_epoch(5).with_end_offset(77)
+                                    } else {
+                                        EpochEndOffset::default()
+                                    })
                             })
                             .collect(),
                     )
@@ -185,6 +203,8 @@ mod tests {
                             } else {
                                 memory(records.clone())
                             },
+                            // Only v12+ carries it (a tagged field).
+                            diverging: (*p == 1).then_some((5, 77)),
                         })
                         .collect(),
                 })

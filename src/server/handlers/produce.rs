@@ -96,6 +96,8 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Option<Bytes>, Reque
                         topic: name.clone(),
                         partition: p,
                         records: part.records.clone().unwrap_or_default(),
+                        acks,
+                        timeout_ms: u64::try_from(request.timeout_ms).unwrap_or(0),
                     };
                     to_append.push((shard.owner(&name, p), append));
                     places.push((ti, pi));

@@ -1,0 +1,232 @@
+//! A follower's fetcher: one task per leader broker on each shard, fetching every
+//! partition the shard follows from that leader in one Fetch request (v12, with the
+//! follower's replica id), long-polling at the leader like a consumer.
+//!
+//! Each partition names its last fetched epoch; a leader whose log parted from the
+//! follower's answers with the diverging epoch and where it ends (KIP-595's Fetch-based
+//! truncation, which replaces an OffsetForLeaderEpoch round trip), and the follower cuts
+//! its log back to where the histories agree before fetching again.
+
+use super::client::{ClientError, LeaderConn};
+use crate::protocol::code;
+use crate::shard::Shard;
+use crate::storage::epochs::truncation_point;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+const FETCH_VERSION: i16 = 12;
+/// A pause after a failed connection or an error answer, before trying again.
+const BACKOFF: Duration = Duration::from_millis(100);
+
+pub async fn run(shard: Rc<Shard>, leader: i32) {
+    let mut conn: Option<LeaderConn> = None;
+    loop {
+        let repl = &shard.replication;
+        let parts = repl.followed_from(leader);
+        if repl.stopped.get() || parts.is_empty() {
+            repl.fetchers.borrow_mut().remove(&leader);
+            return;
+        }
+        let view = shard.meta();
+        let Some(c) = &view.meta.cluster else {
+            repl.fetchers.borrow_mut().remove(&leader);
+            return;
+        };
+        let me = c.node;
+        let Some((host, port)) = c.brokers.get(&leader).cloned() else {
+            glommio::timer::sleep(BACKOFF).await;
+            continue;
+        };
+        let config = &shard.config.cluster;
+        let per_part = config.replica_fetch_max_bytes;
+        let n = parts.len() as u64;
+        // A partition answers at least one whole batch, however large.
+        let max_frame = usize::try_from(
+            n.saturating_mul(per_part.saturating_add(shard.config.log.max_batch_bytes))
+                .saturating_add(1 << 20),
+        )
+        .unwrap_or(usize::MAX);
+        if conn.is_none() {
+            match LeaderConn::connect(&host, port, me, max_frame).await {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    tracing::debug!("cannot reach leader {leader} at {host}:{port}: {e}");
+                    glommio::timer::sleep(BACKOFF).await;
+                    continue;
+                }
+            }
+        }
+        let Some(link) = conn.as_mut() else {
+            continue;
+        };
+        let request = fetch_request(&shard, me, &parts, config);
+        let wait = Duration::from_millis(config.replica_fetch_wait_max_ms);
+        let answer: Result<FetchResponse, ClientError> = link
+            .call(
+                ApiKey::Fetch,
+                FETCH_VERSION,
+                &request,
+                wait + Duration::from_secs(5),
+            )
+            .await;
+        let response = match answer {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!("fetch from leader {leader} failed: {e}");
+                conn = None;
+                glommio::timer::sleep(BACKOFF).await;
+                continue;
+            }
+        };
+        let mut back_off = false;
+        let epochs: BTreeMap<(String, i32), i32> = parts
+            .iter()
+            .map(|(t, p, e)| ((t.clone(), *p), *e))
+            .collect();
+        for topic in response.responses {
+            let name = topic.topic.0.to_string();
+            for part in topic.partitions {
+                let key = (name.clone(), part.partition_index);
+                if !epochs.contains_key(&key) {
+                    continue;
+                }
+                if !apply_partition(&shard, &name, part).await {
+                    back_off = true;
+                }
+            }
+        }
+        if back_off {
+            glommio::timer::sleep(BACKOFF).await;
+        }
+    }
+}
+
+fn fetch_request(
+    shard: &Shard,
+    me: i32,
+    parts: &[(String, i32, i32)],
+    config: &crate::config::ClusterConfig,
+) -> FetchRequest {
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for (topic, p, epoch) in parts {
+        let Some(log) = shard.log(topic, *p) else {
+            continue;
+        };
+        let partition = FetchPartition::default()
+            .with_partition(*p)
+            .with_current_leader_epoch(*epoch)
+            .with_fetch_offset(log.log_end_offset())
+            .with_last_fetched_epoch(log.latest_epoch().unwrap_or(-1))
+            .with_log_start_offset(log.log_start_offset())
+            .with_partition_max_bytes(
+                i32::try_from(config.replica_fetch_max_bytes).unwrap_or(i32::MAX),
+            );
+        match topics.last_mut() {
+            Some(t) if t.topic.0.as_str() == topic => t.partitions.push(partition),
+            _ => topics.push(
+                FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(topic.clone())))
+                    .with_partitions(vec![partition]),
+            ),
+        }
+    }
+    let total = config
+        .replica_fetch_max_bytes
+        .saturating_mul(parts.len() as u64);
+    FetchRequest::default()
+        .with_replica_id(BrokerId(me))
+        .with_max_wait_ms(i32::try_from(config.replica_fetch_wait_max_ms).unwrap_or(500))
+        .with_min_bytes(1)
+        .with_max_bytes(i32::try_from(total).unwrap_or(i32::MAX))
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(topics)
+}
+
+/// Applies one partition's answer; `false` when the fetcher should pause (an error the
+/// metadata will resolve).
+async fn apply_partition(
+    shard: &Rc<Shard>,
+    topic: &str,
+    part: kafka_protocol::messages::fetch_response::PartitionData,
+) -> bool {
+    let p = part.partition_index;
+    let Some(log) = shard.log(topic, p) else {
+        return true;
+    };
+    match part.error_code {
+        code::NONE => {}
+        code::OFFSET_OUT_OF_RANGE => {
+            tracing::warn!(
+                "{topic}-{p}: the leader has no offset {} (its log starts at {})",
+                log.log_end_offset(),
+                part.log_start_offset
+            );
+            return false;
+        }
+        other => {
+            tracing::debug!("{topic}-{p}: the leader answered error {other}");
+            return false;
+        }
+    }
+    let diverging = &part.diverging_epoch;
+    if diverging.epoch >= 0 || diverging.end_offset >= 0 {
+        let end = log.log_end_offset();
+        let to = truncation_point(&log.epochs(), end, (diverging.epoch, diverging.end_offset))
+            .unwrap_or_else(|| log.hw_limit().unwrap_or(0).min(end));
+        if to < end {
+            tracing::warn!(
+                "{topic}-{p}: log diverged from the leader's at epoch {}: truncating {end} -> {to}",
+                diverging.epoch
+            );
+            if let Err(e) = shard.truncate_replica(topic, p, to).await {
+                tracing::error!("{topic}-{p}: truncation failed: {e}");
+                return false;
+            }
+        }
+        return true;
+    }
+    if let Some(records) = part.records
+        && !records.is_empty()
+        && let Err(e) = log.append_replica(records).await
+    {
+        tracing::error!("{topic}-{p}: cannot append what the leader sent: {e}");
+        return false;
+    }
+    let hw = part.high_watermark.min(log.local_end());
+    if hw >= 0 && log.hw_limit().is_none_or(|h| hw > h) {
+        log.set_hw_limit(Some(hw));
+    }
+    true
+}
+
+impl Shard {
+    /// Cuts a followed partition's log back to `offset`: closes it, truncates its files and
+    /// opens it again (recovery rebuilds indexes, producer state and epochs from what is
+    /// left).
+    pub(super) async fn truncate_replica(
+        &self,
+        topic: &str,
+        p: i32,
+        offset: i64,
+    ) -> Result<(), crate::storage::StorageError> {
+        let Some(log) = self.log(topic, p) else {
+            return Ok(());
+        };
+        let config = log.config();
+        let hw = log.hw_limit();
+        let dir = log.dir().to_path_buf();
+        log.close().await?;
+        let end = crate::storage::log::truncate_closed(&self.storage, &dir, offset).await?;
+        let log = self.open_partition_log(dir, config).await?;
+        log.set_hw_limit(hw.map(|h| h.min(end)));
+        if let Some(parts) = self.table.logs.borrow_mut().get_mut(topic) {
+            parts.insert(p, log);
+        }
+        Ok(())
+    }
+}
