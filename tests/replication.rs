@@ -27,7 +27,6 @@ mod clients;
 mod cluster;
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -113,9 +112,8 @@ impl Writer {
             }
             assert!(
                 Instant::now() < deadline,
-                "{what}: no acknowledgement on some partition within 60 s ({since:?}); \
-                 failures: {:?}",
-                self.log.failures()
+                "{what}: no acknowledgement on some partition within 60 s ({since:?}); {}",
+                failures(&self.log)
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -136,6 +134,13 @@ impl Drop for Writer {
             let _ = t.join();
         }
     }
+}
+
+/// The producer's failed deliveries, the first few of them.
+fn failures(log: &DeliveryLog) -> String {
+    let all = log.failures();
+    let first: Vec<&String> = all.iter().take(5).collect();
+    format!("{} failed deliveries, the first: {first:?}", all.len())
 }
 
 /// The batches of a replica's log below `hw`, as stored: read from its segment files.
@@ -188,8 +193,7 @@ fn wait_isr_full(c: &Cluster, topic: &str) -> View {
 /// Reads every partition from its leader and checks it against what was acknowledged and
 /// sent, then compares the replicas' stored batches. Returns the records acknowledged.
 fn check(c: &Cluster, topic: &str, w: &Writer) -> usize {
-    let failures = w.log.failures();
-    assert!(failures.is_empty(), "failed deliveries: {failures:?}");
+    assert!(w.log.failures().is_empty(), "{}", failures(&w.log));
     let view = wait_isr_full(c, topic);
     let acked = w.log.delivered();
     for p in 0..PARTITIONS {

@@ -323,116 +323,6 @@ impl Image {
         }
     }
 
-    fn alter_partition(
-        &mut self,
-        topic: &str,
-        partition: i32,
-        leader: i32,
-        leader_epoch: i32,
-        partition_epoch: i32,
-        isr: Vec<i32>,
-    ) -> i16 {
-        let live = self.live();
-        let Some(p) = self
-            .topics
-            .get_mut(topic)
-            .and_then(|t| t.partitions.get_mut(usize::try_from(partition).ok()?))
-        else {
-            return codes::UNKNOWN_TOPIC_OR_PARTITION;
-        };
-        if p.leader != leader {
-            return codes::NOT_LEADER_OR_FOLLOWER;
-        }
-        if p.leader_epoch != leader_epoch {
-            return codes::FENCED_LEADER_EPOCH;
-        }
-        if p.partition_epoch != partition_epoch {
-            return codes::INVALID_UPDATE_VERSION;
-        }
-        let mut seen = Vec::with_capacity(isr.len());
-        for r in &isr {
-            if !p.replicas.contains(r) || !live.contains(r) || seen.contains(r) {
-                return codes::INELIGIBLE_REPLICA;
-            }
-            seen.push(*r);
-        }
-        if !isr.contains(&leader) {
-            return codes::INELIGIBLE_REPLICA;
-        }
-        p.isr = isr;
-        p.partition_epoch = p.partition_epoch.saturating_add(1);
-        // The preferred replica is back in sync: it leads again (Kafka's preferred leader
-        // election, run as soon as it is possible).
-        if let Some(&preferred) = p.replicas.first()
-            && preferred != p.leader
-            && p.isr.contains(&preferred)
-        {
-            p.leader = preferred;
-            p.leader_epoch = p.leader_epoch.saturating_add(1);
-        }
-        codes::NONE
-    }
-
-    fn fence(&mut self, id: i32) {
-        let Some(b) = self.brokers.get_mut(&id) else {
-            return;
-        };
-        b.fenced = true;
-        let live = self.live();
-        for t in self.topics.values_mut() {
-            let unclean = t.configs.get(UNCLEAN_ELECTION).is_some_and(|v| v == "true");
-            for p in &mut t.partitions {
-                let before = (p.leader, p.isr.len());
-                // The last in-sync replica stays listed: it alone is known to hold
-                // everything acknowledged.
-                if p.isr.len() > 1 {
-                    p.isr.retain(|r| *r != id);
-                }
-                if p.leader == id {
-                    // Elections take an in-sync replica; with none alive, the partition
-                    // waits for one (or, with unclean election, takes any live replica).
-                    let clean = p.isr.iter().copied().find(|r| live.contains(r));
-                    let next = clean.or_else(|| {
-                        unclean
-                            .then(|| p.replicas.iter().copied().find(|r| live.contains(r)))
-                            .flatten()
-                    });
-                    p.leader = next.unwrap_or(-1);
-                    if clean.is_none()
-                        && let Some(n) = next
-                    {
-                        p.isr = vec![n];
-                    }
-                    p.leader_epoch = p.leader_epoch.saturating_add(1);
-                }
-                if (p.leader, p.isr.len()) != before {
-                    p.partition_epoch = p.partition_epoch.saturating_add(1);
-                }
-            }
-        }
-    }
-
-    /// A broker is back: it leads the partitions that had no leader and list it in sync
-    /// (or list nobody: none was ever alive; or, with unclean election, any it holds a
-    /// replica of). It rejoins other ISRs
-    /// through their leaders once it has caught up.
-    fn broker_returned(&mut self, id: i32) {
-        for t in self.topics.values_mut() {
-            let unclean = t.configs.get(UNCLEAN_ELECTION).is_some_and(|v| v == "true");
-            for p in &mut t.partitions {
-                if !p.replicas.contains(&id) || p.leader != -1 {
-                    continue;
-                }
-                if p.isr.contains(&id) || p.isr.is_empty() || unclean {
-                    p.leader = id;
-                    p.isr = vec![id];
-                    p.leader_epoch = p.leader_epoch.saturating_add(1);
-                    p.partition_epoch = p.partition_epoch.saturating_add(1);
-                }
-            }
-        }
-    }
-
     /// Partitions each live broker leads.
     fn leader_counts(&self, live: &[i32]) -> BTreeMap<i32, usize> {
         let mut counts: BTreeMap<i32, usize> = live.iter().map(|id| (*id, 0)).collect();
@@ -665,5 +555,6 @@ pub fn place(
     out
 }
 
+mod elections;
 #[cfg(test)]
 mod tests;

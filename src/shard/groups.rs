@@ -11,8 +11,13 @@ use crate::rt::{GlommioRuntime, LocalBoxFuture};
 use bytes::Bytes;
 use rand::SeedableRng;
 use std::rc::Rc;
+use std::time::Duration;
 
 pub type Groups = GroupHost<ShardOffsets, GlommioRuntime>;
+
+/// How long a group's write waits for the in-sync replicas (Kafka's
+/// `offsets.commit.timeout.ms` default) before the client is told to retry.
+const REPLICATED_WITHIN: Duration = Duration::from_secs(5);
 
 /// The coordinator's view of this shard's `__consumer_offsets` partitions.
 pub struct ShardOffsets {
@@ -36,10 +41,20 @@ impl OffsetsLog for ShardOffsets {
         // The append takes its place in line here, before the host spawns the wait.
         let append = log.append(batch);
         Box::pin(async move {
-            append
-                .await
-                .map(|info| info.base_offset)
-                .map_err(GroupError::from)
+            let info = append.await.map_err(GroupError::from)?;
+            // With replicas, a commit is answered once every in-sync replica has it (Kafka
+            // writes offsets with acks=all), so it survives the loss of this broker.
+            let deadline = std::time::Instant::now() + REPLICATED_WITHIN;
+            while log.high_watermark() <= info.last_offset {
+                let now = std::time::Instant::now();
+                if now >= deadline {
+                    return Err(GroupError::CoordinatorNotAvailable);
+                }
+                let changed = log.changed();
+                let tick = glommio::timer::sleep((deadline - now).min(Duration::from_millis(100)));
+                futures_lite::future::or(changed, tick).await;
+            }
+            Ok(info.base_offset)
         })
     }
 }

@@ -187,14 +187,10 @@ impl Shard {
             if replica {
                 // A follower whose last fetched epoch ends earlier here (or is not here)
                 // holds a tail this log does not: it truncates before fetching more.
-                // (A log without any epoch cannot tell: it was written before this broker
-                // was a leader that stamps them.)
-                if part.last_fetched_epoch >= 0 && log.latest_epoch().is_some() {
-                    let (epoch, end) = log.end_offset_for_epoch(part.last_fetched_epoch);
-                    if epoch != part.last_fetched_epoch || end < part.offset {
-                        out.push(empty(Some((epoch, end))));
-                        continue;
-                    }
+                let diverged = log.diverging(part.last_fetched_epoch, part.offset);
+                if diverged.is_some() {
+                    out.push(empty(diverged));
+                    continue;
                 }
                 self.replica_fetched(&part.topic, part.partition, part.replica, part.offset, &log);
             }

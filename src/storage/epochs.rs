@@ -64,6 +64,24 @@ impl EpochCache {
     }
 }
 
+/// The leader's side of KIP-595's check: a follower that last fetched `last_fetched_epoch`
+/// and now fetches from `fetch_offset` has diverged when this log (`epochs`, ending at
+/// `log_end`) does not hold that epoch, or holds it only up to a lower offset. Then the
+/// answer is the largest epoch at or below the follower's and where it ends here. A log
+/// without any epoch cannot tell, and a follower that names none is not checked.
+pub fn diverging(
+    epochs: &EpochCache,
+    log_end: i64,
+    last_fetched_epoch: i32,
+    fetch_offset: i64,
+) -> Option<(i32, i64)> {
+    if last_fetched_epoch < 0 || epochs.latest().is_none() {
+        return None;
+    }
+    let (epoch, end) = epochs.end_offset_for(last_fetched_epoch, log_end);
+    (epoch != last_fetched_epoch || end < fetch_offset).then_some((epoch, end))
+}
+
 /// Where a follower truncates, given its own epochs, its log end, and the leader's answer
 /// `(epoch, end_offset)` for the follower's latest epoch (KIP-279): to the leader's end
 /// offset when both logs have that epoch, else to where the follower's own copy of the
@@ -139,5 +157,22 @@ mod tests {
         let follower = cache(&[(1, 0), (2, 10)]);
         assert_eq!(truncation_point(&follower, 15, (1, 14)), Some(10));
         assert_eq!(truncation_point(&follower, 15, (-1, -1)), None);
+    }
+
+    #[test]
+    fn the_leader_reports_divergence_only_where_the_logs_part() {
+        let leader = cache(&[(1, 0), (4, 12)]);
+        // Same history, behind or at the end: no divergence.
+        assert_eq!(diverging(&leader, 30, 4, 20), None);
+        assert_eq!(diverging(&leader, 30, 4, 30), None);
+        assert_eq!(diverging(&leader, 30, 1, 12), None);
+        // Ahead in the leader's own epoch: cut back to its end.
+        assert_eq!(diverging(&leader, 30, 4, 35), Some((4, 30)));
+        // An epoch the leader never had (the follower led alone in epoch 3).
+        assert_eq!(diverging(&leader, 30, 3, 15), Some((1, 12)));
+        // Epoch 1 longer at the follower than here.
+        assert_eq!(diverging(&leader, 30, 1, 14), Some((1, 12)));
+        assert_eq!(diverging(&leader, 30, -1, 14), None);
+        assert_eq!(diverging(&EpochCache::default(), 30, 2, 14), None);
     }
 }

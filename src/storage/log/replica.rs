@@ -48,6 +48,18 @@ impl<S: Storage> PartitionLog<S> {
         self.inner.epochs.borrow().end_offset_for(epoch, end)
     }
 
+    /// Whether a follower fetching `fetch_offset` after `last_fetched_epoch` diverged from
+    /// this log (see [`crate::storage::epochs::diverging`]).
+    pub fn diverging(&self, last_fetched_epoch: i32, fetch_offset: i64) -> Option<(i32, i64)> {
+        let end = self.log_end_offset();
+        crate::storage::epochs::diverging(
+            &self.inner.epochs.borrow(),
+            end,
+            last_fetched_epoch,
+            fetch_offset,
+        )
+    }
+
     /// The leader epochs of this log (for a follower's own truncation decision).
     pub fn epochs(&self) -> crate::storage::epochs::EpochCache {
         self.inner.epochs.borrow().clone()
