@@ -4,6 +4,9 @@
 //! shard feeds it fetches and clock ticks and does the IO; the simulation in
 //! `tests/sim_replication.rs` drives the same code.
 
+use crate::storage::PartitionLog;
+use crate::storage::epochs::truncation_point;
+use crate::storage::io::Storage;
 use std::collections::BTreeMap;
 
 /// One follower, as its fetches tell it.
@@ -113,6 +116,83 @@ impl LeaderState {
             }
         }
         (out != isr).then_some(out)
+    }
+}
+
+/// Takes up the leadership of `log` in `epoch`: the epoch is stamped into every batch
+/// appended from now on, and with followers in sync what this copy holds past what it
+/// knows was replicated stays hidden until they have it too.
+pub fn lead<S: Storage>(
+    log: &PartitionLog<S>,
+    me: i32,
+    epoch: i32,
+    replicas: &[i32],
+    isr: &[i32],
+    now_ms: u64,
+) -> LeaderState {
+    log.set_leader_epoch(Some(epoch));
+    if isr.len() > 1 && log.hw_limit().is_none() {
+        log.set_hw_limit(Some(log.log_start_offset()));
+    }
+    LeaderState::new(me, epoch, replicas, now_ms)
+}
+
+/// The leader's view of its ISR changed to `isr`. With followers in sync the high watermark
+/// stops following the log end: it holds what was committed until then, and only their
+/// fetches move it on. Call it before an append can see the new ISR (else a batch
+/// appended after the followers joined would count as replicated).
+pub fn isr_seen<S: Storage>(log: &PartitionLog<S>, isr: &[i32]) {
+    if isr.len() > 1 && log.hw_limit().is_none() {
+        log.set_hw_limit(Some(log.high_watermark()));
+    }
+}
+
+/// Sets the log's high watermark from the in-sync replicas' ends; it never moves back.
+/// Returns it.
+pub fn move_high_watermark<S: Storage>(
+    state: &LeaderState,
+    log: &PartitionLog<S>,
+    isr: &[i32],
+) -> i64 {
+    match state.high_watermark(isr, log.local_end()) {
+        None => log.set_hw_limit(None),
+        Some(hw) => {
+            let before = log.hw_limit().unwrap_or_else(|| log.high_watermark());
+            log.set_hw_limit(Some(hw.max(before)));
+        }
+    }
+    log.high_watermark()
+}
+
+/// A follower fetched `offset` (its log end) from the leader's `log`: its progress and the
+/// high watermark move.
+pub fn follower_fetched<S: Storage>(
+    state: &mut LeaderState,
+    log: &PartitionLog<S>,
+    isr: &[i32],
+    replica: i32,
+    offset: i64,
+    now_ms: u64,
+) {
+    state.fetched(replica, offset, log.local_end(), now_ms);
+    move_high_watermark(state, log, isr);
+}
+
+/// Where a follower cuts its log after its leader reported `diverging` (the largest epoch
+/// both hold and where it ends at the leader), or `None` when nothing needs cutting. A
+/// leader that could not say falls back to the follower's high watermark, as Kafka does.
+pub fn truncation_for<S: Storage>(log: &PartitionLog<S>, diverging: (i32, i64)) -> Option<i64> {
+    let end = log.log_end_offset();
+    let to = truncation_point(&log.epochs(), end, diverging)
+        .unwrap_or_else(|| log.hw_limit().unwrap_or(0).min(end));
+    (to < end).then_some(to)
+}
+
+/// A follower learns its leader's high watermark (bounded by what it holds itself).
+pub fn learn_high_watermark<S: Storage>(log: &PartitionLog<S>, leader_hw: i64) {
+    let hw = leader_hw.min(log.local_end());
+    if hw >= 0 && log.hw_limit().is_none_or(|h| hw > h) {
+        log.set_hw_limit(Some(hw));
     }
 }
 

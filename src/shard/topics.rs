@@ -374,15 +374,17 @@ impl Shard {
                 }
             }
         }
-        // A leader stamps its epoch into every batch it appends from the first one on: set
-        // before the version is installed, so no append of the new epoch goes unstamped.
+        // A leader stamps its epoch into every batch it appends from the first one on, and
+        // stops counting its own end as replicated once followers are in sync: both set
+        // before the version is installed, so no append sees the new version without them.
         if let Some(c) = &view.meta.cluster {
             for (topic, p, log) in self.all_logs() {
-                let epoch = view
-                    .assignment(&topic, p)
-                    .filter(|a| a.leader == c.node)
-                    .map(|a| a.leader_epoch);
-                log.set_leader_epoch(epoch);
+                let led = view.assignment(&topic, p).filter(|a| a.leader == c.node);
+                log.set_leader_epoch(led.map(|a| a.leader_epoch));
+                // Followers that joined the ISR hold the high watermark from here on.
+                if let Some(a) = led {
+                    crate::replication::isr_seen(&log, &a.isr);
+                }
             }
         }
         // Installed once the new partitions' logs are open: a client that sees a topic in

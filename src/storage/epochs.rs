@@ -75,22 +75,30 @@ pub fn diverging(
     last_fetched_epoch: i32,
     fetch_offset: i64,
 ) -> Option<(i32, i64)> {
-    if last_fetched_epoch < 0 || epochs.latest().is_none() {
-        return None;
+    if last_fetched_epoch >= 0 && epochs.latest().is_some() {
+        let (epoch, end) = epochs.end_offset_for(last_fetched_epoch, log_end);
+        return (epoch != last_fetched_epoch || end < fetch_offset).then_some((epoch, end));
     }
-    let (epoch, end) = epochs.end_offset_for(last_fetched_epoch, log_end);
-    (epoch != last_fetched_epoch || end < fetch_offset).then_some((epoch, end))
+    // Without epochs to compare, only a follower ahead of this log is known to differ
+    // (a replica that was in sync but never fetched can be elected; what it lacks was
+    // never committed): it cuts back to this log's end.
+    (fetch_offset > log_end).then_some((-1, log_end))
 }
 
 /// Where a follower truncates, given its own epochs, its log end, and the leader's answer
 /// `(epoch, end_offset)` for the follower's latest epoch (KIP-279): to the leader's end
 /// offset when both logs have that epoch, else to where the follower's own copy of the
-/// leader's epoch ends, whichever is lower. `None` when the leader could not answer
-/// (epoch -1): the caller then keeps only what it knows the leader has.
+/// leader's epoch ends, whichever is lower; to the leader's end when it holds no epoch to
+/// compare (epoch -1). `None` when the leader could not answer at all (-1, -1): the caller
+/// then keeps only what it knows the leader has.
 pub fn truncation_point(mine: &EpochCache, log_end: i64, leader: (i32, i64)) -> Option<i64> {
     let (epoch, end) = leader;
-    if epoch < 0 || end < 0 {
+    if end < 0 {
         return None;
+    }
+    if epoch < 0 {
+        // The leader holds no epoch to compare: keep no more than it has.
+        return Some(end.min(log_end));
     }
     let (_, my_end) = mine.end_offset_for(epoch, log_end);
     let my_end = if my_end < 0 { 0 } else { my_end };
@@ -157,6 +165,7 @@ mod tests {
         let follower = cache(&[(1, 0), (2, 10)]);
         assert_eq!(truncation_point(&follower, 15, (1, 14)), Some(10));
         assert_eq!(truncation_point(&follower, 15, (-1, -1)), None);
+        assert_eq!(truncation_point(&follower, 15, (-1, 4)), Some(4));
     }
 
     #[test]
@@ -174,5 +183,8 @@ mod tests {
         assert_eq!(diverging(&leader, 30, 1, 14), Some((1, 12)));
         assert_eq!(diverging(&leader, 30, -1, 14), None);
         assert_eq!(diverging(&EpochCache::default(), 30, 2, 14), None);
+        // A leader without epochs (or a follower without) can still see a follower ahead.
+        assert_eq!(diverging(&EpochCache::default(), 0, 2, 3), Some((-1, 0)));
+        assert_eq!(diverging(&leader, 30, -1, 33), Some((-1, 30)));
     }
 }

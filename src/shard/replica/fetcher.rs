@@ -10,7 +10,6 @@
 use super::client::{ClientError, LeaderConn};
 use crate::protocol::code;
 use crate::shard::Shard;
-use crate::storage::epochs::truncation_point;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -175,13 +174,12 @@ async fn apply_partition(
     }
     let diverging = &part.diverging_epoch;
     if diverging.epoch >= 0 || diverging.end_offset >= 0 {
-        let end = log.log_end_offset();
-        let to = truncation_point(&log.epochs(), end, (diverging.epoch, diverging.end_offset))
-            .unwrap_or_else(|| log.hw_limit().unwrap_or(0).min(end));
-        if to < end {
+        let reported = (diverging.epoch, diverging.end_offset);
+        if let Some(to) = crate::replication::truncation_for(&log, reported) {
             tracing::warn!(
-                "{topic}-{p}: log diverged from the leader's at epoch {}: truncating {end} -> {to}",
-                diverging.epoch
+                "{topic}-{p}: log diverged from the leader's at epoch {}: truncating {} -> {to}",
+                diverging.epoch,
+                log.log_end_offset()
             );
             if let Err(e) = shard.truncate_replica(topic, p, to).await {
                 tracing::error!("{topic}-{p}: truncation failed: {e}");
@@ -197,10 +195,7 @@ async fn apply_partition(
         tracing::error!("{topic}-{p}: cannot append what the leader sent: {e}");
         return false;
     }
-    let hw = part.high_watermark.min(log.local_end());
-    if hw >= 0 && log.hw_limit().is_none_or(|h| hw > h) {
-        log.set_hw_limit(Some(hw));
-    }
+    crate::replication::learn_high_watermark(&log, part.high_watermark);
     true
 }
 

@@ -15,7 +15,7 @@ use super::logs::Log;
 use super::meta::Assignment;
 use crate::cluster::image::Command;
 use crate::protocol::code;
-use crate::replication::LeaderState;
+use crate::replication::{LeaderState, move_high_watermark};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
@@ -119,19 +119,13 @@ fn reconcile(shard: &Rc<Shard>) {
         seen.insert(key.clone());
         if a.leader == me {
             repl.follows.borrow_mut().remove(&key);
+            crate::replication::isr_seen(&log, &a.isr);
             let mut leaders = repl.leaders.borrow_mut();
             let fresh = leaders.get(&key).is_none_or(|s| s.epoch != a.leader_epoch);
             if fresh {
-                leaders.insert(
-                    key.clone(),
-                    LeaderState::new(me, a.leader_epoch, &a.replicas, now),
-                );
-                log.set_leader_epoch(Some(a.leader_epoch));
-                // What this copy holds past what it knows was replicated stays hidden until
-                // the in-sync followers have it too.
-                if a.isr.len() > 1 && log.hw_limit().is_none() {
-                    log.set_hw_limit(Some(log.log_start_offset()));
-                }
+                let state =
+                    crate::replication::lead(&log, me, a.leader_epoch, &a.replicas, &a.isr, now);
+                leaders.insert(key.clone(), state);
                 tracing::info!(
                     "{topic}-{p}: leading in epoch {} (isr {:?}, log end {})",
                     a.leader_epoch,
@@ -186,19 +180,6 @@ fn reconcile(shard: &Rc<Shard>) {
     for (key, a, isr) in proposals {
         propose_isr(shard, key, a, isr);
     }
-}
-
-/// Sets the log's high watermark from the in-sync replicas' ends; it never moves back.
-/// Returns it.
-fn move_high_watermark(state: &LeaderState, log: &Log, isr: &[i32]) -> i64 {
-    match state.high_watermark(isr, log.local_end()) {
-        None => log.set_hw_limit(None),
-        Some(hw) => {
-            let before = log.hw_limit().unwrap_or_else(|| log.high_watermark());
-            log.set_hw_limit(Some(hw.max(before)));
-        }
-    }
-    log.high_watermark()
 }
 
 fn propose_isr(shard: &Rc<Shard>, key: Key, a: Assignment, isr: Vec<i32>) {
@@ -256,10 +237,9 @@ impl Shard {
         let Some(state) = leaders.get_mut(&key) else {
             return;
         };
-        state.fetched(replica, offset, log.local_end(), now);
         let meta = self.meta();
         if let Some(a) = meta.assignment(topic, p) {
-            move_high_watermark(state, log, &a.isr);
+            crate::replication::follower_fetched(state, log, &a.isr, replica, offset, now);
         }
     }
 
