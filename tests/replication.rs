@@ -286,6 +286,79 @@ fn check(c: &Cluster, topic: &str, w: &Writer) -> usize {
     acked.len()
 }
 
+/// OffsetForLeaderEpoch at partition 0's leader and at a follower, against the leader's
+/// own stored batches: the latest epoch ends at the log end, an older one where the next
+/// begins; a stale `current_leader_epoch` is fenced, a follower refuses.
+fn check_epoch_ends(c: &Cluster, topic: &str) {
+    use kafka_protocol::messages::OffsetForLeaderEpochRequest;
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    let part = c.view(c.live()[0], &[topic]).topic(topic)[&0].clone();
+    let dir = c
+        .node(part.leader)
+        .broker
+        .data_dir()
+        .join(format!("{topic}-0"));
+    let batches = stored_batches(&dir, i64::MAX);
+    // Where each epoch starts in the leader's log.
+    let mut starts: Vec<(i32, i64)> = Vec::new();
+    for (base, b) in &batches {
+        let epoch = i32::from_be_bytes(b[12..16].try_into().expect("epoch"));
+        if starts.last().is_none_or(|(e, _)| epoch > *e) {
+            starts.push((epoch, *base));
+        }
+    }
+    let end = batches.last().map_or(0, |(base, b)| {
+        base + 1 + i64::from(i32::from_be_bytes(b[23..27].try_into().expect("delta")))
+    });
+    assert!(
+        starts.len() > 1,
+        "{topic}-0 holds one epoch only: {starts:?}"
+    );
+    let ask = |node: i32, current: i32, epoch: i32| {
+        let req = OffsetForLeaderEpochRequest::default()
+            .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+            .with_topics(vec![
+                OffsetForLeaderTopic::default()
+                    .with_topic(common::kafka::topic_name(topic))
+                    .with_partitions(vec![
+                        OffsetForLeaderPartition::default()
+                            .with_partition(0)
+                            .with_current_leader_epoch(current)
+                            .with_leader_epoch(epoch),
+                    ]),
+            ]);
+        let (_, resp) = c.call(node, 4, &req).expect("OffsetForLeaderEpoch");
+        let p = &resp.topics[0].partitions[0];
+        (p.error_code, p.leader_epoch, p.end_offset)
+    };
+    let (latest, _) = *starts.last().expect("an epoch");
+    assert_eq!(ask(part.leader, part.epoch, latest), (NONE, latest, end));
+    for w in starts.windows(2) {
+        let ((older, _), (_, next_start)) = (w[0], w[1]);
+        assert_eq!(
+            ask(part.leader, part.epoch, older),
+            (NONE, older, next_start)
+        );
+    }
+    assert_eq!(
+        ask(part.leader, part.epoch - 1, latest).0,
+        74,
+        "FENCED_LEADER_EPOCH"
+    );
+    let follower = *part
+        .replicas
+        .iter()
+        .find(|r| **r != part.leader)
+        .expect("a follower");
+    assert_eq!(
+        ask(follower, part.epoch, latest).0,
+        6,
+        "NOT_LEADER_OR_FOLLOWER"
+    );
+}
+
 /// The leader of partition 0 of `topic`, as node `from` sees it.
 fn leader_of(c: &Cluster, topic: &str) -> i32 {
     let from = c.live()[0];
@@ -342,6 +415,7 @@ fn acknowledged_writes_survive_leader_failures() {
     }
     w.finish();
     let acked = check(&c, topic, &w);
+    check_epoch_ends(&c, topic);
     println!("{acked} records acknowledged; faults: {faults:?}");
     assert!(acked > 0);
 }

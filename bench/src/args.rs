@@ -84,6 +84,9 @@ pub struct BenchArgs {
     /// Partitions of the topic when the bench creates it.
     #[arg(long, default_value_t = 6)]
     pub partitions: i32,
+    /// Replicas of each partition when the bench creates the topic (a cluster's brokers).
+    #[arg(long, default_value_t = 1)]
+    pub replication_factor: i32,
     /// Producer clients, each on its own thread.
     #[arg(long, default_value_t = 1)]
     pub producers: usize,

@@ -20,7 +20,11 @@ pub fn ensure_topic(args: &BenchArgs) -> anyhow::Result<i32> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &args.bootstrap)
         .create()?;
-    let topic = NewTopic::new(&args.topic, args.partitions, TopicReplication::Fixed(1));
+    let topic = NewTopic::new(
+        &args.topic,
+        args.partitions,
+        TopicReplication::Fixed(args.replication_factor),
+    );
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = futures_lite::future::block_on(admin.create_topics([&topic], &options))
         .context("CreateTopics")?;

@@ -196,6 +196,7 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
                 bootstrap: bootstrap.clone(),
                 topic: format!("sweep-{n}-{rate}-{}", std::process::id()),
                 partitions: args.partitions,
+                replication_factor: 1,
                 producers: args.producers,
                 consumers: args.consumers,
                 record_size: args.record_size,

@@ -39,6 +39,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteRecords, 0, 2),
     // DescribeLogDirs v0 is not in the `kafka-protocol` crate (v1 differs only in throttling).
     (ApiKey::DescribeLogDirs, 1, 4),
+    // v0-1 lack current_leader_epoch; Kafka 4.0 starts at v2 too.
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
 pub fn supported(api: ApiKey, version: i16) -> bool {

@@ -47,6 +47,8 @@ pub enum ShardRequest {
     ListOffsets(Vec<ListOffsetsPart>),
     /// The idempotent producers of each partition named (topic, partition).
     DescribeProducers(Vec<(String, i32)>),
+    /// Where each partition's leader epoch ends (OffsetForLeaderEpoch).
+    EpochEnds(Vec<EpochEndPart>),
     /// Moves the log start of each partition (DeleteRecords).
     DeleteRecords(Vec<DeleteRecordsPart>),
     /// To shard 0, the metadata writer.
@@ -101,6 +103,7 @@ pub enum ShardReply {
     Changed,
     ListOffsets(Vec<ListOffsetsResult>),
     DescribeProducers(Vec<ProducersResult>),
+    EpochEnds(Vec<EpochEndResult>),
     DeleteRecords(Vec<DeleteRecordsResult>),
     CreateTopics(Vec<TopicResult>),
     DeleteTopics(Vec<TopicResult>),
@@ -204,6 +207,31 @@ pub struct ListOffsetsResult {
     pub error_code: i16,
     pub offset: i64,
     pub timestamp: i64,
+}
+
+/// One partition of OffsetForLeaderEpoch.
+pub struct EpochEndPart {
+    pub topic: String,
+    pub partition: i32,
+    pub current_leader_epoch: i32,
+    pub leader_epoch: i32,
+}
+
+/// The largest epoch at or below the one asked for, and where it ends.
+pub struct EpochEndResult {
+    pub error_code: i16,
+    pub leader_epoch: i32,
+    pub end_offset: i64,
+}
+
+impl EpochEndResult {
+    pub fn error(error_code: i16) -> EpochEndResult {
+        EpochEndResult {
+            error_code,
+            leader_epoch: -1,
+            end_offset: -1,
+        }
+    }
 }
 
 /// One partition's answer to DescribeProducers.

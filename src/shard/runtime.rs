@@ -261,6 +261,7 @@ impl Shard {
                 ShardRequest::DescribeProducers(parts) => {
                     ShardReply::DescribeProducers(self.describe_producers(parts))
                 }
+                ShardRequest::EpochEnds(parts) => ShardReply::EpochEnds(self.epoch_ends(parts)),
                 ShardRequest::DeleteRecords(parts) => {
                     ShardReply::DeleteRecords(self.delete_records(parts).await)
                 }

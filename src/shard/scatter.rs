@@ -7,8 +7,8 @@
 
 use super::Shard;
 use super::messages::{
-    DeleteRecordsResult, ListOffsetsResult, ProduceResult, ProducersResult, ReadResult, ShardReply,
-    ShardRequest,
+    DeleteRecordsResult, EpochEndResult, ListOffsetsResult, ProduceResult, ProducersResult,
+    ReadResult, ShardReply, ShardRequest,
 };
 use super::runtime::{first_of, join_all};
 use crate::protocol::code;
@@ -41,6 +41,12 @@ impl ShardUnreachable {
 impl From<ShardUnreachable> for ProduceResult {
     fn from(e: ShardUnreachable) -> Self {
         ProduceResult::error(e.code(), Some(e.to_string()))
+    }
+}
+
+impl From<ShardUnreachable> for EpochEndResult {
+    fn from(e: ShardUnreachable) -> Self {
+        EpochEndResult::error(e.code())
     }
 }
 

@@ -404,6 +404,9 @@ impl Shard {
     ) -> Result<Log, crate::storage::StorageError> {
         let direct = config.io == crate::config::IoMode::Direct;
         let log = Log::open(self.storage.clone(), dir, config).await?;
+        if self.config.cluster.node_id.is_some() {
+            log.restore_hw_checkpoint().await;
+        }
         log.use_issued_ids(self.producer_ids.issued_below());
         if direct {
             log.use_cache(self.batch_cache.clone());

@@ -2,8 +2,8 @@
 //! SIGTERMed one (controlled shutdown), the controller killed, a broker cut off from the
 //! quorum by the harness's proxies; and the soak that repeats them under a producer.
 //!
-//! There is no data replication yet: nothing written before a failover is read after it;
-//! every test checks that *new* data is produced and consumed once the leaders moved.
+//! These tests check that *new* data is produced and consumed once the leaders moved; what
+//! replication keeps across a failover is `tests/replication.rs`'s subject.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

@@ -27,6 +27,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 
@@ -232,6 +233,7 @@ async fn handle_api(ctx: &Ctx, frame: Bytes) -> Result<Option<Answer>, RequestEr
         ApiKey::IncrementalAlterConfigs => alter_configs::handle_incremental(ctx, &mut req).await,
         ApiKey::DescribeCluster => describe_cluster::handle(ctx, &mut req).await,
         ApiKey::DescribeProducers => describe_producers::handle(ctx, &mut req).await,
+        ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(ctx, &mut req).await,
         ApiKey::CreatePartitions => create_partitions::handle(ctx, &mut req).await,
         ApiKey::DeleteRecords => delete_records::handle(ctx, &mut req).await,
         ApiKey::DescribeLogDirs => describe_log_dirs::handle(ctx, &mut req).await,

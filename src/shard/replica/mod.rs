@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 
 /// How often roles, high watermarks and ISRs are checked against the metadata.
 const ROLE_CHECK: Duration = Duration::from_millis(50);
+/// How often changed high watermarks are checkpointed (Kafka's
+/// `replica.high.watermark.checkpoint.interval.ms` default).
+const HW_CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 
 type Key = (String, i32);
 
@@ -41,6 +44,8 @@ pub struct Replication {
     fetchers: RefCell<HashSet<i32>>,
     /// Partitions with an AlterPartition in flight.
     altering: RefCell<HashSet<Key>>,
+    /// The high watermark last checkpointed per partition.
+    checkpointed: RefCell<HashMap<Key, i64>>,
     stopped: Cell<bool>,
     started: Instant,
 }
@@ -52,6 +57,7 @@ impl Default for Replication {
             follows: RefCell::default(),
             fetchers: RefCell::default(),
             altering: RefCell::default(),
+            checkpointed: RefCell::default(),
             stopped: Cell::new(false),
             started: Instant::now(),
         }
@@ -91,9 +97,36 @@ async fn run(shard: Rc<Shard>) {
         }
     }
     let _stop = Stop(&shard.replication);
+    let mut checkpointed_at = Instant::now();
     loop {
         reconcile(&shard);
+        if checkpointed_at.elapsed() >= HW_CHECKPOINT_EVERY {
+            checkpointed_at = Instant::now();
+            checkpoint_high_watermarks(&shard).await;
+        }
         glommio::timer::sleep(ROLE_CHECK).await;
+    }
+}
+
+/// Writes the high watermark of every log whose high watermark moved since its last
+/// checkpoint.
+async fn checkpoint_high_watermarks(shard: &Rc<Shard>) {
+    for (topic, p, log) in shard.all_logs() {
+        let key = (topic, p);
+        let hw = log.high_watermark();
+        if shard.replication.checkpointed.borrow().get(&key) == Some(&hw) {
+            continue;
+        }
+        match log.write_hw_checkpoint().await {
+            Ok(written) => {
+                shard
+                    .replication
+                    .checkpointed
+                    .borrow_mut()
+                    .insert(key, written);
+            }
+            Err(e) => tracing::warn!("{}-{}: high watermark checkpoint failed: {e}", key.0, key.1),
+        }
     }
 }
 
@@ -257,6 +290,37 @@ impl Shard {
             std::cmp::Ordering::Greater => Some(code::UNKNOWN_LEADER_EPOCH),
             std::cmp::Ordering::Equal => None,
         }
+    }
+
+    /// OffsetForLeaderEpoch at the leader. A log without epochs (a broker that runs alone,
+    /// which Metadata reports in epoch 0) answers epoch 0 ending at its log end.
+    pub(super) fn epoch_ends(
+        &self,
+        parts: Vec<super::messages::EpochEndPart>,
+    ) -> Vec<super::messages::EpochEndResult> {
+        use super::messages::EpochEndResult;
+        parts
+            .into_iter()
+            .map(|part| {
+                let log = match self.leader_log(&part.topic, part.partition) {
+                    Ok(log) => log,
+                    Err(c) => return EpochEndResult::error(c),
+                };
+                let current = part.current_leader_epoch;
+                if let Some(c) = self.leader_epoch_error(&part.topic, part.partition, current) {
+                    return EpochEndResult::error(c);
+                }
+                let (leader_epoch, end_offset) = match log.latest_epoch() {
+                    None if part.leader_epoch >= 0 => (0, log.log_end_offset()),
+                    _ => log.end_offset_for_epoch(part.leader_epoch),
+                };
+                EpochEndResult {
+                    error_code: code::NONE,
+                    leader_epoch,
+                    end_offset,
+                }
+            })
+            .collect()
     }
 
     /// For `acks=all`: NOT_ENOUGH_REPLICAS when the partition has fewer in-sync replicas

@@ -273,6 +273,7 @@ pub static ALL: &[&MessageSchema] = &[
     &produce_fetch::PRODUCE,
     &produce_fetch::FETCH,
     &produce_fetch::LIST_OFFSETS,
+    &produce_fetch::OFFSET_FOR_LEADER_EPOCH,
     &admin::METADATA,
     &admin::API_VERSIONS,
     &admin::CREATE_TOPICS,

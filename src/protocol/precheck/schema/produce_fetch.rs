@@ -1,8 +1,10 @@
-//! The hot-path requests: Produce, Fetch and ListOffsets.
+//! The hot-path requests: Produce, Fetch and ListOffsets, and OffsetForLeaderEpoch beside
+//! them.
 
 use super::*;
 use kafka_protocol::messages::{
-    fetch_request as fe, list_offsets_request as lo, produce_request as pr,
+    fetch_request as fe, list_offsets_request as lo, offset_for_leader_epoch_request as ol,
+    produce_request as pr,
 };
 use std::mem::size_of;
 
@@ -188,4 +190,55 @@ pub static LIST_OFFSETS: MessageSchema = MessageSchema {
     versions: range(1, 10),
     flexible: from(6),
     body: &LIST_OFFSETS_BODY,
+};
+
+// OffsetForLeaderEpoch: v2 (current_leader_epoch) to v4, the first flexible version.
+
+static OFFSET_FOR_LEADER_PARTITION: StructSchema = StructSchema {
+    name: "OffsetForLeaderPartition",
+    fields: &[
+        field("partition", Versions::ALL, INT32),
+        field("current_leader_epoch", from(2), INT32),
+        field("leader_epoch", Versions::ALL, INT32),
+    ],
+    tagged: &[],
+};
+
+static OFFSET_FOR_LEADER_TOPIC: StructSchema = StructSchema {
+    name: "OffsetForLeaderTopic",
+    fields: &[
+        field("topic", Versions::ALL, STRING),
+        field(
+            "partitions",
+            Versions::ALL,
+            structs(
+                &OFFSET_FOR_LEADER_PARTITION,
+                size_of::<ol::OffsetForLeaderPartition>(),
+            ),
+        ),
+    ],
+    tagged: &[],
+};
+
+static OFFSET_FOR_LEADER_EPOCH_BODY: StructSchema = StructSchema {
+    name: "OffsetForLeaderEpochRequest",
+    fields: &[
+        field("replica_id", from(3), INT32),
+        field(
+            "topics",
+            Versions::ALL,
+            structs(
+                &OFFSET_FOR_LEADER_TOPIC,
+                size_of::<ol::OffsetForLeaderTopic>(),
+            ),
+        ),
+    ],
+    tagged: &[],
+};
+
+pub static OFFSET_FOR_LEADER_EPOCH: MessageSchema = MessageSchema {
+    api: ApiKey::OffsetForLeaderEpoch,
+    versions: range(2, 4),
+    flexible: from(4),
+    body: &OFFSET_FOR_LEADER_EPOCH_BODY,
 };

@@ -116,6 +116,36 @@ pub fn list_offsets(v: i16, _case: usize) -> ListOffsetsRequest {
         .with_unknown_tagged_field(UNKNOWN_TAG, tv())
 }
 
+pub fn offset_for_leader_epoch(
+    v: i16,
+    case: usize,
+) -> kafka_protocol::messages::OffsetForLeaderEpochRequest {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    let partition = |p: i32| {
+        OffsetForLeaderPartition::default()
+            .with_partition(p)
+            .with_current_leader_epoch(7)
+            .with_leader_epoch(p + 3)
+            .with_unknown_tagged_field(UNKNOWN_TAG, tv())
+    };
+    let topic = |t: i32| {
+        OffsetForLeaderTopic::default()
+            .with_topic(topic(t))
+            .with_partitions(if case == 0 {
+                (0..3).map(partition).collect()
+            } else {
+                vec![]
+            })
+            .with_unknown_tagged_field(UNKNOWN_TAG, tv())
+    };
+    kafka_protocol::messages::OffsetForLeaderEpochRequest::default()
+        .with_replica_id(BrokerId(if v >= 3 { -1 } else { -2 }))
+        .with_topics((0..2).map(topic).collect())
+        .with_unknown_tagged_field(UNKNOWN_TAG, tv())
+}
+
 pub fn metadata(v: i16, case: usize) -> MetadataRequest {
     let topic = |t: i32| {
         // Names are nullable from v10, where topics may be named by id alone.

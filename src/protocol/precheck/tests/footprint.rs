@@ -24,6 +24,9 @@ use kafka_protocol::messages::offset_delete_request::{
 use kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
 };
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
@@ -88,6 +91,9 @@ footprint! {
     ListOffsetsRequest => [topics] tagged;
     ListOffsetsTopic => [partitions] tagged;
     ListOffsetsPartition => [] tagged;
+    OffsetForLeaderEpochRequest => [topics] tagged;
+    OffsetForLeaderTopic => [partitions] tagged;
+    OffsetForLeaderPartition => [] tagged;
     MetadataRequest => [topics] tagged;
     MetadataRequestTopic => [] tagged;
     ApiVersionsRequest => [] tagged;

@@ -14,6 +14,7 @@ use kafka_protocol::messages::metadata_request::*;
 use kafka_protocol::messages::offset_commit_request::*;
 use kafka_protocol::messages::offset_delete_request::*;
 use kafka_protocol::messages::offset_fetch_request::*;
+use kafka_protocol::messages::offset_for_leader_epoch_request::*;
 use kafka_protocol::messages::produce_request::*;
 use kafka_protocol::messages::sync_group_request::*;
 use kafka_protocol::messages::*;
@@ -67,6 +68,9 @@ fn default_size(name: &str, v: i16) -> Option<usize> {
         ListOffsetsRequest,
         ListOffsetsTopic,
         ListOffsetsPartition,
+        OffsetForLeaderEpochRequest,
+        OffsetForLeaderTopic,
+        OffsetForLeaderPartition,
         MetadataRequest,
         MetadataRequestTopic,
         ApiVersionsRequest,
