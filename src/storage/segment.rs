@@ -1,10 +1,11 @@
 //! One segment of a partition log: the `.log` file of whole v2 batches and its two sparse
-//! indexes, plus the scans that recovery and reads use to walk batch headers.
+//! indexes. The scans that walk its batch headers are in `super::scanner`.
 
-use super::error::Result;
+use super::error::{Result, StorageError};
 use super::index::{OffsetIndex, TIME_ENTRY_BYTES, TimeIndex};
 use super::io::{FileKind, Storage, StorageFile, segment_path};
-use crate::protocol::batch::{self, HEADER_BYTES, LOG_OVERHEAD};
+pub use super::scanner::{BatchPos, Scanner};
+use crate::protocol::batch::{self, HEADER_BYTES};
 use std::path::Path;
 use std::rc::Rc;
 
@@ -12,143 +13,12 @@ use std::rc::Rc;
 /// there for rebuilding producer state.
 const PEEK_BYTES: usize = HEADER_BYTES;
 
-/// The header fields of a batch found by a scan, with its position in the file.
-#[derive(Debug, Clone, Copy)]
-pub struct BatchPos {
-    pub position: u64,
-    pub base_offset: i64,
-    pub last_offset: i64,
-    pub size: u64,
-    pub max_timestamp: i64,
-    pub producer_id: i64,
-    pub producer_epoch: i16,
-    pub base_sequence: i32,
-    /// The header's record count (0 if negative: only counted, never trusted).
-    pub records: u64,
-}
-
-impl BatchPos {
-    pub fn end(&self) -> u64 {
-        self.position + self.size
-    }
-}
-
-/// Walks batch headers of `file` from `position` up to `end`, reading in chunks so small
-/// batches cost few reads and large ones cost one small read each. Stops at the first
-/// header that is cut off or malformed (length, magic); `verify` also reads each whole
-/// batch and checks its CRC. Returns the batches and where the walk stopped.
-pub struct Scanner<'a, F: StorageFile> {
-    file: &'a F,
-    pub position: u64,
-    end: u64,
-    verify: bool,
-    chunk: Vec<u8>,
-    chunk_pos: u64,
-    small_batches: bool,
-}
-
-impl<'a, F: StorageFile> Scanner<'a, F> {
-    pub fn new(file: &'a F, position: u64, end: u64, verify: bool) -> Self {
-        Scanner {
-            file,
-            position,
-            end,
-            verify,
-            chunk: Vec::new(),
-            chunk_pos: 0,
-            small_batches: true,
-        }
-    }
-
-    async fn bytes_at(&mut self, pos: u64, len: usize) -> Result<Option<&[u8]>> {
-        if pos + len as u64 > self.end {
-            return Ok(None);
-        }
-        let have =
-            pos >= self.chunk_pos && pos + len as u64 <= self.chunk_pos + self.chunk.len() as u64;
-        if !have {
-            let want = if self.small_batches {
-                32 * 1024
-            } else {
-                PEEK_BYTES
-            };
-            let want = (want.max(len) as u64).min(self.end - pos) as usize;
-            self.chunk = self.file.read_at(pos, want).await?;
-            self.chunk_pos = pos;
-            if self.chunk.len() < len {
-                return Ok(None);
-            }
-        }
-        let at = (pos - self.chunk_pos) as usize;
-        Ok(Some(&self.chunk[at..at + len]))
-    }
-
-    /// The next valid batch, or `None` at the end or at the first invalid batch (then
-    /// `self.position` is where the valid log ends).
-    pub async fn next(&mut self) -> Result<Option<BatchPos>> {
-        let pos = self.position;
-        let Some(h) = self.bytes_at(pos, PEEK_BYTES).await? else {
-            return Ok(None);
-        };
-        let Ok(header) = batch::BatchHeader::parse(h) else {
-            return Ok(None);
-        };
-        let batch::BatchHeader {
-            base_offset,
-            length,
-            magic,
-            last_offset_delta,
-            max_timestamp,
-            producer_id,
-            producer_epoch,
-            base_sequence,
-            record_count,
-            ..
-        } = header;
-        if length < (HEADER_BYTES - LOG_OVERHEAD) as i32
-            || magic != 2
-            || last_offset_delta < 0
-            || base_offset < 0
-        {
-            return Ok(None);
-        }
-        // The base offset is not covered by the CRC: a damaged one may be anything.
-        let Some(last_offset) = base_offset
-            .checked_add(i64::from(last_offset_delta))
-            .filter(|&l| l < i64::MAX)
-        else {
-            return Ok(None);
-        };
-        let size = length as u64 + LOG_OVERHEAD as u64;
-        if pos + size > self.end {
-            return Ok(None);
-        }
-        if self.verify {
-            let whole = self.file.read_at(pos, size as usize).await?;
-            if whole.len() as u64 != size || batch::validate_stored_batch(&whole).is_err() {
-                return Ok(None);
-            }
-        }
-        self.small_batches = size < 4096;
-        self.position = pos + size;
-        Ok(Some(BatchPos {
-            position: pos,
-            base_offset,
-            last_offset,
-            size,
-            max_timestamp,
-            producer_id,
-            producer_epoch,
-            base_sequence,
-            records: u64::try_from(record_count).unwrap_or(0),
-        }))
-    }
-}
-
 /// A segment. `size`, `next_offset` and `max_timestamp` cover every batch queued into it,
 /// including those the writer has not written yet; the log bounds reads separately.
 pub struct Segment<F> {
     pub base_offset: i64,
+    /// The partition directory (for the paths in damage reports).
+    pub dir: std::path::PathBuf,
     pub log: Rc<F>,
     pub index_file: Rc<F>,
     pub time_file: Rc<F>,
@@ -193,6 +63,7 @@ impl<F: StorageFile> Segment<F> {
             .await?;
         Ok(Segment {
             base_offset,
+            dir: dir.to_path_buf(),
             log: Rc::new(log),
             index_file: Rc::new(index_file),
             time_file: Rc::new(time_file),
@@ -242,7 +113,10 @@ impl<F: StorageFile> Segment<F> {
         Ok(seg)
     }
 
-    async fn load_indexes(&mut self) -> Result<bool> {
+    /// Loads the index files. `Ok(false)` when they are missing or unusable (they are
+    /// rebuilt from the log); for a sealed segment, an entry that points past the end of
+    /// the log is damage: the log lost bytes it had when it was indexed.
+    async fn load_indexes(&mut self, sealed: bool) -> Result<bool> {
         let file_len = self.log.len();
         let raw = self
             .index_file
@@ -261,6 +135,16 @@ impl<F: StorageFile> Segment<F> {
         // Every entry must point inside the log, at a batch with the indexed offset.
         if let Some((rel, pos)) = index.last() {
             if pos as u64 + PEEK_BYTES as u64 > file_len {
+                if sealed {
+                    return Err(StorageError::corrupt(
+                        &self.path("index"),
+                        format!(
+                            "entry for offset {} points at position {pos}, past the end of \
+                             the segment's {file_len} bytes: the log was cut short",
+                            self.base_offset.saturating_add(i64::from(rel))
+                        ),
+                    ));
+                }
                 return Ok(false);
             }
             let h = self.log.read_at(pos as u64, PEEK_BYTES).await?;
@@ -274,9 +158,66 @@ impl<F: StorageFile> Segment<F> {
         Ok(true)
     }
 
+    fn path(&self, ext: &str) -> std::path::PathBuf {
+        segment_path(&self.dir, self.base_offset, ext)
+    }
+
+    /// Checks every batch of a sealed segment (header, CRC, increasing offsets) and that
+    /// they fill the file exactly. Sealed segments were fsynced whole when they were
+    /// rolled, so anything else is damage, never a torn write: it is reported, not
+    /// repaired (`ringbroker repair` does that on the operator's word).
+    async fn verify_sealed(&self, file_len: u64) -> Result<()> {
+        let mut scanner = Scanner::new(self.log.as_ref(), 0, file_len, true);
+        let mut next = self.base_offset;
+        while let Some(b) = scanner.next().await? {
+            if b.base_offset < next {
+                return Err(StorageError::corrupt(
+                    &self.path("log"),
+                    format!(
+                        "batch at position {} has base offset {}, below the offset {next} \
+                         its predecessors reach",
+                        b.position, b.base_offset
+                    ),
+                ));
+            }
+            next = b.last_offset.saturating_add(1);
+        }
+        if scanner.position < file_len && !self.is_padding(scanner.position, file_len).await? {
+            let why = scanner
+                .stopped
+                .take()
+                .unwrap_or_else(|| "unreadable data".to_string());
+            return Err(StorageError::corrupt(
+                &self.path("log"),
+                format!(
+                    "sealed segment is damaged at position {} (after offset {}): {why}; \
+                     {} bytes follow that are not readable batches",
+                    scanner.position,
+                    next.saturating_sub(1),
+                    file_len - scanner.position
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether `[from, file_len)` is the zero padding of a direct-IO segment's last page:
+    /// closing a segment trims it, but a crash may keep the size from before the trim.
+    async fn is_padding(&self, from: u64, file_len: u64) -> Result<bool> {
+        const PAGE: u64 = 4096;
+        if file_len - from >= PAGE || !file_len.is_multiple_of(PAGE) {
+            return Ok(false);
+        }
+        let rest = self.log.read_at(from, (file_len - from) as usize).await?;
+        Ok(rest.len() as u64 == file_len - from && rest.iter().all(|&b| b == 0))
+    }
+
     async fn recover(&mut self, tail: bool, index_interval_bytes: u64) -> Result<()> {
         let file_len = self.log.len();
-        if !self.load_indexes().await? {
+        if !tail {
+            self.verify_sealed(file_len).await?;
+        }
+        if !self.load_indexes(!tail).await? {
             tracing::warn!(
                 segment = self.base_offset,
                 "rebuilding damaged or missing index"
@@ -284,6 +225,12 @@ impl<F: StorageFile> Segment<F> {
             self.index = OffsetIndex::default();
             self.time_index = TimeIndex::default();
         }
+        // What the time index says the segment held when it was sealed.
+        let sealed_end = self
+            .time_index
+            .entries()
+            .last()
+            .map(|&(_, rel)| self.base_offset.saturating_add(i64::from(rel)));
         // Scan what the index does not cover. For the tail segment every batch is verified
         // (length, magic, CRC) and the log ends at the first one that fails.
         let (start_rel, start_pos) = self.index.last().unwrap_or((0, 0));
@@ -320,6 +267,19 @@ impl<F: StorageFile> Segment<F> {
             self.scan(0, valid_end, false, !tail, index_interval_bytes)
                 .await?;
             valid_end = self.size;
+        }
+        if !tail
+            && let Some(sealed_end) = sealed_end
+            && sealed_end > self.next_offset
+        {
+            return Err(StorageError::corrupt(
+                &self.path("log"),
+                format!(
+                    "the segment's time index says it was sealed at offset {sealed_end}, but \
+                     its batches end at offset {}: the log was cut short",
+                    self.next_offset
+                ),
+            ));
         }
         if valid_end < file_len {
             tracing::warn!(

@@ -49,6 +49,8 @@ mod writer;
 
 pub use append::AppendInfo;
 pub use read::{FileRegion, ReadSlice};
+pub use start::START_CHECKPOINT;
+pub(crate) use start::parse_checkpoint;
 pub use stats::LogStats;
 
 use super::error::{Result, StorageError};

@@ -5,7 +5,7 @@ use super::{Inner, PartitionLog, State, file_kind, wall_clock_ms};
 use crate::config::LogConfig;
 use crate::producer::{ProducerBatch, ProducerStates};
 use crate::storage::error::{Result, StorageError};
-use crate::storage::io::{Storage, StorageFile};
+use crate::storage::io::{Storage, StorageFile, segment_path};
 use crate::storage::notify::{FifoLock, Notify};
 use crate::storage::segment::{Scanner, Segment};
 use std::cell::{Cell, RefCell};
@@ -96,10 +96,27 @@ impl<S: Storage> PartitionLog<S> {
                 let prev: &Segment<S::File> = prev;
                 if prev.next_offset > seg.base_offset {
                     return Err(StorageError::corrupt(
-                        &dir,
+                        &segment_path(&dir, prev.base_offset, "log"),
                         format!(
                             "segment {} ends at offset {} past the next segment's base {}",
                             prev.base_offset, prev.next_offset, seg.base_offset
+                        ),
+                    ));
+                }
+                // The broker assigns offsets without gaps and rolls a segment only once it
+                // is fsynced whole; only compaction leaves gaps between segments. A gap
+                // elsewhere is a segment missing or cut short.
+                if prev.next_offset < seg.base_offset && !config.cleanup_compact {
+                    return Err(StorageError::corrupt(
+                        &segment_path(&dir, prev.base_offset, "log"),
+                        format!(
+                            "offsets {}..{} are missing: the segment ends at offset {} and the \
+                             next one ({:020}.log) starts at {} (a segment missing or cut short)",
+                            prev.next_offset,
+                            seg.base_offset,
+                            prev.next_offset,
+                            seg.base_offset,
+                            seg.base_offset
                         ),
                     ));
                 }
@@ -118,7 +135,7 @@ impl<S: Storage> PartitionLog<S> {
         // crash kept from being deleted); never past the recovered end.
         let first = segments[0].base_offset;
         let log_start_offset = super::start::read_checkpoint(&storage, &dir)
-            .await
+            .await?
             .map_or(first, |c| c.min(next).max(first));
         let inner = Inner {
             storage,
