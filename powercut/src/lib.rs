@@ -25,6 +25,11 @@
 //!   right after), and the backing directory is rewritten to exactly what survives. It can
 //!   then be mounted again, or used directly.
 //!
+//! - **Injected faults**: [`Mounted::fail_writes`] makes every write (and every `fallocate`
+//!   that allocates) fail with an errno of the test's choosing (ENOSPC for a full disk,
+//!   EIO for a failing device) without changing anything; [`Mounted::fail_syncs`] makes
+//!   `fsync`/`fdatasync` of files fail, leaving what was written volatile (a cut drops it).
+//!
 //! # What it does not model
 //!
 //! - Anything more forgiving than the strict rules above: ext4 commits all earlier metadata
@@ -97,6 +102,24 @@ impl Mounted {
     pub fn cut(&self, tear: Option<&Tear>) -> CutReport {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         s.cut(tear)
+    }
+
+    /// From now on, writes and allocating `fallocate`s fail with `errno` (`None`: they
+    /// work again). A full disk is `Some(libc::ENOSPC)`.
+    pub fn fail_writes(&self, errno: Option<i32>) {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .fail_writes = errno;
+    }
+
+    /// From now on, `fsync`/`fdatasync` of files fail with `errno` (`None`: they work
+    /// again); the data they would have made durable stays volatile.
+    pub fn fail_syncs(&self, errno: Option<i32>) {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .fail_syncs = errno;
     }
 
     /// Bytes written and namespace operations not durable yet.

@@ -131,6 +131,15 @@ impl<S: Storage> PartitionLog<S> {
                 return Ok(());
             }
         }
+        if self.out_of_space() {
+            // Retry the queued write; until it goes through, nothing else to do.
+            let guard = self.inner.assign_lock.lock().await;
+            let resumed = self.resume_after_no_space().await;
+            drop(guard);
+            if resumed.is_err() {
+                return Ok(());
+            }
+        }
         if config.flush == FlushMode::Interval {
             let due = self
                 .inner

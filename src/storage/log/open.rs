@@ -154,6 +154,8 @@ impl<S: Storage> PartitionLog<S> {
                 unsynced_since_ms: None,
                 writer_active: false,
                 failed: None,
+                no_space: None,
+                no_space_reported: false,
                 closed: false,
             }),
             notify: Rc::new(Notify::default()),
