@@ -158,47 +158,9 @@ impl<F: StorageFile> Segment<F> {
         Ok(true)
     }
 
-    fn path(&self, ext: &str) -> std::path::PathBuf {
+    /// The path of one of the segment's files (`log`, `index`, `timeindex`).
+    pub fn path(&self, ext: &str) -> std::path::PathBuf {
         segment_path(&self.dir, self.base_offset, ext)
-    }
-
-    /// Checks every batch of a sealed segment (header, CRC, increasing offsets) and that
-    /// they fill the file exactly. Sealed segments were fsynced whole when they were
-    /// rolled, so anything else is damage, never a torn write: it is reported, not
-    /// repaired (`ringbroker repair` does that on the operator's word).
-    async fn verify_sealed(&self, file_len: u64) -> Result<()> {
-        let mut scanner = Scanner::new(self.log.as_ref(), 0, file_len, true);
-        let mut next = self.base_offset;
-        while let Some(b) = scanner.next().await? {
-            if b.base_offset < next {
-                return Err(StorageError::corrupt(
-                    &self.path("log"),
-                    format!(
-                        "batch at position {} has base offset {}, below the offset {next} \
-                         its predecessors reach",
-                        b.position, b.base_offset
-                    ),
-                ));
-            }
-            next = b.last_offset.saturating_add(1);
-        }
-        if scanner.position < file_len && !self.is_padding(scanner.position, file_len).await? {
-            let why = scanner
-                .stopped
-                .take()
-                .unwrap_or_else(|| "unreadable data".to_string());
-            return Err(StorageError::corrupt(
-                &self.path("log"),
-                format!(
-                    "sealed segment is damaged at position {} (after offset {}): {why}; \
-                     {} bytes follow that are not readable batches",
-                    scanner.position,
-                    next.saturating_sub(1),
-                    file_len - scanner.position
-                ),
-            ));
-        }
-        Ok(())
     }
 
     /// Whether `[from, file_len)` is the zero padding of a direct-IO segment's last page:
@@ -214,9 +176,6 @@ impl<F: StorageFile> Segment<F> {
 
     async fn recover(&mut self, tail: bool, index_interval_bytes: u64) -> Result<()> {
         let file_len = self.log.len();
-        if !tail {
-            self.verify_sealed(file_len).await?;
-        }
         if !self.load_indexes(!tail).await? {
             tracing::warn!(
                 segment = self.base_offset,
@@ -237,14 +196,15 @@ impl<F: StorageFile> Segment<F> {
         self.next_offset = self.base_offset.saturating_add(i64::from(start_rel));
         self.size = start_pos as u64;
         self.max_timestamp = self.time_index.entries().last().map_or(-1, |&(t, _)| t);
-        self.scan(
-            start_pos as u64,
-            file_len,
-            tail,
-            !tail,
-            index_interval_bytes,
-        )
-        .await?;
+        let mut stopped = self
+            .scan(
+                start_pos as u64,
+                file_len,
+                tail,
+                !tail,
+                index_interval_bytes,
+            )
+            .await?;
         let mut valid_end = self.size;
         self.index.truncate_to_position(valid_end);
         let next_rel = (self.next_offset - self.base_offset) as u32;
@@ -264,9 +224,28 @@ impl<F: StorageFile> Segment<F> {
             self.next_offset = self.base_offset;
             self.max_timestamp = -1;
             self.bytes_since_index = 0;
-            self.scan(0, valid_end, false, !tail, index_interval_bytes)
-                .await?;
+            if let Some(why) = self
+                .scan(0, valid_end, false, !tail, index_interval_bytes)
+                .await?
+            {
+                stopped = Some(why);
+            }
             valid_end = self.size;
+        }
+        // A sealed segment was fsynced whole when it was rolled: bytes after its last
+        // readable batch are damage, not a torn write. They are reported, not cut (the
+        // CRC of every batch is checked by the walk that rebuilds the producer state).
+        if !tail && valid_end < file_len && !self.is_padding(valid_end, file_len).await? {
+            return Err(StorageError::corrupt(
+                &self.path("log"),
+                format!(
+                    "sealed segment is damaged at position {valid_end} (after offset {}): {}; \
+                     {} bytes follow that are not readable batches",
+                    self.next_offset.saturating_sub(1),
+                    stopped.unwrap_or_else(|| "unreadable data".into()),
+                    file_len - valid_end
+                ),
+            ));
         }
         if !tail
             && let Some(sealed_end) = sealed_end
@@ -306,7 +285,7 @@ impl<F: StorageFile> Segment<F> {
         verify: bool,
         gaps: bool,
         interval: u64,
-    ) -> Result<()> {
+    ) -> Result<Option<String>> {
         let log = self.log.clone();
         let mut scanner = Scanner::new(log.as_ref(), from, end, verify);
         while let Some(b) = scanner.next().await? {
@@ -316,12 +295,17 @@ impl<F: StorageFile> Segment<F> {
                 b.base_offset == self.next_offset
             };
             if !in_order || b.last_offset - self.base_offset > i32::MAX as i64 {
-                break;
+                return Ok(Some(format!(
+                    "the batch at position {} has base offset {}, after offset {}",
+                    b.position,
+                    b.base_offset,
+                    self.next_offset.saturating_sub(1)
+                )));
             }
             let (pos, size, max_ts) = (b.position, b.size, b.max_timestamp);
             self.index_batch(pos, b.base_offset, b.last_offset, size, max_ts, interval);
         }
-        Ok(())
+        Ok(scanner.stopped)
     }
 
     /// Accounts a batch appended at `position` and adds index entries by Kafka's rule:
