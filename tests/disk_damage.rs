@@ -1,14 +1,16 @@
 //! Damage on disk, against the real binary: a corrupt batch in a sealed segment, a segment
 //! missing in the middle, a sealed segment cut short at a batch boundary (the offset gap
-//! recovery used to accept), an index that points past the end of its segment, and a
-//! truncated log start checkpoint. For each: the broker starts, the damaged partition goes
+//! recovery used to accept; with its indexes removed, and with its index kept, pointing
+//! past the end), and a truncated log start checkpoint. For each: the broker starts, the damaged partition goes
 //! offline with one log line naming the file and what is wrong, and answers
 //! KAFKA_STORAGE_ERROR to Produce, Fetch and ListOffsets, while the other partition keeps
 //! serving; no file of the damaged partition changes. `ringbroker repair --dry-run` changes
 //! nothing; `ringbroker repair` keeps the log up to the last good batch (moving the rest
 //! aside), and after a restart the partition serves that prefix and takes new writes.
-//! Damaged broker-wide files (the metadata, the producer id block) stop the broker at
-//! start with a message naming the file.
+//! An index that points past the end of a whole segment (the next one follows on) is
+//! derived data: it is rebuilt, with a warning naming it. Damaged broker-wide files (the
+//! metadata, the producer id block) stop the broker at start with a message naming the
+//! file.
 
 mod common;
 
@@ -336,13 +338,39 @@ fn a_sealed_segment_cut_short_at_a_batch_boundary_is_damage_not_a_gap() {
 }
 
 #[test]
-fn an_index_pointing_past_the_end_of_its_segment_takes_the_partition_offline() {
+fn an_index_pointing_past_the_end_of_a_cut_short_segment_takes_the_partition_offline() {
+    let _serial = common::heavy_lock();
+    let mut b = damaged_setup();
+    let dir = part_dir(&b, 0);
+    let segs = segments(&dir);
+    let second = base_of(&segs[1]);
+    // The first segment cut after its third batch, its indexes kept: they point past the
+    // end of what is left.
+    let (pos, cut_at, _) = batches(&segs[0])[3];
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segs[0])
+        .expect("open")
+        .set_len(pos)
+        .expect("truncate");
+    assert_offline(&mut b, "00000000000000000000.index", "past the end");
+    assert!(
+        last_start_log(&b).contains(&format!("offsets {cut_at}..{second} are missing")),
+        "{}",
+        last_start_log(&b)
+    );
+    repair_and_check(&mut b, "past the end", cut_at);
+}
+
+#[test]
+fn a_damaged_index_of_a_whole_segment_is_rebuilt_and_said() {
     let _serial = common::heavy_lock();
     let mut b = damaged_setup();
     let dir = part_dir(&b, 0);
     let index = dir.join(format!("{:020}.index", 0));
     let len = std::fs::metadata(segs_first(&dir)).expect("stat").len();
-    // An entry after the last one, pointing past the end of the segment.
+    // An entry after the last one, pointing past the end of a segment that is whole (the
+    // next segment follows on): the index is what is damaged, and it is derived data.
     let mut bytes = std::fs::read(&index).expect("read index");
     assert!(!bytes.is_empty(), "the sealed segment has index entries");
     let last_rel = u32::from_be_bytes(
@@ -353,9 +381,24 @@ fn an_index_pointing_past_the_end_of_its_segment_takes_the_partition_offline() {
     bytes.extend_from_slice(&(last_rel + 1).to_be_bytes());
     bytes.extend_from_slice(&(len as u32 + 100).to_be_bytes());
     std::fs::write(&index, bytes).expect("write index");
-    assert_offline(&mut b, "00000000000000000000.index", "past the end");
-    // The log itself is whole: the repair only drops the index, and nothing is lost.
-    repair_and_check(&mut b, "past the end", 3 * BATCHES as i64);
+    b.start_again();
+    let log = last_start_log(&b);
+    assert!(!log.contains("is offline"), "{log}");
+    assert!(
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains("00000000000000000000.index")
+            && l.contains("past the end")
+            && l.contains("rebuilt from it")),
+        "a warning names the rebuilt index:\n{log}"
+    );
+    let mut c = RawClient::connect(b.addr());
+    let recs = kafka::fetch_all(&mut c, TOPIC, 0, 0);
+    assert_eq!(recs.len(), 3 * BATCHES, "nothing lost");
+    for (i, r) in recs.iter().enumerate() {
+        assert_eq!(r.value.as_deref(), Some(value(0, i / 3, i % 3).as_slice()));
+    }
+    drop(c);
+    b.stop();
 }
 
 fn segs_first(dir: &Path) -> PathBuf {

@@ -31,6 +31,10 @@ pub struct Segment<F> {
     pub bytes_since_index: u64,
     /// Broker clock when the first batch arrived (or the segment was opened): `segment.ms`.
     pub created_ms: i64,
+    /// Set at open when a sealed segment's index or time index claims more than its log
+    /// holds: either the log was cut short or the index is damaged. The log tells which
+    /// (whether the next segment follows on); the index is rebuilt either way.
+    pub index_claim: Option<String>,
 }
 
 impl<F: StorageFile> Segment<F> {
@@ -74,6 +78,7 @@ impl<F: StorageFile> Segment<F> {
             max_timestamp: -1,
             bytes_since_index: 0,
             created_ms: now_ms,
+            index_claim: None,
         })
     }
 
@@ -115,7 +120,7 @@ impl<F: StorageFile> Segment<F> {
 
     /// Loads the index files. `Ok(false)` when they are missing or unusable (they are
     /// rebuilt from the log); for a sealed segment, an entry that points past the end of
-    /// the log is damage: the log lost bytes it had when it was indexed.
+    /// the log is also noted in `index_claim`.
     async fn load_indexes(&mut self, sealed: bool) -> Result<bool> {
         let file_len = self.log.len();
         let raw = self
@@ -136,13 +141,11 @@ impl<F: StorageFile> Segment<F> {
         if let Some((rel, pos)) = index.last() {
             if pos as u64 + PEEK_BYTES as u64 > file_len {
                 if sealed {
-                    return Err(StorageError::corrupt(
-                        &self.path("index"),
-                        format!(
-                            "entry for offset {} points at position {pos}, past the end of \
-                             the segment's {file_len} bytes: the log was cut short",
-                            self.base_offset.saturating_add(i64::from(rel))
-                        ),
+                    self.index_claim = Some(format!(
+                        "{}: the entry for offset {} points at position {pos}, past the end \
+                         of the segment's {file_len} bytes",
+                        self.path("index").display(),
+                        self.base_offset.saturating_add(i64::from(rel))
                     ));
                 }
                 return Ok(false);
@@ -251,13 +254,11 @@ impl<F: StorageFile> Segment<F> {
             && let Some(sealed_end) = sealed_end
             && sealed_end > self.next_offset
         {
-            return Err(StorageError::corrupt(
-                &self.path("log"),
-                format!(
-                    "the segment's time index says it was sealed at offset {sealed_end}, but \
-                     its batches end at offset {}: the log was cut short",
-                    self.next_offset
-                ),
+            self.index_claim = Some(format!(
+                "{}: says the segment was sealed at offset {sealed_end}, but its batches end \
+                 at offset {}",
+                self.path("timeindex").display(),
+                self.next_offset
             ));
         }
         if valid_end < file_len {
@@ -268,6 +269,11 @@ impl<F: StorageFile> Segment<F> {
                 "truncating torn or corrupt tail of segment"
             );
             self.log.truncate(valid_end).await?;
+        }
+        if self.index_claim.is_some() {
+            // Left as it is until the log's open decides whether the log or the index is
+            // damaged (`PartitionLog::open` rewrites it, or reports the damage).
+            return Ok(());
         }
         self.rewrite_indexes().await
     }

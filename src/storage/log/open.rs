@@ -138,11 +138,17 @@ impl<S: Storage> PartitionLog<S> {
                 // is fsynced whole; only compaction leaves gaps between segments. A gap
                 // elsewhere is a segment missing or cut short.
                 if prev.next_offset < seg.base_offset && !config.cleanup_compact {
+                    let claim = prev
+                        .index_claim
+                        .as_ref()
+                        .map(|c| format!("; {c}"))
+                        .unwrap_or_default();
                     return Err(StorageError::corrupt(
                         &segment_path(&dir, prev.base_offset, "log"),
                         format!(
                             "offsets {}..{} are missing: the segment ends at offset {} and the \
-                             next one ({:020}.log) starts at {} (a segment missing or cut short)",
+                             next one ({:020}.log) starts at {} (a segment missing or cut \
+                             short){claim}",
                             prev.next_offset,
                             seg.base_offset,
                             prev.next_offset,
@@ -150,6 +156,22 @@ impl<S: Storage> PartitionLog<S> {
                             seg.base_offset
                         ),
                     ));
+                }
+                // An index that claims more than the log holds, while the log follows on
+                // into the next segment: the index is what is damaged, and it is rebuilt
+                // once the whole log checks out. In a compacted log gaps are normal, so
+                // nothing tells the log is whole: that is damage.
+                if let Some(claim) = &prev.index_claim {
+                    if config.cleanup_compact {
+                        return Err(StorageError::corrupt(
+                            &segment_path(&dir, prev.base_offset, "log"),
+                            format!("the log may have been cut short: {claim}"),
+                        ));
+                    }
+                    tracing::warn!(
+                        "{claim}; the log is whole (it runs on into the next segment), so \
+                         the index is rebuilt from it"
+                    );
                 }
             }
             segments.push(seg);
@@ -168,6 +190,13 @@ impl<S: Storage> PartitionLog<S> {
         let log_start_offset = super::start::read_checkpoint(&storage, &dir)
             .await?
             .map_or(first, |c| c.min(next).max(first));
+        // The indexes found damaged in segments whose log is whole are rewritten now that
+        // the whole log checked out.
+        for seg in &mut segments {
+            if seg.index_claim.take().is_some() {
+                seg.rewrite_indexes().await?;
+            }
+        }
         let inner = Inner {
             storage,
             dir,
