@@ -166,6 +166,26 @@ fn assert_offline(b: &mut Broker, file: &str, why: &str) {
         assert_eq!(r.value.as_deref(), Some(value(1, i / 3, i % 3).as_slice()));
     }
     drop(c);
+    // The repair refuses to run under a broker (it takes the data directory's lock).
+    let data = b.data_dir().to_str().expect("utf-8 path").to_string();
+    let out = Command::new(common::broker_bin())
+        .args([
+            "repair",
+            "--data-dir",
+            &data,
+            "--topic",
+            TOPIC,
+            "--partition",
+            "0",
+        ])
+        .output()
+        .expect("run ringbroker repair");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("in use"),
+        "repair under a running broker: {}: {stderr}",
+        out.status
+    );
     b.stop();
     // Nothing existing changed or went; at most empty index files were created.
     let after = snapshot(&dir);
