@@ -580,3 +580,50 @@ fn open_time_of_a_1_gib_partition() {
         b.stop();
     }
 }
+
+#[test]
+fn offset_commits_to_an_offline_offsets_partition_get_a_storage_error() {
+    use kafka_protocol::messages::{
+        GroupId, OffsetCommitRequest, TopicName, offset_commit_request,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    let _serial = common::heavy_lock();
+    let mut b = damaged_setup();
+    // Every partition of __consumer_offsets gets an unreadable log start checkpoint.
+    let mut damaged = 0;
+    for e in std::fs::read_dir(b.data_dir()).expect("data dir").flatten() {
+        if e.file_name()
+            .to_string_lossy()
+            .starts_with("__consumer_offsets-")
+        {
+            std::fs::write(e.path().join("log-start-offset-checkpoint"), "0\n1\n").expect("write");
+            damaged += 1;
+        }
+    }
+    assert!(damaged > 0, "the offsets topic has partitions on disk");
+    b.start_again();
+    let mut c = RawClient::connect(b.addr());
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_member_id(StrBytes::from_static_str(""))
+        .with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+                .with_partitions(vec![
+                    offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(3),
+                ]),
+        ]);
+    let resp = c.call(7, &commit);
+    let code = resp.topics[0].partitions[0].error_code;
+    assert_eq!(
+        code, KAFKA_STORAGE_ERROR,
+        "OffsetCommit to an offline offsets partition"
+    );
+    // The topic's own partitions serve.
+    assert_eq!(kafka::latest_offset(&mut c, TOPIC, 0), 3 * BATCHES as i64);
+    drop(c);
+    b.stop();
+}
