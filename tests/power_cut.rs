@@ -239,19 +239,41 @@ fn stuck_start_report(pid: u32, started: &AtomicBool) {
 
 /// `(log start, log end, every record between)` of partition `p` after the restart. A cut
 /// can bring back segments retention had deleted, and the restarted broker's first
-/// maintenance tick deletes them again: when the start moves under a read (the first
-/// fetch answers OFFSET_OUT_OF_RANGE), read again from the new start.
+/// maintenance tick deletes them again: when the start moves under the read (a fetch
+/// answers OFFSET_OUT_OF_RANGE, or the start differs at the end), read again from the new
+/// start.
 fn read_partition(c: &mut RawClient, p: i32, seed: u64) -> (i64, i64, Vec<Record>) {
     const OFFSET_OUT_OF_RANGE: i16 = 1;
-    for _ in 0..10 {
+    'again: for _ in 0..10 {
         let (err, start) = kafka::list_offset(c, TOPIC, p, -2);
         assert_eq!(err, NONE, "seed {seed}: earliest offset of partition {p}");
         let end = kafka::latest_offset(c, TOPIC, p);
-        let first = kafka::fetch(c, TOPIC, &[(p, start)]);
-        if first.first().map(|f| f.1) == Some(OFFSET_OUT_OF_RANGE) {
-            continue;
+        let mut recs: Vec<Record> = Vec::new();
+        let mut next = start;
+        let mut idle = 0;
+        while next < end {
+            let r = kafka::fetch(c, TOPIC, &[(p, next)]);
+            let Some((_, err, _, records)) = r.into_iter().next() else {
+                panic!("seed {seed}: no partition in the Fetch response");
+            };
+            if err == OFFSET_OUT_OF_RANGE {
+                continue 'again;
+            }
+            assert_eq!(err, NONE, "seed {seed}: Fetch of partition {p} at {next}");
+            let before = next;
+            for rec in records {
+                // A fetch may start mid-batch: skip records before the requested offset.
+                if rec.offset >= next {
+                    next = rec.offset + 1;
+                    recs.push(rec);
+                }
+            }
+            idle = if next == before { idle + 1 } else { 0 };
+            assert!(
+                idle < 50,
+                "seed {seed}: partition {p} returns nothing at {next}"
+            );
         }
-        let recs = kafka::fetch_all(c, TOPIC, p, start);
         if kafka::list_offset(c, TOPIC, p, -2) == (NONE, start) {
             return (start, end, recs);
         }
