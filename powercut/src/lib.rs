@@ -132,7 +132,27 @@ impl Mounted {
 
     /// Unmounts (waits for the session thread).
     pub fn unmount(mut self) -> io::Result<()> {
+        // Right after a process using the mount was killed, the kernel may still hold its
+        // files for a moment (an io_uring ring is torn down after the process is gone), and
+        // umount fails with EBUSY: unmount here first, retrying EBUSY for a few seconds.
+        if let Ok(path) = std::ffi::CString::new(self.mountpoint.as_os_str().as_encoded_bytes()) {
+            for _ in 0..100 {
+                // SAFETY: umount2 with a valid NUL-terminated path and no flags.
+                if unsafe { libc::umount2(path.as_ptr(), 0) } == 0
+                    || io::Error::last_os_error().raw_os_error() != Some(libc::EBUSY)
+                {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
         match self.session.take() {
+            // Unmounted above: the kernel closed the session's channel, and its thread
+            // ends (with ENODEV or ECONNABORTED, which say just that).
+            Some(s) if !is_mounted(&self.mountpoint) => {
+                let _ = s.join();
+                Ok(())
+            }
             Some(s) => match s.umount_and_join() {
                 // The session can end with ECONNABORTED when the kernel tore the connection
                 // down first (after a cut, a killed client's requests were still in
