@@ -421,10 +421,7 @@ fn run(io: &str, flush: &str, seed: u64) -> Outcome {
     let first = wrong(&open);
     if !first.is_empty() {
         let again = wrong(&broker.open_files(".log"));
-        for (path, flags) in again
-            .iter()
-            .filter(|(p, _)| first.iter().any(|f| &f.0 == p))
-        {
+        if let Some((path, flags)) = again.iter().find(|(p, _)| first.iter().any(|f| &f.0 == p)) {
             panic!(
                 "seed {seed}: {} opened with flags {flags:o} (io={io})",
                 path.display()
