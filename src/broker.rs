@@ -91,8 +91,9 @@ pub fn io_memory_per_shard(memlock_bytes: Option<u64>, shards: usize) -> usize {
     (per as usize).clamp(IO_MEMORY_MIN, IO_MEMORY_MAX)
 }
 
-/// Takes an exclusive lock on `<data>/.lock` so two brokers never share a data directory.
-fn lock_data_dir(config: &BrokerConfig) -> anyhow::Result<std::fs::File> {
+/// Takes an exclusive lock on `<data>/.lock` so two brokers never share a data directory
+/// (and `ringbroker repair` never runs under a broker).
+pub fn lock_data_dir(config: &BrokerConfig) -> anyhow::Result<std::fs::File> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let path = config.data_dir.join(".lock");

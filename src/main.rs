@@ -20,6 +20,10 @@ struct Cli {
 enum Command {
     /// Run the broker.
     Serve(ServeArgs),
+    /// Repair a partition the broker took offline for damage on disk (run with the broker
+    /// stopped): keeps the log up to its last good batch and moves everything after it,
+    /// and damaged index or checkpoint files, to `repair-<ms>/` in the partition directory.
+    Repair(RepairArgs),
     /// Moved: the load generator is the `ringbroker-bench` binary now (package `bench/`);
     /// this only says so.
     #[command(hide = true, disable_help_flag = true)]
@@ -53,6 +57,82 @@ struct ServeArgs {
     /// Override any config key: --set log.flush=fsync (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct RepairArgs {
+    /// The broker's data directory.
+    #[arg(long)]
+    data_dir: PathBuf,
+    #[arg(long)]
+    topic: String,
+    #[arg(long)]
+    partition: i32,
+    /// Print what would change, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// `ringbroker repair`: see `ringbroker::storage::repair`.
+fn repair(args: &RepairArgs) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    use ringbroker::storage::repair::{self, Action};
+    let config = BrokerConfig {
+        data_dir: args.data_dir.clone(),
+        ..BrokerConfig::default()
+    };
+    // The broker holds this lock while it runs: never repair under it.
+    let _lock = ringbroker::broker::lock_data_dir(&config)?;
+    let meta = ringbroker::shard::meta::load(&args.data_dir)?;
+    let topic = meta
+        .topics
+        .get(&args.topic)
+        .with_context(|| format!("no topic {:?} in {}", args.topic, args.data_dir.display()))?;
+    if !(0..topic.partitions).contains(&args.partition) {
+        anyhow::bail!("topic {} has no partition {}", args.topic, args.partition);
+    }
+    let compacted = topic
+        .configs
+        .get("cleanup.policy")
+        .is_some_and(|p| p.contains("compact"))
+        || ringbroker::shard::meta::is_internal(&args.topic);
+    let dir = args
+        .data_dir
+        .join(format!("{}-{}", args.topic, args.partition));
+    let plan =
+        repair::plan(&dir, compacted).with_context(|| format!("cannot read {}", dir.display()))?;
+    println!("{}:", dir.display());
+    if plan.damage.is_empty() {
+        println!("  no damage found; nothing to do");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for d in &plan.damage {
+        println!("  damage: {d}");
+    }
+    match plan.end_offset {
+        Some(end) => println!("  keeps every batch before offset {end}; later offsets are dropped"),
+        None => println!("  keeps no batch"),
+    }
+    let verb = if args.dry_run { "would " } else { "" };
+    for a in &plan.actions {
+        match a {
+            Action::Truncate { file, position } => {
+                println!("  {verb}cut {} at position {position}", file.display())
+            }
+            Action::Remove { file } => println!("  {verb}remove {}", file.display()),
+        }
+    }
+    if args.dry_run {
+        println!("  dry run: nothing changed");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let moved = repair::apply(&dir, &plan)?;
+    println!(
+        "  done: removed files and cut-off bytes are in {} (delete it once you no longer \
+         need them)",
+        moved.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn build_config(args: &ServeArgs) -> Result<BrokerConfig, ringbroker::config::ConfigError> {
@@ -110,6 +190,13 @@ fn main() -> ExitCode {
             );
             ExitCode::from(2)
         }
+        Command::Repair(args) => match repair(&args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("ringbroker repair: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve(args) => {
             let config = match build_config(&args) {
                 Ok(c) => c,

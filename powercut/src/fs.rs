@@ -203,6 +203,9 @@ impl PowerCutFs {
 
     fn do_write(&self, fh: FileHandle, offset: u64, data: &[u8]) -> Result<u32, Errno> {
         let mut s = self.lock()?;
+        if let Some(e) = s.fail_writes {
+            return Err(errno(io::Error::from_raw_os_error(e)));
+        }
         let (ino, file) = s.handles.remove(&fh.0).ok_or(Errno::EBADF)?;
         let res = s
             .before_change(ino, &file, offset, offset + data.len() as u64)
@@ -221,6 +224,10 @@ impl PowerCutFs {
         mode: i32,
     ) -> Result<(), Errno> {
         let mut s = self.lock()?;
+        let grows = mode & (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE) == 0;
+        if let Some(e) = s.fail_writes.filter(|_| grows) {
+            return Err(errno(io::Error::from_raw_os_error(e)));
+        }
         let (ino, file) = s.handles.remove(&fh.0).ok_or(Errno::EBADF)?;
         let mut res = Ok(());
         if mode & (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE) != 0 {
@@ -473,7 +480,14 @@ impl Filesystem for PowerCutFs {
     fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _ds: bool, reply: ReplyEmpty) {
         // fsync and fdatasync alike make the file's data durable; its name is durable only
         // once its directory is synced.
-        done(reply, self.lock().map(|mut s| s.sync_file(ino.0)));
+        let r = self.lock().and_then(|mut s| match s.fail_syncs {
+            Some(e) => Err(errno(io::Error::from_raw_os_error(e))),
+            None => {
+                s.sync_file(ino.0);
+                Ok(())
+            }
+        });
+        done(reply, r);
     }
 
     fn fsyncdir(

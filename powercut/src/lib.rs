@@ -25,6 +25,11 @@
 //!   right after), and the backing directory is rewritten to exactly what survives. It can
 //!   then be mounted again, or used directly.
 //!
+//! - **Injected faults**: [`Mounted::fail_writes`] makes every write (and every `fallocate`
+//!   that allocates) fail with an errno of the test's choosing (ENOSPC for a full disk,
+//!   EIO for a failing device) without changing anything; [`Mounted::fail_syncs`] makes
+//!   `fsync`/`fdatasync` of files fail, leaving what was written volatile (a cut drops it).
+//!
 //! # What it does not model
 //!
 //! - Anything more forgiving than the strict rules above: ext4 commits all earlier metadata
@@ -99,6 +104,24 @@ impl Mounted {
         s.cut(tear)
     }
 
+    /// From now on, writes and allocating `fallocate`s fail with `errno` (`None`: they
+    /// work again). A full disk is `Some(libc::ENOSPC)`.
+    pub fn fail_writes(&self, errno: Option<i32>) {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .fail_writes = errno;
+    }
+
+    /// From now on, `fsync`/`fdatasync` of files fail with `errno` (`None`: they work
+    /// again); the data they would have made durable stays volatile.
+    pub fn fail_syncs(&self, errno: Option<i32>) {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .fail_syncs = errno;
+    }
+
     /// Bytes written and namespace operations not durable yet.
     pub fn pending(&self) -> (u64, usize) {
         self.state
@@ -109,7 +132,27 @@ impl Mounted {
 
     /// Unmounts (waits for the session thread).
     pub fn unmount(mut self) -> io::Result<()> {
+        // Right after a process using the mount was killed, the kernel may still hold its
+        // files for a moment (an io_uring ring is torn down after the process is gone), and
+        // umount fails with EBUSY: unmount here first, retrying EBUSY for a few seconds.
+        if let Ok(path) = std::ffi::CString::new(self.mountpoint.as_os_str().as_encoded_bytes()) {
+            for _ in 0..100 {
+                // SAFETY: umount2 with a valid NUL-terminated path and no flags.
+                if unsafe { libc::umount2(path.as_ptr(), 0) } == 0
+                    || io::Error::last_os_error().raw_os_error() != Some(libc::EBUSY)
+                {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
         match self.session.take() {
+            // Unmounted above: the kernel closed the session's channel, and its thread
+            // ends (with ENODEV or ECONNABORTED, which say just that).
+            Some(s) if !is_mounted(&self.mountpoint) => {
+                let _ = s.join();
+                Ok(())
+            }
             Some(s) => match s.umount_and_join() {
                 // The session can end with ECONNABORTED when the kernel tore the connection
                 // down first (after a cut, a killed client's requests were still in

@@ -5,6 +5,8 @@
 //! - `cut [keep=BYTES] [align=BYTES] [suffix=NAME-END] [size=survives]`: cuts the power (see the library
 //!   docs); with `keep`, the last pending write (to a file ending with `suffix`) keeps that
 //!   many bytes, rounded down to `align`;
+//! - `fail writes=ERRNO` / `fail syncs=ERRNO` (`ENOSPC`, `EIO`, `EDQUOT` or a number;
+//!   `off` to stop): makes writes (and allocating `fallocate`s) or file syncs fail;
 //! - `quit` (or end of input): unmounts and exits.
 
 use std::io::BufRead;
@@ -45,8 +47,32 @@ fn main() -> std::io::Result<()> {
                 }
                 println!("{:?}", m.cut(torn.then_some(&tear)));
             }
+            Some("fail") => {
+                for w in words {
+                    let Some((what, v)) = w.split_once('=') else {
+                        eprintln!("ignored: {w}");
+                        continue;
+                    };
+                    let errno = match v {
+                        "off" => None,
+                        "ENOSPC" => Some(libc::ENOSPC),
+                        "EIO" => Some(libc::EIO),
+                        "EDQUOT" => Some(libc::EDQUOT),
+                        n => n.parse().ok(),
+                    };
+                    match what {
+                        "writes" => m.fail_writes(errno),
+                        "syncs" => m.fail_syncs(errno),
+                        _ => eprintln!("ignored: {w}"),
+                    }
+                }
+                println!("ok");
+            }
             Some("quit") => break,
-            _ => eprintln!("commands: pending | cut [keep=N] [align=N] [suffix=S] | quit"),
+            _ => eprintln!(
+                "commands: pending | cut [keep=N] [align=N] [suffix=S] | \
+                 fail writes=E|off syncs=E|off | quit"
+            ),
         }
     }
     m.unmount()

@@ -81,6 +81,11 @@ pub struct State {
     next_trash: u64,
     /// Set by a cut: every later operation fails with EIO.
     pub frozen: bool,
+    /// Injected faults: writes (and size-growing `fallocate`s) fail with this errno.
+    pub fail_writes: Option<i32>,
+    /// Injected faults: `fsync`/`fdatasync` of files fail with this errno (what was
+    /// written stays volatile).
+    pub fail_syncs: Option<i32>,
     /// Durability points seen (fsync/fdatasync of files, fsync of directories).
     pub file_syncs: u64,
     pub dir_syncs: u64,
@@ -105,6 +110,8 @@ impl State {
             next_seq: 1,
             next_trash: 0,
             frozen: false,
+            fail_writes: None,
+            fail_syncs: None,
             file_syncs: 0,
             dir_syncs: 0,
         };

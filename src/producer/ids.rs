@@ -53,6 +53,19 @@ impl ProducerIdAllocator {
     pub fn open(data_dir: &Path) -> io::Result<ProducerIdAllocator> {
         let path = data_dir.join(FILE_NAME);
         let next = match fs::read_to_string(&path) {
+            // Written as one line with its newline: without it the file was cut short, and
+            // the number may have lost digits (ids would then repeat).
+            Ok(s) if !s.ends_with('\n') => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{} is damaged: {s:?} is cut short (no final newline); ids could \
+                         repeat. Restore it from a backup, or write a number above every \
+                         producer id ever issued, followed by a newline",
+                        path.display()
+                    ),
+                ));
+            }
             Ok(s) => s.trim().parse::<i64>().map_err(|e| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,

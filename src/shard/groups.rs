@@ -31,10 +31,18 @@ impl OffsetsLog for ShardOffsets {
         batch: Bytes,
     ) -> LocalBoxFuture<'static, Result<i64, GroupError>> {
         let meta = self.table.meta();
-        let log = meta.topics.get(OFFSETS_TOPIC).and_then(|t| {
-            self.table
-                .log(OFFSETS_TOPIC, offsets_partition(group, t.partitions))
-        });
+        let partition = meta
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map(|t| offsets_partition(group, t.partitions));
+        // An offsets partition taken offline for damage on disk: KAFKA_STORAGE_ERROR, as
+        // for any other partition, rather than sending the client to look for another
+        // coordinator.
+        if let Some(why) = partition.and_then(|p| self.table.offline(OFFSETS_TOPIC, p)) {
+            let e = crate::storage::StorageError::Failed(why);
+            return Box::pin(async move { Err(GroupError::from(e)) });
+        }
+        let log = partition.and_then(|p| self.table.log(OFFSETS_TOPIC, p));
         let Some(log) = log else {
             return Box::pin(async { Err(GroupError::NotCoordinator) });
         };

@@ -96,6 +96,10 @@ impl MetaView {
 pub struct LogTable {
     pub(super) meta: RefCell<Rc<MetaView>>,
     pub(super) logs: RefCell<HashMap<String, BTreeMap<i32, Log>>>,
+    /// Partitions of this shard whose log could not be opened (damage found on disk, an
+    /// IO error), with the reason: offline until an operator repairs them and restarts
+    /// the broker. Requests for them get KAFKA_STORAGE_ERROR.
+    pub(super) offline: RefCell<HashMap<(String, i32), String>>,
 }
 
 impl LogTable {
@@ -103,6 +107,7 @@ impl LogTable {
         LogTable {
             meta: RefCell::new(Rc::new(view)),
             logs: RefCell::new(HashMap::new()),
+            offline: RefCell::new(HashMap::new()),
         }
     }
 
@@ -113,5 +118,13 @@ impl LogTable {
     /// The log of a partition this shard owns.
     pub fn log(&self, topic: &str, partition: i32) -> Option<Log> {
         self.logs.borrow().get(topic)?.get(&partition).cloned()
+    }
+
+    /// Why a partition of this shard is offline, if it is.
+    pub fn offline(&self, topic: &str, partition: i32) -> Option<String> {
+        self.offline
+            .borrow()
+            .get(&(topic.to_string(), partition))
+            .cloned()
     }
 }

@@ -3,6 +3,11 @@
 //! Shard 0 is the only writer. It persists a new version to `<data>/__ringbroker_meta.toml`
 //! (temp file, fdatasync, rename, directory fsync, so a crash leaves the old or the new
 //! version, never a torn one) and then broadcasts it; every shard keeps a read-only copy.
+//!
+//! The file's first line is a TOML comment with the CRC-32C and length of the rest: a file
+//! damaged or cut short (which may still parse, without its last topics) is refused at
+//! start instead of losing topics silently. Files of older versions have no such line and
+//! are read as they are; the next change writes it.
 
 use crate::storage::{FileKind, Storage, StorageFile};
 use bytes::Bytes;
@@ -23,6 +28,11 @@ pub enum MetaError {
     Read { path: String, reason: String },
     #[error("cannot parse {path}: {reason}")]
     Parse { path: String, reason: String },
+    #[error(
+        "{path} is damaged: {reason}. Restore it from a backup (the topics' data directories \
+         are untouched)"
+    )]
+    Damaged { path: String, reason: String },
     #[error("cannot persist metadata: {0}")]
     Persist(#[from] std::io::Error),
 }
@@ -195,10 +205,57 @@ pub fn load(data_dir: &Path) -> Result<Metadata, MetaError> {
             });
         }
     };
-    toml::from_str(&text).map_err(|e| MetaError::Parse {
+    let body = check_header(&text).map_err(|reason| MetaError::Damaged {
+        path: path.display().to_string(),
+        reason,
+    })?;
+    toml::from_str(body).map_err(|e| MetaError::Parse {
         path: path.display().to_string(),
         reason: e.to_string(),
     })
+}
+
+const HEADER_PREFIX: &str = "# ringbroker metadata: crc32c ";
+
+/// The metadata text with its checksum line first.
+fn with_header(body: &str) -> String {
+    let crc = crc32c::crc32c(body.as_bytes());
+    format!("{HEADER_PREFIX}{crc:08x} length {}\n{body}", body.len())
+}
+
+/// The TOML after the checksum line, checked against it (files without the line, from
+/// older versions, as they are).
+fn check_header(text: &str) -> Result<&str, String> {
+    if text.is_empty() {
+        return Err("the file is empty".into());
+    }
+    let Some(rest) = text.strip_prefix(HEADER_PREFIX) else {
+        return Ok(text);
+    };
+    let (line, body) = rest
+        .split_once('\n')
+        .ok_or("the checksum line is cut off")?;
+    let mut words = line.split(' ');
+    let (Some(crc), Some("length"), Some(len), None) =
+        (words.next(), words.next(), words.next(), words.next())
+    else {
+        return Err(format!("bad checksum line {line:?}"));
+    };
+    let crc = u32::from_str_radix(crc, 16).map_err(|e| format!("bad checksum {crc:?}: {e}"))?;
+    let len: usize = len
+        .parse()
+        .map_err(|e| format!("bad length {len:?}: {e}"))?;
+    if body.len() != len {
+        return Err(format!(
+            "{} bytes after the checksum line, {len} written",
+            body.len()
+        ));
+    }
+    let actual = crc32c::crc32c(body.as_bytes());
+    if actual != crc {
+        return Err(format!("checksum {actual:08x}, {crc:08x} written"));
+    }
+    Ok(body)
 }
 
 /// Writes `meta` durably: temp file, fdatasync, rename over the old file, fsync the
@@ -210,6 +267,7 @@ pub async fn persist<S: Storage>(
 ) -> Result<(), MetaError> {
     let text = toml::to_string(meta)
         .map_err(|e| std::io::Error::other(format!("cannot encode metadata: {e}")))?;
+    let text = with_header(&text);
     let tmp: PathBuf = data_dir.join(META_TMP);
     if storage.exists(&tmp) {
         storage.remove_file(&tmp).await?;
@@ -229,6 +287,7 @@ pub fn persist_blocking(data_dir: &Path, meta: &Metadata) -> Result<(), MetaErro
     use std::io::Write;
     let text = toml::to_string(meta)
         .map_err(|e| std::io::Error::other(format!("cannot encode metadata: {e}")))?;
+    let text = with_header(&text);
     let tmp: PathBuf = data_dir.join(META_TMP);
     let mut file = std::fs::File::create(&tmp)?;
     file.write_all(text.as_bytes())?;

@@ -74,6 +74,9 @@ impl Shard {
         if known && !meta.leads(topic, partition) {
             return Err(code::NOT_LEADER_OR_FOLLOWER);
         }
+        if known && self.table.offline(topic, partition).is_some() {
+            return Err(code::KAFKA_STORAGE_ERROR);
+        }
         self.log(topic, partition)
             .ok_or(code::UNKNOWN_TOPIC_OR_PARTITION)
     }

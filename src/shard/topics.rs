@@ -7,6 +7,7 @@ use super::meta::{self, Metadata, validate_topic_name};
 use super::runtime::{Log, MetaView};
 use crate::config::topic;
 use crate::protocol::code;
+use crate::storage::Storage;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -351,11 +352,36 @@ impl Shard {
                 tracing::error!("cannot delete {topic}-{p}: {e}");
             }
         }
+        // An offline partition of a deleted topic goes with it: deleting the topic is the
+        // operator's word to remove its data, damaged or not.
+        let gone: Vec<(String, i32)> = self
+            .table
+            .offline
+            .borrow()
+            .keys()
+            .filter(|(topic, p)| match view.topics.get(topic) {
+                Some(t) => {
+                    *p >= t.partitions || before.topics.get(topic).is_some_and(|o| o.id != t.id)
+                }
+                None => true,
+            })
+            .cloned()
+            .collect();
+        for (topic, p) in gone {
+            self.table.offline.borrow_mut().remove(&(topic.clone(), p));
+            let dir = self.partition_dir(&topic, p);
+            if let Err(e) = self.storage.remove_dir_all(&dir).await
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::error!("cannot delete offline partition {topic}-{p}: {e}");
+            }
+        }
 
         for (topic, t) in &view.topics {
             for p in 0..t.partitions {
                 if self.owner(topic, p) != self.id
                     || self.log(topic, p).is_some()
+                    || self.table.offline(topic, p).is_some()
                     || !view.is_replica(topic, p)
                 {
                     continue;
@@ -370,7 +396,22 @@ impl Shard {
                             .or_default()
                             .insert(p, log);
                     }
-                    Err(e) => tracing::error!("cannot open {}: {e}", dir.display()),
+                    Err(e) => {
+                        // One line, when the partition goes offline; its requests are
+                        // answered KAFKA_STORAGE_ERROR from then on without more noise.
+                        tracing::error!(
+                            "partition {topic}-{p} is offline: {e}. Nothing was changed on \
+                             disk; the other partitions keep serving. To bring it back, stop \
+                             the broker and run `ringbroker repair --data-dir {} --topic \
+                             {topic} --partition {p}` (add --dry-run to see what it would \
+                             remove)",
+                            self.config.data_dir.display()
+                        );
+                        self.table
+                            .offline
+                            .borrow_mut()
+                            .insert((topic.clone(), p), e.to_string());
+                    }
                 }
             }
         }

@@ -50,6 +50,11 @@ pub enum StorageError {
     Io(#[from] io::Error),
     #[error("log {0} has failed after an IO error and accepts no more appends")]
     Failed(String),
+    /// The disk is full: the write of queued batches failed with ENOSPC (or EDQUOT) and
+    /// nothing of it was acknowledged. Appends are refused until a write succeeds again
+    /// (the log retries at the next append or tick); reads keep working.
+    #[error("no space left for the log: {0}")]
+    NoSpace(String),
     #[error("log is closed")]
     Closed,
     #[error("corrupt data in {path}: {reason}")]
@@ -72,9 +77,10 @@ impl StorageError {
             }
             StorageError::InvalidTimestamp { .. } => code::INVALID_TIMESTAMP,
             StorageError::OffsetOutOfRange { .. } => code::OFFSET_OUT_OF_RANGE,
-            StorageError::Io(_) | StorageError::Failed(_) | StorageError::Corrupt { .. } => {
-                code::KAFKA_STORAGE_ERROR
-            }
+            StorageError::Io(_)
+            | StorageError::Failed(_)
+            | StorageError::NoSpace(_)
+            | StorageError::Corrupt { .. } => code::KAFKA_STORAGE_ERROR,
             // The log was closed under the request (topic deleted, broker stopping): a
             // retriable code makes the client refresh metadata and retry.
             StorageError::Closed => code::NOT_LEADER_OR_FOLLOWER,
@@ -113,6 +119,7 @@ mod tests {
             ),
             (StorageError::Io(std::io::Error::other("disk")), 56),
             (StorageError::Closed, 6),
+            (StorageError::NoSpace("full".into()), 56),
             (StorageError::InvalidRecord("x".into()), 87),
             (
                 StorageError::KeylessRecords {

@@ -22,6 +22,8 @@ pub use glommio_io::GlommioStorage;
 pub use io::{FileKind, Storage, StorageFile};
 pub mod log;
 pub mod notify;
+pub mod repair;
+pub mod scanner;
 pub mod segment;
 pub mod sim;
 

@@ -1,10 +1,11 @@
 //! One segment of a partition log: the `.log` file of whole v2 batches and its two sparse
-//! indexes, plus the scans that recovery and reads use to walk batch headers.
+//! indexes. The scans that walk its batch headers are in `super::scanner`.
 
-use super::error::Result;
+use super::error::{Result, StorageError};
 use super::index::{OffsetIndex, TIME_ENTRY_BYTES, TimeIndex};
 use super::io::{FileKind, Storage, StorageFile, segment_path};
-use crate::protocol::batch::{self, HEADER_BYTES, LOG_OVERHEAD};
+pub use super::scanner::{BatchPos, Scanner};
+use crate::protocol::batch::{self, HEADER_BYTES};
 use std::path::Path;
 use std::rc::Rc;
 
@@ -12,147 +13,12 @@ use std::rc::Rc;
 /// there for rebuilding producer state.
 const PEEK_BYTES: usize = HEADER_BYTES;
 
-/// The header fields of a batch found by a scan, with its position in the file.
-#[derive(Debug, Clone, Copy)]
-pub struct BatchPos {
-    pub position: u64,
-    pub base_offset: i64,
-    pub last_offset: i64,
-    pub size: u64,
-    pub max_timestamp: i64,
-    pub producer_id: i64,
-    pub producer_epoch: i16,
-    pub base_sequence: i32,
-    /// The epoch of the leader that appended the batch (-1 when none stamped it).
-    pub leader_epoch: i32,
-    /// The header's record count (0 if negative: only counted, never trusted).
-    pub records: u64,
-}
-
-impl BatchPos {
-    pub fn end(&self) -> u64 {
-        self.position + self.size
-    }
-}
-
-/// Walks batch headers of `file` from `position` up to `end`, reading in chunks so small
-/// batches cost few reads and large ones cost one small read each. Stops at the first
-/// header that is cut off or malformed (length, magic); `verify` also reads each whole
-/// batch and checks its CRC. Returns the batches and where the walk stopped.
-pub struct Scanner<'a, F: StorageFile> {
-    file: &'a F,
-    pub position: u64,
-    end: u64,
-    verify: bool,
-    chunk: Vec<u8>,
-    chunk_pos: u64,
-    small_batches: bool,
-}
-
-impl<'a, F: StorageFile> Scanner<'a, F> {
-    pub fn new(file: &'a F, position: u64, end: u64, verify: bool) -> Self {
-        Scanner {
-            file,
-            position,
-            end,
-            verify,
-            chunk: Vec::new(),
-            chunk_pos: 0,
-            small_batches: true,
-        }
-    }
-
-    async fn bytes_at(&mut self, pos: u64, len: usize) -> Result<Option<&[u8]>> {
-        if pos + len as u64 > self.end {
-            return Ok(None);
-        }
-        let have =
-            pos >= self.chunk_pos && pos + len as u64 <= self.chunk_pos + self.chunk.len() as u64;
-        if !have {
-            let want = if self.small_batches {
-                32 * 1024
-            } else {
-                PEEK_BYTES
-            };
-            let want = (want.max(len) as u64).min(self.end - pos) as usize;
-            self.chunk = self.file.read_at(pos, want).await?;
-            self.chunk_pos = pos;
-            if self.chunk.len() < len {
-                return Ok(None);
-            }
-        }
-        let at = (pos - self.chunk_pos) as usize;
-        Ok(Some(&self.chunk[at..at + len]))
-    }
-
-    /// The next valid batch, or `None` at the end or at the first invalid batch (then
-    /// `self.position` is where the valid log ends).
-    pub async fn next(&mut self) -> Result<Option<BatchPos>> {
-        let pos = self.position;
-        let Some(h) = self.bytes_at(pos, PEEK_BYTES).await? else {
-            return Ok(None);
-        };
-        let Ok(header) = batch::BatchHeader::parse(h) else {
-            return Ok(None);
-        };
-        let batch::BatchHeader {
-            base_offset,
-            length,
-            magic,
-            last_offset_delta,
-            max_timestamp,
-            producer_id,
-            producer_epoch,
-            base_sequence,
-            record_count,
-            partition_leader_epoch,
-            ..
-        } = header;
-        if length < (HEADER_BYTES - LOG_OVERHEAD) as i32
-            || magic != 2
-            || last_offset_delta < 0
-            || base_offset < 0
-        {
-            return Ok(None);
-        }
-        // The base offset is not covered by the CRC: a damaged one may be anything.
-        let Some(last_offset) = base_offset
-            .checked_add(i64::from(last_offset_delta))
-            .filter(|&l| l < i64::MAX)
-        else {
-            return Ok(None);
-        };
-        let size = length as u64 + LOG_OVERHEAD as u64;
-        if pos + size > self.end {
-            return Ok(None);
-        }
-        if self.verify {
-            let whole = self.file.read_at(pos, size as usize).await?;
-            if whole.len() as u64 != size || batch::validate_stored_batch(&whole).is_err() {
-                return Ok(None);
-            }
-        }
-        self.small_batches = size < 4096;
-        self.position = pos + size;
-        Ok(Some(BatchPos {
-            position: pos,
-            base_offset,
-            last_offset,
-            size,
-            max_timestamp,
-            producer_id,
-            producer_epoch,
-            base_sequence,
-            leader_epoch: partition_leader_epoch,
-            records: u64::try_from(record_count).unwrap_or(0),
-        }))
-    }
-}
-
 /// A segment. `size`, `next_offset` and `max_timestamp` cover every batch queued into it,
 /// including those the writer has not written yet; the log bounds reads separately.
 pub struct Segment<F> {
     pub base_offset: i64,
+    /// The partition directory (for the paths in damage reports).
+    pub dir: std::path::PathBuf,
     pub log: Rc<F>,
     pub index_file: Rc<F>,
     pub time_file: Rc<F>,
@@ -165,6 +31,10 @@ pub struct Segment<F> {
     pub bytes_since_index: u64,
     /// Broker clock when the first batch arrived (or the segment was opened): `segment.ms`.
     pub created_ms: i64,
+    /// Set at open when a sealed segment's index or time index claims more than its log
+    /// holds: either the log was cut short or the index is damaged. The log tells which
+    /// (whether the next segment follows on); the index is rebuilt either way.
+    pub index_claim: Option<String>,
 }
 
 impl<F: StorageFile> Segment<F> {
@@ -197,6 +67,7 @@ impl<F: StorageFile> Segment<F> {
             .await?;
         Ok(Segment {
             base_offset,
+            dir: dir.to_path_buf(),
             log: Rc::new(log),
             index_file: Rc::new(index_file),
             time_file: Rc::new(time_file),
@@ -207,6 +78,7 @@ impl<F: StorageFile> Segment<F> {
             max_timestamp: -1,
             bytes_since_index: 0,
             created_ms: now_ms,
+            index_claim: None,
         })
     }
 
@@ -246,7 +118,10 @@ impl<F: StorageFile> Segment<F> {
         Ok(seg)
     }
 
-    async fn load_indexes(&mut self) -> Result<bool> {
+    /// Loads the index files. `Ok(false)` when they are missing or unusable (they are
+    /// rebuilt from the log); for a sealed segment, an entry that points past the end of
+    /// the log is also noted in `index_claim`.
+    async fn load_indexes(&mut self, sealed: bool) -> Result<bool> {
         let file_len = self.log.len();
         let raw = self
             .index_file
@@ -265,6 +140,14 @@ impl<F: StorageFile> Segment<F> {
         // Every entry must point inside the log, at a batch with the indexed offset.
         if let Some((rel, pos)) = index.last() {
             if pos as u64 + PEEK_BYTES as u64 > file_len {
+                if sealed {
+                    self.index_claim = Some(format!(
+                        "{}: the entry for offset {} points at position {pos}, past the end \
+                         of the segment's {file_len} bytes",
+                        self.path("index").display(),
+                        self.base_offset.saturating_add(i64::from(rel))
+                    ));
+                }
                 return Ok(false);
             }
             let h = self.log.read_at(pos as u64, PEEK_BYTES).await?;
@@ -278,9 +161,25 @@ impl<F: StorageFile> Segment<F> {
         Ok(true)
     }
 
+    /// The path of one of the segment's files (`log`, `index`, `timeindex`).
+    pub fn path(&self, ext: &str) -> std::path::PathBuf {
+        segment_path(&self.dir, self.base_offset, ext)
+    }
+
+    /// Whether `[from, file_len)` is the zero padding of a direct-IO segment's last page:
+    /// closing a segment trims it, but a crash may keep the size from before the trim.
+    async fn is_padding(&self, from: u64, file_len: u64) -> Result<bool> {
+        const PAGE: u64 = 4096;
+        if file_len - from >= PAGE || !file_len.is_multiple_of(PAGE) {
+            return Ok(false);
+        }
+        let rest = self.log.read_at(from, (file_len - from) as usize).await?;
+        Ok(rest.len() as u64 == file_len - from && rest.iter().all(|&b| b == 0))
+    }
+
     async fn recover(&mut self, tail: bool, index_interval_bytes: u64) -> Result<()> {
         let file_len = self.log.len();
-        if !self.load_indexes().await? {
+        if !self.load_indexes(!tail).await? {
             tracing::warn!(
                 segment = self.base_offset,
                 "rebuilding damaged or missing index"
@@ -288,20 +187,27 @@ impl<F: StorageFile> Segment<F> {
             self.index = OffsetIndex::default();
             self.time_index = TimeIndex::default();
         }
+        // What the time index says the segment held when it was sealed.
+        let sealed_end = self
+            .time_index
+            .entries()
+            .last()
+            .map(|&(_, rel)| self.base_offset.saturating_add(i64::from(rel)));
         // Scan what the index does not cover. For the tail segment every batch is verified
         // (length, magic, CRC) and the log ends at the first one that fails.
         let (start_rel, start_pos) = self.index.last().unwrap_or((0, 0));
         self.next_offset = self.base_offset.saturating_add(i64::from(start_rel));
         self.size = start_pos as u64;
         self.max_timestamp = self.time_index.entries().last().map_or(-1, |&(t, _)| t);
-        self.scan(
-            start_pos as u64,
-            file_len,
-            tail,
-            !tail,
-            index_interval_bytes,
-        )
-        .await?;
+        let mut stopped = self
+            .scan(
+                start_pos as u64,
+                file_len,
+                tail,
+                !tail,
+                index_interval_bytes,
+            )
+            .await?;
         let mut valid_end = self.size;
         self.index.truncate_to_position(valid_end);
         let next_rel = (self.next_offset - self.base_offset) as u32;
@@ -321,9 +227,39 @@ impl<F: StorageFile> Segment<F> {
             self.next_offset = self.base_offset;
             self.max_timestamp = -1;
             self.bytes_since_index = 0;
-            self.scan(0, valid_end, false, !tail, index_interval_bytes)
-                .await?;
+            if let Some(why) = self
+                .scan(0, valid_end, false, !tail, index_interval_bytes)
+                .await?
+            {
+                stopped = Some(why);
+            }
             valid_end = self.size;
+        }
+        // A sealed segment was fsynced whole when it was rolled: bytes after its last
+        // readable batch are damage, not a torn write. They are reported, not cut (the
+        // CRC of every batch is checked by the walk that rebuilds the producer state).
+        if !tail && valid_end < file_len && !self.is_padding(valid_end, file_len).await? {
+            return Err(StorageError::corrupt(
+                &self.path("log"),
+                format!(
+                    "sealed segment is damaged at position {valid_end} (after offset {}): {}; \
+                     {} bytes follow that are not readable batches",
+                    self.next_offset.saturating_sub(1),
+                    stopped.unwrap_or_else(|| "unreadable data".into()),
+                    file_len - valid_end
+                ),
+            ));
+        }
+        if !tail
+            && let Some(sealed_end) = sealed_end
+            && sealed_end > self.next_offset
+        {
+            self.index_claim = Some(format!(
+                "{}: says the segment was sealed at offset {sealed_end}, but its batches end \
+                 at offset {}",
+                self.path("timeindex").display(),
+                self.next_offset
+            ));
         }
         if valid_end < file_len {
             tracing::warn!(
@@ -333,6 +269,11 @@ impl<F: StorageFile> Segment<F> {
                 "truncating torn or corrupt tail of segment"
             );
             self.log.truncate(valid_end).await?;
+        }
+        if self.index_claim.is_some() {
+            // Left as it is until the log's open decides whether the log or the index is
+            // damaged (`PartitionLog::open` rewrites it, or reports the damage).
+            return Ok(());
         }
         self.rewrite_indexes().await
     }
@@ -350,7 +291,7 @@ impl<F: StorageFile> Segment<F> {
         verify: bool,
         gaps: bool,
         interval: u64,
-    ) -> Result<()> {
+    ) -> Result<Option<String>> {
         let log = self.log.clone();
         let mut scanner = Scanner::new(log.as_ref(), from, end, verify);
         while let Some(b) = scanner.next().await? {
@@ -360,12 +301,17 @@ impl<F: StorageFile> Segment<F> {
                 b.base_offset == self.next_offset
             };
             if !in_order || b.last_offset - self.base_offset > i32::MAX as i64 {
-                break;
+                return Ok(Some(format!(
+                    "the batch at position {} has base offset {}, after offset {}",
+                    b.position,
+                    b.base_offset,
+                    self.next_offset.saturating_sub(1)
+                )));
             }
             let (pos, size, max_ts) = (b.position, b.size, b.max_timestamp);
             self.index_batch(pos, b.base_offset, b.last_offset, size, max_ts, interval);
         }
-        Ok(())
+        Ok(scanner.stopped)
     }
 
     /// Accounts a batch appended at `position` and adds index entries by Kafka's rule:

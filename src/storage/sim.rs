@@ -16,13 +16,19 @@
 //!
 //! A rename is atomic: a crash image shows the file under its new name if it was durable
 //! under the old one (the old state is what a crash just before the rename shows).
+//!
+//! Directories are not durable at once either: `create_dir_all` does what
+//! `GlommioStorage::create_dir_all` does, a mkdir of each missing directory (two changing
+//! operations each: the mkdir, then the fsync of its parent that makes the name durable),
+//! so a crash between them loses the new directory and every file in it, fsynced or not.
+//! `sync_dir` of a directory also makes the names of the directories in it durable.
 
 use super::io::{FileKind, Storage, StorageFile};
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
@@ -68,7 +74,8 @@ struct Faults {
 
 struct Fs {
     files: BTreeMap<PathBuf, Rc<RefCell<FileState>>>,
-    dirs: BTreeSet<PathBuf>,
+    /// Directories, and whether their name is durable (their parent was synced).
+    dirs: BTreeMap<PathBuf, bool>,
     faults: Faults,
     writes: u64,
     syncs: u64,
@@ -112,7 +119,7 @@ impl SimStorage {
         SimStorage {
             fs: Rc::new(RefCell::new(Fs {
                 files: BTreeMap::new(),
-                dirs: BTreeSet::new(),
+                dirs: BTreeMap::new(),
                 faults: Faults::default(),
                 writes: 0,
                 syncs: 0,
@@ -173,9 +180,14 @@ impl SimStorage {
         let mut rng = StdRng::seed_from_u64(seed);
         let fs = self.fs.borrow();
         let mut files = BTreeMap::new();
+        // A directory whose name never became durable is gone, with all below it.
+        let lost = |p: &Path| {
+            p.ancestors()
+                .any(|a| fs.dirs.get(a).is_some_and(|durable| !durable))
+        };
         for (path, st) in &fs.files {
             let st = st.borrow();
-            if !st.entry_durable {
+            if !st.entry_durable || lost(path) {
                 continue;
             }
             let mut img = st.durable.clone();
@@ -212,7 +224,12 @@ impl SimStorage {
         SimStorage {
             fs: Rc::new(RefCell::new(Fs {
                 files,
-                dirs: fs.dirs.clone(),
+                dirs: fs
+                    .dirs
+                    .iter()
+                    .filter(|(d, _)| !lost(d))
+                    .map(|(d, _)| (d.clone(), true))
+                    .collect(),
                 faults: Faults::default(),
                 writes: 0,
                 syncs: 0,
@@ -388,7 +405,26 @@ impl Storage for SimStorage {
 
     async fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         self.check()?;
-        self.fs.borrow_mut().dirs.insert(dir.to_path_buf());
+        let created: Vec<PathBuf> = {
+            let fs = self.fs.borrow();
+            dir.ancestors()
+                .take_while(|d| d.parent().is_some() && !d.as_os_str().is_empty())
+                .filter(|d| !fs.dirs.contains_key(*d))
+                .map(Path::to_path_buf)
+                .collect()
+        };
+        // Outermost first: each mkdir, then (as GlommioStorage) the fsync of its parent.
+        for d in created.iter().rev() {
+            let mut fs = self.fs.borrow_mut();
+            fs.op()?;
+            fs.dirs.insert(d.clone(), false);
+        }
+        for d in created.iter().rev() {
+            futures_lite::future::yield_now().await;
+            let mut fs = self.fs.borrow_mut();
+            fs.op()?;
+            fs.dirs.insert(d.clone(), true);
+        }
         Ok(())
     }
 
@@ -420,7 +456,7 @@ impl Storage for SimStorage {
         self.check()?;
         let mut fs = self.fs.borrow_mut();
         fs.files.retain(|p, _| !p.starts_with(dir));
-        fs.dirs.retain(|d| !d.starts_with(dir));
+        fs.dirs.retain(|d, _| !d.starts_with(dir));
         Ok(())
     }
 
@@ -445,10 +481,15 @@ impl Storage for SimStorage {
         futures_lite::future::yield_now().await;
         self.check()?;
         self.fs.borrow_mut().op()?;
-        let fs = self.fs.borrow();
+        let mut fs = self.fs.borrow_mut();
         for (p, f) in &fs.files {
             if p.parent() == Some(dir) {
                 f.borrow_mut().entry_durable = true;
+            }
+        }
+        for (d, durable) in fs.dirs.iter_mut() {
+            if d.parent() == Some(dir) {
+                *durable = true;
             }
         }
         Ok(())
@@ -456,7 +497,7 @@ impl Storage for SimStorage {
 
     fn exists(&self, path: &Path) -> bool {
         let fs = self.fs.borrow();
-        fs.files.contains_key(path) || fs.dirs.contains(path)
+        fs.files.contains_key(path) || fs.dirs.contains_key(path)
     }
 
     async fn offload<T: Send + 'static>(
@@ -465,5 +506,44 @@ impl Storage for SimStorage {
     ) -> Option<T> {
         futures_lite::future::yield_now().await;
         crate::fatal::contained_call(work)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::future::block_on;
+
+    #[test]
+    fn a_new_directory_is_durable_only_once_create_dir_all_returns() {
+        block_on(async {
+            let dir = Path::new("/d/t-0");
+            // Two mkdirs (/d, /d/t-0), then the fsync of each one's parent: a crash at any
+            // of them leaves no /d/t-0.
+            for n in 1..=4 {
+                let sim = SimStorage::new(n);
+                sim.crash_at_op(n);
+                assert!(sim.create_dir_all(dir).await.is_err(), "crash at op {n}");
+                let img = sim.crash_image(n);
+                assert!(!img.exists(dir), "crash at op {n}: the directory survived");
+                assert_eq!(img.exists(Path::new("/d")), n > 3, "crash at op {n}");
+            }
+            // Once it returned, the directory and a file synced in it survive.
+            let sim = SimStorage::new(9);
+            sim.create_dir_all(dir).await.expect("mkdir");
+            let path = dir.join("f");
+            let f = sim
+                .open(&path, FileKind::Buffered, true)
+                .await
+                .expect("open");
+            f.write_at(0, &[Bytes::from_static(b"x")])
+                .await
+                .expect("write");
+            f.sync_data().await.expect("sync");
+            sim.sync_dir(dir).await.expect("sync dir");
+            let img = sim.crash_image(9);
+            assert!(img.exists(dir));
+            assert_eq!(img.file_bytes(&path), Some(b"x".to_vec()));
+        });
     }
 }

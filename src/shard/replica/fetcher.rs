@@ -159,6 +159,24 @@ async fn apply_partition(
     };
     match part.error_code {
         code::NONE => {}
+        code::OFFSET_OUT_OF_RANGE if log.log_end_offset() < part.log_start_offset => {
+            // Retention at the leader deleted what this replica still lacked: copy the log
+            // from the leader's start instead.
+            tracing::warn!(
+                "{topic}-{p}: the leader's log starts at {}, past this copy's end {}: \
+                 starting the copy again from there",
+                part.log_start_offset,
+                log.log_end_offset()
+            );
+            if let Err(e) = shard
+                .restart_replica_at(topic, p, part.log_start_offset)
+                .await
+            {
+                tracing::error!("{topic}-{p}: cannot start the copy again: {e}");
+                return false;
+            }
+            return true;
+        }
         code::OFFSET_OUT_OF_RANGE => {
             tracing::warn!(
                 "{topic}-{p}: the leader has no offset {} (its log starts at {})",
@@ -200,6 +218,27 @@ async fn apply_partition(
 }
 
 impl Shard {
+    /// Empties a followed partition's log and starts it at `start` (the leader's log start).
+    async fn restart_replica_at(
+        &self,
+        topic: &str,
+        p: i32,
+        start: i64,
+    ) -> Result<(), crate::storage::StorageError> {
+        let Some(log) = self.log(topic, p) else {
+            return Ok(());
+        };
+        let config = log.config();
+        let dir = log.dir().to_path_buf();
+        log.close().await?;
+        crate::storage::log::restart_closed_at(&self.storage, &dir, start).await?;
+        let log = self.open_partition_log(dir, config).await?;
+        if let Some(parts) = self.table.logs.borrow_mut().get_mut(topic) {
+            parts.insert(p, log);
+        }
+        Ok(())
+    }
+
     /// Cuts a followed partition's log back to `offset`: closes it, truncates its files and
     /// opens it again (recovery rebuilds indexes, producer state and epochs from what is
     /// left).

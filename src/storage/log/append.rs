@@ -147,6 +147,8 @@ impl<S: Storage> PartitionLog<S> {
 
         let guard = ticket.acquire().await;
         self.check_open(&self.inner.state.borrow())?;
+        // On a full disk, nothing new gets an offset until the queue is written again.
+        self.resume_after_no_space().await?;
         // The producer checks and the state update happen under the lock that assigns
         // offsets, so two appends of one producer cannot both pass the check.
         let verdict = if idempotent {

@@ -131,6 +131,15 @@ impl<S: Storage> PartitionLog<S> {
                 return Ok(());
             }
         }
+        if self.out_of_space() {
+            // Retry the queued write; until it goes through, nothing else to do.
+            let guard = self.inner.assign_lock.lock().await;
+            let resumed = self.resume_after_no_space().await;
+            drop(guard);
+            if resumed.is_err() {
+                return Ok(());
+            }
+        }
         if config.flush == FlushMode::Interval {
             let due = self
                 .inner
@@ -182,11 +191,17 @@ impl<S: Storage> PartitionLog<S> {
                 self.roll(now).await?;
             }
         }
+        // Only what every in-sync replica has may go (Kafka's bound too): a segment is
+        // deleted once it lies wholly below the high watermark.
+        let hw = self.high_watermark();
         let doomed: Vec<Segment<S::File>> = {
             let mut st = self.inner.state.borrow_mut();
             let mut total: u64 = st.segments.iter().map(|s| s.size).sum();
             let mut n = 0;
             while n + 1 < st.segments.len() {
+                if st.segments[n + 1].base_offset > hw {
+                    break;
+                }
                 let seg = &st.segments[n];
                 let by_time = config
                     .retention_ms

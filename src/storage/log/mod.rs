@@ -29,6 +29,18 @@
 //! fdatasync Linux may already have dropped the dirty pages. Reads keep working. Only a
 //! reopen (which runs recovery) brings the log back.
 //!
+//! One failure is not fatal: a write (not an fdatasync) that fails with ENOSPC or EDQUOT.
+//! Nothing of that write was acknowledged (acknowledgement follows a completed write), and
+//! the page cache holds no dirty page that a later fdatasync could have lost, so it is safe
+//! to go on once space is back. The waiting appends get [`StorageError::NoSpace`]; their
+//! bytes stay queued, in their place. Every later append (and every `tick`) first tries to
+//! resume: it cuts the file back to the end of the last completed write (dropping what the
+//! failed write may have left), verifies the batches from the last index entry to there
+//! (length, magic, CRC, ending exactly there), and writes the queue again. While that fails
+//! the append is refused with `NoSpace` before it gets an offset; reads keep working. A
+//! refused append may still be written when space comes back, as after a timeout: an
+//! idempotent producer's retry is recognised as a duplicate and answered with its offsets.
+//!
 //! The place in line is taken when `append` is called, not when its future is first
 //! polled: offsets follow call order even when the futures are awaited by other tasks, in
 //! any order. An append future dropped before its offsets are assigned appends nothing
@@ -50,7 +62,9 @@ mod writer;
 
 pub use append::AppendInfo;
 pub use read::{FileRegion, ReadSlice};
-pub use replica::truncate_closed;
+pub use replica::{restart_closed_at, truncate_closed};
+pub use start::START_CHECKPOINT;
+pub(crate) use start::parse_checkpoint;
 pub use stats::LogStats;
 
 use super::error::{Result, StorageError};
@@ -83,6 +97,10 @@ struct State<F> {
     unsynced_since_ms: Option<i64>,
     writer_active: bool,
     failed: Option<String>,
+    /// Set while the disk is full (see [`StorageError::NoSpace`]).
+    no_space: Option<String>,
+    /// The full disk was reported in the broker's log (once, until appends resume).
+    no_space_reported: bool,
     closed: bool,
 }
 
@@ -286,5 +304,10 @@ impl<S: Storage> PartitionLog<S> {
             return Err(StorageError::Failed(reason.clone()));
         }
         Ok(())
+    }
+
+    /// Whether appends are stalled on a full disk.
+    pub fn out_of_space(&self) -> bool {
+        self.inner.state.borrow().no_space.is_some()
     }
 }

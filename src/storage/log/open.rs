@@ -6,7 +6,7 @@ use crate::config::LogConfig;
 use crate::producer::{ProducerBatch, ProducerStates};
 use crate::storage::epochs::EpochCache;
 use crate::storage::error::{Result, StorageError};
-use crate::storage::io::{Storage, StorageFile};
+use crate::storage::io::{Storage, StorageFile, segment_path};
 use crate::storage::notify::{FifoLock, Notify};
 use crate::storage::segment::{Scanner, Segment};
 use std::cell::{Cell, RefCell};
@@ -23,15 +23,32 @@ fn parse_segment_name(name: &str) -> Option<(i64, &str)> {
 }
 
 /// Rebuilds the idempotent producer state and the leader epochs of a log from the headers
-/// of all its batches.
+/// of all its batches. The same walk verifies every batch of the sealed segments (CRC-32C,
+/// increasing offsets, the segment filled exactly): they were fsynced whole when they were
+/// rolled, so anything else is damage, reported ([`StorageError::Corrupt`]) and left as it
+/// is. Walking the headers reads every byte of small batches anyway; the check adds the CRC
+/// computation.
 async fn rebuild_from_headers<F: StorageFile>(
     segments: &[Segment<F>],
 ) -> Result<(ProducerStates, EpochCache)> {
     let mut states = ProducerStates::default();
     let mut epochs = EpochCache::default();
-    for seg in segments {
-        let mut scanner = Scanner::new(seg.log.as_ref(), 0, seg.size, false);
+    for (i, seg) in segments.iter().enumerate() {
+        let sealed = i + 1 < segments.len();
+        let mut scanner = Scanner::new(seg.log.as_ref(), 0, seg.size, sealed);
+        let mut next = seg.base_offset;
         while let Some(b) = scanner.next().await? {
+            if sealed && b.base_offset < next {
+                return Err(StorageError::corrupt(
+                    &seg.path("log"),
+                    format!(
+                        "the batch at position {} has base offset {}, below offset {next} \
+                         that the batches before it reach",
+                        b.position, b.base_offset
+                    ),
+                ));
+            }
+            next = b.last_offset.saturating_add(1);
             epochs.assign(b.leader_epoch, b.base_offset);
             if b.producer_id < 0 {
                 continue;
@@ -43,6 +60,20 @@ async fn rebuild_from_headers<F: StorageFile>(
                 last_offset_delta: (b.last_offset - b.base_offset) as i32,
             };
             states.commit(&pb, b.base_offset, b.last_offset, b.max_timestamp);
+        }
+        if sealed && scanner.position < seg.size {
+            return Err(StorageError::corrupt(
+                &seg.path("log"),
+                format!(
+                    "sealed segment is damaged at position {} (after offset {}): {}",
+                    scanner.position,
+                    next.saturating_sub(1),
+                    scanner
+                        .stopped
+                        .take()
+                        .unwrap_or_else(|| "unreadable data".into())
+                ),
+            ));
         }
     }
     Ok((states, epochs))
@@ -100,12 +131,51 @@ impl<S: Storage> PartitionLog<S> {
                 let prev: &Segment<S::File> = prev;
                 if prev.next_offset > seg.base_offset {
                     return Err(StorageError::corrupt(
-                        &dir,
+                        &segment_path(&dir, prev.base_offset, "log"),
                         format!(
                             "segment {} ends at offset {} past the next segment's base {}",
                             prev.base_offset, prev.next_offset, seg.base_offset
                         ),
                     ));
+                }
+                // The broker assigns offsets without gaps and rolls a segment only once it
+                // is fsynced whole; only compaction leaves gaps between segments. A gap
+                // elsewhere is a segment missing or cut short.
+                if prev.next_offset < seg.base_offset && !config.cleanup_compact {
+                    let claim = prev
+                        .index_claim
+                        .as_ref()
+                        .map(|c| format!("; {c}"))
+                        .unwrap_or_default();
+                    return Err(StorageError::corrupt(
+                        &segment_path(&dir, prev.base_offset, "log"),
+                        format!(
+                            "offsets {}..{} are missing: the segment ends at offset {} and the \
+                             next one ({:020}.log) starts at {} (a segment missing or cut \
+                             short){claim}",
+                            prev.next_offset,
+                            seg.base_offset,
+                            prev.next_offset,
+                            seg.base_offset,
+                            seg.base_offset
+                        ),
+                    ));
+                }
+                // An index that claims more than the log holds, while the log follows on
+                // into the next segment: the index is what is damaged, and it is rebuilt
+                // once the whole log checks out. In a compacted log gaps are normal, so
+                // nothing tells the log is whole: that is damage.
+                if let Some(claim) = &prev.index_claim {
+                    if config.cleanup_compact {
+                        return Err(StorageError::corrupt(
+                            &segment_path(&dir, prev.base_offset, "log"),
+                            format!("the log may have been cut short: {claim}"),
+                        ));
+                    }
+                    tracing::warn!(
+                        "{claim}; the log is whole (it runs on into the next segment), so \
+                         the index is rebuilt from it"
+                    );
                 }
             }
             segments.push(seg);
@@ -122,8 +192,15 @@ impl<S: Storage> PartitionLog<S> {
         // crash kept from being deleted); never past the recovered end.
         let first = segments[0].base_offset;
         let log_start_offset = super::start::read_checkpoint(&storage, &dir)
-            .await
+            .await?
             .map_or(first, |c| c.min(next).max(first));
+        // The indexes found damaged in segments whose log is whole are rewritten now that
+        // the whole log checked out.
+        for seg in &mut segments {
+            if seg.index_claim.take().is_some() {
+                seg.rewrite_indexes().await?;
+            }
+        }
         let inner = Inner {
             storage,
             dir,
@@ -141,6 +218,8 @@ impl<S: Storage> PartitionLog<S> {
                 unsynced_since_ms: None,
                 writer_active: false,
                 failed: None,
+                no_space: None,
+                no_space_reported: false,
                 closed: false,
             }),
             notify: Rc::new(Notify::default()),

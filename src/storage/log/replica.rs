@@ -217,6 +217,39 @@ impl<S: Storage> PartitionLog<S> {
     }
 }
 
+/// Empties the log in `dir` (closed) and starts it again at `start`: a follower that fell
+/// behind its leader's log start (retention deleted what it still needed) copies the log
+/// from there (Kafka's truncateFullyAndStartAt). The new empty segment is created before
+/// the old files go, newest first, so a crash leaves a log that still opens.
+pub async fn restart_closed_at<S: Storage>(storage: &S, dir: &Path, start: i64) -> Result<()> {
+    let names = storage.list_dir(dir).await?;
+    let kind = crate::storage::io::FileKind::Buffered;
+    let fresh = segment_path(dir, start, "log");
+    let file = storage.open(&fresh, kind, true).await?;
+    file.truncate(0).await?;
+    file.sync_data().await?;
+    file.close().await?;
+    storage.sync_dir(dir).await?;
+    let mut doomed: Vec<&String> = names
+        .iter()
+        .filter(|n| {
+            let path = dir.join(n);
+            path != fresh
+                && (n.ends_with(".log")
+                    || n.ends_with(".index")
+                    || n.ends_with(".timeindex")
+                    || n.as_str() == HW_CHECKPOINT
+                    || n.as_str() == super::START_CHECKPOINT)
+        })
+        .collect();
+    doomed.sort_unstable_by(|a, b| b.cmp(a));
+    for name in doomed {
+        storage.remove_file(&dir.join(name)).await?;
+    }
+    storage.sync_dir(dir).await?;
+    Ok(())
+}
+
 /// Cuts the log in `dir` (closed) back to `offset`: segments that start at or after it are
 /// deleted (all but the first), and the segment holding it ends before the first batch
 /// that reaches `offset`. Its indexes are removed; the next open rebuilds them, and rebuilds
@@ -395,6 +428,88 @@ mod tests {
                 follower.append_replica(c).await.expect("catch up");
             }
             assert_eq!(read_all(&follower, 0).await, all);
+        });
+    }
+
+    #[test]
+    fn a_follower_behind_the_leaders_start_copies_from_there() {
+        block_on(async {
+            let sim = SimStorage::new(9);
+            let (ld, fd) = (PathBuf::from("/d/lead-1"), PathBuf::from("/d/follow-1"));
+            let leader = PartitionLog::open(sim.clone(), ld, cfg(FlushMode::Fsync))
+                .await
+                .expect("open");
+            let follower = PartitionLog::open(sim.clone(), fd.clone(), cfg(FlushMode::Fsync))
+                .await
+                .expect("open");
+            leader.set_leader_epoch(Some(2));
+            for i in 0..60 {
+                leader.append(batch(i, 2)).await.expect("append");
+            }
+            // The follower got the first few batches only, then the leader's start moved on.
+            let first = fetched(&leader, 0).await;
+            follower
+                .append_replica(first[0].clone())
+                .await
+                .expect("replicate");
+            let bases = leader.segment_bases();
+            let start = bases[bases.len() / 2];
+            leader
+                .delete_records_before(start)
+                .await
+                .expect("move the start");
+            assert_eq!(leader.log_start_offset(), start);
+            follower.close().await.expect("close");
+            super::restart_closed_at(&sim, &fd, start)
+                .await
+                .expect("restart");
+            let follower = PartitionLog::open(sim.clone(), fd, cfg(FlushMode::Fsync))
+                .await
+                .expect("reopen");
+            assert_eq!(
+                (follower.log_start_offset(), follower.log_end_offset()),
+                (start, start)
+            );
+            for c in fetched(&leader, start).await {
+                follower
+                    .append_replica(c)
+                    .await
+                    .expect("copy from the start");
+            }
+            assert_eq!(
+                read_all(&follower, start).await,
+                read_all(&leader, start).await
+            );
+            assert_eq!(follower.latest_epoch(), Some(2));
+        });
+    }
+
+    #[test]
+    fn retention_keeps_what_the_followers_lack() {
+        block_on(async {
+            let sim = SimStorage::new(11);
+            let log = PartitionLog::open(sim, PathBuf::from("/d/ret-0"), cfg(FlushMode::None))
+                .await
+                .expect("open");
+            for i in 0..300 {
+                log.append(batch(i, 3)).await.expect("append");
+            }
+            let bases = log.segment_bases();
+            assert!(bases.len() > 4, "{bases:?}");
+            // The in-sync followers have only the first two segments.
+            log.set_hw_limit(Some(bases[2]));
+            let mut config = log.config();
+            config.retention_bytes = Some(1);
+            log.set_config(config);
+            log.apply_retention().await.expect("retention");
+            assert_eq!(
+                log.segment_bases()[0],
+                bases[2],
+                "nothing at or above the hw went"
+            );
+            log.set_hw_limit(None);
+            log.apply_retention().await.expect("retention");
+            assert_eq!(log.segment_count(), 1);
         });
     }
 }

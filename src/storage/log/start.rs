@@ -27,7 +27,12 @@ fn checkpoint_text(dir: &Path, offset: i64) -> String {
 }
 
 /// The offset of a checkpoint's single entry, or why the text is not a checkpoint.
-pub(super) fn parse_checkpoint(text: &str) -> Result<i64, String> {
+pub(crate) fn parse_checkpoint(text: &str) -> Result<i64, String> {
+    // Every line ends with a newline: without the last one the file was cut short, and
+    // its offset may have lost digits.
+    if !text.ends_with('\n') {
+        return Err(format!("truncated: {} bytes, no final newline", text.len()));
+    }
     let mut lines = text.lines();
     if lines.next() != Some("0") {
         return Err("unknown checkpoint version".into());
@@ -36,7 +41,12 @@ pub(super) fn parse_checkpoint(text: &str) -> Result<i64, String> {
         return Err("expected one entry".into());
     }
     let entry = lines.next().ok_or("missing entry")?;
-    let offset = entry.rsplit(' ').next().ok_or("empty entry")?;
+    let fields: Vec<&str> = entry.split(' ').collect();
+    let [_, _, offset] = fields.as_slice() else {
+        return Err(format!(
+            "entry {entry:?} is not `<topic> <partition> <offset>`"
+        ));
+    };
     let offset: i64 = offset.parse().map_err(|e| format!("bad offset: {e}"))?;
     if offset < 0 {
         return Err(format!("negative offset {offset}"));
@@ -44,33 +54,27 @@ pub(super) fn parse_checkpoint(text: &str) -> Result<i64, String> {
     Ok(offset)
 }
 
-/// The checkpointed start of the log in `dir`, if one was written and can be read.
-pub(super) async fn read_checkpoint<S: Storage>(storage: &S, dir: &Path) -> Option<i64> {
+/// The checkpointed start of the log in `dir`, if one was written. The checkpoint is
+/// replaced by rename only after its temporary file was fsynced, so a crash never leaves a
+/// torn one: a checkpoint that does not parse is damage ([`StorageError::Corrupt`]), and
+/// ignoring it would make records deleted by DeleteRecords readable again.
+pub(super) async fn read_checkpoint<S: Storage>(storage: &S, dir: &Path) -> Result<Option<i64>> {
     let path = dir.join(START_CHECKPOINT);
     if !storage.exists(&path) {
-        return None;
+        return Ok(None);
     }
-    let read = async {
-        let file = storage.open(&path, FileKind::Buffered, false).await?;
-        let bytes = file.read_at(0, CHECKPOINT_MAX_BYTES).await;
-        file.close().await?;
-        bytes
-    };
-    let parsed = match read.await {
-        Ok(bytes) => String::from_utf8(bytes)
-            .map_err(|e| e.to_string())
-            .and_then(|t| parse_checkpoint(&t)),
-        Err(e) => Err(e.to_string()),
-    };
+    let file = storage.open(&path, FileKind::Buffered, false).await?;
+    let bytes = file.read_at(0, CHECKPOINT_MAX_BYTES).await;
+    file.close().await?;
+    let parsed = String::from_utf8(bytes?)
+        .map_err(|e| e.to_string())
+        .and_then(|t| parse_checkpoint(&t));
     match parsed {
-        Ok(offset) => Some(offset),
-        Err(e) => {
-            tracing::warn!(
-                "ignoring {}: {e}; the log starts at its first segment",
-                path.display()
-            );
-            None
-        }
+        Ok(offset) => Ok(Some(offset)),
+        Err(e) => Err(StorageError::corrupt(
+            &path,
+            format!("not a log start offset checkpoint: {e}"),
+        )),
     }
 }
 
@@ -175,6 +179,8 @@ mod tests {
             "0\n1\n",
             "0\n1\nt 0 x\n",
             "0\n1\nt 0 -3\n",
+            "0\n1\nt 0 42",
+            "0\n1\n42\n",
         ] {
             assert!(parse_checkpoint(bad).is_err(), "{bad:?}");
         }

@@ -9,6 +9,15 @@ use crate::storage::io::{Storage, StorageFile};
 use bytes::Bytes;
 use std::io;
 
+/// ENOSPC and EDQUOT: the disk (or the quota) is full. By kind, since glommio's errors
+/// keep the kind of the OS error but not its number.
+fn is_no_space(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    ) || matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
 /// Resets `writer_active` if the writer's future is dropped mid-flight, so another task
 /// takes over the queued bytes.
 struct WriterGuard<'a, S: Storage>(&'a Inner<S>);
@@ -42,6 +51,9 @@ impl<S: Storage> PartitionLog<S> {
                 if reached >= offset {
                     return Ok(());
                 }
+                if let Some(reason) = &st.no_space {
+                    return Err(StorageError::NoSpace(reason.clone()));
+                }
                 if st.writer_active {
                     Some(self.inner.notify.listen())
                 } else {
@@ -53,6 +65,92 @@ impl<S: Storage> PartitionLog<S> {
                 None => self.run_writer().await,
             }
         }
+    }
+
+    /// A write found the disk full: appends stop (see the log's contract) until
+    /// [`Self::resume_after_no_space`] writes the queue.
+    fn stall(&self, err: &io::Error) {
+        let reason = format!("write failed in {}: {err}", self.inner.dir.display());
+        let mut st = self.inner.state.borrow_mut();
+        if !st.no_space_reported {
+            st.no_space_reported = true;
+            tracing::error!(
+                "{reason}; appends to this log are refused (KAFKA_STORAGE_ERROR) until space \
+                 is freed, reads go on"
+            );
+        }
+        st.no_space = Some(reason);
+        drop(st);
+        self.inner.notify.notify_all();
+    }
+
+    /// After a full disk: cuts the active segment back to the end of the last completed
+    /// write, verifies its batches from the last index entry up to there, and writes the
+    /// queue again. `Ok` once appends may go on; `NoSpace` while the disk is still full.
+    /// Call with `assign_lock` held.
+    pub(super) async fn resume_after_no_space(&self) -> Result<()> {
+        let (file, pos, from) = {
+            let st = self.inner.state.borrow();
+            if st.no_space.is_none() {
+                return Ok(());
+            }
+            if let Some(reason) = &st.failed {
+                return Err(StorageError::Failed(reason.clone()));
+            }
+            let seg = st.active();
+            let pos = st.written_pos;
+            let from = seg
+                .index
+                .entries()
+                .iter()
+                .rev()
+                .map(|&(_, p)| u64::from(p))
+                .find(|&p| p <= pos)
+                .unwrap_or(0);
+            (seg.log.clone(), pos, from)
+        };
+        if self.inner.state.borrow().writer_active {
+            let st = self.inner.state.borrow();
+            return Err(StorageError::NoSpace(
+                st.no_space.clone().unwrap_or_default(),
+            ));
+        }
+        let verified = async {
+            file.truncate(pos).await?;
+            let mut scanner = crate::storage::segment::Scanner::new(file.as_ref(), from, pos, true);
+            while scanner.next().await?.is_some() {}
+            if scanner.position != pos {
+                return Err(StorageError::Failed(format!(
+                    "the log tail does not verify after a full disk: {}",
+                    scanner.stopped.unwrap_or_default()
+                )));
+            }
+            Ok(())
+        }
+        .await;
+        match verified {
+            Ok(()) => {}
+            Err(StorageError::Io(e)) => {
+                self.fail("cutting back after a full disk", &e);
+                return Err(StorageError::Io(e));
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                tracing::error!("{reason}; the log stops accepting appends until restart");
+                self.inner.state.borrow_mut().failed = Some(reason);
+                self.inner.notify.notify_all();
+                return Err(e);
+            }
+        }
+        self.inner.state.borrow_mut().no_space = None;
+        let queued = self.inner.state.borrow().next_offset();
+        self.wait_for(queued, false).await?;
+        self.inner.state.borrow_mut().no_space_reported = false;
+        tracing::info!(
+            "{}: the queued batches are written again; appends resume",
+            self.inner.dir.display()
+        );
+        Ok(())
     }
 
     pub(super) fn fail(&self, what: &str, err: &io::Error) {
@@ -96,7 +194,11 @@ impl<S: Storage> PartitionLog<S> {
                 let len: u64 = bufs.iter().map(|b| b.len() as u64).sum();
                 self.inner.stats.write_batch.observe(n as u64);
                 if let Err(e) = file.write_at(pos, &bufs).await {
-                    self.fail("write", &e);
+                    if is_no_space(&e) {
+                        self.stall(&e);
+                    } else {
+                        self.fail("write", &e);
+                    }
                     return;
                 }
                 if let Some((cache, id)) = self.inner.cache.borrow().as_ref() {
