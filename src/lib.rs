@@ -10,6 +10,7 @@ pub mod os;
 pub mod producer;
 pub mod protocol;
 pub mod rt;
+pub mod security;
 pub mod server;
 pub mod shard;
 pub mod stats;
