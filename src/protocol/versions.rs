@@ -39,6 +39,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteRecords, 0, 2),
     // DescribeLogDirs v0 is not in the `kafka-protocol` crate (v1 differs only in throttling).
     (ApiKey::DescribeLogDirs, 1, 4),
+    // Answered by a SASL listener's gate before authentication (server::sasl_gate);
+    // anywhere else ILLEGAL_SASL_STATE. v0 handshakes are followed by raw tokens.
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 pub fn supported(api: ApiKey, version: i16) -> bool {

@@ -8,3 +8,5 @@ pub mod listener;
 pub mod metrics;
 pub mod pool;
 pub mod response;
+pub mod sasl_gate;
+pub mod transport;

@@ -28,6 +28,8 @@ pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
 pub mod produce;
+pub mod sasl_authenticate;
+pub mod sasl_handshake;
 pub mod sync_group;
 
 use crate::protocol::precheck;
@@ -77,6 +79,8 @@ pub struct Ctx {
     pub advertised_port: i32,
     /// The client's address, as DescribeGroups shows it (`/IP`, like Kafka).
     pub client_host: String,
+    /// Who the client is: `User:NAME` once SASL authenticated it, else `User:ANONYMOUS`.
+    pub principal: std::cell::RefCell<String>,
 }
 
 /// A decoded request header and the rest of the frame (the body).
@@ -156,6 +160,40 @@ impl Response {
     }
 }
 
+/// Checks a frame of a supported API and version and decodes its header: no count or
+/// length of the frame reaches the decoder before it is checked against the bytes that
+/// hold it, and what decoding will allocate is known (and charged to the request memory
+/// pool, for as long as the returned reservation lives) before it does.
+pub fn decode_request(
+    ctx: &Ctx,
+    frame: Bytes,
+) -> Result<(Request, crate::server::pool::Reservation), RequestError> {
+    let checked = precheck::check_request(&frame, &precheck::Limits::default())
+        .map_err(|e| RequestError::Decode(e.to_string()))?;
+    let (api, version) = (checked.api, checked.version);
+    if !supported(api, version) {
+        return Err(RequestError::UnsupportedVersion { api, version });
+    }
+    let decoded = ctx
+        .pool
+        .force_reserve(checked.decoded_bytes_estimate as u64);
+    let mut body = frame;
+    let header = RequestHeader::decode(&mut body, api.request_header_version(version))
+        .map_err(|e| RequestError::Decode(e.to_string()))?;
+    if let Some(id) = &crate::fatal::faults().panic_client_id
+        && header.client_id.as_deref() == Some(id.as_str())
+    {
+        panic!("injected fault: a request from client {id} panics");
+    }
+    let req = Request {
+        api,
+        version,
+        header,
+        body,
+    };
+    Ok((req, decoded))
+}
+
 async fn handle_api(ctx: &Ctx, frame: Bytes) -> Result<Option<Answer>, RequestError> {
     if frame.len() < 8 {
         return Err(RequestError::Decode(format!(
@@ -177,28 +215,7 @@ async fn handle_api(ctx: &Ctx, frame: Bytes) -> Result<Option<Answer>, RequestEr
     if api == ApiKey::Produce && version < produce::MIN_VERSION {
         return produce::unsupported_old_version(frame, version).map(|b| b.map(Answer::Bytes));
     }
-    // No count or length of the frame reaches the decoder before it is checked against
-    // the bytes that hold it, and what decoding will allocate is known (and charged to
-    // the request memory pool) before it does.
-    let checked = precheck::check_request(&frame, &precheck::Limits::default())
-        .map_err(|e| RequestError::Decode(e.to_string()))?;
-    let _decoded = ctx
-        .pool
-        .force_reserve(checked.decoded_bytes_estimate as u64);
-    let mut body = frame;
-    let header = RequestHeader::decode(&mut body, api.request_header_version(version))
-        .map_err(|e| RequestError::Decode(e.to_string()))?;
-    if let Some(id) = &crate::fatal::faults().panic_client_id
-        && header.client_id.as_deref() == Some(id.as_str())
-    {
-        panic!("injected fault: a request from client {id} panics");
-    }
-    let mut req = Request {
-        api,
-        version,
-        header,
-        body,
-    };
+    let (mut req, _decoded) = decode_request(ctx, frame)?;
     let bytes = match api {
         ApiKey::Fetch => {
             return fetch::handle(ctx, &mut req)
@@ -235,6 +252,8 @@ async fn handle_api(ctx: &Ctx, frame: Bytes) -> Result<Option<Answer>, RequestEr
         ApiKey::CreatePartitions => create_partitions::handle(ctx, &mut req).await,
         ApiKey::DeleteRecords => delete_records::handle(ctx, &mut req).await,
         ApiKey::DescribeLogDirs => describe_log_dirs::handle(ctx, &mut req).await,
+        ApiKey::SaslHandshake => sasl_handshake::handle(ctx, &mut req).await,
+        ApiKey::SaslAuthenticate => sasl_authenticate::handle(ctx, &mut req).await,
         other => Err(RequestError::UnsupportedVersion {
             api: other,
             version,

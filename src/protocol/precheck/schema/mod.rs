@@ -16,6 +16,7 @@ pub mod describe;
 pub mod groups;
 pub mod log_admin;
 pub mod produce_fetch;
+pub mod sasl;
 
 use kafka_protocol::messages::ApiKey;
 
@@ -297,4 +298,6 @@ pub static ALL: &[&MessageSchema] = &[
     &groups::DESCRIBE_GROUPS,
     &groups::DELETE_GROUPS,
     &groups::OFFSET_DELETE,
+    &sasl::SASL_HANDSHAKE,
+    &sasl::SASL_AUTHENTICATE,
 ];

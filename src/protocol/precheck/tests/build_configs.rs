@@ -1,13 +1,14 @@
 //! Requests as clients build them: DescribeConfigs, AlterConfigs, IncrementalAlterConfigs,
-//! DescribeCluster, DescribeProducers.
+//! DescribeCluster, DescribeProducers, SaslHandshake, SaslAuthenticate.
 //! Every array has 2-3 elements; `case` 0 fills nullable fields, case 1 leaves them null.
 
 use super::{UNKNOWN_TAG, s, tv};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::{
     AlterConfigsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeProducersRequest,
-    IncrementalAlterConfigsRequest, TopicName, alter_configs_request as ac,
-    describe_producers_request as dp, incremental_alter_configs_request as iac,
+    IncrementalAlterConfigsRequest, SaslAuthenticateRequest, SaslHandshakeRequest, TopicName,
+    alter_configs_request as ac, describe_producers_request as dp,
+    incremental_alter_configs_request as iac,
 };
 
 const NAMES: [&str; 3] = ["retention.ms", "cleanup.policy", "segment.bytes"];
@@ -86,4 +87,21 @@ pub fn describe_producers(_v: i16, case: usize) -> DescribeProducersRequest {
     DescribeProducersRequest::default()
         .with_topics((0..2).map(topic).collect())
         .with_unknown_tagged_field(UNKNOWN_TAG, tv())
+}
+
+pub fn sasl_handshake(_v: i16, case: usize) -> SaslHandshakeRequest {
+    SaslHandshakeRequest::default().with_mechanism(s(["SCRAM-SHA-256", ""][case]))
+}
+
+pub fn sasl_authenticate(v: i16, case: usize) -> SaslAuthenticateRequest {
+    let r = SaslAuthenticateRequest::default().with_auth_bytes(if case == 0 {
+        bytes::Bytes::from_static(b"n,,n=alice,r=abc")
+    } else {
+        bytes::Bytes::new()
+    });
+    if v >= 2 {
+        r.with_unknown_tagged_field(UNKNOWN_TAG, tv())
+    } else {
+        r
+    }
 }

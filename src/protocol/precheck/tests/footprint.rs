@@ -135,6 +135,8 @@ footprint! {
     delete_records_request::DeleteRecordsPartition => [] tagged;
     DescribeLogDirsRequest => [topics] tagged;
     describe_log_dirs_request::DescribableLogDirTopic => [partitions] tagged;
+    SaslHandshakeRequest => [];
+    SaslAuthenticateRequest => [] tagged;
     OffsetDeleteRequest => [topics];
     OffsetDeleteRequestTopic => [partitions];
     OffsetDeleteRequestPartition => [];

@@ -106,6 +106,8 @@ fn default_size(name: &str, v: i16) -> Option<usize> {
         CreatePartitionsRequest,
         DeleteRecordsRequest,
         DescribeLogDirsRequest,
+        SaslHandshakeRequest,
+        SaslAuthenticateRequest,
     )
 }
 

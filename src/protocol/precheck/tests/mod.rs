@@ -90,6 +90,8 @@ pub fn build(api: ApiKey, version: i16, case: usize) -> Option<Vec<u8>> {
         ApiKey::DescribeGroups => encode(api, v, c, &g::describe_groups(v, c)),
         ApiKey::DeleteGroups => encode(api, v, c, &g::delete_groups(v, c)),
         ApiKey::OffsetDelete => encode(api, v, c, &g::offset_delete(v, c)),
+        ApiKey::SaslHandshake => encode(api, v, c, &build_configs::sasl_handshake(v, c)),
+        ApiKey::SaslAuthenticate => encode(api, v, c, &build_configs::sasl_authenticate(v, c)),
         _ => return None,
     })
 }
@@ -185,6 +187,8 @@ fn decode_body(api: ApiKey, v: i16, buf: &mut Bytes) -> anyhow::Result<usize> {
         ApiKey::DescribeGroups => fp::<DescribeGroupsRequest>(buf, v),
         ApiKey::DeleteGroups => fp::<DeleteGroupsRequest>(buf, v),
         ApiKey::OffsetDelete => fp::<OffsetDeleteRequest>(buf, v),
+        ApiKey::SaslHandshake => fp::<SaslHandshakeRequest>(buf, v),
+        ApiKey::SaslAuthenticate => fp::<SaslAuthenticateRequest>(buf, v),
         other => anyhow::bail!("no decoder wired for {other:?}"),
     }
 }
