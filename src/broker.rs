@@ -211,6 +211,8 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         None => None,
     };
     let users = crate::security::credentials::Users::load(&config.data_dir)?;
+    let acls =
+        crate::security::acl::AclSet::load(&config.data_dir).map_err(|e| anyhow::anyhow!(e))?;
     if listeners.iter().any(|(l, _)| l.protocol.sasl()) && users.users.is_empty() {
         tracing::warn!(
             "a SASL listener is configured but no user exists: add them with `ringbroker users add`"
@@ -254,6 +256,11 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         connections: ConnectionLimits::new(max_connections, config.limits.max_connections_per_ip),
         tls,
         users: Arc::new(users),
+        authorizer: Arc::new(crate::server::authorizer::Authorizer::new(
+            &config.security,
+            acls,
+            config.data_dir.clone(),
+        )),
     });
 
     let config = Arc::new(config);

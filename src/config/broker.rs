@@ -145,7 +145,7 @@ pub(crate) fn bad(key: &str, value: &str, reason: &str) -> ConfigError {
     }
 }
 
-fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
     match value.trim() {
         "true" => Ok(true),
         "false" => Ok(false),

@@ -8,7 +8,7 @@
 //! The keys are checked one by one as they are set and resolved together by
 //! [`SecurityConfig::listeners`], since a TOML file may give them in any order.
 
-use super::broker::{ConfigError, bad, parse_num, parse_positive};
+use super::broker::{ConfigError, bad, parse_bool, parse_num, parse_positive};
 
 /// Kafka's `security.protocol` of a listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +117,12 @@ pub struct SecurityConfig {
     /// `connection.failed.authentication.delay.ms`), which bounds how fast one
     /// connection can guess.
     pub failed_authentication_delay_ms: u64,
+    /// ACLs are checked (`authorizer.enabled`).
+    pub authorizer_enabled: bool,
+    /// Principals every check allows (`super.users`, `User:a;User:b`).
+    pub super_users: Vec<String>,
+    /// A resource no ACL names is open to everyone (`allow.everyone.if.no.acl.found`).
+    pub allow_everyone_if_no_acl_found: bool,
 }
 
 impl Default for SecurityConfig {
@@ -131,6 +137,9 @@ impl Default for SecurityConfig {
             sasl_enabled_mechanisms: Mechanism::ALL.to_vec(),
             sasl_max_receive_bytes: 524_288,
             failed_authentication_delay_ms: 100,
+            authorizer_enabled: false,
+            super_users: Vec::new(),
+            allow_everyone_if_no_acl_found: false,
         }
     }
 }
@@ -168,6 +177,9 @@ impl SecurityConfig {
         "sasl.enabled.mechanisms",
         "sasl.server.max.receive.size",
         "connection.failed.authentication.delay.ms",
+        "authorizer.enabled",
+        "super.users",
+        "allow.everyone.if.no.acl.found",
     ];
 
     /// Sets one of [`Self::KEYS`]; `Ok(false)` when the key is not a security setting.
@@ -248,6 +260,20 @@ impl SecurityConfig {
             }
             "connection.failed.authentication.delay.ms" => {
                 self.failed_authentication_delay_ms = parse_num(key, value)?
+            }
+            "authorizer.enabled" => self.authorizer_enabled = parse_bool(key, value)?,
+            "allow.everyone.if.no.acl.found" => {
+                self.allow_everyone_if_no_acl_found = parse_bool(key, value)?
+            }
+            "super.users" => {
+                let mut users = Vec::new();
+                for u in value.split(';').map(str::trim).filter(|u| !u.is_empty()) {
+                    if u.strip_prefix("User:").is_none_or(str::is_empty) {
+                        return Err(bad(key, u, "principals are User:NAME, separated by ;"));
+                    }
+                    users.push(u.to_string());
+                }
+                self.super_users = users;
             }
             _ => return Ok(false),
         }
@@ -426,6 +452,9 @@ mod tests {
         assert!(config(&[("ssl.client.auth", "maybe")]).is_err());
         assert!(config(&[("sasl.enabled.mechanisms", "GSSAPI")]).is_err());
         assert!(config(&[("ssl.keystore.type", "JKS")]).is_err());
+        assert!(config(&[("super.users", "alice")]).is_err());
+        let c = config(&[("super.users", "User:admin; User:ops")]).unwrap();
+        assert_eq!(c.super_users, ["User:admin", "User:ops"]);
         let c = config(&[("listeners", "FOO://:1")]).unwrap();
         assert!(c.listeners("x:1", None).is_err(), "FOO has no protocol");
         let c = config(&[("listeners", "PLAINTEXT://:1,SSL://:1")]).unwrap();

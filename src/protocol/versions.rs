@@ -43,6 +43,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // anywhere else ILLEGAL_SASL_STATE. v0 handshakes are followed by raw tokens.
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
+    // v0 is not in the `kafka-protocol` crate; clients since Kafka 2.0 use v1+.
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
 ];
 
 pub fn supported(api: ApiKey, version: i16) -> bool {

@@ -3,6 +3,7 @@
 //! configuration of the SSL listeners (`tls`). Pure logic and files: the connections that
 //! use them live in `server`.
 
+pub mod acl;
 pub mod credentials;
 pub mod sasl;
 pub mod scram;

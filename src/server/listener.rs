@@ -26,6 +26,8 @@ pub struct Frontend {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The SASL users, read from the data dir at start.
     pub users: Arc<crate::security::credentials::Users>,
+    /// ACLs and the authorizer settings.
+    pub authorizer: Arc<super::authorizer::Authorizer>,
 }
 
 impl Frontend {
@@ -139,6 +141,7 @@ pub async fn accept_loop(
             advertised_port: port,
             client_host: peer.map(|a| format!("/{}", a.ip())).unwrap_or_default(),
             principal: std::cell::RefCell::new("User:ANONYMOUS".to_string()),
+            authorizer: frontend.authorizer.clone(),
         });
         let id = conns.next_id.get();
         conns.next_id.set(id + 1);

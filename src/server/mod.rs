@@ -2,6 +2,7 @@
 //! limits, and one handler per API.
 
 pub mod admission;
+pub mod authorizer;
 pub mod connection;
 pub mod handlers;
 pub mod listener;

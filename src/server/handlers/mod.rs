@@ -3,12 +3,15 @@
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod dedupe;
+pub mod delete_acls;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_acls;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
@@ -81,6 +84,36 @@ pub struct Ctx {
     pub client_host: String,
     /// Who the client is: `User:NAME` once SASL authenticated it, else `User:ANONYMOUS`.
     pub principal: std::cell::RefCell<String>,
+    /// Decides what the principal may do.
+    pub authorizer: std::sync::Arc<crate::server::authorizer::Authorizer>,
+}
+
+impl Ctx {
+    /// Whether this connection's principal may do `operation` on a resource.
+    pub fn allowed(&self, operation: i8, resource_type: i8, name: &str) -> bool {
+        if !self.authorizer.enabled {
+            return true;
+        }
+        let principal = self.principal.borrow();
+        let who = crate::security::acl::Requester {
+            principal: &principal,
+            host: self.client_host.trim_start_matches('/'),
+        };
+        self.authorizer.allows(&who, operation, resource_type, name)
+    }
+
+    /// Whether this connection's principal may create topic `name`.
+    pub fn may_create_topic(&self, name: &str) -> bool {
+        if !self.authorizer.enabled {
+            return true;
+        }
+        let principal = self.principal.borrow();
+        let who = crate::security::acl::Requester {
+            principal: &principal,
+            host: self.client_host.trim_start_matches('/'),
+        };
+        self.authorizer.may_create_topic(&who, name)
+    }
 }
 
 /// A decoded request header and the rest of the frame (the body).
@@ -253,6 +286,9 @@ async fn handle_api(ctx: &Ctx, frame: Bytes) -> Result<Option<Answer>, RequestEr
         ApiKey::DeleteRecords => delete_records::handle(ctx, &mut req).await,
         ApiKey::DescribeLogDirs => describe_log_dirs::handle(ctx, &mut req).await,
         ApiKey::SaslHandshake => sasl_handshake::handle(ctx, &mut req).await,
+        ApiKey::CreateAcls => create_acls::handle(ctx, &mut req).await,
+        ApiKey::DescribeAcls => describe_acls::handle(ctx, &mut req).await,
+        ApiKey::DeleteAcls => delete_acls::handle(ctx, &mut req).await,
         ApiKey::SaslAuthenticate => sasl_authenticate::handle(ctx, &mut req).await,
         other => Err(RequestError::UnsupportedVersion {
             api: other,

@@ -11,6 +11,7 @@
 //! the version: the crate accepts a null wherever its field is an `Option`, so the walker
 //! does too, and refuses it wherever the crate would.
 
+pub mod acls;
 pub mod admin;
 pub mod describe;
 pub mod groups;
@@ -300,4 +301,7 @@ pub static ALL: &[&MessageSchema] = &[
     &groups::OFFSET_DELETE,
     &sasl::SASL_HANDSHAKE,
     &sasl::SASL_AUTHENTICATE,
+    &acls::DESCRIBE_ACLS,
+    &acls::CREATE_ACLS,
+    &acls::DELETE_ACLS,
 ];

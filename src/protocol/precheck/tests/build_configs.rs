@@ -1,5 +1,5 @@
 //! Requests as clients build them: DescribeConfigs, AlterConfigs, IncrementalAlterConfigs,
-//! DescribeCluster, DescribeProducers, SaslHandshake, SaslAuthenticate.
+//! DescribeCluster, DescribeProducers, SaslHandshake, SaslAuthenticate, and the ACL APIs.
 //! Every array has 2-3 elements; `case` 0 fills nullable fields, case 1 leaves them null.
 
 use super::{UNKNOWN_TAG, s, tv};
@@ -104,4 +104,94 @@ pub fn sasl_authenticate(v: i16, case: usize) -> SaslAuthenticateRequest {
     } else {
         r
     }
+}
+
+/// The unknown tagged field of flexible versions (v2+ of the ACL APIs).
+fn tag_from_v2<T: WithTags>(v: i16, mut m: T) -> T {
+    if v >= 2 {
+        m.add_tag();
+    }
+    m
+}
+
+pub trait WithTags {
+    fn add_tag(&mut self);
+}
+
+macro_rules! with_tags {
+    ($($t:ty),*) => {
+        $(impl WithTags for $t {
+            fn add_tag(&mut self) {
+                self.unknown_tagged_fields.insert(UNKNOWN_TAG, tv());
+            }
+        })*
+    };
+}
+
+with_tags!(
+    kafka_protocol::messages::CreateAclsRequest,
+    kafka_protocol::messages::create_acls_request::AclCreation,
+    kafka_protocol::messages::DescribeAclsRequest,
+    kafka_protocol::messages::DeleteAclsRequest,
+    kafka_protocol::messages::delete_acls_request::DeleteAclsFilter
+);
+
+pub fn create_acls(v: i16, _case: usize) -> kafka_protocol::messages::CreateAclsRequest {
+    use kafka_protocol::messages::create_acls_request::AclCreation;
+    let creation = |i: usize| {
+        tag_from_v2(
+            v,
+            AclCreation::default()
+                .with_resource_type(2)
+                .with_resource_name(s(["alpha", "beta", "gamma"][i]))
+                .with_resource_pattern_type(3)
+                .with_principal(s("User:alice"))
+                .with_host(s("*"))
+                .with_operation(3)
+                .with_permission_type(3),
+        )
+    };
+    tag_from_v2(
+        v,
+        kafka_protocol::messages::CreateAclsRequest::default()
+            .with_creations((0..3).map(creation).collect()),
+    )
+}
+
+pub fn describe_acls(v: i16, case: usize) -> kafka_protocol::messages::DescribeAclsRequest {
+    let filled = case == 0;
+    tag_from_v2(
+        v,
+        kafka_protocol::messages::DescribeAclsRequest::default()
+            .with_resource_type_filter(2)
+            .with_resource_name_filter(filled.then(|| s("alpha")))
+            .with_pattern_type_filter(1)
+            .with_principal_filter(filled.then(|| s("User:alice")))
+            .with_host_filter(filled.then(|| s("*")))
+            .with_operation(1)
+            .with_permission_type(1),
+    )
+}
+
+pub fn delete_acls(v: i16, case: usize) -> kafka_protocol::messages::DeleteAclsRequest {
+    use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+    let filled = case == 0;
+    let filter = |i: usize| {
+        tag_from_v2(
+            v,
+            DeleteAclsFilter::default()
+                .with_resource_type_filter(2)
+                .with_resource_name_filter(filled.then(|| s(["alpha", "beta"][i])))
+                .with_pattern_type_filter(3)
+                .with_principal_filter(filled.then(|| s("User:alice")))
+                .with_host_filter(filled.then(|| s("*")))
+                .with_operation(3)
+                .with_permission_type(3),
+        )
+    };
+    tag_from_v2(
+        v,
+        kafka_protocol::messages::DeleteAclsRequest::default()
+            .with_filters((0..2).map(filter).collect()),
+    )
 }

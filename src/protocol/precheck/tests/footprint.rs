@@ -137,6 +137,11 @@ footprint! {
     describe_log_dirs_request::DescribableLogDirTopic => [partitions] tagged;
     SaslHandshakeRequest => [];
     SaslAuthenticateRequest => [] tagged;
+    CreateAclsRequest => [creations] tagged;
+    create_acls_request::AclCreation => [] tagged;
+    DescribeAclsRequest => [] tagged;
+    DeleteAclsRequest => [filters] tagged;
+    delete_acls_request::DeleteAclsFilter => [] tagged;
     OffsetDeleteRequest => [topics];
     OffsetDeleteRequestTopic => [partitions];
     OffsetDeleteRequestPartition => [];

@@ -43,6 +43,8 @@ fn default_size(name: &str, v: i16) -> Option<usize> {
         "DeleteRecordsTopic" => size::<delete_records_request::DeleteRecordsTopic>(v),
         "DeleteRecordsPartition" => size::<delete_records_request::DeleteRecordsPartition>(v),
         "DescribableLogDirTopic" => size::<describe_log_dirs_request::DescribableLogDirTopic>(v),
+        "AclCreation" => size::<create_acls_request::AclCreation>(v),
+        "DeleteAclsFilter" => size::<delete_acls_request::DeleteAclsFilter>(v),
         _ => None,
     };
     if configs.is_some() {
@@ -108,6 +110,9 @@ fn default_size(name: &str, v: i16) -> Option<usize> {
         DescribeLogDirsRequest,
         SaslHandshakeRequest,
         SaslAuthenticateRequest,
+        CreateAclsRequest,
+        DescribeAclsRequest,
+        DeleteAclsRequest,
     )
 }
 
