@@ -314,6 +314,81 @@ fn anon_produce(b: &Secured) -> i16 {
     produce(&mut anon, "orders")
 }
 
+/// The admin APIs that change topics and groups are checked too.
+#[test]
+fn admin_changes_need_their_acls() {
+    use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    use kafka_protocol::messages::{
+        CreatePartitionsRequest, CreatePartitionsResponse, DeleteGroupsRequest,
+        DeleteGroupsResponse, DeleteRecordsRequest, DeleteRecordsResponse,
+        IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    };
+    let b = start(true);
+    let mut admin = login(b.sasl, "admin", "admin-secret");
+    assert_eq!(kafka::create_topics(&mut admin, &[("ledger", 1)])[0].1, 0);
+    let grow = CreatePartitionsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![
+            CreatePartitionsTopic::default()
+                .with_name(topic_name("ledger"))
+                .with_count(2)
+                .with_assignments(None),
+        ]);
+    let delete_records = DeleteRecordsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![
+            DeleteRecordsTopic::default()
+                .with_name(topic_name("ledger"))
+                .with_partitions(vec![
+                    DeleteRecordsPartition::default()
+                        .with_partition_index(0)
+                        .with_offset(-1),
+                ]),
+        ]);
+    let alter = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s("ledger"))
+            .with_configs(vec![
+                AlterableConfig::default()
+                    .with_name(s("retention.ms"))
+                    .with_config_operation(0)
+                    .with_value(Some(s("1000"))),
+            ]),
+    ]);
+    let delete_groups =
+        DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s("ledger-readers"))]);
+
+    let mut alice = login(b.sasl, "alice", "alice-secret");
+    let r: CreatePartitionsResponse = alice.call(1, &grow);
+    assert_eq!(r.results[0].error_code, TOPIC_AUTHORIZATION_FAILED);
+    let r: DeleteRecordsResponse = alice.call(1, &delete_records);
+    assert_eq!(
+        r.topics[0].partitions[0].error_code,
+        TOPIC_AUTHORIZATION_FAILED
+    );
+    let r: IncrementalAlterConfigsResponse = alice.call(0, &alter);
+    assert_eq!(r.responses[0].error_code, TOPIC_AUTHORIZATION_FAILED);
+    let r: DeleteGroupsResponse = alice.call(1, &delete_groups);
+    assert_eq!(r.results[0].error_code, GROUP_AUTHORIZATION_FAILED);
+    let m = kafka::metadata(&mut admin, &["ledger"]);
+    assert_eq!(m.topics[0].partitions.len(), 1, "nothing grew");
+
+    // The super user may do each.
+    let r: CreatePartitionsResponse = admin.call(1, &grow);
+    assert_eq!(r.results[0].error_code, 0);
+    let r: DeleteRecordsResponse = admin.call(1, &delete_records);
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    let r: IncrementalAlterConfigsResponse = admin.call(0, &alter);
+    assert_eq!(r.responses[0].error_code, 0);
+}
+
 #[test]
 fn confluent_admin_client_manages_acls_and_librdkafka_is_refused_then_allowed() {
     let b = start(true);
