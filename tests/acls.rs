@@ -389,6 +389,114 @@ fn admin_changes_need_their_acls() {
     assert_eq!(r.responses[0].error_code, 0);
 }
 
+/// The read side: offsets, group views, configs and producer ids; then librdkafka's
+/// idempotent producer and consumer group work once the ACLs exist.
+#[test]
+fn reads_and_group_membership_need_their_acls() {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
+    use kafka_protocol::messages::{
+        DescribeConfigsRequest, DescribeConfigsResponse, DescribeGroupsRequest,
+        DescribeGroupsResponse, DescribeLogDirsRequest, DescribeLogDirsResponse,
+        FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse, InitProducerIdRequest,
+        InitProducerIdResponse, ListGroupsRequest, ListGroupsResponse, OffsetFetchRequest,
+        OffsetFetchResponse,
+    };
+    let b = start(true);
+    let mut admin = login(b.sasl, "admin", "admin-secret");
+    assert_eq!(kafka::create_topics(&mut admin, &[("events", 1)])[0].1, 0);
+    assert_eq!(produce(&mut admin, "events"), 0);
+    assert_eq!(
+        commit(&mut admin, "readers", "events"),
+        0,
+        "the group exists"
+    );
+
+    let mut alice = login(b.sasl, "alice", "alice-secret");
+    let (err, _) = kafka::list_offset(&mut alice, "events", 0, -1);
+    assert_eq!(err, TOPIC_AUTHORIZATION_FAILED);
+    let f: OffsetFetchResponse = alice.call(
+        3,
+        &OffsetFetchRequest::default()
+            .with_group_id(GroupId(s("readers")))
+            .with_topics(None),
+    );
+    assert_eq!(f.error_code, GROUP_AUTHORIZATION_FAILED);
+    let c: FindCoordinatorResponse =
+        alice.call(2, &FindCoordinatorRequest::default().with_key(s("readers")));
+    assert_eq!(c.error_code, GROUP_AUTHORIZATION_FAILED);
+    let d: DescribeGroupsResponse = alice.call(
+        1,
+        &DescribeGroupsRequest::default().with_groups(vec![GroupId(s("readers"))]),
+    );
+    assert_eq!(d.groups[0].error_code, GROUP_AUTHORIZATION_FAILED);
+    let h: HeartbeatResponse = alice.call(
+        1,
+        &HeartbeatRequest::default()
+            .with_group_id(GroupId(s("readers")))
+            .with_generation_id(1)
+            .with_member_id(s("m")),
+    );
+    assert_eq!(h.error_code, GROUP_AUTHORIZATION_FAILED);
+    let l: ListGroupsResponse = alice.call(1, &ListGroupsRequest::default());
+    assert!(l.groups.is_empty(), "no group is shown: {:?}", l.groups);
+    let l: ListGroupsResponse = admin.call(1, &ListGroupsRequest::default());
+    assert!(l.groups.iter().any(|g| g.group_id.as_str() == "readers"));
+    let dc: DescribeConfigsResponse = alice.call(
+        1,
+        &DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(s("events"))
+                .with_configuration_keys(None),
+        ]),
+    );
+    assert_eq!(dc.results[0].error_code, TOPIC_AUTHORIZATION_FAILED);
+    let dirs: DescribeLogDirsResponse =
+        alice.call(4, &DescribeLogDirsRequest::default().with_topics(None));
+    assert_eq!(dirs.error_code, CLUSTER_AUTHORIZATION_FAILED);
+    assert!(dirs.results.is_empty());
+    let pid: InitProducerIdResponse = alice.call(
+        1,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60_000),
+    );
+    assert_eq!(pid.error_code, CLUSTER_AUTHORIZATION_FAILED);
+
+    // Granted: the topic (WRITE, READ) and the group (READ).
+    let made = create_acls(
+        &mut admin,
+        vec![
+            binding(TOPIC, "events", LITERAL, WRITE),
+            binding(TOPIC, "events", LITERAL, READ),
+            binding(GROUP, "readers", LITERAL, READ),
+        ],
+    );
+    assert_eq!(made, [0, 0, 0]);
+    let (err, _) = kafka::list_offset(&mut alice, "events", 0, -1);
+    assert_eq!(err, 0);
+    let f: OffsetFetchResponse = alice.call(
+        3,
+        &OffsetFetchRequest::default()
+            .with_group_id(GroupId(s("readers")))
+            .with_topics(None),
+    );
+    assert_eq!(f.error_code, 0);
+    let pid: InitProducerIdResponse = alice.call(
+        1,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60_000),
+    );
+    assert_eq!(
+        pid.error_code, 0,
+        "WRITE on a topic allows idempotence (KIP-679)"
+    );
+    let bootstrap = format!("127.0.0.1:{}", b.sasl);
+    run_python("acl_admin.py", &["group", &bootstrap, "events"]);
+}
+
 #[test]
 fn confluent_admin_client_manages_acls_and_librdkafka_is_refused_then_allowed() {
     let b = start(true);

@@ -248,6 +248,17 @@ impl AclSet {
         allowed || (!any && allow_if_no_acl)
     }
 
+    /// Whether some binding allows `who` `operation` on some resource of the type.
+    pub fn grants_somewhere(&self, who: &Requester<'_>, operation: i8, resource_type: i8) -> bool {
+        self.acls.iter().any(|a| {
+            a.resource_type == resource_type
+                && a.permission == permission::ALLOW
+                && implying(operation).contains(&a.operation)
+                && (a.principal == who.principal || a.principal == "User:*")
+                && (a.host == who.host || a.host == "*")
+        })
+    }
+
     pub fn load(data_dir: &Path) -> Result<AclSet, String> {
         let path = data_dir.join(ACLS_FILE);
         let file = match std::fs::File::open(&path) {

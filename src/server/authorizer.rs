@@ -64,6 +64,20 @@ impl Authorizer {
             || self.allows(who, op::CREATE, resource::TOPIC, name)
     }
 
+    /// Whether `who` may get a producer id for idempotent writes: IDEMPOTENT_WRITE on the
+    /// cluster, or an ALLOW of WRITE on some topic (KIP-679), or topics open to all.
+    pub fn may_write_idempotently(&self, who: &Requester<'_>) -> bool {
+        self.allows(
+            who,
+            op::IDEMPOTENT_WRITE,
+            resource::CLUSTER,
+            resource::CLUSTER_NAME,
+        ) || self.allow_if_no_acl
+            || self
+                .current()
+                .grants_somewhere(who, op::WRITE, resource::TOPIC)
+    }
+
     /// Applies `change` to a copy of the bindings, makes the copy durable, then serves it.
     /// Nothing changes when writing fails.
     pub async fn change<R>(&self, change: impl FnOnce(&mut AclSet) -> R) -> std::io::Result<R> {

@@ -9,6 +9,9 @@ user alice/alice-secret (SCRAM-SHA-256).
 - revoke: as admin, DeleteAcls removes it.
 - allowed: alice produces a record to TOPIC.
 - refused: alice's record to TOPIC fails with TOPIC_AUTHORIZATION_FAILED.
+- group: alice produces 3 records with an idempotent producer, then reads them in the
+  consumer group "readers" (subscribe, commit), starting at the group's committed
+  offset 1 (past the one record already there); the group's committed offset is then 4.
 
 Prints OK on success.
 """
@@ -68,6 +71,33 @@ elif mode in ("allowed", "refused"):
         check(outcome[0] is not None
               and outcome[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED,
               f"TOPIC_AUTHORIZATION_FAILED: {outcome}")
+elif mode == "group":
+    from confluent_kafka import Consumer, TopicPartition
+    producer = Producer(dict(config("alice", "alice-secret", "SCRAM-SHA-256"),
+                             **{"enable.idempotence": True}))
+    errors = []
+    for i in range(3):
+        producer.produce(topic, b"idem-%d" % i, partition=0,
+                         on_delivery=lambda err, msg: err and errors.append(err))
+    check(producer.flush(30) == 0 and not errors, f"idempotent delivery: {errors}")
+    consumer = Consumer(dict(config("alice", "alice-secret", "SCRAM-SHA-256"),
+                             **{"group.id": "readers", "auto.offset.reset": "earliest",
+                                "enable.auto.commit": False}))
+    consumer.subscribe([topic])
+    got = []
+    deadline = time.time() + 60
+    while len(got) < 3 and time.time() < deadline:
+        m = consumer.poll(1.0)
+        if m is not None and m.error() is None:
+            got.append(m.value())
+        elif m is not None:
+            print("consumer error:", m.error())
+    print("consumed:", got)
+    check(got == [b"idem-0", b"idem-1", b"idem-2"], f"read from the committed offset: {got}")
+    consumer.commit(asynchronous=False)
+    committed = consumer.committed([TopicPartition(topic, 0)], timeout=20)
+    consumer.close()
+    check(committed[0].offset == 4, f"committed {committed}")
 else:
     check(False, f"unknown mode {mode}")
 print("OK")

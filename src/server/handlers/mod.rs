@@ -102,6 +102,20 @@ impl Ctx {
         self.authorizer.allows(&who, operation, resource_type, name)
     }
 
+    /// Whether this connection's principal may have a producer id for idempotent writes:
+    /// IDEMPOTENT_WRITE on the cluster, or WRITE on some topic (KIP-679).
+    pub fn may_write_idempotently(&self) -> bool {
+        if !self.authorizer.enabled {
+            return true;
+        }
+        let principal = self.principal.borrow();
+        let who = crate::security::acl::Requester {
+            principal: &principal,
+            host: self.client_host.trim_start_matches('/'),
+        };
+        self.authorizer.may_write_idempotently(&who)
+    }
+
     /// Whether this connection's principal may create topic `name`.
     pub fn may_create_topic(&self, name: &str) -> bool {
         if !self.authorizer.enabled {
