@@ -463,6 +463,23 @@ fn reads_and_group_membership_need_their_acls() {
             .with_transaction_timeout_ms(60_000),
     );
     assert_eq!(pid.error_code, CLUSTER_AUTHORIZATION_FAILED);
+    let ask = kafka_protocol::messages::DescribeClusterRequest::default()
+        .with_include_cluster_authorized_operations(true);
+    let dc: kafka_protocol::messages::DescribeClusterResponse = alice.call(0, &ask);
+    assert_eq!(dc.error_code, CLUSTER_AUTHORIZATION_FAILED);
+    let dc: kafka_protocol::messages::DescribeClusterResponse = admin.call(0, &ask);
+    assert_eq!(dc.error_code, 0);
+    assert_eq!(
+        dc.cluster_authorized_operations, 0b1_1111_1010_0000,
+        "all, for a super user"
+    );
+    const CLUSTER: i8 = 4;
+    const DESCRIBE: i8 = 8;
+    let describe_cluster = binding(CLUSTER, "kafka-cluster", LITERAL, DESCRIBE);
+    assert_eq!(create_acls(&mut admin, vec![describe_cluster]), [0]);
+    let dc: kafka_protocol::messages::DescribeClusterResponse = alice.call(0, &ask);
+    assert_eq!(dc.error_code, 0);
+    assert_eq!(dc.cluster_authorized_operations, 1 << 8, "DESCRIBE only");
 
     // Granted: the topic (WRITE, READ) and the group (READ).
     let made = create_acls(
