@@ -255,11 +255,16 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         pool: MemoryPool::new(config.limits.queued_max_request_bytes),
         connections: ConnectionLimits::new(max_connections, config.limits.max_connections_per_ip),
         tls,
-        users: Arc::new(users),
+        users: Arc::new(crate::server::durable::Durable::new(
+            users,
+            config
+                .data_dir
+                .join(crate::security::credentials::USERS_FILE),
+        )),
         authorizer: Arc::new(crate::server::authorizer::Authorizer::new(
             &config.security,
             acls,
-            config.data_dir.clone(),
+            &config.data_dir,
         )),
     });
 

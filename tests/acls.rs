@@ -379,6 +379,35 @@ fn admin_changes_need_their_acls() {
     assert_eq!(r.results[0].error_code, GROUP_AUTHORIZATION_FAILED);
     let m = kafka::metadata(&mut admin, &["ledger"]);
     assert_eq!(m.topics[0].partitions.len(), 1, "nothing grew");
+    // SCRAM credentials need ALTER / DESCRIBE on the cluster.
+    use kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialUpsertion;
+    use kafka_protocol::messages::{
+        AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse,
+        DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse,
+    };
+    let upsert = AlterUserScramCredentialsRequest::default().with_upsertions(vec![
+        ScramCredentialUpsertion::default()
+            .with_name(s("mallory"))
+            .with_mechanism(1)
+            .with_iterations(4096)
+            .with_salt(bytes::Bytes::from_static(b"salt"))
+            .with_salted_password(bytes::Bytes::from_static(
+                b"0123456789abcdef0123456789abcdef",
+            )),
+    ]);
+    let r: AlterUserScramCredentialsResponse = alice.call(0, &upsert);
+    assert_eq!(r.results[0].error_code, CLUSTER_AUTHORIZATION_FAILED);
+    let d: DescribeUserScramCredentialsResponse = alice.call(
+        0,
+        &DescribeUserScramCredentialsRequest::default().with_users(None),
+    );
+    assert_eq!(d.error_code, CLUSTER_AUTHORIZATION_FAILED);
+    let d: DescribeUserScramCredentialsResponse = admin.call(
+        0,
+        &DescribeUserScramCredentialsRequest::default().with_users(None),
+    );
+    let users: Vec<&str> = d.results.iter().map(|r| r.user.as_str()).collect();
+    assert_eq!(users, ["admin", "alice"], "mallory was not added");
 
     // The super user may do each.
     let r: CreatePartitionsResponse = admin.call(1, &grow);

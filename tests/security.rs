@@ -728,6 +728,27 @@ fn users_are_added_offline_stored_hashed_and_kept_across_restarts() {
     }
 }
 
+/// AlterUserScramCredentials and DescribeUserScramCredentials through confluent-kafka's
+/// AdminClient: a user added at run time can authenticate at once and after a restart,
+/// and a deleted one no longer can.
+#[test]
+fn scram_credentials_are_managed_through_the_admin_apis() {
+    let mut s = Secure::start(&[]);
+    let bootstrap = Secure::bootstrap(s.sasl);
+    run_python("scram_admin.py", &["add", &bootstrap, "scram-admin"]);
+    s.broker.restart();
+    run_python("scram_admin.py", &["works", &bootstrap, "scram-admin"]);
+    let text =
+        std::fs::read_to_string(s.broker.data_dir().join("__ringbroker_users.json")).unwrap();
+    assert!(text.contains("carol") && !text.contains("carol-secret"));
+    run_python("scram_admin.py", &["remove", &bootstrap, "scram-admin"]);
+    s.broker.restart();
+    let mut c = RawClient::connect(Secure::addr(s.sasl));
+    assert_eq!(handshake(&mut c, 1, "PLAIN").error_code, 0);
+    let a = authenticate(&mut c, 1, format!("\0alice\0{PASSWORD}").as_bytes());
+    assert_eq!(a.error_code, 0, "alice's PLAIN credential is untouched");
+}
+
 #[test]
 fn listener_settings_are_checked_at_start() {
     let data = disk_tempdir("rb-bad-listeners-");

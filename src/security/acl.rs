@@ -11,10 +11,9 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub const ACLS_FILE: &str = "__ringbroker_acls.json";
-const ACLS_TMP: &str = "__ringbroker_acls.json.tmp";
 /// Bindings the broker keeps at most; more are refused (each is checked on requests).
 pub const BINDINGS_MAX: usize = 100_000;
 const NAME_MAX: usize = 1024;
@@ -281,12 +280,6 @@ impl AclSet {
         }
         Ok(set)
     }
-
-    /// The file's new contents and the paths to write them through (temporary, final).
-    pub fn encode(&self, data_dir: &Path) -> (Vec<u8>, PathBuf, PathBuf) {
-        let text = serde_json::to_vec_pretty(self).unwrap_or_default();
-        (text, data_dir.join(ACLS_TMP), data_dir.join(ACLS_FILE))
-    }
 }
 
 /// Replaces a file atomically and durably: temporary file, fsync, rename, fsync the dir.
@@ -502,8 +495,9 @@ mod tests {
             op::READ,
             permission::ALLOW,
         ));
-        let (bytes, tmp, path) = set.encode(dir.path());
-        write_atomically(&bytes, &tmp, &path).unwrap();
+        let path = dir.path().join(ACLS_FILE);
+        let bytes = serde_json::to_vec(&set).unwrap();
+        write_atomically(&bytes, &dir.path().join("tmp"), &path).unwrap();
         assert_eq!(AclSet::load(dir.path()).unwrap(), set);
         std::fs::write(&path, b"{\"acls\": [{\"resource_type\": 9").unwrap();
         assert!(AclSet::load(dir.path()).is_err());

@@ -144,6 +144,17 @@ impl Credential {
         iterations: u32,
     ) -> Credential {
         let salted = salted_password(mechanism, password.as_bytes(), salt, iterations);
+        Credential::from_salted(mechanism, salt, salted, iterations)
+    }
+
+    /// The credential of a password already salted and hashed by the client
+    /// (AlterUserScramCredentials sends SaltedPassword, never the password).
+    pub fn from_salted(
+        mechanism: Mechanism,
+        salt: &[u8],
+        salted: Vec<u8>,
+        iterations: u32,
+    ) -> Credential {
         let (stored_key, server_key) = match mechanism {
             Mechanism::Plain => (salted, Vec::new()),
             _ => {

@@ -317,7 +317,7 @@ pub struct Security {
 
 #[derive(Clone)]
 pub struct SaslSetup {
-    pub users: Arc<crate::security::credentials::Users>,
+    pub users: Arc<crate::server::durable::Durable<crate::security::credentials::Users>>,
     pub mechanisms: Vec<crate::config::security::Mechanism>,
     /// Largest frame before authentication.
     pub frame_max_bytes: usize,

@@ -24,8 +24,9 @@ pub struct Frontend {
     pub connections: Arc<ConnectionLimits>,
     /// Built once at start when a listener uses TLS.
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// The SASL users, read from the data dir at start.
-    pub users: Arc<crate::security::credentials::Users>,
+    /// The SASL users: read from the data dir at start, changed by
+    /// AlterUserScramCredentials.
+    pub users: Arc<crate::server::durable::Durable<crate::security::credentials::Users>>,
     /// ACLs and the authorizer settings.
     pub authorizer: Arc<super::authorizer::Authorizer>,
 }
@@ -142,6 +143,7 @@ pub async fn accept_loop(
             client_host: peer.map(|a| format!("/{}", a.ip())).unwrap_or_default(),
             principal: std::cell::RefCell::new("User:ANONYMOUS".to_string()),
             authorizer: frontend.authorizer.clone(),
+            users: frontend.users.clone(),
         });
         let id = conns.next_id.get();
         conns.next_id.set(id + 1);

@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod authorizer;
 pub mod connection;
+pub mod durable;
 pub mod handlers;
 pub mod listener;
 pub mod metrics;

@@ -11,6 +11,7 @@
 //! bounded by `sasl.server.max.receive.size` until the client is authenticated, and so is
 //! their number.
 
+use super::durable::Durable;
 use super::handlers::{self, Ctx, RequestError, sasl_authenticate, sasl_handshake};
 use crate::protocol::code;
 use crate::security::credentials::Users;
@@ -37,7 +38,7 @@ pub enum Verdict {
 }
 
 pub struct SaslGate {
-    users: Arc<Users>,
+    users: Arc<Durable<Users>>,
     auth: Authenticator,
     /// After a v0 handshake: the next frames are raw tokens.
     raw_tokens: bool,
@@ -53,7 +54,11 @@ fn raw_frame(token: &[u8]) -> Bytes {
 }
 
 impl SaslGate {
-    pub fn new(users: Arc<Users>, auth: Authenticator, failure_delay: Duration) -> SaslGate {
+    pub fn new(
+        users: Arc<Durable<Users>>,
+        auth: Authenticator,
+        failure_delay: Duration,
+    ) -> SaslGate {
         SaslGate {
             users,
             auth,
@@ -70,7 +75,7 @@ impl SaslGate {
             return Verdict::Close(None, "too many requests before authenticating".into());
         }
         if self.raw_tokens {
-            return match self.auth.authenticate(&self.users, &frame) {
+            return match self.auth.authenticate(&self.users.current(), &frame) {
                 Step::Continue(challenge) => Verdict::Answer(raw_frame(&challenge)),
                 Step::Done { user, reply } => self.done(ctx, user, raw_frame(&reply)),
                 Step::Failed(reason) => {
@@ -155,7 +160,10 @@ impl SaslGate {
             );
             return Verdict::Close(answer.ok(), "SaslAuthenticate before SaslHandshake".into());
         }
-        match self.auth.authenticate(&self.users, &body.auth_bytes) {
+        match self
+            .auth
+            .authenticate(&self.users.current(), &body.auth_bytes)
+        {
             Step::Continue(challenge) => match respond(code::NONE, None, challenge) {
                 Ok(a) => Verdict::Answer(a),
                 Err(e) => Verdict::Close(None, e.to_string()),

@@ -2,6 +2,7 @@
 //! what ApiVersions advertises and what a request's version is checked against.
 
 pub mod alter_configs;
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod create_acls;
 pub mod create_partitions;
@@ -17,6 +18,7 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
+pub mod describe_user_scram_credentials;
 pub mod fetch;
 pub mod fetch_frame;
 pub mod find_coordinator;
@@ -86,6 +88,8 @@ pub struct Ctx {
     pub principal: std::cell::RefCell<String>,
     /// Decides what the principal may do.
     pub authorizer: std::sync::Arc<crate::server::authorizer::Authorizer>,
+    /// The SASL users (AlterUserScramCredentials changes them).
+    pub users: std::sync::Arc<crate::server::durable::Durable<crate::security::credentials::Users>>,
 }
 
 impl Ctx {
@@ -303,6 +307,12 @@ async fn handle_api(ctx: &Ctx, frame: Bytes) -> Result<Option<Answer>, RequestEr
         ApiKey::CreateAcls => create_acls::handle(ctx, &mut req).await,
         ApiKey::DescribeAcls => describe_acls::handle(ctx, &mut req).await,
         ApiKey::DeleteAcls => delete_acls::handle(ctx, &mut req).await,
+        ApiKey::DescribeUserScramCredentials => {
+            describe_user_scram_credentials::handle(ctx, &mut req).await
+        }
+        ApiKey::AlterUserScramCredentials => {
+            alter_user_scram_credentials::handle(ctx, &mut req).await
+        }
         ApiKey::SaslAuthenticate => sasl_authenticate::handle(ctx, &mut req).await,
         other => Err(RequestError::UnsupportedVersion {
             api: other,

@@ -304,4 +304,6 @@ pub static ALL: &[&MessageSchema] = &[
     &acls::DESCRIBE_ACLS,
     &acls::CREATE_ACLS,
     &acls::DELETE_ACLS,
+    &sasl::DESCRIBE_USER_SCRAM_CREDENTIALS,
+    &sasl::ALTER_USER_SCRAM_CREDENTIALS,
 ];

@@ -129,6 +129,11 @@ macro_rules! with_tags {
 }
 
 with_tags!(
+    kafka_protocol::messages::DescribeUserScramCredentialsRequest,
+    kafka_protocol::messages::describe_user_scram_credentials_request::UserName,
+    kafka_protocol::messages::AlterUserScramCredentialsRequest,
+    kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialDeletion,
+    kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialUpsertion,
     kafka_protocol::messages::CreateAclsRequest,
     kafka_protocol::messages::create_acls_request::AclCreation,
     kafka_protocol::messages::DescribeAclsRequest,
@@ -193,5 +198,56 @@ pub fn delete_acls(v: i16, case: usize) -> kafka_protocol::messages::DeleteAclsR
         v,
         kafka_protocol::messages::DeleteAclsRequest::default()
             .with_filters((0..2).map(filter).collect()),
+    )
+}
+
+pub fn describe_scram(
+    v: i16,
+    case: usize,
+) -> kafka_protocol::messages::DescribeUserScramCredentialsRequest {
+    use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
+    let users = (case == 0).then(|| {
+        ["alice", "bob"]
+            .iter()
+            .map(|n| tag_from_v2(2, UserName::default().with_name(s(n))))
+            .collect()
+    });
+    tag_from_v2(
+        v + 2,
+        kafka_protocol::messages::DescribeUserScramCredentialsRequest::default().with_users(users),
+    )
+}
+
+pub fn alter_scram(
+    v: i16,
+    _case: usize,
+) -> kafka_protocol::messages::AlterUserScramCredentialsRequest {
+    use kafka_protocol::messages::alter_user_scram_credentials_request::{
+        ScramCredentialDeletion, ScramCredentialUpsertion,
+    };
+    let deletion = |i: usize| {
+        tag_from_v2(
+            2,
+            ScramCredentialDeletion::default()
+                .with_name(s(["alice", "bob"][i]))
+                .with_mechanism(1),
+        )
+    };
+    let upsertion = |i: usize| {
+        tag_from_v2(
+            2,
+            ScramCredentialUpsertion::default()
+                .with_name(s(["carol", "dave", "erin"][i]))
+                .with_mechanism(2)
+                .with_iterations(4096)
+                .with_salt(bytes::Bytes::from_static(b"salt"))
+                .with_salted_password(bytes::Bytes::from_static(b"salted")),
+        )
+    };
+    tag_from_v2(
+        v + 2,
+        kafka_protocol::messages::AlterUserScramCredentialsRequest::default()
+            .with_deletions((0..2).map(deletion).collect())
+            .with_upsertions((0..3).map(upsertion).collect()),
     )
 }

@@ -137,6 +137,11 @@ footprint! {
     describe_log_dirs_request::DescribableLogDirTopic => [partitions] tagged;
     SaslHandshakeRequest => [];
     SaslAuthenticateRequest => [] tagged;
+    DescribeUserScramCredentialsRequest => [users] tagged;
+    describe_user_scram_credentials_request::UserName => [] tagged;
+    AlterUserScramCredentialsRequest => [deletions, upsertions] tagged;
+    alter_user_scram_credentials_request::ScramCredentialDeletion => [] tagged;
+    alter_user_scram_credentials_request::ScramCredentialUpsertion => [] tagged;
     CreateAclsRequest => [creations] tagged;
     create_acls_request::AclCreation => [] tagged;
     DescribeAclsRequest => [] tagged;

@@ -44,6 +44,13 @@ fn default_size(name: &str, v: i16) -> Option<usize> {
         "DeleteRecordsPartition" => size::<delete_records_request::DeleteRecordsPartition>(v),
         "DescribableLogDirTopic" => size::<describe_log_dirs_request::DescribableLogDirTopic>(v),
         "AclCreation" => size::<create_acls_request::AclCreation>(v),
+        "UserName" => size::<describe_user_scram_credentials_request::UserName>(v),
+        "ScramCredentialDeletion" => {
+            size::<alter_user_scram_credentials_request::ScramCredentialDeletion>(v)
+        }
+        "ScramCredentialUpsertion" => {
+            size::<alter_user_scram_credentials_request::ScramCredentialUpsertion>(v)
+        }
         "DeleteAclsFilter" => size::<delete_acls_request::DeleteAclsFilter>(v),
         _ => None,
     };
@@ -113,6 +120,8 @@ fn default_size(name: &str, v: i16) -> Option<usize> {
         CreateAclsRequest,
         DescribeAclsRequest,
         DeleteAclsRequest,
+        DescribeUserScramCredentialsRequest,
+        AlterUserScramCredentialsRequest,
     )
 }
 

@@ -95,6 +95,10 @@ pub fn build(api: ApiKey, version: i16, case: usize) -> Option<Vec<u8>> {
         ApiKey::CreateAcls => encode(api, v, c, &build_configs::create_acls(v, c)),
         ApiKey::DescribeAcls => encode(api, v, c, &build_configs::describe_acls(v, c)),
         ApiKey::DeleteAcls => encode(api, v, c, &build_configs::delete_acls(v, c)),
+        ApiKey::DescribeUserScramCredentials => {
+            encode(api, v, c, &build_configs::describe_scram(v, c))
+        }
+        ApiKey::AlterUserScramCredentials => encode(api, v, c, &build_configs::alter_scram(v, c)),
         _ => return None,
     })
 }
@@ -195,6 +199,8 @@ fn decode_body(api: ApiKey, v: i16, buf: &mut Bytes) -> anyhow::Result<usize> {
         ApiKey::CreateAcls => fp::<CreateAclsRequest>(buf, v),
         ApiKey::DescribeAcls => fp::<DescribeAclsRequest>(buf, v),
         ApiKey::DeleteAcls => fp::<DeleteAclsRequest>(buf, v),
+        ApiKey::DescribeUserScramCredentials => fp::<DescribeUserScramCredentialsRequest>(buf, v),
+        ApiKey::AlterUserScramCredentials => fp::<AlterUserScramCredentialsRequest>(buf, v),
         other => anyhow::bail!("no decoder wired for {other:?}"),
     }
 }
