@@ -75,8 +75,9 @@ fn cluster_address(listener: &Listener, node: i32) -> anyhow::Result<(String, u1
         .with_context(|| format!("{addr} has no valid port"))?;
     if matches!(host, "0.0.0.0" | "::" | "[::]" | "") {
         bail!(
-            "node {node}: clients cannot reach {addr}; set `advertised` (or listen on a \
-             specific address) in a cluster"
+            "node {node}: clients cannot reach {addr}; set `advertised` (with `listeners`: \
+             `advertised.listeners` for the first listener), or listen on a specific address, \
+             in a cluster"
         );
     }
     Ok((host.to_string(), port))
