@@ -5,6 +5,8 @@
 #   g++       librdkafka's test runner (tests/librdkafka_suite.rs, scripts/librdkafka-tests.sh)
 #   python3, pip, kafka-python, confluent-kafka  the Python client tests (tests/python/)
 #   ss (iproute2)  tests/cli.rs reads a client socket's congestion control
+#   libssl-dev, pkg-config  the rdkafka dev-dependency links OpenSSL (its `ssl` feature) for
+#             the TLS and SCRAM tests (tests/security.rs, tests/acls.rs)
 set -euo pipefail
 need_apt=()
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
@@ -14,6 +16,8 @@ command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v perl >/dev/null 2>&1 || need_apt+=(perl)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 command -v ss >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+pkg-config --exists openssl 2>/dev/null || need_apt+=(libssl-dev)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 if ((${#need_apt[@]})); then
   if command -v apt-get >/dev/null 2>&1; then

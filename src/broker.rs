@@ -7,6 +7,7 @@
 //! 3. flush and close every log; the executors end and the process exits 0.
 
 use crate::config::BrokerConfig;
+use crate::config::security::Listener;
 use crate::server::admission::ConnectionLimits;
 use crate::server::listener::{self, Connections, Frontend};
 use crate::server::pool::MemoryPool;
@@ -61,10 +62,11 @@ fn ensure_port_free(addr: &str, key: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The host and port a broker of a cluster registers for clients: `advertised`, else
-/// `listen`, which must then name a host clients can reach.
-fn cluster_address(config: &BrokerConfig, node: i32) -> anyhow::Result<(String, u16)> {
-    let addr = config.advertised.as_deref().unwrap_or(&config.listen);
+/// The host and port a broker of a cluster registers for clients: the first listener's
+/// advertised address, else its bind address, which must then name a host clients can
+/// reach. (Only one address per broker is registered: see the README's Security section.)
+fn cluster_address(listener: &Listener, node: i32) -> anyhow::Result<(String, u16)> {
+    let addr = listener.advertised.as_deref().unwrap_or(&listener.bind);
     let (host, port) = addr
         .rsplit_once(':')
         .with_context(|| format!("{addr} is not HOST:PORT"))?;
@@ -73,8 +75,9 @@ fn cluster_address(config: &BrokerConfig, node: i32) -> anyhow::Result<(String, 
         .with_context(|| format!("{addr} has no valid port"))?;
     if matches!(host, "0.0.0.0" | "::" | "[::]" | "") {
         bail!(
-            "node {node}: clients cannot reach {addr}; set `advertised` (or listen on a \
-             specific address) in a cluster"
+            "node {node}: clients cannot reach {addr}; set `advertised` (with `listeners`: \
+             `advertised.listeners` for the first listener), or listen on a specific address, \
+             in a cluster"
         );
     }
     Ok((host.to_string(), port))
@@ -113,6 +116,26 @@ pub fn lock_data_dir(config: &BrokerConfig) -> anyhow::Result<std::fs::File> {
     Ok(file)
 }
 
+/// `ringbroker users add`: adds or replaces a user's credential for one mechanism in the
+/// data dir, which must not be in use by a running broker (it takes the same lock).
+pub fn add_user(
+    data_dir: &std::path::Path,
+    mechanism: crate::config::security::Mechanism,
+    user: &str,
+    password: &str,
+    iterations: u32,
+) -> anyhow::Result<()> {
+    let config = BrokerConfig {
+        data_dir: data_dir.to_path_buf(),
+        ..Default::default()
+    };
+    let _lock = lock_data_dir(&config)?;
+    let mut users = crate::security::credentials::Users::load(data_dir)?;
+    users.set(user, mechanism, password, iterations)?;
+    users.save(data_dir)?;
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("stopped by signal {0}")]
 struct StoppedBySignal(libc::c_int);
@@ -147,16 +170,30 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         config.shards = cores;
     }
     let shards = config.shards;
-    let listen: SocketAddr = config
-        .listen
-        .to_socket_addrs()
-        .with_context(|| format!("cannot resolve listen address {}", config.listen))?
-        .next()
-        .with_context(|| format!("listen address {} resolves to nothing", config.listen))?;
+    let mut listeners: Vec<(Listener, SocketAddr)> = Vec::new();
+    for l in config.listeners()? {
+        let addr: SocketAddr = l
+            .bind
+            .to_socket_addrs()
+            .with_context(|| format!("cannot resolve listener address {}", l.bind))?
+            .next()
+            .with_context(|| format!("listener address {} resolves to nothing", l.bind))?;
+        listeners.push((l, addr));
+    }
+    let Some(first) = listeners.first().map(|(l, _)| l.clone()) else {
+        bail!("no listener configured");
+    };
+    let tls = if listeners.iter().any(|(l, _)| l.protocol.tls()) {
+        Some(crate::security::tls::server_config(&config.security)?)
+    } else {
+        None
+    };
     let _lock = lock_data_dir(&config)?;
     // The shards bind with SO_REUSEPORT, which would let a second broker share the port and
     // take half its clients: a plain bind first makes an occupied port an error.
-    ensure_port_free(&listen.to_string(), "listen")?;
+    for (l, addr) in &listeners {
+        ensure_port_free(&addr.to_string(), &format!("listener {}", l.name))?;
+    }
     if let Some(addr) = &config.metrics_listen {
         ensure_port_free(addr, "metrics.listen")?;
     }
@@ -172,9 +209,17 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     // In a cluster the metadata is the controller quorum's log (under `<data>/__cluster`),
     // applied once the node runs; a broker alone keeps it in `__ringbroker_meta.toml`.
     let clustered = match config.cluster.node_id {
-        Some(node) => Some(cluster_address(&config, node)?),
+        Some(node) => Some(cluster_address(&first, node)?),
         None => None,
     };
+    let users = crate::security::credentials::Users::load(&config.data_dir)?;
+    let acls =
+        crate::security::acl::AclSet::load(&config.data_dir).map_err(|e| anyhow::anyhow!(e))?;
+    if listeners.iter().any(|(l, _)| l.protocol.sasl()) && users.users.is_empty() {
+        tracing::warn!(
+            "a SASL listener is configured but no user exists: add them with `ringbroker users add`"
+        );
+    }
     let metadata = match clustered {
         Some(_) => Metadata {
             cluster: Some(meta::ClusterView {
@@ -211,6 +256,18 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     let frontend = Arc::new(Frontend {
         pool: MemoryPool::new(config.limits.queued_max_request_bytes),
         connections: ConnectionLimits::new(max_connections, config.limits.max_connections_per_ip),
+        tls,
+        users: Arc::new(crate::server::durable::Durable::new(
+            users,
+            config
+                .data_dir
+                .join(crate::security::credentials::USERS_FILE),
+        )),
+        authorizer: Arc::new(crate::server::authorizer::Authorizer::new(
+            &config.security,
+            acls,
+            &config.data_dir,
+        )),
     });
 
     let config = Arc::new(config);
@@ -249,11 +306,12 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         let (go_tx, go_rx) = mpsc::channel::<bool>();
         go_senders.push(go_tx);
         let startup_tx = startup_tx.clone();
-        let (config, shared, mesh, metadata) = (
+        let (config, shared, mesh, metadata, listeners) = (
             config.clone(),
             shared.clone(),
             mesh.clone(),
             metadata.clone(),
+            listeners.clone(),
         );
         let thread = std::thread::Builder::new()
             .name(format!("shard-{i}"))
@@ -277,7 +335,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
                     return;
                 }
                 executor.run(shard_main(
-                    config, shared, mesh, metadata, listen, shards, startup_tx,
+                    config, shared, mesh, metadata, listeners, shards, startup_tx,
                 ));
             })
             .context("cannot spawn a shard thread")?;
@@ -323,7 +381,14 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
             None => Err(e),
         };
     }
-    tracing::info!("ringbroker listening on {listen} with {shards} shards");
+    let names: Vec<String> = listeners
+        .iter()
+        .map(|(l, addr)| format!("{}://{addr} ({})", l.name, l.protocol.name()))
+        .collect();
+    tracing::info!(
+        "ringbroker listening on {} with {shards} shards",
+        names.join(", ")
+    );
 
     let sig = loop {
         if let Some(sig) = crate::os::signals::take_signal(&signals, Duration::from_secs(3600)) {
@@ -351,7 +416,7 @@ async fn shard_main(
     shared: Arc<Shared>,
     mesh: MeshBuilder<MeshMsg, glommio::channels::channel_mesh::Full>,
     metadata: Arc<Metadata>,
-    listen: SocketAddr,
+    listeners: Vec<(Listener, SocketAddr)>,
     shards: usize,
     startup: mpsc::Sender<(usize, Startup)>,
 ) {
@@ -404,34 +469,46 @@ async fn shard_main(
         _ => Ok(None),
     };
     let mut metrics = None;
-    let accept = match glommio::net::TcpListener::bind(listen) {
-        Err(e) => {
-            let msg = format!("shard {id}: cannot listen on {listen}: {e}");
-            let _ = startup.send((id, Startup::Failed(msg)));
-            None
+    let mut sockets = Vec::new();
+    let mut failed = metrics_listener.as_ref().err().cloned();
+    for (l, addr) in &listeners {
+        if failed.is_some() {
+            break;
         }
-        Ok(_) if metrics_listener.is_err() => {
-            let msg = metrics_listener.err().unwrap_or_default();
-            let _ = startup.send((id, Startup::Failed(msg)));
-            None
+        match glommio::net::TcpListener::bind(addr) {
+            Ok(socket) => sockets.push((l.clone(), socket)),
+            Err(e) => {
+                failed = Some(format!(
+                    "shard {id}: cannot listen on {addr} ({}): {e}",
+                    l.name
+                ))
+            }
         }
-        Ok(listener) => {
+    }
+    let mut accept = Vec::new();
+    match failed {
+        Some(msg) => {
+            let _ = startup.send((id, Startup::Failed(msg)));
+        }
+        None => {
             if let Ok(Some(l)) = metrics_listener {
                 metrics = Some(glommio::spawn_local(crate::server::metrics::serve(
                     shard.clone(),
                     l,
                 )));
             }
-            let task = glommio::spawn_local(listener::accept_loop(
-                shard.clone(),
-                listener,
-                conns.clone(),
-                shared.frontend.clone(),
-            ));
+            for (l, socket) in sockets {
+                accept.push(glommio::spawn_local(listener::accept_loop(
+                    shard.clone(),
+                    socket,
+                    l,
+                    conns.clone(),
+                    shared.frontend.clone(),
+                )));
+            }
             let _ = startup.send((id, Startup::Ready));
-            Some(task)
         }
-    };
+    }
 
     // The log cleaner (compaction), in its own low-share task queue.
     let cleaner = crate::shard::cleaner::start(shard.clone());

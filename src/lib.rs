@@ -11,6 +11,7 @@ pub mod producer;
 pub mod protocol;
 pub mod replication;
 pub mod rt;
+pub mod security;
 pub mod server;
 pub mod shard;
 pub mod stats;

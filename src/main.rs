@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use ringbroker::config::BrokerConfig;
+use ringbroker::config::security::Mechanism;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -24,10 +25,36 @@ enum Command {
     /// stopped): keeps the log up to its last good batch and moves everything after it,
     /// and damaged index or checkpoint files, to `repair-<ms>/` in the partition directory.
     Repair(RepairArgs),
+    /// Manage SASL users offline (the broker must not be running on the data dir).
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Moved: the load generator is the `ringbroker-bench` binary now (package `bench/`);
     /// this only says so.
     #[command(hide = true, disable_help_flag = true)]
     Bench(MovedArgs),
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Add a user, or replace its credential for the mechanism given.
+    Add(UsersAddArgs),
+}
+
+#[derive(clap::Args)]
+struct UsersAddArgs {
+    /// The broker's data directory.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[arg(long)]
+    mechanism: String,
+    #[arg(long)]
+    user: String,
+    #[arg(long)]
+    password: String,
+    /// SCRAM iterations (PBKDF2 rounds of the stored hash), 4096-16384.
+    #[arg(long, default_value_t = 4096)]
+    iterations: u32,
 }
 
 /// Whatever followed `ringbroker bench`, to show the same command with the new binary.
@@ -197,6 +224,28 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Users(UsersCommand::Add(args)) => {
+            let Some(mechanism) = Mechanism::parse(&args.mechanism) else {
+                eprintln!(
+                    "ringbroker: unknown mechanism {:?}: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+                    args.mechanism
+                );
+                return ExitCode::from(2);
+            };
+            match ringbroker::broker::add_user(
+                &args.data_dir,
+                mechanism,
+                &args.user,
+                &args.password,
+                args.iterations,
+            ) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ringbroker: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve(args) => {
             let config = match build_config(&args) {
                 Ok(c) => c,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["fatal", "os", "rt", "protocol", "stats", "test_alloc"],
     &["compression", "producer"],
-    &["config"],
+    &["config", "security"],
     &["storage"],
     &["group", "cluster", "replication"],
     &["shard"],

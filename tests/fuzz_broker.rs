@@ -196,6 +196,13 @@ fn decode_response(api: i16, version: i16, frame: Vec<u8>) -> anyhow::Result<()>
         ApiKey::DescribeGroups => body::<DescribeGroupsResponse>(b, v)?,
         ApiKey::DeleteGroups => body::<DeleteGroupsResponse>(b, v)?,
         ApiKey::OffsetDelete => body::<OffsetDeleteResponse>(b, v)?,
+        ApiKey::SaslHandshake => body::<SaslHandshakeResponse>(b, v)?,
+        ApiKey::SaslAuthenticate => body::<SaslAuthenticateResponse>(b, v)?,
+        ApiKey::CreateAcls => body::<CreateAclsResponse>(b, v)?,
+        ApiKey::DescribeAcls => body::<DescribeAclsResponse>(b, v)?,
+        ApiKey::DeleteAcls => body::<DeleteAclsResponse>(b, v)?,
+        ApiKey::DescribeUserScramCredentials => body::<DescribeUserScramCredentialsResponse>(b, v)?,
+        ApiKey::AlterUserScramCredentials => body::<AlterUserScramCredentialsResponse>(b, v)?,
         other => anyhow::bail!("the test cannot decode {other:?}: add it here"),
     }
     anyhow::ensure!(buf.is_empty(), "{} bytes left over", buf.len());

@@ -73,6 +73,8 @@ pub struct BrokerConfig {
     pub cluster: super::ClusterConfig,
     /// The log cleaner (compaction).
     pub cleaner: super::CleanerConfig,
+    /// Listeners with their security protocols, TLS and SASL.
+    pub security: super::SecurityConfig,
 }
 
 impl Default for BrokerConfig {
@@ -97,6 +99,7 @@ impl Default for BrokerConfig {
             limits: super::LimitsConfig::default(),
             cluster: super::ClusterConfig::default(),
             cleaner: super::CleanerConfig::default(),
+            security: super::SecurityConfig::default(),
         }
     }
 }
@@ -142,7 +145,7 @@ pub(crate) fn bad(key: &str, value: &str, reason: &str) -> ConfigError {
     }
 }
 
-fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
     match value.trim() {
         "true" => Ok(true),
         "false" => Ok(false),
@@ -346,12 +349,19 @@ impl BrokerConfig {
                 if !self.limits.set(other, value)?
                     && !self.cluster.set(other, value)?
                     && !self.cleaner.set(&mut self.log, other, value)?
+                    && !self.security.set(other, value)?
                 {
                     return Err(ConfigError::UnknownKey(other.to_string()));
                 }
             }
         }
         Ok(())
+    }
+
+    /// The listeners to bind, resolved from `listeners` or from `listen`.
+    pub fn listeners(&self) -> Result<Vec<super::security::Listener>, ConfigError> {
+        self.security
+            .listeners(&self.listen, self.advertised.as_deref())
     }
 
     /// Every key `set` accepts.
@@ -361,6 +371,7 @@ impl BrokerConfig {
             .chain(super::LimitsConfig::KEYS)
             .chain(super::ClusterConfig::KEYS)
             .chain(super::CleanerConfig::KEYS)
+            .chain(super::SecurityConfig::KEYS)
             .copied()
     }
 
@@ -368,6 +379,9 @@ impl BrokerConfig {
     /// every source has been applied.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.cluster.validate()?;
+        let listen_set = self.listen != BrokerConfig::default().listen || self.advertised.is_some();
+        self.security
+            .validate(&self.listen, self.advertised.as_deref(), listen_set)?;
         if self.limits.queued_max_request_bytes < self.socket_request_max_bytes {
             return Err(bad(
                 "queued.max.request.bytes",

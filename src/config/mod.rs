@@ -8,6 +8,7 @@ pub mod dynamic;
 pub mod group;
 pub mod limits;
 pub mod log;
+pub mod security;
 pub mod topic;
 
 pub use broker::{BrokerConfig, ConfigError};
@@ -16,3 +17,4 @@ pub use cluster::ClusterConfig;
 pub use group::GroupConfig;
 pub use limits::LimitsConfig;
 pub use log::{FlushMode, IoMode, LogConfig};
+pub use security::SecurityConfig;

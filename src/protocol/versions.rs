@@ -41,6 +41,16 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeLogDirs, 1, 4),
     // v0-1 lack current_leader_epoch; Kafka 4.0 starts at v2 too.
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    // Answered by a SASL listener's gate before authentication (server::sasl_gate);
+    // anywhere else ILLEGAL_SASL_STATE. v0 handshakes are followed by raw tokens.
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    // v0 is not in the `kafka-protocol` crate; clients since Kafka 2.0 use v1+.
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 pub fn supported(api: ApiKey, version: i16) -> bool {

@@ -18,13 +18,14 @@ use super::handlers::{self, Ctx};
 use super::pool::{MemoryPool, Overdraft, Reservation, pooled};
 use crate::fatal::{Contained, Panicked};
 use crate::os::sockopt;
-use crate::server::response::{Response, write_response};
+use crate::security::sasl::Authenticator;
+use crate::server::response::Response;
+use crate::server::sasl_gate::{SaslGate, Verdict};
+use crate::server::transport::{self, ReadHalf, WriteHalf};
 use bytes::{Buf, Bytes, BytesMut};
-use futures_lite::AsyncReadExt;
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 use std::cell::Cell;
-use std::net::Shutdown;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -156,7 +157,7 @@ pub struct FrameReader {
 }
 
 /// Reads more bytes into `buf`; returns how many (0 at end of stream).
-async fn fill(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+async fn fill(stream: &mut ReadHalf, buf: &mut BytesMut) -> std::io::Result<usize> {
     let start = buf.len();
     buf.resize(start + READ_CHUNK, 0);
     let n = stream.read(&mut buf[start..]).await;
@@ -173,22 +174,22 @@ impl FrameReader {
         }
     }
 
+    /// Changes the largest frame accepted from the next frame on (a SASL listener reads
+    /// small frames until the client has authenticated).
+    pub fn set_frame_max_bytes(&mut self, max: usize) {
+        self.limits.frame_max_bytes = max;
+    }
+
     /// Waits for the first bytes of the next frame; `false` at the end of the stream. An
     /// idle connection keeps no read buffer: it waits for a byte with a one-byte peek, and
     /// only then reads into a buffer of its own.
     async fn await_frame_start(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut ReadHalf,
         activity: &Activity,
     ) -> Result<bool, FrameError> {
         self.buf = BytesMut::new();
-        let mut probe = [0u8; 1];
-        if stream
-            .peek(&mut probe)
-            .await
-            .map_err(std::io::Error::from)?
-            == 0
-        {
+        if !stream.readable().await? {
             return match activity.swept.get() {
                 Some(_) => Err(activity.ended(FrameError::Truncated)),
                 None => Ok(false),
@@ -202,7 +203,7 @@ impl FrameReader {
     /// Reads until `buf` holds `want` bytes.
     async fn fill_to(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut ReadHalf,
         want: usize,
         activity: &Activity,
     ) -> Result<(), FrameError> {
@@ -218,7 +219,7 @@ impl FrameReader {
     /// Reads the next frame (without its length prefix). `None` at a clean end of stream.
     pub async fn next(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut ReadHalf,
         activity: &Activity,
     ) -> Result<Option<Bytes>, FrameError> {
         if self.buf.is_empty() && !self.await_frame_start(stream, activity).await? {
@@ -232,7 +233,7 @@ impl FrameReader {
 
     async fn read_frame(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut ReadHalf,
         activity: &Activity,
     ) -> Result<Bytes, FrameError> {
         self.fill_to(stream, 4, activity).await?;
@@ -305,6 +306,31 @@ impl FrameReader {
 type RequestTask =
     glommio::Task<Result<Result<Option<Response>, handlers::RequestError>, Panicked>>;
 
+/// How a listener secures its connections.
+#[derive(Clone)]
+pub struct Security {
+    /// SSL and SASL_SSL listeners: the TLS configuration every connection shares.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// SASL_PLAINTEXT and SASL_SSL listeners: the users and mechanisms.
+    pub sasl: Option<SaslSetup>,
+}
+
+#[derive(Clone)]
+pub struct SaslSetup {
+    pub users: Arc<crate::server::durable::Durable<crate::security::credentials::Users>>,
+    pub mechanisms: Vec<crate::config::security::Mechanism>,
+    /// Largest frame before authentication.
+    pub frame_max_bytes: usize,
+    pub failure_delay: Duration,
+}
+
+/// A task whose answer is already known (the SASL gate's).
+fn answered(bytes: Bytes) -> RequestTask {
+    glommio::spawn_local(Contained::new(async move {
+        Ok::<_, handlers::RequestError>(Some(Response::from(bytes)))
+    }))
+}
+
 /// Serves one connection until the client closes it, a request cannot be answered, a
 /// limit closes it, or the broker stops (which shuts the read side down).
 pub async fn serve(
@@ -312,6 +338,7 @@ pub async fn serve(
     mut stream: TcpStream,
     pool: Arc<MemoryPool>,
     activity: Rc<Activity>,
+    security: Security,
 ) {
     let shard = ctx.shard.clone();
     let _ = stream.set_nodelay(true);
@@ -339,7 +366,35 @@ pub async fn serve(
         return;
     }
     // SAFETY: `write_fd` is a valid, owned socket descriptor (checked above).
-    let mut writer = unsafe { TcpStream::from_raw_fd(write_fd) };
+    let writer = unsafe { TcpStream::from_raw_fd(write_fd) };
+    let (mut reader_half, mut writer) = match &security.tls {
+        None => (ReadHalf::Plain(stream), WriteHalf::Plain(writer)),
+        Some(config) => {
+            let mut conn = match rustls::ServerConnection::new(config.clone()) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("cannot start a TLS connection: {e}");
+                    return;
+                }
+            };
+            transport::limit_buffers(&mut conn);
+            // The handshake counts as a frame: the sweep closes one that stalls.
+            activity.frame_since.set(Some(Instant::now()));
+            let done = transport::handshake(&mut stream, conn).await;
+            activity.frame_since.set(None);
+            match done {
+                Ok(conn) => transport::tls_halves(stream, writer, conn),
+                Err(e) => {
+                    tracing::info!(
+                        "closing connection from {}: TLS handshake failed: {}",
+                        ctx.client_host,
+                        activity.ended(FrameError::Io(e))
+                    );
+                    return;
+                }
+            }
+        }
+    };
     let (tx, rx) = local_channel::new_bounded::<RequestTask>(shard.config.max_inflight_requests);
 
     let writer_shard = shard.clone();
@@ -353,9 +408,9 @@ pub async fn serve(
             match result {
                 Ok(Ok(Some(response))) => {
                     let zero_copy = writer_shard.config.fetch_zero_copy;
-                    let sent =
-                        write_response(&mut writer, response, &writer_shard.fetch_stats, zero_copy)
-                            .await;
+                    let sent = writer
+                        .send(response, &writer_shard.fetch_stats, zero_copy)
+                        .await;
                     writer_activity.touch();
                     if sent.is_err() {
                         break;
@@ -370,24 +425,50 @@ pub async fn serve(
             }
         }
         // Wakes the reader if it is still waiting for bytes.
-        let _ = writer.shutdown(Shutdown::Both).await;
+        writer.shutdown().await;
     }));
 
-    let mut reader = FrameReader::new(
-        ReadLimits {
-            frame_max_bytes: usize::try_from(shard.config.socket_request_max_bytes)
-                .unwrap_or(usize::MAX),
-        },
-        pool,
-    );
+    let frame_max_bytes =
+        usize::try_from(shard.config.socket_request_max_bytes).unwrap_or(usize::MAX);
+    let mut reader = FrameReader::new(ReadLimits { frame_max_bytes }, pool);
+    let mut gate = security.sasl.map(|sasl| {
+        reader.set_frame_max_bytes(sasl.frame_max_bytes.min(frame_max_bytes));
+        SaslGate::new(
+            sasl.users,
+            Authenticator::new(sasl.mechanisms),
+            sasl.failure_delay,
+        )
+    });
     loop {
-        match reader.next(&mut stream, &activity).await {
+        match reader.next(&mut reader_half, &activity).await {
             Ok(Some(frame)) => {
-                let ctx = ctx.clone();
+                let verdict = match gate.as_mut() {
+                    None => Verdict::Pass,
+                    Some(g) => g.admit(&ctx, frame.clone()).await,
+                };
+                let task = match verdict {
+                    Verdict::Pass => {
+                        let ctx = ctx.clone();
+                        glommio::spawn_local(Contained::new(async move {
+                            handlers::handle(&ctx, frame).await
+                        }))
+                    }
+                    Verdict::Answer(answer) => answered(answer),
+                    Verdict::Authenticated(answer) => {
+                        gate = None;
+                        reader.set_frame_max_bytes(frame_max_bytes);
+                        answered(answer)
+                    }
+                    Verdict::Close(answer, why) => {
+                        tracing::info!("closing connection from {}: {why}", ctx.client_host);
+                        if let Some(answer) = answer {
+                            activity.in_flight.set(activity.in_flight.get() + 1);
+                            let _ = tx.send(answered(answer)).await;
+                        }
+                        break;
+                    }
+                };
                 activity.in_flight.set(activity.in_flight.get() + 1);
-                let task = glommio::spawn_local(Contained::new(async move {
-                    handlers::handle(&ctx, frame).await
-                }));
                 if tx.send(task).await.is_err() {
                     break;
                 }

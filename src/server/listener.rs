@@ -2,9 +2,10 @@
 //! (glommio's `TcpListener::bind` sets it), and the kernel spreads connections over them.
 
 use super::admission::ConnectionLimits;
-use super::connection::{self, Activity};
+use super::connection::{self, Activity, SaslSetup, Security};
 use super::handlers::Ctx;
 use super::pool::MemoryPool;
+use crate::config::security::Listener;
 use crate::fatal::Contained;
 use crate::shard::Shard;
 use glommio::net::TcpListener;
@@ -16,10 +17,38 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// What every shard's listener shares: the request memory pool and the connection limits.
+/// What every shard's listener shares: the request memory pool, the connection limits,
+/// and what the secured listeners need (TLS configuration, SASL users).
 pub struct Frontend {
     pub pool: Arc<MemoryPool>,
     pub connections: Arc<ConnectionLimits>,
+    /// Built once at start when a listener uses TLS.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The SASL users: read from the data dir at start, changed by
+    /// AlterUserScramCredentials.
+    pub users: Arc<crate::server::durable::Durable<crate::security::credentials::Users>>,
+    /// ACLs and the authorizer settings.
+    pub authorizer: Arc<super::authorizer::Authorizer>,
+}
+
+impl Frontend {
+    /// How connections of `listener` are secured.
+    pub fn security(&self, config: &crate::config::BrokerConfig, listener: &Listener) -> Security {
+        let sec = &config.security;
+        Security {
+            tls: if listener.protocol.tls() {
+                self.tls.clone()
+            } else {
+                None
+            },
+            sasl: listener.protocol.sasl().then(|| SaslSetup {
+                users: self.users.clone(),
+                mechanisms: sec.sasl_enabled_mechanisms.clone(),
+                frame_max_bytes: usize::try_from(sec.sasl_max_receive_bytes).unwrap_or(usize::MAX),
+                failure_delay: Duration::from_millis(sec.failed_authentication_delay_ms),
+            }),
+        }
+    }
 }
 
 /// The open connections of a shard, so shutdown can stop their readers and the sweep can
@@ -59,10 +88,11 @@ impl Connections {
     }
 }
 
-/// Host and port clients are told to connect to: `advertised`, else the address this
-/// connection reached (right for clients on this host and on the same network).
-fn advertised(shard: &Shard, local: Option<SocketAddr>) -> (String, i32) {
-    if let Some(a) = &shard.config.advertised
+/// Host and port clients are told to connect to: the listener's advertised address, else
+/// the address this connection reached (right for clients on this host and on the same
+/// network).
+fn advertised(listener: &Listener, local: Option<SocketAddr>) -> (String, i32) {
+    if let Some(a) = &listener.advertised
         && let Some((host, port)) = a.rsplit_once(':')
         && let Ok(port) = port.parse::<u16>()
     {
@@ -76,12 +106,14 @@ fn advertised(shard: &Shard, local: Option<SocketAddr>) -> (String, i32) {
 
 pub async fn accept_loop(
     shard: Rc<Shard>,
-    listener: TcpListener,
+    socket: TcpListener,
+    listener: Listener,
     conns: Rc<Connections>,
     frontend: Arc<Frontend>,
 ) {
+    let security = frontend.security(&shard.config, &listener);
     loop {
-        let stream = match listener.accept().await {
+        let stream = match socket.accept().await {
             Ok(s) => s,
             Err(e) => {
                 // Out of descriptors or similar: back off instead of spinning.
@@ -102,13 +134,16 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        let (host, port) = advertised(&shard, stream.local_addr().ok());
+        let (host, port) = advertised(&listener, stream.local_addr().ok());
         let ctx = Rc::new(Ctx {
             shard: shard.clone(),
             pool: frontend.pool.clone(),
             advertised_host: host,
             advertised_port: port,
             client_host: peer.map(|a| format!("/{}", a.ip())).unwrap_or_default(),
+            principal: std::cell::RefCell::new("User:ANONYMOUS".to_string()),
+            authorizer: frontend.authorizer.clone(),
+            users: frontend.users.clone(),
         });
         let id = conns.next_id.get();
         conns.next_id.set(id + 1);
@@ -121,9 +156,10 @@ pub async fn accept_loop(
         let pool = frontend.pool.clone();
         shard.metrics.connection_opened();
         let shard = shard.clone();
+        let security = security.clone();
         glommio::spawn_local(async move {
             // A bug that panics in the connection's own code closes this connection only.
-            if Contained::new(connection::serve(ctx, stream, pool, activity))
+            if Contained::new(connection::serve(ctx, stream, pool, activity, security))
                 .await
                 .is_err()
             {

@@ -2,9 +2,13 @@
 //! limits, and one handler per API.
 
 pub mod admission;
+pub mod authorizer;
 pub mod connection;
+pub mod durable;
 pub mod handlers;
 pub mod listener;
 pub mod metrics;
 pub mod pool;
 pub mod response;
+pub mod sasl_gate;
+pub mod transport;

@@ -55,7 +55,7 @@ impl Response {
     }
 }
 
-fn pread_exact(fd: RawFd, position: u64, len: usize) -> io::Result<Vec<u8>> {
+pub(super) fn pread_exact(fd: RawFd, position: u64, len: usize) -> io::Result<Vec<u8>> {
     let mut out = vec![0u8; len];
     let mut done = 0usize;
     while done < len {

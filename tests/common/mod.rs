@@ -78,6 +78,8 @@ pub struct Broker {
     starts: u32,
     /// Names the broker in the log tail printed on failure (e.g. "node 2" of a cluster).
     label: String,
+    /// Whether `--listen 127.0.0.1:PORT` is passed (not when `listeners` is configured).
+    listen_flag: bool,
 }
 
 impl Broker {
@@ -127,6 +129,7 @@ impl Broker {
             child: None,
             starts: 0,
             label: String::new(),
+            listen_flag: true,
         }
     }
 
@@ -185,6 +188,19 @@ impl Broker {
         b
     }
 
+    /// Starts a broker (`--shards 2` and `extra`) on `data_dir`, a directory the caller owns,
+    /// without `--listen`: `extra` configures `listeners`, one of which must be a PLAINTEXT
+    /// or SASL_PLAINTEXT listener on 127.0.0.1:`port` (it is probed with ApiVersions).
+    pub fn start_with_listeners(data_dir: &Path, port: u16, extra: Vec<String>) -> Broker {
+        let mut args = vec!["--shards".to_string(), "2".to_string()];
+        args.extend(extra);
+        let mut b = Broker::unstarted(port, args, Vec::new(), None);
+        b.data_dir = Some(data_dir.to_path_buf());
+        b.listen_flag = false;
+        b.spawn();
+        b
+    }
+
     /// The broker's stderr so far (all runs on this data dir).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
@@ -229,10 +245,11 @@ impl Broker {
             });
         }
 
+        cmd.arg("serve");
+        if self.listen_flag {
+            cmd.arg("--listen").arg(self.bootstrap());
+        }
         let child = cmd
-            .arg("serve")
-            .arg("--listen")
-            .arg(self.bootstrap())
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(&self.extra)

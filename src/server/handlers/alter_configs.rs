@@ -11,6 +11,7 @@ use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::{Ctx, Request, RequestError, str_bytes};
 use crate::config::topic::ConfigOp;
 use crate::protocol::code;
+use crate::security::acl::{op, resource};
 use crate::server::handlers::create_topics::META_SHARD;
 use crate::shard::messages::{
     BrokerConfigChange, ConfigChange, ConfigEdit, ShardReply, ShardRequest,
@@ -68,6 +69,22 @@ async fn alter(ctx: &Ctx, parsed: Vec<Parsed>, validate_only: bool) -> Vec<Answe
                 &mut a,
                 code::INVALID_REQUEST,
                 "resource named more than once",
+            );
+        } else if resource_type == RESOURCE_TOPIC
+            && !ctx.allowed(op::ALTER_CONFIGS, resource::TOPIC, name.as_str())
+        {
+            refuse(
+                &mut a,
+                code::TOPIC_AUTHORIZATION_FAILED,
+                "Authorization failed.",
+            );
+        } else if resource_type != RESOURCE_TOPIC
+            && !ctx.allowed(op::ALTER_CONFIGS, resource::CLUSTER, resource::CLUSTER_NAME)
+        {
+            refuse(
+                &mut a,
+                code::CLUSTER_AUTHORIZATION_FAILED,
+                "Authorization failed.",
             );
         } else {
             match (resource_type, edit) {

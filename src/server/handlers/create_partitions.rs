@@ -8,6 +8,7 @@
 
 use super::{Ctx, Request, RequestError, str_bytes, topic_name, topic_str};
 use crate::protocol::code;
+use crate::security::acl::{op, resource};
 use crate::server::handlers::create_topics::META_SHARD;
 use crate::shard::messages::{PartitionsChange, ShardReply, ShardRequest};
 use bytes::Bytes;
@@ -24,7 +25,9 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
     let mut changes = Vec::new();
     for t in &request.topics {
         let name = topic_str(&t.name);
-        if seen.get(&name).copied().unwrap_or(0) > 1 {
+        if seen.get(&name).copied().unwrap_or(0) > 1
+            || !ctx.allowed(op::ALTER, resource::TOPIC, &name)
+        {
             continue;
         }
         changes.push(PartitionsChange {
@@ -60,6 +63,11 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
         }
         let (error_code, message) = if seen.get(&name).copied().unwrap_or(0) > 1 {
             (code::INVALID_REQUEST, Some("Duplicate topic name.".into()))
+        } else if !ctx.allowed(op::ALTER, resource::TOPIC, &name) {
+            (
+                code::TOPIC_AUTHORIZATION_FAILED,
+                Some("Authorization failed.".into()),
+            )
         } else {
             match by_name.get(name.as_str()) {
                 Some(r) => (r.error_code, r.error_message.clone()),

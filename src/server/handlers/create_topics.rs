@@ -118,6 +118,16 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
             );
             continue;
         }
+        if !ctx.may_create_topic(&name) {
+            refused.insert(
+                name,
+                (
+                    code::TOPIC_AUTHORIZATION_FAILED,
+                    "Authorization failed.".into(),
+                ),
+            );
+            continue;
+        }
         let mut configs = BTreeMap::new();
         let mut null_config = None;
         for c in &t.configs {

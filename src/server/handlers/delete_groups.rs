@@ -3,6 +3,7 @@
 use super::{Ctx, Request, RequestError, str_bytes};
 use crate::group::{GroupOp, GroupReply};
 use crate::protocol::code;
+use crate::security::acl::{op, resource};
 use crate::shard::runtime::join_all;
 use bytes::Bytes;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
@@ -14,6 +15,9 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
         .into_iter()
         .map(|id| {
             Box::pin(async move {
+                if !ctx.allowed(op::DELETE, resource::GROUP, &id) {
+                    return (id, code::GROUP_AUTHORIZATION_FAILED);
+                }
                 let c = match ctx
                     .shard
                     .route_group(&id, GroupOp::Delete(vec![id.clone()]))

@@ -8,6 +8,7 @@
 use super::dedupe::{Naming, Repeats};
 use super::{Ctx, Request, RequestError, topic_name, topic_str};
 use crate::protocol::code;
+use crate::security::acl::{op, resource};
 use crate::shard::messages::{DeleteRecordsPart, DeleteRecordsResult, ShardReply, ShardRequest};
 use crate::shard::scatter::ShardUnreachable;
 use bytes::Bytes;
@@ -38,6 +39,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
     for t in &request.topics {
         let topic = topic_str(&t.name);
         let partitions = meta.topics.get(&topic).map(|v| v.partitions).unwrap_or(0);
+        let denied = !ctx.allowed(op::DELETE, resource::TOPIC, &topic);
         for p in &t.partitions {
             match repeats.visit((t.name.0.as_str(), p.partition_index)) {
                 Naming::Repeat => {
@@ -51,6 +53,12 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
                     continue;
                 }
                 Naming::Once => {}
+            }
+            if denied {
+                results.push(Slot::Done(DeleteRecordsResult::error(
+                    code::TOPIC_AUTHORIZATION_FAILED,
+                )));
+                continue;
             }
             if p.partition_index < 0 || p.partition_index >= partitions {
                 results.push(Slot::Done(DeleteRecordsResult::error(

@@ -3,6 +3,7 @@
 
 use super::{Ctx, Request, RequestError, str_bytes, topic_name, topic_str};
 use crate::protocol::code;
+use crate::security::acl::{op, resource};
 use crate::shard::messages::{ShardReply, ShardRequest};
 use bytes::Bytes;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
@@ -21,6 +22,9 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
     // Each topic is deleted and answered once, however often it is named.
     let names = super::dedupe::unique(names);
     let by_id = super::dedupe::unique(by_id);
+    let (names, denied): (Vec<String>, Vec<String>) = names
+        .into_iter()
+        .partition(|n| ctx.allowed(op::DELETE, resource::TOPIC, n));
     let results = match ctx
         .shard
         .call(
@@ -51,6 +55,14 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
                     .with_error_code(code::KAFKA_STORAGE_ERROR)
             })
             .collect();
+    }
+    for name in denied {
+        responses.push(
+            DeletableTopicResult::default()
+                .with_name(Some(topic_name(&name)))
+                .with_error_code(code::TOPIC_AUTHORIZATION_FAILED)
+                .with_error_message(Some(str_bytes("Authorization failed."))),
+        );
     }
     for id in by_id {
         responses.push(

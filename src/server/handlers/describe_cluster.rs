@@ -3,12 +3,14 @@
 //!
 //! v1 names the endpoint type asked for: this listener serves brokers (1), so a request for
 //! controllers (2) gets MISMATCHED_ENDPOINT_TYPE, as Kafka's broker listener answers. v2 may
-//! ask for the fenced brokers too. With no authorizer every cluster operation is allowed, so
-//! the authorized operations asked for are all of those Kafka defines for the cluster.
+//! ask for the fenced brokers too. With the authorizer on it needs DESCRIBE on the cluster
+//! (else CLUSTER_AUTHORIZATION_FAILED), and the authorized operations asked for are those
+//! the principal's ACLs allow; with no authorizer they are all of the cluster's.
 
 use super::metadata::{CLUSTER_ID, brokers};
 use super::{Ctx, Request, RequestError, str_bytes};
 use crate::protocol::code;
+use crate::security::acl::{op, resource};
 use bytes::Bytes;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -37,6 +39,9 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
             ))));
         return req.respond(&response);
     }
+    if !ctx.allowed(op::DESCRIBE, resource::CLUSTER, resource::CLUSTER_NAME) {
+        return req.respond(&response.with_error_code(code::CLUSTER_AUTHORIZATION_FAILED));
+    }
     let meta = ctx.shard.meta();
     let with_fenced = req.version >= 2 && request.include_fenced_brokers;
     let (list, controller) = brokers(ctx, &meta.meta, with_fenced);
@@ -51,7 +56,13 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
         })
         .collect();
     let operations = if request.include_cluster_authorized_operations {
-        CLUSTER_OPERATIONS
+        (0..31)
+            .filter(|bit| CLUSTER_OPERATIONS & (1 << bit) != 0)
+            .filter(|bit| {
+                let operation = i8::try_from(*bit).unwrap_or(op::ALL);
+                ctx.allowed(operation, resource::CLUSTER, resource::CLUSTER_NAME)
+            })
+            .fold(0, |ops, bit| ops | (1 << bit))
     } else {
         NOT_ASKED
     };

@@ -13,6 +13,7 @@ use super::{Ctx, Request, RequestError, str_bytes};
 use crate::config::describe::{self, TopicEntry};
 use crate::config::dynamic::{self, DynamicBrokerConfigs, Layers};
 use crate::protocol::code;
+use crate::security::acl::{op, resource};
 use bytes::Bytes;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
@@ -127,7 +128,25 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
             out.with_error_code(c)
                 .with_error_message(Some(str_bytes(m)))
         };
+        let topic_denied = r.resource_type == RESOURCE_TOPIC
+            && !ctx.allowed(op::DESCRIBE_CONFIGS, resource::TOPIC, name);
+        let cluster_denied = r.resource_type != RESOURCE_TOPIC
+            && !ctx.allowed(
+                op::DESCRIBE_CONFIGS,
+                resource::CLUSTER,
+                resource::CLUSTER_NAME,
+            );
         out = match r.resource_type {
+            _ if topic_denied => fail(
+                out,
+                code::TOPIC_AUTHORIZATION_FAILED,
+                "Authorization failed.".into(),
+            ),
+            _ if cluster_denied => fail(
+                out,
+                code::CLUSTER_AUTHORIZATION_FAILED,
+                "Authorization failed.".into(),
+            ),
             RESOURCE_TOPIC => match meta.meta.topics.get(name) {
                 Some(t) => {
                     let configs = describe::topic_entries(&meta.config.log, &t.configs)

@@ -4,6 +4,7 @@
 use super::{Ctx, Request, RequestError, str_bytes};
 use crate::group::{GroupOp, GroupReply};
 use crate::protocol::code;
+use crate::security::acl::{op, resource};
 use crate::shard::runtime::join_all;
 use bytes::Bytes;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
@@ -15,6 +16,11 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
         .into_iter()
         .map(|id| {
             Box::pin(async move {
+                if !ctx.allowed(op::DESCRIBE, resource::GROUP, &id) {
+                    return DescribedGroup::default()
+                        .with_group_id(GroupId(str_bytes(id)))
+                        .with_error_code(code::GROUP_AUTHORIZATION_FAILED);
+                }
                 match ctx
                     .shard
                     .route_group(&id, GroupOp::Describe(vec![id.clone()]))

@@ -6,6 +6,7 @@
 
 use super::{Ctx, Request, RequestError, str_bytes, topic_name, topic_str};
 use crate::protocol::code;
+use crate::security::acl::{op, resource};
 use crate::shard::messages::{LogSize, LogSizesFilter, ShardReply, ShardRequest};
 use crate::shard::runtime::join_all;
 use bytes::Bytes;
@@ -18,6 +19,12 @@ use std::sync::Arc;
 
 pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError> {
     let request: DescribeLogDirsRequest = req.decode_body()?;
+    if !ctx.allowed(op::DESCRIBE, resource::CLUSTER, resource::CLUSTER_NAME) {
+        // v3+ carry the code; older versions tell it by an empty answer, as Kafka does.
+        let refused =
+            DescribeLogDirsResponse::default().with_error_code(code::CLUSTER_AUTHORIZATION_FAILED);
+        return req.respond(&refused);
+    }
     let filter: Option<LogSizesFilter> = request.topics.as_ref().map(|topics| {
         let mut f = LogSizesFilter::new();
         for t in topics {

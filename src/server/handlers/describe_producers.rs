@@ -7,6 +7,7 @@
 use super::dedupe::{Naming, Repeats};
 use super::{Ctx, Request, RequestError, topic_name, topic_str};
 use crate::protocol::code;
+use crate::security::acl::{op, resource};
 use crate::shard::messages::{ProducersResult, ShardReply, ShardRequest};
 use crate::shard::scatter::ShardUnreachable;
 use bytes::Bytes;
@@ -35,10 +36,12 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
     for t in &request.topics {
         let topic = topic_str(&t.name);
         let partitions = meta.topics.get(&topic).map(|v| v.partitions).unwrap_or(0);
+        let denied = !ctx.allowed(op::READ, resource::TOPIC, &topic);
         for &p in &t.partition_indexes {
             match repeats.visit((t.name.0.as_str(), p)) {
                 Naming::Repeat => slots.push(Slot::Skip),
                 Naming::FirstOfMany => slots.push(Slot::Done(code::INVALID_REQUEST)),
+                _ if denied => slots.push(Slot::Done(code::TOPIC_AUTHORIZATION_FAILED)),
                 _ if p < 0 || p >= partitions => {
                     slots.push(Slot::Done(code::UNKNOWN_TOPIC_OR_PARTITION))
                 }

@@ -8,6 +8,7 @@
 use super::fetch_frame::{self, PartitionFrame, TopicFrame};
 use super::{Ctx, Request, RequestError, topic_str};
 use crate::protocol::code;
+use crate::security::acl::{op, resource};
 use crate::server::response::Response;
 use crate::shard::messages::{ReadPart, ReadResult, ShardReply, ShardRequest};
 use crate::shard::scatter::ShardUnreachable;
@@ -23,8 +24,10 @@ struct Wanted {
     max_bytes: u64,
     current_leader_epoch: i32,
     last_fetched_epoch: i32,
-    /// Owning shard, or `None` when the partition does not exist.
+    /// Owning shard, or `None` when the partition does not exist or may not be read.
     owner: Option<usize>,
+    /// The principal may not read the topic.
+    denied: bool,
 }
 
 /// One read of every partition, on its owning shard; the results in request order.
@@ -54,6 +57,7 @@ async fn read_round(ctx: &Ctx, wanted: &[Wanted], max_bytes: u64, replica: i32) 
     wanted
         .iter()
         .map(|w| match w.owner {
+            None if w.denied => ReadResult::error(code::TOPIC_AUTHORIZATION_FAILED),
             None => ReadResult::error(code::UNKNOWN_TOPIC_OR_PARTITION),
             Some(_) => answers.next().unwrap_or_else(|| ShardUnreachable.into()),
         })
@@ -70,12 +74,14 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Response, RequestErr
     for t in &request.topics {
         let topic = topic_str(&t.topic);
         let partitions = meta.topics.get(&topic).map(|v| v.partitions).unwrap_or(0);
+        let denied = !ctx.allowed(op::READ, resource::TOPIC, &topic);
         for p in &t.partitions {
             if !seen.insert((t.topic.0.as_str(), p.partition)) {
                 continue;
             }
-            let exists = p.partition >= 0 && p.partition < partitions;
+            let exists = p.partition >= 0 && p.partition < partitions && !denied;
             wanted.push(Wanted {
+                denied,
                 owner: exists.then(|| ctx.shard.owner(&topic, p.partition)),
                 topic: topic.clone(),
                 partition: p.partition,

@@ -6,6 +6,7 @@
 use super::{Ctx, Request, RequestError, str_bytes};
 use crate::group::{OFFSETS_TOPIC, offsets_partition};
 use crate::protocol::code;
+use crate::security::acl::{op, resource};
 use bytes::Bytes;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -25,6 +26,9 @@ fn lookup(ctx: &Ctx, key: &str, key_type: i8) -> Found {
     }
     if key.is_empty() {
         return Err((code::INVALID_GROUP_ID, "empty group id"));
+    }
+    if !ctx.allowed(op::DESCRIBE, resource::GROUP, key) {
+        return Err((code::GROUP_AUTHORIZATION_FAILED, "Authorization failed."));
     }
     let meta = ctx.shard.meta();
     let Some(cluster) = &meta.meta.cluster else {

@@ -3,12 +3,18 @@
 use super::{Ctx, Request, RequestError};
 use crate::group::{GroupOp, GroupReply};
 use crate::protocol::code;
+use crate::security::acl::{op, resource};
 use bytes::Bytes;
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
 pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError> {
     let request: HeartbeatRequest = req.decode_body()?;
     let group_id = request.group_id.to_string();
+    if !ctx.allowed(op::READ, resource::GROUP, &group_id) {
+        let refused =
+            HeartbeatResponse::default().with_error_code(code::GROUP_AUTHORIZATION_FAILED);
+        return req.respond(&refused);
+    }
     let op = GroupOp::Heartbeat {
         group: group_id.clone(),
         generation: request.generation_id,

@@ -25,6 +25,9 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
     {
         return req.respond(&failed(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED));
     }
+    if !ctx.may_write_idempotently() {
+        return req.respond(&failed(code::CLUSTER_AUTHORIZATION_FAILED));
+    }
     let current =
         (request.producer_id.0 >= 0 && request.producer_epoch >= 0).then_some(ProducerIdAndEpoch {
             producer_id: request.producer_id.0,

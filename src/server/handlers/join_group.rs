@@ -5,6 +5,7 @@ use super::{Ctx, Request, RequestError};
 use crate::group::state::join_error;
 use crate::group::{GroupOp, GroupReply};
 use crate::protocol::code;
+use crate::security::acl::{op, resource};
 use bytes::Bytes;
 use kafka_protocol::messages::JoinGroupRequest;
 
@@ -12,6 +13,9 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
     let request: JoinGroupRequest = req.decode_body()?;
     let group_id = request.group_id.to_string();
     let member_id = request.member_id.to_string();
+    if !ctx.allowed(op::READ, resource::GROUP, &group_id) {
+        return req.respond(&join_error(code::GROUP_AUTHORIZATION_FAILED, &member_id));
+    }
     let op = GroupOp::Join {
         req: request,
         version: req.version,

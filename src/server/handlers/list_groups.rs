@@ -2,6 +2,7 @@
 
 use super::{Ctx, Request, RequestError};
 use crate::group::{GroupOp, GroupReply};
+use crate::security::acl::{op, resource};
 use crate::shard::messages::{ShardReply, ShardRequest};
 use crate::shard::runtime::join_all;
 use bytes::Bytes;
@@ -27,6 +28,10 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
         if let Some(ShardReply::Group(Some(GroupReply::List(gs)))) = reply {
             groups.extend(gs);
         }
+    }
+    // Without DESCRIBE on the cluster, only the groups the principal may describe.
+    if !ctx.allowed(op::DESCRIBE, resource::CLUSTER, resource::CLUSTER_NAME) {
+        groups.retain(|g| ctx.allowed(op::DESCRIBE, resource::GROUP, g.group_id.as_str()));
     }
     req.respond(&ListGroupsResponse::default().with_groups(groups))
 }

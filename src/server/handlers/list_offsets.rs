@@ -6,6 +6,7 @@
 use super::dedupe::{Naming, Repeats};
 use super::{Ctx, Request, RequestError, topic_name, topic_str};
 use crate::protocol::code;
+use crate::security::acl::{op, resource};
 use crate::shard::messages::{ListOffsetsPart, ListOffsetsResult, ShardReply, ShardRequest};
 use crate::shard::scatter::ShardUnreachable;
 use bytes::Bytes;
@@ -39,6 +40,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
     for t in &request.topics {
         let topic = topic_str(&t.name);
         let partitions = meta.topics.get(&topic).map(|v| v.partitions).unwrap_or(0);
+        let denied = !ctx.allowed(op::DESCRIBE, resource::TOPIC, &topic);
         for p in &t.partitions {
             let naming = repeats.visit((t.name.0.as_str(), p.partition_index));
             if naming == Naming::Repeat {
@@ -47,6 +49,12 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
             }
             if naming == Naming::FirstOfMany {
                 results.push(Slot::Done(ListOffsetsResult::error(code::INVALID_REQUEST)));
+                continue;
+            }
+            if denied {
+                results.push(Slot::Done(ListOffsetsResult::error(
+                    code::TOPIC_AUTHORIZATION_FAILED,
+                )));
                 continue;
             }
             if p.partition_index < 0 || p.partition_index >= partitions {

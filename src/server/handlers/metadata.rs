@@ -7,6 +7,7 @@
 
 use super::{Ctx, Request, RequestError, str_bytes, topic_name, topic_str};
 use crate::protocol::code;
+use crate::security::acl::{op, resource};
 use crate::shard::meta::{is_internal, validate_topic_name};
 use bytes::Bytes;
 use kafka_protocol::messages::metadata_response::{
@@ -45,6 +46,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
             .filter(|n| {
                 !meta.topics.contains_key(*n) && validate_topic_name(n).is_ok() && !is_internal(n)
             })
+            .filter(|n| ctx.may_create_topic(n))
             .cloned()
             .collect();
         if allow_create && !missing.is_empty() {
@@ -53,13 +55,25 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
     }
 
     let meta = ctx.shard.meta();
+    // Listing every topic shows those the principal may describe; a topic named and not
+    // describable is answered TOPIC_AUTHORIZATION_FAILED, whether it exists or not.
     let names: Vec<String> = match wanted {
         Some(n) => n,
-        None => meta.topics.keys().cloned().collect(),
+        None => meta
+            .topics
+            .keys()
+            .filter(|n| ctx.allowed(op::DESCRIBE, resource::TOPIC, n))
+            .cloned()
+            .collect(),
     };
     let topics = names
         .iter()
         .map(|name| {
+            if !ctx.allowed(op::DESCRIBE, resource::TOPIC, name) {
+                return MetadataResponseTopic::default()
+                    .with_name(Some(topic_name(name)))
+                    .with_error_code(code::TOPIC_AUTHORIZATION_FAILED);
+            }
             let Some(t) = meta.topics.get(name) else {
                 let error = if validate_topic_name(name).is_err() {
                     code::INVALID_TOPIC_EXCEPTION

@@ -2,18 +2,23 @@
 //! what ApiVersions advertises and what a request's version is checked against.
 
 pub mod alter_configs;
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
+pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod dedupe;
+pub mod delete_acls;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_acls;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
+pub mod describe_user_scram_credentials;
 pub mod fetch;
 pub mod fetch_frame;
 pub mod find_coordinator;
@@ -29,6 +34,8 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sasl_authenticate;
+pub mod sasl_handshake;
 pub mod sync_group;
 
 use crate::protocol::precheck;
@@ -78,6 +85,54 @@ pub struct Ctx {
     pub advertised_port: i32,
     /// The client's address, as DescribeGroups shows it (`/IP`, like Kafka).
     pub client_host: String,
+    /// Who the client is: `User:NAME` once SASL authenticated it, else `User:ANONYMOUS`.
+    pub principal: std::cell::RefCell<String>,
+    /// Decides what the principal may do.
+    pub authorizer: std::sync::Arc<crate::server::authorizer::Authorizer>,
+    /// The SASL users (AlterUserScramCredentials changes them).
+    pub users: std::sync::Arc<crate::server::durable::Durable<crate::security::credentials::Users>>,
+}
+
+impl Ctx {
+    /// Whether this connection's principal may do `operation` on a resource.
+    pub fn allowed(&self, operation: i8, resource_type: i8, name: &str) -> bool {
+        if !self.authorizer.enabled {
+            return true;
+        }
+        let principal = self.principal.borrow();
+        let who = crate::security::acl::Requester {
+            principal: &principal,
+            host: self.client_host.trim_start_matches('/'),
+        };
+        self.authorizer.allows(&who, operation, resource_type, name)
+    }
+
+    /// Whether this connection's principal may have a producer id for idempotent writes:
+    /// IDEMPOTENT_WRITE on the cluster, or WRITE on some topic (KIP-679).
+    pub fn may_write_idempotently(&self) -> bool {
+        if !self.authorizer.enabled {
+            return true;
+        }
+        let principal = self.principal.borrow();
+        let who = crate::security::acl::Requester {
+            principal: &principal,
+            host: self.client_host.trim_start_matches('/'),
+        };
+        self.authorizer.may_write_idempotently(&who)
+    }
+
+    /// Whether this connection's principal may create topic `name`.
+    pub fn may_create_topic(&self, name: &str) -> bool {
+        if !self.authorizer.enabled {
+            return true;
+        }
+        let principal = self.principal.borrow();
+        let who = crate::security::acl::Requester {
+            principal: &principal,
+            host: self.client_host.trim_start_matches('/'),
+        };
+        self.authorizer.may_create_topic(&who, name)
+    }
 }
 
 /// A decoded request header and the rest of the frame (the body).
@@ -157,6 +212,40 @@ impl Response {
     }
 }
 
+/// Checks a frame of a supported API and version and decodes its header: no count or
+/// length of the frame reaches the decoder before it is checked against the bytes that
+/// hold it, and what decoding will allocate is known (and charged to the request memory
+/// pool, for as long as the returned reservation lives) before it does.
+pub fn decode_request(
+    ctx: &Ctx,
+    frame: Bytes,
+) -> Result<(Request, crate::server::pool::Reservation), RequestError> {
+    let checked = precheck::check_request(&frame, &precheck::Limits::default())
+        .map_err(|e| RequestError::Decode(e.to_string()))?;
+    let (api, version) = (checked.api, checked.version);
+    if !supported(api, version) {
+        return Err(RequestError::UnsupportedVersion { api, version });
+    }
+    let decoded = ctx
+        .pool
+        .force_reserve(checked.decoded_bytes_estimate as u64);
+    let mut body = frame;
+    let header = RequestHeader::decode(&mut body, api.request_header_version(version))
+        .map_err(|e| RequestError::Decode(e.to_string()))?;
+    if let Some(id) = &crate::fatal::faults().panic_client_id
+        && header.client_id.as_deref() == Some(id.as_str())
+    {
+        panic!("injected fault: a request from client {id} panics");
+    }
+    let req = Request {
+        api,
+        version,
+        header,
+        body,
+    };
+    Ok((req, decoded))
+}
+
 async fn handle_api(ctx: &Ctx, frame: Bytes) -> Result<Option<Answer>, RequestError> {
     if frame.len() < 8 {
         return Err(RequestError::Decode(format!(
@@ -178,28 +267,7 @@ async fn handle_api(ctx: &Ctx, frame: Bytes) -> Result<Option<Answer>, RequestEr
     if api == ApiKey::Produce && version < produce::MIN_VERSION {
         return produce::unsupported_old_version(frame, version).map(|b| b.map(Answer::Bytes));
     }
-    // No count or length of the frame reaches the decoder before it is checked against
-    // the bytes that hold it, and what decoding will allocate is known (and charged to
-    // the request memory pool) before it does.
-    let checked = precheck::check_request(&frame, &precheck::Limits::default())
-        .map_err(|e| RequestError::Decode(e.to_string()))?;
-    let _decoded = ctx
-        .pool
-        .force_reserve(checked.decoded_bytes_estimate as u64);
-    let mut body = frame;
-    let header = RequestHeader::decode(&mut body, api.request_header_version(version))
-        .map_err(|e| RequestError::Decode(e.to_string()))?;
-    if let Some(id) = &crate::fatal::faults().panic_client_id
-        && header.client_id.as_deref() == Some(id.as_str())
-    {
-        panic!("injected fault: a request from client {id} panics");
-    }
-    let mut req = Request {
-        api,
-        version,
-        header,
-        body,
-    };
+    let (mut req, _decoded) = decode_request(ctx, frame)?;
     let bytes = match api {
         ApiKey::Fetch => {
             return fetch::handle(ctx, &mut req)
@@ -237,6 +305,17 @@ async fn handle_api(ctx: &Ctx, frame: Bytes) -> Result<Option<Answer>, RequestEr
         ApiKey::CreatePartitions => create_partitions::handle(ctx, &mut req).await,
         ApiKey::DeleteRecords => delete_records::handle(ctx, &mut req).await,
         ApiKey::DescribeLogDirs => describe_log_dirs::handle(ctx, &mut req).await,
+        ApiKey::SaslHandshake => sasl_handshake::handle(ctx, &mut req).await,
+        ApiKey::CreateAcls => create_acls::handle(ctx, &mut req).await,
+        ApiKey::DescribeAcls => describe_acls::handle(ctx, &mut req).await,
+        ApiKey::DeleteAcls => delete_acls::handle(ctx, &mut req).await,
+        ApiKey::DescribeUserScramCredentials => {
+            describe_user_scram_credentials::handle(ctx, &mut req).await
+        }
+        ApiKey::AlterUserScramCredentials => {
+            alter_user_scram_credentials::handle(ctx, &mut req).await
+        }
+        ApiKey::SaslAuthenticate => sasl_authenticate::handle(ctx, &mut req).await,
         other => Err(RequestError::UnsupportedVersion {
             api: other,
             version,

@@ -4,6 +4,7 @@
 use super::{Ctx, Request, RequestError};
 use crate::group::{GroupOp, GroupReply};
 use crate::protocol::code;
+use crate::security::acl::{op, resource};
 use bytes::Bytes;
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 
@@ -11,6 +12,11 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
     let mut request: OffsetDeleteRequest = req.decode_body()?;
     super::dedupe::unique_offset_deletes(&mut request.topics);
     let group_id = request.group_id.to_string();
+    if !ctx.allowed(op::DELETE, resource::GROUP, &group_id) {
+        let refused =
+            OffsetDeleteResponse::default().with_error_code(code::GROUP_AUTHORIZATION_FAILED);
+        return req.respond(&refused);
+    }
     let response = match ctx
         .shard
         .route_group(&group_id, GroupOp::OffsetDelete(request))

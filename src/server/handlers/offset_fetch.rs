@@ -4,6 +4,7 @@
 use super::{Ctx, Request, RequestError, topic_name};
 use crate::group::{FetchedGroup, GroupOp, GroupReply};
 use crate::protocol::code;
+use crate::security::acl::{op, resource};
 use crate::shard::runtime::join_all;
 use bytes::Bytes;
 use kafka_protocol::messages::offset_fetch_response::{
@@ -19,18 +20,36 @@ async fn fetch_one(
     group_id: String,
     topics: Option<Vec<(String, Vec<i32>)>>,
 ) -> FetchedGroup {
-    let op = GroupOp::Fetch {
+    if !ctx.allowed(op::DESCRIBE, resource::GROUP, &group_id) {
+        return FetchedGroup {
+            group: group_id,
+            error_code: code::GROUP_AUTHORIZATION_FAILED,
+            topics: Vec::new(),
+        };
+    }
+    let fetch = GroupOp::Fetch {
         group: group_id.clone(),
         topics,
     };
-    match ctx.shard.route_group(&group_id, op).await {
+    let mut fetched = match ctx.shard.route_group(&group_id, fetch).await {
         Some(GroupReply::Fetch(f)) => f,
         _ => FetchedGroup {
             group: group_id,
             error_code: code::COORDINATOR_NOT_AVAILABLE,
             topics: Vec::new(),
         },
+    };
+    // The offsets of topics the principal may not describe are not shown.
+    for (topic, partitions) in &mut fetched.topics {
+        if !ctx.allowed(op::DESCRIBE, resource::TOPIC, topic) {
+            for p in partitions.iter_mut() {
+                p.offset = -1;
+                p.metadata = None;
+                p.error_code = code::TOPIC_AUTHORIZATION_FAILED;
+            }
+        }
     }
+    fetched
 }
 
 pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError> {

@@ -9,6 +9,7 @@ use super::dedupe::{Naming, Repeats};
 use super::{Ctx, Request, RequestError, str_bytes, topic_name, topic_str};
 use crate::protocol::code;
 use crate::protocol::reader::Reader;
+use crate::security::acl::{op, resource};
 use crate::shard::messages::{ProducePart, ProduceResult, ShardReply, ShardRequest};
 use crate::shard::meta::{is_internal, validate_topic_name};
 use crate::shard::scatter::ShardUnreachable;
@@ -35,6 +36,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Option<Bytes>, Reque
             .filter(|n| {
                 !meta.topics.contains_key(n) && validate_topic_name(n).is_ok() && !is_internal(n)
             })
+            .filter(|n| ctx.allowed(op::WRITE, resource::TOPIC, n) && ctx.may_create_topic(n))
             .collect();
         missing.sort_unstable();
         missing.dedup();
@@ -59,6 +61,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Option<Bytes>, Reque
     for (ti, topic) in request.topic_data.iter().enumerate() {
         let name = topic_str(&topic.name);
         let view = meta.topics.get(&name);
+        let authorized = ctx.allowed(op::WRITE, resource::TOPIC, &name);
         let mut row = Vec::with_capacity(topic.partition_data.len());
         for (pi, part) in topic.partition_data.iter().enumerate() {
             let p = part.index;
@@ -71,6 +74,8 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Option<Bytes>, Reque
                 Some(code::INVALID_REQUIRED_ACKS)
             } else if naming == Naming::FirstOfMany {
                 Some(code::INVALID_REQUEST)
+            } else if !authorized {
+                Some(code::TOPIC_AUTHORIZATION_FAILED)
             } else {
                 match view {
                     None if validate_topic_name(&name).is_err() => {

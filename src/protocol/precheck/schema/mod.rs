@@ -11,11 +11,13 @@
 //! the version: the crate accepts a null wherever its field is an `Option`, so the walker
 //! does too, and refuses it wherever the crate would.
 
+pub mod acls;
 pub mod admin;
 pub mod describe;
 pub mod groups;
 pub mod log_admin;
 pub mod produce_fetch;
+pub mod sasl;
 
 use kafka_protocol::messages::ApiKey;
 
@@ -298,4 +300,11 @@ pub static ALL: &[&MessageSchema] = &[
     &groups::DESCRIBE_GROUPS,
     &groups::DELETE_GROUPS,
     &groups::OFFSET_DELETE,
+    &sasl::SASL_HANDSHAKE,
+    &sasl::SASL_AUTHENTICATE,
+    &acls::DESCRIBE_ACLS,
+    &acls::CREATE_ACLS,
+    &acls::DELETE_ACLS,
+    &sasl::DESCRIBE_USER_SCRAM_CREDENTIALS,
+    &sasl::ALTER_USER_SCRAM_CREDENTIALS,
 ];

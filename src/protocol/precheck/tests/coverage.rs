@@ -70,7 +70,9 @@ fn every_advertised_version_is_accepted_exactly() {
         // ..., ListOffsets v7-10, DescribeCluster v0-2, DescribeProducers v0,
         // CreatePartitions v0-3, DeleteRecords v0-2, DescribeLogDirs v1-4,
         // OffsetForLeaderEpoch v2-4.
-        118 + 4 + 3 + 2 + 4 + 3 + 1 + 4 + 3 + 4 + 3,
+        // SaslHandshake v0-1, SaslAuthenticate v0-2, Describe/Create/DeleteAcls v1-3,
+        // Describe/AlterUserScramCredentials v0.
+        118 + 4 + 3 + 2 + 4 + 3 + 1 + 4 + 3 + 4 + 3 + 2 + 3 + 3 * 3 + 2,
         "advertised (api, version) pairs with a schema (update when advertising more)"
     );
 }

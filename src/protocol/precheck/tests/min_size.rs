@@ -44,6 +44,15 @@ fn default_size(name: &str, v: i16) -> Option<usize> {
         "DeleteRecordsTopic" => size::<delete_records_request::DeleteRecordsTopic>(v),
         "DeleteRecordsPartition" => size::<delete_records_request::DeleteRecordsPartition>(v),
         "DescribableLogDirTopic" => size::<describe_log_dirs_request::DescribableLogDirTopic>(v),
+        "AclCreation" => size::<create_acls_request::AclCreation>(v),
+        "UserName" => size::<describe_user_scram_credentials_request::UserName>(v),
+        "ScramCredentialDeletion" => {
+            size::<alter_user_scram_credentials_request::ScramCredentialDeletion>(v)
+        }
+        "ScramCredentialUpsertion" => {
+            size::<alter_user_scram_credentials_request::ScramCredentialUpsertion>(v)
+        }
+        "DeleteAclsFilter" => size::<delete_acls_request::DeleteAclsFilter>(v),
         _ => None,
     };
     if configs.is_some() {
@@ -110,6 +119,13 @@ fn default_size(name: &str, v: i16) -> Option<usize> {
         CreatePartitionsRequest,
         DeleteRecordsRequest,
         DescribeLogDirsRequest,
+        SaslHandshakeRequest,
+        SaslAuthenticateRequest,
+        CreateAclsRequest,
+        DescribeAclsRequest,
+        DeleteAclsRequest,
+        DescribeUserScramCredentialsRequest,
+        AlterUserScramCredentialsRequest,
     )
 }
 

@@ -91,6 +91,15 @@ pub fn build(api: ApiKey, version: i16, case: usize) -> Option<Vec<u8>> {
         ApiKey::DescribeGroups => encode(api, v, c, &g::describe_groups(v, c)),
         ApiKey::DeleteGroups => encode(api, v, c, &g::delete_groups(v, c)),
         ApiKey::OffsetDelete => encode(api, v, c, &g::offset_delete(v, c)),
+        ApiKey::SaslHandshake => encode(api, v, c, &build_configs::sasl_handshake(v, c)),
+        ApiKey::SaslAuthenticate => encode(api, v, c, &build_configs::sasl_authenticate(v, c)),
+        ApiKey::CreateAcls => encode(api, v, c, &build_configs::create_acls(v, c)),
+        ApiKey::DescribeAcls => encode(api, v, c, &build_configs::describe_acls(v, c)),
+        ApiKey::DeleteAcls => encode(api, v, c, &build_configs::delete_acls(v, c)),
+        ApiKey::DescribeUserScramCredentials => {
+            encode(api, v, c, &build_configs::describe_scram(v, c))
+        }
+        ApiKey::AlterUserScramCredentials => encode(api, v, c, &build_configs::alter_scram(v, c)),
         _ => return None,
     })
 }
@@ -187,6 +196,13 @@ fn decode_body(api: ApiKey, v: i16, buf: &mut Bytes) -> anyhow::Result<usize> {
         ApiKey::DescribeGroups => fp::<DescribeGroupsRequest>(buf, v),
         ApiKey::DeleteGroups => fp::<DeleteGroupsRequest>(buf, v),
         ApiKey::OffsetDelete => fp::<OffsetDeleteRequest>(buf, v),
+        ApiKey::SaslHandshake => fp::<SaslHandshakeRequest>(buf, v),
+        ApiKey::SaslAuthenticate => fp::<SaslAuthenticateRequest>(buf, v),
+        ApiKey::CreateAcls => fp::<CreateAclsRequest>(buf, v),
+        ApiKey::DescribeAcls => fp::<DescribeAclsRequest>(buf, v),
+        ApiKey::DeleteAcls => fp::<DeleteAclsRequest>(buf, v),
+        ApiKey::DescribeUserScramCredentials => fp::<DescribeUserScramCredentialsRequest>(buf, v),
+        ApiKey::AlterUserScramCredentials => fp::<AlterUserScramCredentialsRequest>(buf, v),
         other => anyhow::bail!("no decoder wired for {other:?}"),
     }
 }

@@ -1,0 +1,186 @@
+//! What a SASL listener lets through before the client has authenticated: ApiVersions,
+//! SaslHandshake and SaslAuthenticate, nothing else (Kafka closes the connection on any
+//! other request, and so does this gate).
+//!
+//! The gate runs in the connection's reader, one frame at a time, so nothing behind an
+//! unfinished authentication is read, let alone handled. After a v0 handshake the client
+//! sends raw SASL tokens (a length and the token, no Kafka header) and gets raw answers;
+//! after v1 the tokens travel in SaslAuthenticate. A failed authentication is answered
+//! SASL_AUTHENTICATION_FAILED (raw tokens: no answer) after
+//! `connection.failed.authentication.delay.ms`, and the connection closes. The frames are
+//! bounded by `sasl.server.max.receive.size` until the client is authenticated, and so is
+//! their number.
+
+use super::durable::Durable;
+use super::handlers::{self, Ctx, RequestError, sasl_authenticate, sasl_handshake};
+use crate::protocol::code;
+use crate::security::credentials::Users;
+use crate::security::sasl::{Authenticator, principal};
+use crate::security::scram::Step;
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, SaslAuthenticateRequest, SaslHandshakeRequest};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Frames a client may send before it has authenticated.
+const FRAMES_BEFORE_AUTHENTICATION_MAX: u32 = 32;
+
+/// What the reader does with a frame.
+pub enum Verdict {
+    /// An ordinary request (ApiVersions): handle it as usual.
+    Pass,
+    /// Send this answer and read on.
+    Answer(Bytes),
+    /// The client is authenticated: send this answer, and the gate opens.
+    Authenticated(Bytes),
+    /// Send this answer (if any), then close the connection.
+    Close(Option<Bytes>, String),
+}
+
+pub struct SaslGate {
+    users: Arc<Durable<Users>>,
+    auth: Authenticator,
+    /// After a v0 handshake: the next frames are raw tokens.
+    raw_tokens: bool,
+    failure_delay: Duration,
+    frames: u32,
+}
+
+fn raw_frame(token: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(4 + token.len());
+    b.put_i32(i32::try_from(token.len()).unwrap_or(i32::MAX));
+    b.put_slice(token);
+    b.freeze()
+}
+
+impl SaslGate {
+    pub fn new(
+        users: Arc<Durable<Users>>,
+        auth: Authenticator,
+        failure_delay: Duration,
+    ) -> SaslGate {
+        SaslGate {
+            users,
+            auth,
+            raw_tokens: false,
+            failure_delay,
+            frames: 0,
+        }
+    }
+
+    /// Judges one frame read before authentication.
+    pub async fn admit(&mut self, ctx: &Ctx, frame: Bytes) -> Verdict {
+        self.frames = self.frames.saturating_add(1);
+        if self.frames > FRAMES_BEFORE_AUTHENTICATION_MAX {
+            return Verdict::Close(None, "too many requests before authenticating".into());
+        }
+        if self.raw_tokens {
+            return match self.auth.authenticate(&self.users.current(), &frame) {
+                Step::Continue(challenge) => Verdict::Answer(raw_frame(&challenge)),
+                Step::Done { user, reply } => self.done(ctx, user, raw_frame(&reply)),
+                Step::Failed(reason) => {
+                    glommio::timer::sleep(self.failure_delay).await;
+                    Verdict::Close(None, format!("authentication failed: {reason}"))
+                }
+            };
+        }
+        let Some(key) = frame.get(..2).map(|k| i16::from_be_bytes([k[0], k[1]])) else {
+            return Verdict::Close(None, "a frame without a header".into());
+        };
+        match ApiKey::try_from(key) {
+            Ok(ApiKey::ApiVersions) => Verdict::Pass,
+            Ok(ApiKey::SaslHandshake) => self.handshake(ctx, frame),
+            Ok(ApiKey::SaslAuthenticate) => self.authenticate(ctx, frame).await,
+            _ => Verdict::Close(
+                None,
+                format!("request of API key {key} before SASL authentication"),
+            ),
+        }
+    }
+
+    fn done(&mut self, ctx: &Ctx, user: String, answer: Bytes) -> Verdict {
+        tracing::debug!("client {} authenticated as {user}", ctx.client_host);
+        *ctx.principal.borrow_mut() = principal(&user);
+        Verdict::Authenticated(answer)
+    }
+
+    fn handshake(&mut self, ctx: &Ctx, frame: Bytes) -> Verdict {
+        let decoded = handlers::decode_request(ctx, frame).and_then(|(mut req, _reserved)| {
+            let body: SaslHandshakeRequest = req.decode_body()?;
+            Ok((req, body))
+        });
+        let (req, body) = match decoded {
+            Ok(d) => d,
+            Err(e) => return Verdict::Close(None, e.to_string()),
+        };
+        let chosen = self.auth.handshake(body.mechanism.as_str());
+        let code = match chosen {
+            Some(_) => code::NONE,
+            None => code::UNSUPPORTED_SASL_MECHANISM,
+        };
+        let answer = req.respond(&sasl_handshake::response(code, self.auth.enabled()));
+        match (answer, chosen) {
+            (Ok(a), Some(_)) => {
+                self.raw_tokens = req.version == 0;
+                Verdict::Answer(a)
+            }
+            (Ok(a), None) => Verdict::Close(
+                Some(a),
+                format!(
+                    "SASL mechanism {:?} is not enabled",
+                    body.mechanism.as_str()
+                ),
+            ),
+            (Err(e), _) => Verdict::Close(None, e.to_string()),
+        }
+    }
+
+    async fn authenticate(&mut self, ctx: &Ctx, frame: Bytes) -> Verdict {
+        let decoded = handlers::decode_request(ctx, frame).and_then(|(mut req, _reserved)| {
+            let body: SaslAuthenticateRequest = req.decode_body()?;
+            Ok((req, body))
+        });
+        let (req, body) = match decoded {
+            Ok(d) => d,
+            Err(e) => return Verdict::Close(None, e.to_string()),
+        };
+        let respond =
+            |code: i16, message: Option<&str>, bytes: Vec<u8>| -> Result<Bytes, RequestError> {
+                req.respond(&sasl_authenticate::response(
+                    code,
+                    message,
+                    Bytes::from(bytes),
+                ))
+            };
+        if !self.auth.expects_token() {
+            let answer = respond(
+                code::ILLEGAL_SASL_STATE,
+                Some("SaslAuthenticate before a SaslHandshake"),
+                Vec::new(),
+            );
+            return Verdict::Close(answer.ok(), "SaslAuthenticate before SaslHandshake".into());
+        }
+        match self
+            .auth
+            .authenticate(&self.users.current(), &body.auth_bytes)
+        {
+            Step::Continue(challenge) => match respond(code::NONE, None, challenge) {
+                Ok(a) => Verdict::Answer(a),
+                Err(e) => Verdict::Close(None, e.to_string()),
+            },
+            Step::Done { user, reply } => match respond(code::NONE, None, reply) {
+                Ok(a) => self.done(ctx, user, a),
+                Err(e) => Verdict::Close(None, e.to_string()),
+            },
+            Step::Failed(reason) => {
+                glommio::timer::sleep(self.failure_delay).await;
+                let answer = respond(
+                    code::SASL_AUTHENTICATION_FAILED,
+                    Some("Authentication failed: Invalid username or password"),
+                    Vec::new(),
+                );
+                Verdict::Close(answer.ok(), format!("authentication failed: {reason}"))
+            }
+        }
+    }
+}
