@@ -13,7 +13,6 @@ use crate::shard::Shard;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -82,15 +81,17 @@ pub async fn run(shard: Rc<Shard>, leader: i32) {
             }
         };
         let mut back_off = false;
-        let epochs: BTreeMap<(String, i32), i32> = parts
-            .iter()
-            .map(|(t, p, e)| ((t.clone(), *p), *e))
-            .collect();
         for topic in response.responses {
             let name = topic.topic.0.to_string();
             for part in topic.partitions {
-                let key = (name.clone(), part.partition_index);
-                if !epochs.contains_key(&key) {
+                // Only what was asked for (the leader answers no more, but it is a peer);
+                // `parts` is sorted by topic and partition.
+                let asked = parts
+                    .binary_search_by(|(t, p, _)| {
+                        (t.as_str(), *p).cmp(&(name.as_str(), part.partition_index))
+                    })
+                    .is_ok();
+                if !asked {
                     continue;
                 }
                 if !apply_partition(&shard, &name, part).await {

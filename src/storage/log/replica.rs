@@ -157,29 +157,14 @@ impl<S: Storage> PartitionLog<S> {
 /// The replicated high watermark of a partition, kept in its directory (Kafka keeps one
 /// `replication-offset-checkpoint` per log directory with every partition's).
 pub const HW_CHECKPOINT: &str = "replication-offset-checkpoint";
-const HW_CHECKPOINT_TMP: &str = "replication-offset-checkpoint.tmp";
 
 impl<S: Storage> PartitionLog<S> {
-    /// Writes the high watermark durably (temp file, fdatasync, rename, directory fsync),
-    /// in Kafka's checkpoint format; returns the value written.
+    /// Writes the high watermark durably, in Kafka's checkpoint format; returns the value
+    /// written.
     pub async fn write_hw_checkpoint(&self) -> Result<i64> {
         let hw = self.high_watermark();
         let (storage, dir) = (&self.inner.storage, &self.inner.dir);
-        let tmp = dir.join(HW_CHECKPOINT_TMP);
-        if storage.exists(&tmp) {
-            storage.remove_file(&tmp).await?;
-        }
-        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let (topic, partition) = name.rsplit_once('-').unwrap_or((name, "0"));
-        let file = storage
-            .open(&tmp, crate::storage::io::FileKind::Buffered, true)
-            .await?;
-        let text = format!("0\n1\n{topic} {partition} {hw}\n");
-        file.write_at(0, &[Bytes::from(text)]).await?;
-        file.sync_data().await?;
-        file.close().await?;
-        storage.rename(&tmp, &dir.join(HW_CHECKPOINT)).await?;
-        storage.sync_dir(dir).await?;
+        super::start::write_checkpoint_file(storage, dir, HW_CHECKPOINT, hw).await?;
         Ok(hw)
     }
 
@@ -188,31 +173,17 @@ impl<S: Storage> PartitionLog<S> {
     /// followers fetch. Bounded by the log as it recovered; an unreadable checkpoint is
     /// ignored (the high watermark then starts at the log start, which only hides data).
     pub async fn restore_hw_checkpoint(&self) {
-        let path = self.inner.dir.join(HW_CHECKPOINT);
-        let storage = &self.inner.storage;
-        if !storage.exists(&path) {
-            return;
-        }
-        let read = async {
-            let file = storage
-                .open(&path, crate::storage::io::FileKind::Buffered, false)
-                .await?;
-            let bytes = file.read_at(0, 4096).await;
-            file.close().await?;
-            bytes
-        };
-        let parsed = read.await.ok().and_then(|b| {
-            let text = String::from_utf8(b).ok()?;
-            let mut lines = text.lines();
-            (lines.next()? == "0" && lines.next()? == "1").then_some(())?;
-            lines.next()?.rsplit(' ').next()?.parse::<i64>().ok()
-        });
-        match parsed {
-            Some(hw) => {
+        let (storage, dir) = (&self.inner.storage, &self.inner.dir);
+        match super::start::read_checkpoint_file(storage, dir, HW_CHECKPOINT).await {
+            Ok(None) => {}
+            Ok(Some(Ok(hw))) => {
                 let bounded = hw.clamp(self.log_start_offset(), self.local_end());
                 self.set_hw_limit(Some(bounded));
             }
-            None => tracing::warn!("ignoring {}: not a checkpoint", path.display()),
+            Ok(Some(Err(e))) => {
+                tracing::warn!("ignoring {}: {e}", dir.join(HW_CHECKPOINT).display())
+            }
+            Err(e) => tracing::warn!("cannot read {}: {e}", dir.join(HW_CHECKPOINT).display()),
         }
     }
 }

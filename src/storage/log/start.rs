@@ -15,7 +15,6 @@ use std::io;
 use std::path::Path;
 
 pub const START_CHECKPOINT: &str = "log-start-offset-checkpoint";
-const START_CHECKPOINT_TMP: &str = "log-start-offset-checkpoint.tmp";
 /// A checkpoint larger than this is not one this broker wrote.
 const CHECKPOINT_MAX_BYTES: usize = 4096;
 
@@ -60,22 +59,57 @@ pub(crate) fn parse_checkpoint(text: &str) -> Result<i64, String> {
 /// ignoring it would make records deleted by DeleteRecords readable again.
 pub(super) async fn read_checkpoint<S: Storage>(storage: &S, dir: &Path) -> Result<Option<i64>> {
     let path = dir.join(START_CHECKPOINT);
+    match read_checkpoint_file(storage, dir, START_CHECKPOINT).await? {
+        None => Ok(None),
+        Some(Ok(offset)) => Ok(Some(offset)),
+        Some(Err(e)) => Err(StorageError::corrupt(
+            &path,
+            format!("not a log start offset checkpoint: {e}"),
+        )),
+    }
+}
+
+/// The checkpoint `name` in `dir`: `None` when there is none, else its offset or why it
+/// does not parse (each caller decides what an unreadable one means).
+pub(super) async fn read_checkpoint_file<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    name: &str,
+) -> Result<Option<Result<i64, String>>> {
+    let path = dir.join(name);
     if !storage.exists(&path) {
         return Ok(None);
     }
     let file = storage.open(&path, FileKind::Buffered, false).await?;
     let bytes = file.read_at(0, CHECKPOINT_MAX_BYTES).await;
     file.close().await?;
-    let parsed = String::from_utf8(bytes?)
-        .map_err(|e| e.to_string())
-        .and_then(|t| parse_checkpoint(&t));
-    match parsed {
-        Ok(offset) => Ok(Some(offset)),
-        Err(e) => Err(StorageError::corrupt(
-            &path,
-            format!("not a log start offset checkpoint: {e}"),
-        )),
+    Ok(Some(
+        String::from_utf8(bytes?)
+            .map_err(|e| e.to_string())
+            .and_then(|t| parse_checkpoint(&t)),
+    ))
+}
+
+/// Writes `offset` as the checkpoint `name` in `dir` durably: a temporary file, fdatasync,
+/// rename over the old one, directory fsync.
+pub(super) async fn write_checkpoint_file<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    name: &str,
+    offset: i64,
+) -> Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    if storage.exists(&tmp) {
+        storage.remove_file(&tmp).await?;
     }
+    let file = storage.open(&tmp, FileKind::Buffered, true).await?;
+    let text = checkpoint_text(dir, offset);
+    file.write_at(0, &[Bytes::from(text)]).await?;
+    file.sync_data().await?;
+    file.close().await?;
+    storage.rename(&tmp, &dir.join(name)).await?;
+    storage.sync_dir(dir).await?;
+    Ok(())
 }
 
 impl<S: Storage> PartitionLog<S> {
@@ -121,18 +155,7 @@ impl<S: Storage> PartitionLog<S> {
 
     async fn write_checkpoint(&self, offset: i64) -> Result<()> {
         let (storage, dir) = (&self.inner.storage, &self.inner.dir);
-        let tmp = dir.join(START_CHECKPOINT_TMP);
-        if storage.exists(&tmp) {
-            storage.remove_file(&tmp).await?;
-        }
-        let file = storage.open(&tmp, FileKind::Buffered, true).await?;
-        let text = checkpoint_text(dir, offset);
-        file.write_at(0, &[Bytes::from(text)]).await?;
-        file.sync_data().await?;
-        file.close().await?;
-        storage.rename(&tmp, &dir.join(START_CHECKPOINT)).await?;
-        storage.sync_dir(dir).await?;
-        Ok(())
+        write_checkpoint_file(storage, dir, START_CHECKPOINT, offset).await
     }
 
     /// Deletes the segments whose every offset is below the log start (never the active
