@@ -16,6 +16,7 @@ pub mod server;
 pub mod shard;
 pub mod stats;
 pub mod storage;
+pub mod txn;
 
 /// The precheck's differential tests run `kafka-protocol` on hostile frames; see
 /// `test_alloc`.

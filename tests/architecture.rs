@@ -11,7 +11,7 @@ const LAYERS: &[&[&str]] = &[
     &["compression", "producer"],
     &["config", "security"],
     &["storage"],
-    &["group", "cluster", "replication"],
+    &["group", "cluster", "replication", "txn"],
     &["shard"],
     &["server"],
     &["broker"],

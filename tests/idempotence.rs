@@ -142,18 +142,36 @@ fn every_advertised_init_producer_id_version_is_served() {
     }
     seen.dedup();
     assert_eq!(seen.len(), 5, "fresh ids: {seen:?}");
-    // Transactions are not implemented: a transactional id is refused.
-    let resp = c.call(
-        4,
-        &InitProducerIdRequest::default()
+    // A transactional id gets its producer id from the id's coordinator: a timeout above
+    // transaction.max.timeout.ms is refused, and each init bumps the id's epoch (fencing
+    // the producer that held the previous one).
+    let init_txn = |c: &mut RawClient, timeout_ms: i32| {
+        let req = InitProducerIdRequest::default()
             .with_transactional_id(Some(kafka_protocol::messages::TransactionalId(
                 kafka_protocol::protocol::StrBytes::from_static_str("tx"),
             )))
-            .with_transaction_timeout_ms(60_000)
+            .with_transaction_timeout_ms(timeout_ms)
             .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1),
-    );
-    assert_ne!(resp.error_code, NONE);
+            .with_producer_epoch(-1);
+        // The first lookup creates __transaction_state: retry while it loads.
+        for _ in 0..100 {
+            let resp: kafka_protocol::messages::InitProducerIdResponse = c.call(4, &req);
+            if resp.error_code != 15 && resp.error_code != 14 {
+                return resp;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("no transaction coordinator");
+    };
+    let resp = init_txn(&mut c, 900_001);
+    assert_eq!(resp.error_code, 50, "INVALID_TRANSACTION_TIMEOUT");
+    let first = init_txn(&mut c, 60_000);
+    assert_eq!((first.error_code, first.producer_epoch), (NONE, 0));
+    let second = init_txn(&mut c, 60_000);
+    assert_eq!(second.error_code, NONE);
+    assert_eq!(second.producer_id, first.producer_id);
+    assert_eq!(second.producer_epoch, 1);
+    assert!(!seen.contains(&first.producer_id.0), "a fresh producer id");
 }
 
 /// A TCP proxy that forwards to `target` and, every `period`, cuts every open connection

@@ -67,6 +67,7 @@ pub struct BrokerConfig {
     pub log: LogConfig,
     /// Consumer-group coordinator settings.
     pub group: super::GroupConfig,
+    pub txn: super::TxnConfig,
     /// Request memory, connections, timeouts and partition caps.
     pub limits: super::LimitsConfig,
     /// Node id, controller quorum and broker liveness; unset runs the broker alone.
@@ -96,6 +97,7 @@ impl Default for BrokerConfig {
             direct_cache_bytes: None,
             log: LogConfig::default(),
             group: super::GroupConfig::default(),
+            txn: super::TxnConfig::default(),
             limits: super::LimitsConfig::default(),
             cluster: super::ClusterConfig::default(),
             cleaner: super::CleanerConfig::default(),
@@ -203,13 +205,6 @@ impl BrokerConfig {
         "log.message.timestamp.type",
         "log.message.timestamp.before.max.ms",
         "log.message.timestamp.after.max.ms",
-        "offsets.topic.num.partitions",
-        "offsets.topic.segment.bytes",
-        "offsets.retention.minutes",
-        "offsets.retention.check.interval.ms",
-        "group.min.session.timeout.ms",
-        "group.max.session.timeout.ms",
-        "group.initial.rebalance.delay.ms",
     ];
 
     /// Sets one key from its textual value.
@@ -316,40 +311,13 @@ impl BrokerConfig {
             "log.message.timestamp.after.max.ms" => {
                 self.log.timestamp_after_max_ms = parse_timestamp_bound(key, value)?
             }
-            "offsets.topic.num.partitions" => {
-                let n: i32 = parse_num(key, value)?;
-                if !(1..=1000).contains(&n) {
-                    return Err(bad(key, value, "must be in 1..=1000"));
-                }
-                self.group.offsets_topic_partitions = n;
-            }
-            "offsets.topic.segment.bytes" => {
-                let n = parse_positive(key, value)?;
-                if n < crate::config::topic::SEGMENT_BYTES_MIN {
-                    return Err(bad(key, value, "must be at least 1 MiB (1048576)"));
-                }
-                self.group.offsets_topic_segment_bytes = n;
-            }
-            "offsets.retention.minutes" => {
-                self.group.offsets_retention_ms = parse_positive(key, value)?.saturating_mul(60_000)
-            }
-            "offsets.retention.check.interval.ms" => {
-                self.group.offsets_retention_check_interval_ms = parse_positive(key, value)?
-            }
-            "group.min.session.timeout.ms" => {
-                self.group.min_session_timeout_ms = parse_positive(key, value)?
-            }
-            "group.max.session.timeout.ms" => {
-                self.group.max_session_timeout_ms = parse_positive(key, value)?
-            }
-            "group.initial.rebalance.delay.ms" => {
-                self.group.initial_rebalance_delay_ms = parse_num(key, value)?
-            }
             other => {
                 if !self.limits.set(other, value)?
                     && !self.cluster.set(other, value)?
                     && !self.cleaner.set(&mut self.log, other, value)?
                     && !self.security.set(other, value)?
+                    && !self.txn.set(other, value)?
+                    && !self.group.set(other, value)?
                 {
                     return Err(ConfigError::UnknownKey(other.to_string()));
                 }
@@ -372,6 +340,8 @@ impl BrokerConfig {
             .chain(super::ClusterConfig::KEYS)
             .chain(super::CleanerConfig::KEYS)
             .chain(super::SecurityConfig::KEYS)
+            .chain(super::TxnConfig::KEYS)
+            .chain(super::GroupConfig::KEYS)
             .copied()
     }
 

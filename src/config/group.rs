@@ -1,5 +1,7 @@
 //! Consumer-group coordinator settings (Kafka's names and defaults).
 
+use super::broker::{ConfigError, bad, parse_num, parse_positive};
+
 /// Settings of the group coordinators and of the `__consumer_offsets` topic.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupConfig {
@@ -33,5 +35,54 @@ impl Default for GroupConfig {
             max_session_timeout_ms: 1_800_000,
             initial_rebalance_delay_ms: 3_000,
         }
+    }
+}
+
+impl GroupConfig {
+    pub const KEYS: &'static [&'static str] = &[
+        "offsets.topic.num.partitions",
+        "offsets.topic.segment.bytes",
+        "offsets.retention.minutes",
+        "offsets.retention.check.interval.ms",
+        "group.min.session.timeout.ms",
+        "group.max.session.timeout.ms",
+        "group.initial.rebalance.delay.ms",
+    ];
+
+    /// Sets one of [`Self::KEYS`]; `Ok(false)` when the key is not a group setting.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<bool, ConfigError> {
+        match key {
+            "offsets.topic.num.partitions" => {
+                let n: i32 = parse_num(key, value)?;
+                if !(1..=1000).contains(&n) {
+                    return Err(bad(key, value, "must be in 1..=1000"));
+                }
+                self.offsets_topic_partitions = n;
+            }
+            "offsets.topic.segment.bytes" => {
+                let n = parse_positive(key, value)?;
+                if n < crate::config::topic::SEGMENT_BYTES_MIN {
+                    return Err(bad(key, value, "must be at least 1 MiB (1048576)"));
+                }
+                self.offsets_topic_segment_bytes = n;
+            }
+            "offsets.retention.minutes" => {
+                self.offsets_retention_ms = parse_positive(key, value)?.saturating_mul(60_000)
+            }
+            "offsets.retention.check.interval.ms" => {
+                self.offsets_retention_check_interval_ms = parse_positive(key, value)?
+            }
+            "group.min.session.timeout.ms" => {
+                self.min_session_timeout_ms = parse_positive(key, value)?
+            }
+            "group.max.session.timeout.ms" => {
+                self.max_session_timeout_ms = parse_positive(key, value)?
+            }
+            "group.initial.rebalance.delay.ms" => {
+                self.initial_rebalance_delay_ms = parse_num(key, value)?
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
     }
 }

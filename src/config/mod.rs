@@ -10,6 +10,7 @@ pub mod limits;
 pub mod log;
 pub mod security;
 pub mod topic;
+pub mod txn;
 
 pub use broker::{BrokerConfig, ConfigError};
 pub use cleaner::CleanerConfig;
@@ -18,3 +19,4 @@ pub use group::GroupConfig;
 pub use limits::LimitsConfig;
 pub use log::{FlushMode, IoMode, LogConfig};
 pub use security::SecurityConfig;
+pub use txn::TxnConfig;

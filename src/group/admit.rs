@@ -95,7 +95,7 @@ pub fn check(op: &GroupOp, payload_max_bytes: u64) -> Result<(), GroupError> {
             }
             Ok(())
         }
-        GroupOp::Commit { req } => {
+        GroupOp::Commit { req } | GroupOp::TxnCommit { req, .. } => {
             check_str(&req.group_id, GroupError::InvalidGroupId)?;
             check_str(&req.member_id, GroupError::UnknownMemberId)?;
             check_opt(req.group_instance_id.as_ref(), too_long())
@@ -107,7 +107,7 @@ pub fn check(op: &GroupOp, payload_max_bytes: u64) -> Result<(), GroupError> {
             }
             Ok(())
         }
-        GroupOp::List(_) => Ok(()),
+        GroupOp::List(_) | GroupOp::TxnMarker { .. } => Ok(()),
         GroupOp::OffsetDelete(req) => check_str(&req.group_id, GroupError::InvalidGroupId),
     }
 }
@@ -123,7 +123,8 @@ pub fn refuse(op: GroupOp, e: GroupError) -> GroupReply {
         GroupOp::Leave { .. } => {
             GroupReply::Leave(LeaveGroupResponse::default().with_error_code(c))
         }
-        GroupOp::Commit { req } => GroupReply::Commit(
+        GroupOp::TxnMarker { .. } => GroupReply::Done,
+        GroupOp::Commit { req } | GroupOp::TxnCommit { req, .. } => GroupReply::Commit(
             OffsetCommitResponse::default().with_topics(
                 req.topics
                     .into_iter()

@@ -141,7 +141,28 @@ impl GroupCoordinator {
                 let r = self.leave(&req, version, now_ms, &mut fx);
                 fx.reply(token, GroupReply::Leave(r));
             }
-            GroupOp::Commit { req } => self.commit(token, req, now_ms, topics, &mut fx),
+            GroupOp::Commit { req } => self.commit(token, req, None, now_ms, topics, &mut fx),
+            GroupOp::TxnCommit {
+                req,
+                producer_id,
+                epoch,
+            } => self.commit(
+                token,
+                req,
+                Some((producer_id, epoch)),
+                now_ms,
+                topics,
+                &mut fx,
+            ),
+            GroupOp::TxnMarker {
+                producer_id,
+                commit,
+                partition,
+                partitions,
+            } => {
+                self.txn_marker(producer_id, commit, partition, partitions);
+                fx.reply(token, GroupReply::Done);
+            }
             GroupOp::Fetch { group, topics } => {
                 let f = self.fetch(&group, topics);
                 fx.reply(token, GroupReply::Fetch(f));
@@ -316,6 +337,8 @@ pub enum Then {
     /// Answer a commit; on success apply its offsets, the i-th at base offset + i.
     Commit {
         token: Token,
+        /// A transactional commit's producer id: its offsets wait for the marker.
+        txn: Option<i64>,
         group: String,
         applied: Vec<(usize, usize, String, i32, OffsetValue)>,
         codes: Vec<Vec<i16>>,

@@ -8,7 +8,7 @@
 //! awaited in its own task. The coordinator's state is borrowed only inside one step,
 //! never across an await.
 
-use super::records::{LoggedRecord, build_batch};
+use super::records::{LoggedRecord, build_batch_of};
 use super::{Effects, GroupCoordinator, GroupError, GroupOp, GroupReply, Token};
 use crate::rt::{LocalBoxFuture, Runtime, oneshot};
 use bytes::Bytes;
@@ -108,7 +108,7 @@ impl<L: OffsetsLog, R: Runtime> GroupHost<L, R> {
         }
         for append in fx.appends {
             let now = self.rt.now_ms();
-            let Some(batch) = build_batch(&append.records, now) else {
+            let Some(batch) = build_batch_of(&append.records, now, append.producer) else {
                 continue;
             };
             // Called here, in order; awaited in its own task.

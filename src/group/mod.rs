@@ -178,6 +178,22 @@ pub enum GroupOp {
     List(Vec<String>),
     Delete(Vec<String>),
     OffsetDelete(OffsetDeleteRequest),
+    /// TxnOffsetCommit, as an OffsetCommit of the transaction's producer: the offsets are
+    /// appended in a transactional batch and become visible when its commit marker is.
+    TxnCommit {
+        req: OffsetCommitRequest,
+        producer_id: i64,
+        epoch: i16,
+    },
+    /// A transaction marker was appended to `__consumer_offsets` partition `partition` (of
+    /// `partitions`): the producer's pending offsets of the groups there become committed
+    /// (`commit`) or are dropped.
+    TxnMarker {
+        producer_id: i64,
+        commit: bool,
+        partition: i32,
+        partitions: i32,
+    },
 }
 
 impl GroupOp {
@@ -188,9 +204,12 @@ impl GroupOp {
             GroupOp::Sync { req } => Some(req.group_id.as_str()),
             GroupOp::Heartbeat { group, .. } | GroupOp::Fetch { group, .. } => Some(group),
             GroupOp::Leave { req, .. } => Some(req.group_id.as_str()),
-            GroupOp::Commit { req } => Some(req.group_id.as_str()),
+            GroupOp::Commit { req } | GroupOp::TxnCommit { req, .. } => Some(req.group_id.as_str()),
             GroupOp::OffsetDelete(req) => Some(req.group_id.as_str()),
-            GroupOp::Describe(_) | GroupOp::List(_) | GroupOp::Delete(_) => None,
+            GroupOp::Describe(_)
+            | GroupOp::List(_)
+            | GroupOp::Delete(_)
+            | GroupOp::TxnMarker { .. } => None,
         }
     }
 }
@@ -206,6 +225,8 @@ pub enum GroupReply {
     List(Vec<ListedGroup>),
     Delete(Vec<(String, i16)>),
     OffsetDelete(OffsetDeleteResponse),
+    /// A transaction marker was applied.
+    Done,
 }
 
 /// The partition of `__consumer_offsets` that holds `group`: a stable hash of its id, so
@@ -227,6 +248,8 @@ pub struct Append {
     pub group: String,
     pub records: Vec<records::Record>,
     pub then: Option<u64>,
+    /// A transactional batch of this producer (id, epoch): TxnOffsetCommit.
+    pub producer: Option<(i64, i16)>,
 }
 
 /// What one step of the coordinator asks its host to do: answers to send, and records to
@@ -248,6 +271,25 @@ impl Effects {
                 group: group.to_string(),
                 records,
                 then,
+                producer: None,
+            });
+        }
+    }
+
+    /// As [`Effects::append`], in a transactional batch of `producer` (id, epoch).
+    pub fn append_transactional(
+        &mut self,
+        group: &str,
+        records: Vec<records::Record>,
+        then: u64,
+        producer: (i64, i16),
+    ) {
+        if !records.is_empty() {
+            self.appends.push(Append {
+                group: group.to_string(),
+                records,
+                then: Some(then),
+                producer: Some(producer),
             });
         }
     }

@@ -53,7 +53,12 @@ impl GroupCoordinator {
     /// Checks whether the member may commit (Kafka's `doCommitOffsets` order of checks).
     /// A commit with generation -1 from outside the group (admin tools, manual assignment)
     /// is allowed while the group has no members, and creates the group if needed.
-    fn check_commit(&mut self, req: &OffsetCommitRequest, now_ms: i64) -> Result<(), GroupError> {
+    fn check_commit(
+        &mut self,
+        req: &OffsetCommitRequest,
+        transactional: bool,
+        now_ms: i64,
+    ) -> Result<(), GroupError> {
         self.ready()?;
         let group_id = req.group_id.to_string();
         if group_id.is_empty() {
@@ -71,7 +76,9 @@ impl GroupCoordinator {
         if group.state == State::Dead {
             return Err(GroupError::CoordinatorNotAvailable);
         }
-        if generation < 0 && group.state == State::Empty {
+        // A transactional commit without a generation (TxnOffsetCommit before v3, or a
+        // producer outside the group) is not checked against the members, as in Kafka.
+        if generation < 0 && (group.state == State::Empty || transactional) {
             return Ok(());
         }
         let member_id = req.member_id.to_string();
@@ -94,6 +101,7 @@ impl GroupCoordinator {
         &mut self,
         token: Token,
         req: OffsetCommitRequest,
+        txn: Option<(i64, i16)>,
         now_ms: i64,
         topics: Topics,
         fx: &mut Effects,
@@ -113,7 +121,7 @@ impl GroupCoordinator {
                 (t.name.clone(), ps)
             })
             .collect();
-        let group_error = self.check_commit(&req, now_ms).err();
+        let group_error = self.check_commit(&req, txn.is_some(), now_ms).err();
         let mut records: Vec<Record> = Vec::new();
         let mut applied = Vec::new();
         for (ti, t) in req.topics.iter().enumerate() {
@@ -173,13 +181,41 @@ impl GroupCoordinator {
             id,
             Then::Commit {
                 token,
+                txn: txn.map(|(producer_id, _)| producer_id),
                 group: group_id.clone(),
                 applied,
                 codes,
                 shape,
             },
         );
-        fx.append(&group_id, records, Some(id));
+        match txn {
+            Some(producer) => fx.append_transactional(&group_id, records, id, producer),
+            None => fx.append(&group_id, records, Some(id)),
+        }
+    }
+
+    /// A transaction marker reached offsets partition `partition`: the producer's pending
+    /// offsets of the groups there are committed or dropped.
+    pub(super) fn txn_marker(
+        &mut self,
+        producer_id: i64,
+        commit: bool,
+        partition: i32,
+        partitions: i32,
+    ) {
+        for (id, g) in self.groups.iter_mut() {
+            if super::offsets_partition(id, partitions) != partition {
+                continue;
+            }
+            let Some(pending) = g.pending_txn.remove(&producer_id) else {
+                continue;
+            };
+            if commit {
+                for (topic, p, c) in pending {
+                    g.apply_offset(topic, p, c);
+                }
+            }
+        }
     }
 
     /// An append the coordinator asked for resolved: at `Ok(base offset)`, or failed.
@@ -192,6 +228,7 @@ impl GroupCoordinator {
         match then {
             Then::Commit {
                 token,
+                txn,
                 group,
                 applied,
                 mut codes,
@@ -205,7 +242,14 @@ impl GroupCoordinator {
                             .or_insert_with(|| Group::new(group.clone(), now_ms));
                         for (i, (_, _, topic, partition, v)) in applied.into_iter().enumerate() {
                             let at = base.saturating_add(i64::try_from(i).unwrap_or(i64::MAX));
-                            g.apply_offset(topic, partition, committed(v, at));
+                            match txn {
+                                Some(pid) => g.pending_txn.entry(pid).or_default().push((
+                                    topic,
+                                    partition,
+                                    committed(v, at),
+                                )),
+                                None => g.apply_offset(topic, partition, committed(v, at)),
+                            }
                         }
                     }
                     Err(e) => {
@@ -317,9 +361,27 @@ impl GroupCoordinator {
     /// order: the last value per key wins and tombstones delete. Members are not restored:
     /// after a restart they rejoin (their heartbeats get UNKNOWN_MEMBER_ID), and the group
     /// resumes from its committed offsets with a generation above the persisted one.
+    #[allow(clippy::type_complexity)]
     pub fn load(&mut self, records: impl IntoIterator<Item = LoggedRecord>, now_ms: i64) {
         let mut latest: HashMap<Key, (i64, Option<Vec<u8>>)> = HashMap::new();
+        // Records of transactions whose marker has not come yet, by producer id.
+        let mut open: HashMap<i64, Vec<(Key, i64, Option<Vec<u8>>)>> = HashMap::new();
         for r in records {
+            if let Some(commit) = r.marker {
+                let pid = r.producer_id.unwrap_or(-1);
+                for (k, at, v) in open.remove(&pid).unwrap_or_default() {
+                    if commit && latest.get(&k).is_none_or(|(prev, _)| *prev < at) {
+                        latest.insert(k, (at, v));
+                    }
+                }
+                continue;
+            }
+            if let Some(pid) = r.producer_id {
+                if let Some(k) = Key::decode(&r.key) {
+                    open.entry(pid).or_default().push((k, r.offset, r.value));
+                }
+                continue;
+            }
             match Key::decode(&r.key) {
                 Some(k) => {
                     latest.insert(k, (r.offset, r.value));
@@ -355,6 +417,32 @@ impl GroupCoordinator {
                         now_ms
                     };
                 }
+            }
+        }
+        // Transactions still open: their offsets wait for the marker, as after a commit.
+        for (pid, recs) in open {
+            for (key, at, value) in recs {
+                let (
+                    Key::Offset {
+                        group,
+                        topic,
+                        partition,
+                    },
+                    Some(value),
+                ) = (key, value)
+                else {
+                    continue;
+                };
+                let Some(v) = OffsetValue::decode(&value) else {
+                    continue;
+                };
+                self.groups
+                    .entry(group.clone())
+                    .or_insert_with(|| Group::new(group, now_ms))
+                    .pending_txn
+                    .entry(pid)
+                    .or_default()
+                    .push((topic, partition, committed(v, at)));
             }
         }
     }

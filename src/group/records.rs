@@ -106,6 +106,16 @@ fn get_bytes<'a>(buf: &'a [u8], pos: &mut usize) -> Option<Option<&'a [u8]>> {
 /// with base offset 0: the log assigns the real one. `None` for no records (a batch holds
 /// at least one).
 pub fn build_batch(records: &[Record], timestamp_ms: i64) -> Option<Bytes> {
+    build_batch_of(records, timestamp_ms, None)
+}
+
+/// As [`build_batch`]; with `producer` (id, epoch), a transactional batch of that
+/// producer with no sequence (the coordinator's own writes are not deduplicated).
+pub fn build_batch_of(
+    records: &[Record],
+    timestamp_ms: i64,
+    producer: Option<(i64, i16)>,
+) -> Option<Bytes> {
     if records.is_empty() {
         return None;
     }
@@ -128,7 +138,12 @@ pub fn build_batch(records: &[Record], timestamp_ms: i64) -> Option<Bytes> {
         body.extend_from_slice(&rec);
     }
     let n = i32::try_from(records.len()).ok()?;
-    let b = batch::encode_batch(&body, n, timestamp_ms, timestamp_ms);
+    let mut b = batch::encode_batch(&body, n, timestamp_ms, timestamp_ms);
+    if let Some((producer_id, epoch)) = producer {
+        batch::set_producer(&mut b, producer_id, epoch, -1);
+        let length = i32::try_from(b.len() - batch::LOG_OVERHEAD).ok()?;
+        batch::set_length_attributes_and_crc(&mut b, length, batch::ATTR_TRANSACTIONAL);
+    }
     debug_assert!(batch::validate_batch(&b).is_ok());
     Some(Bytes::from(b))
 }
@@ -138,6 +153,11 @@ pub struct LoggedRecord {
     pub offset: i64,
     pub key: Vec<u8>,
     pub value: Option<Vec<u8>>,
+    /// The producer of a transactional batch (TxnOffsetCommit): the record counts once its
+    /// commit marker follows. `None` for ordinary commits.
+    pub producer_id: Option<i64>,
+    /// A transaction marker (commit: `true`) of `producer_id`; key and value are empty.
+    pub marker: Option<bool>,
 }
 
 /// Splits whole batches into records. Returns the records and the offset after the last
@@ -153,14 +173,28 @@ pub fn parse_batches(mut buf: &[u8]) -> (Vec<LoggedRecord>, Option<i64>) {
         let (this, rest) = buf.split_at(total);
         buf = rest;
         next = Some(header.last_offset() + 1);
+        if header.attributes & batch::ATTR_CONTROL != 0 {
+            out.push(LoggedRecord {
+                offset: header.base_offset,
+                key: Vec::new(),
+                value: None,
+                producer_id: Some(header.producer_id),
+                marker: Some(batch::control_type(this) == Some(batch::CONTROL_COMMIT)),
+            });
+            continue;
+        }
         if header.compression() != 0 {
             continue;
         }
+        let transactional = header.attributes & batch::ATTR_TRANSACTIONAL != 0;
         let mut pos = batch::HEADER_BYTES;
         for _ in 0..header.record_count.max(0) {
-            let Some(rec) = parse_record(this, &mut pos, header.base_offset) else {
+            let Some(mut rec) = parse_record(this, &mut pos, header.base_offset) else {
                 break;
             };
+            if transactional {
+                rec.producer_id = Some(header.producer_id);
+            }
             out.push(rec);
         }
     }
@@ -181,6 +215,8 @@ fn parse_record(buf: &[u8], pos: &mut usize, base_offset: i64) -> Option<LoggedR
         offset: base_offset + offset_delta,
         key,
         value,
+        producer_id: None,
+        marker: None,
     })
 }
 

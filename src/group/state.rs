@@ -92,6 +92,9 @@ pub struct Group {
     pub join_not_before_ms: i64,
     pub empty_since_ms: i64,
     pub offsets: HashMap<(String, i32), Committed>,
+    /// Offsets of open transactions (TxnOffsetCommit), by producer id: committed when the
+    /// transaction's commit marker reaches this group's offsets partition.
+    pub pending_txn: HashMap<i64, Vec<(String, i32, Committed)>>,
 }
 
 pub fn join_error(code: i16, member_id: &str) -> JoinGroupResponse {
@@ -122,6 +125,7 @@ impl Group {
             join_not_before_ms: now_ms,
             empty_since_ms: now_ms,
             offsets: HashMap::new(),
+            pending_txn: HashMap::new(),
         }
     }
 

@@ -3,6 +3,8 @@
 
 pub mod ids;
 pub mod state;
+pub mod txns;
 
 pub use ids::{ProducerIdAllocator, ProducerIdAndEpoch};
 pub use state::{ActiveProducer, BatchMeta, ProducerBatch, ProducerError, ProducerStates, Verdict};
+pub use txns::{AbortedTxn, PartitionTxns};

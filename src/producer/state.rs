@@ -186,6 +186,11 @@ impl ProducerStates {
                     current: entry.epoch,
                 });
             }
+            if b.first_seq < 0 {
+                // No sequence: a coordinator's transactional write (TxnOffsetCommit), only
+                // fenced by epoch, as Kafka skips the sequence checks of its coordinators.
+                continue;
+            }
             if b.epoch != entry.epoch {
                 // A new epoch starts at sequence 0, except for a producer we know nothing
                 // about (its state went with retention, or it never wrote here): Kafka 2.5+
@@ -233,6 +238,10 @@ impl ProducerStates {
         if b.producer_id < 0 {
             return;
         }
+        if b.first_seq < 0 {
+            self.fence(b.producer_id, b.epoch);
+            return;
+        }
         let entry = self
             .producers
             .entry(b.producer_id)
@@ -252,6 +261,36 @@ impl ProducerStates {
             },
         );
         entry.last_timestamp = max_timestamp;
+    }
+
+    /// Whether a transaction marker of `producer_id` at `epoch` may be written: not when
+    /// the producer has moved to a newer epoch here (the marker's coordinator is fenced).
+    pub fn check_marker(&self, producer_id: i64, epoch: i16) -> Result<(), ProducerError> {
+        match self.producers.get(&producer_id) {
+            Some(e) if epoch < e.epoch => Err(ProducerError::StaleEpoch {
+                producer_id,
+                epoch,
+                current: e.epoch,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// A transaction marker of `producer_id` at `epoch` was written: a newer epoch (the
+    /// coordinator bumped it to abort a timed-out transaction) fences the older one, whose
+    /// next batch is refused as stale; its sequences start again at 0.
+    pub fn fence(&mut self, producer_id: i64, epoch: i16) {
+        if producer_id < 0 {
+            return;
+        }
+        let entry = self
+            .producers
+            .entry(producer_id)
+            .or_insert_with(Entry::unknown);
+        if epoch > entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
     }
 
     /// Every producer with a batch in the partition, by producer id.

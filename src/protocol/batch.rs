@@ -350,6 +350,75 @@ pub fn encode_batch(
     b
 }
 
+/// The control record types of a control batch (the key's second field).
+pub const CONTROL_ABORT: i16 = 0;
+pub const CONTROL_COMMIT: i16 = 1;
+
+/// Builds a transaction marker: a control batch of one record whose key is (version 0,
+/// `CONTROL_COMMIT` or `CONTROL_ABORT`) and whose value is (version 0, the coordinator's
+/// epoch), for `producer_id` at `epoch`, base offset 0 (the log assigns it).
+pub fn encode_marker(
+    producer_id: i64,
+    epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    timestamp: i64,
+) -> Vec<u8> {
+    let kind = if commit {
+        CONTROL_COMMIT
+    } else {
+        CONTROL_ABORT
+    };
+    let mut key = Vec::with_capacity(4);
+    key.extend_from_slice(&0i16.to_be_bytes());
+    key.extend_from_slice(&kind.to_be_bytes());
+    let mut value = Vec::with_capacity(6);
+    value.extend_from_slice(&0i16.to_be_bytes());
+    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    let mut body = Vec::with_capacity(16);
+    body.push(0); // attributes
+    put_varlong(&mut body, 0); // timestamp delta
+    put_varlong(&mut body, 0); // offset delta
+    put_varlong(&mut body, key.len() as i64);
+    body.extend_from_slice(&key);
+    put_varlong(&mut body, value.len() as i64);
+    body.extend_from_slice(&value);
+    put_varlong(&mut body, 0); // headers
+    let mut record = Vec::with_capacity(body.len() + 1);
+    put_varlong(&mut record, body.len() as i64);
+    record.extend_from_slice(&body);
+    let mut b = encode_batch(&record, 1, timestamp, timestamp);
+    b[OFF_PRODUCER_ID..OFF_PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
+    b[OFF_PRODUCER_EPOCH..OFF_PRODUCER_EPOCH + 2].copy_from_slice(&epoch.to_be_bytes());
+    let attributes = ATTR_TRANSACTIONAL | ATTR_CONTROL;
+    let length = be_i32(&b, OFF_LENGTH);
+    set_length_attributes_and_crc(&mut b, length, attributes);
+    b
+}
+
+/// The control record type of a control batch (`CONTROL_COMMIT`, `CONTROL_ABORT`, or
+/// another a later Kafka may write), read from its first record's key; `None` when the
+/// batch is not a control batch or its first record cannot be read. Control batches are
+/// never compressed.
+pub fn control_type(batch: &[u8]) -> Option<i16> {
+    let h = BatchHeader::parse(batch).ok()?;
+    if h.attributes & ATTR_CONTROL == 0 {
+        return None;
+    }
+    let records = batch.get(HEADER_BYTES..)?;
+    let mut pos = 0usize;
+    read_varlong(records, &mut pos)?; // record length
+    pos = pos.checked_add(1)?; // attributes
+    read_varlong(records, &mut pos)?; // timestamp delta
+    read_varlong(records, &mut pos)?; // offset delta
+    let key_len = read_varlong(records, &mut pos)?;
+    if key_len < 4 {
+        return None;
+    }
+    let key = records.get(pos..pos.checked_add(4)?)?;
+    Some(i16::from_be_bytes([key[2], key[3]]))
+}
+
 /// Appends `v` as a zigzag varint (the record framing's encoding).
 pub fn put_varlong(out: &mut Vec<u8>, v: i64) {
     let mut z = ((v << 1) ^ (v >> 63)) as u64;

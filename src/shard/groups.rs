@@ -11,13 +11,8 @@ use crate::rt::{GlommioRuntime, LocalBoxFuture};
 use bytes::Bytes;
 use rand::SeedableRng;
 use std::rc::Rc;
-use std::time::Duration;
 
 pub type Groups = GroupHost<ShardOffsets, GlommioRuntime>;
-
-/// How long a group's write waits for the in-sync replicas (Kafka's
-/// `offsets.commit.timeout.ms` default) before the client is told to retry.
-const REPLICATED_WITHIN: Duration = Duration::from_secs(5);
 
 /// The coordinator's view of this shard's `__consumer_offsets` partitions.
 pub struct ShardOffsets {
@@ -52,15 +47,8 @@ impl OffsetsLog for ShardOffsets {
             let info = append.await.map_err(GroupError::from)?;
             // With replicas, a commit is answered once every in-sync replica has it (Kafka
             // writes offsets with acks=all), so it survives the loss of this broker.
-            let deadline = std::time::Instant::now() + REPLICATED_WITHIN;
-            while log.high_watermark() <= info.last_offset {
-                let now = std::time::Instant::now();
-                if now >= deadline {
-                    return Err(GroupError::CoordinatorNotAvailable);
-                }
-                let changed = log.changed();
-                let tick = glommio::timer::sleep((deadline - now).min(Duration::from_millis(100)));
-                futures_lite::future::or(changed, tick).await;
+            if !super::txns::replicated(&log, info.last_offset).await {
+                return Err(GroupError::CoordinatorNotAvailable);
             }
             Ok(info.base_offset)
         })
@@ -92,7 +80,7 @@ pub async fn load(groups: &Groups, table: &LogTable, owned: &[i32], shard: usize
     let mut records: Vec<LoggedRecord> = Vec::new();
     for p in owned {
         if let Some(log) = table.log(OFFSETS_TOPIC, *p) {
-            read_records(&log, *p, &mut records).await;
+            read_records(&log, OFFSETS_TOPIC, *p, &mut records).await;
         }
     }
     groups.load(records);
@@ -102,14 +90,20 @@ pub async fn load(groups: &Groups, table: &LogTable, owned: &[i32], shard: usize
     }
 }
 
-/// Appends the records of one offsets partition to `out`, in log order.
-async fn read_records(log: &Log, partition: i32, out: &mut Vec<LoggedRecord>) {
+/// Appends the records of one partition of an internal topic (`__consumer_offsets`,
+/// `__transaction_state`) to `out`, in log order.
+pub(super) async fn read_records(
+    log: &Log,
+    topic: &str,
+    partition: i32,
+    out: &mut Vec<LoggedRecord>,
+) {
     let mut offset = log.log_start_offset();
     while offset < log.high_watermark() {
         let slice = match log.read(offset, 1 << 20).await {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!("cannot load {OFFSETS_TOPIC}-{partition} at {offset}: {e}");
+                tracing::error!("cannot load {topic}-{partition} at {offset}: {e}");
                 return;
             }
         };
@@ -118,7 +112,7 @@ async fn read_records(log: &Log, partition: i32, out: &mut Vec<LoggedRecord>) {
             match region.read().await {
                 Ok(b) => bytes.extend_from_slice(&b),
                 Err(e) => {
-                    tracing::error!("cannot read {OFFSETS_TOPIC}-{partition}: {e}");
+                    tracing::error!("cannot read {topic}-{partition}: {e}");
                     return;
                 }
             }

@@ -82,9 +82,26 @@ pub enum ShardRequest {
     Propose(crate::cluster::image::Command),
     /// A scrape of the metrics endpoint: this shard's counters.
     Metrics,
+    /// To a transactional id's coordinator shard.
+    Txn(Box<crate::txn::TxnOp>),
+    /// Transaction markers on partitions this shard owns (one error code each).
+    WriteMarkers(Vec<MarkerPart>),
+    /// To shard 0: create `__transaction_state` if it is missing.
+    CreateTxnTopic,
     /// The size of each partition log this shard holds (DescribeLogDirs), of the topics
     /// and partitions named (`None`: all).
     LogSizes(Arc<Option<LogSizesFilter>>),
+}
+
+/// A commit or abort marker for one partition of a transaction.
+pub struct MarkerPart {
+    pub topic: String,
+    pub partition: i32,
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub commit: bool,
+    /// The leader epoch of the coordinator's `__transaction_state` partition.
+    pub coordinator_epoch: i32,
 }
 
 /// Topics and, per topic, the partitions asked for.
@@ -116,6 +133,8 @@ pub enum ShardReply {
     Group(Option<crate::group::GroupReply>),
     Proposed(Result<crate::cluster::image::Outcome, crate::cluster::ProposeError>),
     Metrics(Box<super::metrics::ShardSnapshot>),
+    Txn(crate::txn::TxnReply),
+    WriteMarkers(Vec<i16>),
     LogSizes(Vec<LogSize>),
 }
 
@@ -178,11 +197,18 @@ pub struct ReadPart {
     pub current_leader_epoch: i32,
     /// A follower's last fetched epoch, checked for divergence (-1: none).
     pub last_fetched_epoch: i32,
+    /// A `read_committed` consumer: reads stop at the last stable offset.
+    pub committed: bool,
 }
 
 pub struct ReadResult {
     pub error_code: i16,
     pub high_watermark: i64,
+    /// The last stable offset (-1 when unknown).
+    pub last_stable_offset: i64,
+    /// For a `read_committed` read: the aborted transactions the records overlap, as
+    /// (producer id, first offset).
+    pub aborted: Vec<(i64, i64)>,
     pub log_start_offset: i64,
     /// Whole batches: memory or segment-file ranges (sent with sendfile).
     pub records: Vec<Chunk>,
@@ -201,6 +227,8 @@ pub struct ListOffsetsPart {
     pub topic: String,
     pub partition: i32,
     pub timestamp: i64,
+    /// isolation_level read_committed: LATEST is the last stable offset.
+    pub committed: bool,
 }
 
 pub struct ListOffsetsResult {
@@ -318,6 +346,8 @@ impl ReadResult {
         ReadResult {
             error_code,
             high_watermark: -1,
+            last_stable_offset: -1,
+            aborted: Vec::new(),
             log_start_offset: -1,
             records: Vec::new(),
             diverging: None,

@@ -21,5 +21,6 @@ pub mod scatter;
 pub mod stats;
 pub mod table;
 pub mod topics;
+pub mod txns;
 
 pub use runtime::Shard;

@@ -182,6 +182,8 @@ impl Shard {
             let empty = |diverging| ReadResult {
                 error_code: code::NONE,
                 high_watermark: log.high_watermark(),
+                last_stable_offset: log.last_stable_offset(),
+                aborted: Vec::new(),
                 log_start_offset: log.log_start_offset(),
                 records: Vec::new(),
                 diverging,
@@ -205,6 +207,8 @@ impl Shard {
             let max = part.max_bytes.min(budget);
             let slice = if replica {
                 log.read_for_replica(part.offset, max).await
+            } else if part.committed {
+                log.read_committed(part.offset, max).await
             } else {
                 log.read(part.offset, max).await
             };
@@ -213,6 +217,7 @@ impl Shard {
                 Err(e) => {
                     let mut r = ReadResult::error(e.code());
                     r.high_watermark = log.high_watermark();
+                    r.last_stable_offset = log.last_stable_offset();
                     r.log_start_offset = log.log_start_offset();
                     out.push(r);
                     continue;
@@ -264,14 +269,26 @@ impl Shard {
             let len: u64 = records.iter().map(Chunk::len).sum();
             log.stats().read(len, slice.records);
             budget = budget.saturating_sub(len);
+            let last_stable_offset = log.last_stable_offset();
+            let aborted = if part.committed && len > 0 {
+                log.aborted_between(part.offset, last_stable_offset)
+                    .into_iter()
+                    .map(|t| (t.producer_id, t.first_offset))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             out.push(ReadResult {
                 error_code: code::NONE,
-                // A follower reads past the high watermark; it learns the real one.
-                high_watermark: if replica {
+                // A follower reads past the high watermark, and a read_committed read
+                // stops at the last stable offset; both learn the real high watermark.
+                high_watermark: if replica || part.committed {
                     log.high_watermark()
                 } else {
                     slice.high_watermark
                 },
+                last_stable_offset,
+                aborted,
                 log_start_offset: slice.log_start_offset,
                 records,
                 diverging: None,
@@ -343,6 +360,7 @@ impl Shard {
                 // EARLIEST, and EARLIEST_LOCAL (v8): with no tiered storage every segment
                 // is local.
                 list_offsets::EARLIEST | list_offsets::EARLIEST_LOCAL => ok(log.log_start_offset()),
+                list_offsets::LATEST if part.committed => ok(log.last_stable_offset()),
                 list_offsets::LATEST => ok(log.high_watermark()),
                 // LATEST_TIERED (v9): nothing is tiered, which Kafka answers with -1.
                 list_offsets::LATEST_TIERED => ok(-1),

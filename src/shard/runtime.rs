@@ -42,6 +42,10 @@ pub struct Shard {
     waits: RefCell<HashMap<(usize, u64), LocalSender<()>>>,
     /// The consumer groups this shard coordinates (see `crate::group`).
     pub groups: Rc<super::groups::Groups>,
+    /// The transactional ids this shard coordinates (see `crate::txn`, `shard::txns`).
+    pub txns: RefCell<crate::txn::TxnCoordinator>,
+    /// When timed-out transactions were last looked for.
+    pub(super) txn_checked_at: Cell<i64>,
     /// The broker's producer id allocator, shared by all shards.
     pub producer_ids: Arc<crate::producer::ProducerIdAllocator>,
     /// Serialises metadata changes on shard 0: one persist-and-broadcast at a time, so
@@ -89,6 +93,8 @@ impl Shard {
                 config.direct_cache_bytes_per_shard(nshards),
             ))),
             groups: super::groups::host(table, &config),
+            txns: RefCell::new(crate::txn::TxnCoordinator::new(config.txn.max_timeout_ms)),
+            txn_checked_at: Cell::new(0),
             controller: RefCell::new(None),
             replication: super::replica::Replication::default(),
             producer_ids,
@@ -180,11 +186,13 @@ impl Shard {
     }
 
     /// Loads this shard's consumer groups from its partitions of `__consumer_offsets`.
-    pub async fn load_groups(&self) {
+    pub async fn load_groups(self: &Rc<Self>) {
         let owned: Vec<i32> = (0..super::groups::offsets_partitions(&self.meta(), &self.config))
             .filter(|p| self.owner(OFFSETS_TOPIC, *p) == self.id)
             .collect();
         super::groups::load(&self.groups, &self.table, &owned, self.id).await;
+        let txn_partitions = self.owned_txn_partitions(&self.meta());
+        self.load_txns(&txn_partitions).await;
     }
 
     /// Serves the mesh: runs requests of other shards, and hands replies to their callers.
@@ -312,6 +320,14 @@ impl Shard {
                     ShardReply::Applied
                 }
                 ShardRequest::Metrics => ShardReply::Metrics(Box::new(self.metrics_snapshot())),
+                ShardRequest::Txn(op) => ShardReply::Txn(self.txn_handle(*op).await),
+                ShardRequest::WriteMarkers(parts) => {
+                    ShardReply::WriteMarkers(self.write_markers(parts).await)
+                }
+                ShardRequest::CreateTxnTopic => {
+                    self.create_txn_topic().await;
+                    ShardReply::Applied
+                }
                 ShardRequest::LogSizes(filter) => ShardReply::LogSizes(self.log_sizes(&filter)),
                 ShardRequest::Propose(cmd) => {
                     let controller = self.controller.borrow().clone();
@@ -361,11 +377,12 @@ impl Shard {
     }
 
     /// Interval flush, segment roll and retention of every log of this shard.
-    pub async fn tick(&self) {
+    pub async fn tick(self: &Rc<Self>) {
         // The logs were opened with `PartitionLog::open`, whose clock is the wall clock.
         let now_ms = crate::storage::log::wall_clock_ms();
         self.log_fetch_stats(false);
         self.groups.tick();
+        self.txn_tick();
         for (topic, p, log) in self.all_logs() {
             if let Err(e) = log.tick(now_ms).await {
                 tracing::error!("maintenance of {topic}-{p} failed: {e}");

@@ -309,7 +309,7 @@ impl Shard {
 
     /// Applies a metadata version: closes and deletes the logs of removed topics, opens the
     /// logs of new partitions this shard owns, then installs the version.
-    pub async fn apply_metadata(&self, meta: Arc<Metadata>) {
+    pub async fn apply_metadata(self: &Rc<Self>, meta: Arc<Metadata>) {
         let before = self.meta();
         if meta.version < before.meta.version {
             return;
@@ -434,6 +434,7 @@ impl Shard {
         if view.meta.cluster.is_some() {
             self.move_group_coordinators(&before, &view).await;
         }
+        self.move_txn_coordinators(&before, &view).await;
     }
 
     /// Opens (and recovers) a partition log of this shard, wired to the shard's producer

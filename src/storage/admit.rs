@@ -1,8 +1,8 @@
 //! What a client's batches must satisfy before the log takes them, beyond length, magic
 //! and CRC (`protocol::batch::validate_batches`). Kafka checks the same on every topic:
 //!
-//! - the codec is one Kafka has; control batches come only from the broker, and
-//!   transactional ones are refused until transactions exist;
+//! - the codec is one Kafka has; control batches come only from the broker (the
+//!   transaction coordinator's markers), and a transactional batch has a producer id;
 //! - an idempotent batch names a producer id this broker issued (its epoch and sequence
 //!   are the producer state's to judge);
 //! - with CreateTime, every timestamp is within `message.timestamp.before.max.ms` /
@@ -57,9 +57,9 @@ pub fn check_headers(
                 "clients may not write control batches".into(),
             ));
         }
-        if h.attributes & ATTR_TRANSACTIONAL != 0 {
+        if h.attributes & ATTR_TRANSACTIONAL != 0 && h.producer_id < 0 {
             return Err(StorageError::InvalidRecord(
-                "transactional batches are not supported".into(),
+                "a transactional batch needs a producer id".into(),
             ));
         }
         if h.producer_id >= 0 && issued_below.is_some_and(|below| h.producer_id >= below) {

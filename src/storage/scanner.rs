@@ -24,6 +24,16 @@ pub struct BatchPos {
     pub leader_epoch: i32,
     /// The header's record count (0 if negative: only counted, never trusted).
     pub records: u64,
+    pub attributes: i16,
+    /// A control batch's record type (commit or abort marker; see
+    /// [`batch::control_type`]), `None` for data batches.
+    pub control: Option<i16>,
+}
+
+impl BatchPos {
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & batch::ATTR_TRANSACTIONAL != 0
+    }
 }
 
 impl BatchPos {
@@ -118,6 +128,7 @@ impl<'a, F: StorageFile> Scanner<'a, F> {
             base_sequence,
             record_count,
             partition_leader_epoch,
+            attributes,
             ..
         } = header;
         if length < (HEADER_BYTES - LOG_OVERHEAD) as i32 {
@@ -166,6 +177,16 @@ impl<'a, F: StorageFile> Scanner<'a, F> {
                 return self.stop(format!("batch at offset {base_offset}: {e}"));
             }
         }
+        // A marker's type is in its first record, just past the header.
+        let control = if attributes & batch::ATTR_CONTROL != 0 {
+            let len = (size as usize).min(HEADER_BYTES + 32);
+            match self.bytes_at(pos, len).await? {
+                Some(b) => Some(batch::control_type(b).unwrap_or(-1)),
+                None => Some(-1),
+            }
+        } else {
+            None
+        };
         self.small_batches = size < 4096;
         self.position = pos + size;
         Ok(Some(BatchPos {
@@ -179,6 +200,8 @@ impl<'a, F: StorageFile> Scanner<'a, F> {
             base_sequence,
             leader_epoch: partition_leader_epoch,
             records: u64::try_from(record_count).unwrap_or(0),
+            attributes,
+            control,
         }))
     }
 }

@@ -31,7 +31,13 @@ struct Wanted {
 }
 
 /// One read of every partition, on its owning shard; the results in request order.
-async fn read_round(ctx: &Ctx, wanted: &[Wanted], max_bytes: u64, replica: i32) -> Vec<ReadResult> {
+async fn read_round(
+    ctx: &Ctx,
+    wanted: &[Wanted],
+    max_bytes: u64,
+    replica: i32,
+    committed: bool,
+) -> Vec<ReadResult> {
     let reads = wanted.iter().filter_map(|w| {
         let read = ReadPart {
             topic: w.topic.clone(),
@@ -41,6 +47,7 @@ async fn read_round(ctx: &Ctx, wanted: &[Wanted], max_bytes: u64, replica: i32) 
             replica,
             current_leader_epoch: w.current_leader_epoch,
             last_fetched_epoch: w.last_fetched_epoch,
+            committed,
         };
         Some((w.owner?, read))
     });
@@ -106,8 +113,10 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Response, RequestErr
     } else {
         -1
     };
+    // isolation_level 1: read_committed (a follower always reads to the log end).
+    let committed = request.isolation_level == 1 && replica < 0;
     let results = loop {
-        let results = read_round(ctx, &wanted, max_bytes, replica).await;
+        let results = read_round(ctx, &wanted, max_bytes, replica, committed).await;
         let bytes: u64 = results.iter().map(ReadResult::records_len).sum();
         let failed = results.iter().any(|r| r.error_code != code::NONE);
         let now = Instant::now();
@@ -152,10 +161,11 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Response, RequestErr
             partition: w.partition,
             error_code: r.error_code,
             high_watermark: r.high_watermark,
-            last_stable_offset: r.high_watermark,
+            last_stable_offset: r.last_stable_offset,
             log_start_offset: r.log_start_offset,
             records,
             diverging: r.diverging,
+            aborted: r.aborted,
         };
         // Partitions of one topic named together stay together, in request order.
         match frames.last_mut() {

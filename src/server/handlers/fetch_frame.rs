@@ -21,6 +21,9 @@ pub struct PartitionFrame {
     pub records: Vec<Chunk>,
     /// A follower's diverging epoch and its end offset here (v12+, tagged field 0).
     pub diverging: Option<(i32, i64)>,
+    /// The aborted transactions the records overlap (read_committed): (producer id,
+    /// first offset).
+    pub aborted: Vec<(i64, i64)>,
 }
 
 pub struct TopicFrame {
@@ -80,7 +83,14 @@ pub fn encode(version: i16, correlation_id: i32, topics: Vec<TopicFrame>) -> Res
             if version >= 5 {
                 buf.put_i64(p.log_start_offset);
             }
-            put_len(&mut buf, flexible, 0); // aborted_transactions: empty, not null
+            put_len(&mut buf, flexible, p.aborted.len()); // aborted_transactions
+            for (producer_id, first_offset) in &p.aborted {
+                buf.put_i64(*producer_id);
+                buf.put_i64(*first_offset);
+                if flexible {
+                    put_uvarint(&mut buf, 0);
+                }
+            }
             if version >= 11 {
                 buf.put_i32(-1); // preferred_read_replica
             }
@@ -156,7 +166,15 @@ mod tests {
                                     .with_high_watermark(1000 + *p as i64)
                                     .with_last_stable_offset(1000 + *p as i64)
                                     .with_log_start_offset(7)
-                                    .with_aborted_transactions(Some(Vec::new()))
+                                    .with_aborted_transactions(Some(if *p == 2 {
+                                        vec![
+                                            kafka_protocol::messages::fetch_response::AbortedTransaction::default()
+                                                .with_producer_id(kafka_protocol::messages::ProducerId(9))
+                                                .with_first_offset(1001),
+                                        ]
+                                    } else {
+                                        Vec::new()
+                                    }))
                                     .with_records(Some(records.clone()))
                                     .with_diverging_epoch(if *p == 1 && version >= 12 {
                                         EpochEndOffset::default().with_epoch(5).with_end_offset(77)
@@ -194,6 +212,7 @@ mod tests {
                             high_watermark: 1000 + *p as i64,
                             last_stable_offset: 1000 + *p as i64,
                             log_start_offset: 7,
+                            aborted: if *p == 2 { vec![(9, 1001)] } else { Vec::new() },
                             // Records split in two chunks, as a cache hit can be.
                             records: if records.len() > 10 {
                                 vec![

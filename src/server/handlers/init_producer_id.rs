@@ -1,12 +1,15 @@
-//! InitProducerId, versions 0-4, for idempotent producers (no transactional id).
+//! InitProducerId, versions 0-4: for idempotent producers from this broker's allocator,
+//! for transactional ones from the coordinator of their transactional id (which fences the
+//! producer's previous epoch and aborts its open transaction first).
 //!
 //! v3+ (KIP-360) lets a producer pass the id and epoch it holds to get the epoch bumped;
-//! see [`crate::producer::ProducerIdAllocator::init`]. Transactions are not implemented: a
-//! request with a transactional id is refused.
+//! see [`crate::producer::ProducerIdAllocator::init`] and `txn::TxnCoordinator::init`.
 
 use super::{Ctx, Request, RequestError};
 use crate::producer::ProducerIdAndEpoch;
 use crate::protocol::code;
+use crate::security::acl::{op, resource};
+use crate::txn::{TxnOp, TxnReply};
 use bytes::Bytes;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
@@ -18,21 +21,34 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
     };
-    if request
-        .transactional_id
-        .as_ref()
-        .is_some_and(|t| !t.is_empty())
-    {
-        return req.respond(&failed(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED));
-    }
-    if !ctx.may_write_idempotently() {
-        return req.respond(&failed(code::CLUSTER_AUTHORIZATION_FAILED));
-    }
     let current =
         (request.producer_id.0 >= 0 && request.producer_epoch >= 0).then_some(ProducerIdAndEpoch {
             producer_id: request.producer_id.0,
             epoch: request.producer_epoch,
         });
+    if let Some(id) = request.transactional_id.as_ref().filter(|t| !t.is_empty()) {
+        let id = id.to_string();
+        if !ctx.allowed(op::WRITE, resource::TRANSACTIONAL_ID, &id) {
+            return req.respond(&failed(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED));
+        }
+        let op = TxnOp::Init {
+            id,
+            timeout_ms: request.transaction_timeout_ms,
+            current: current.map(|c| (c.producer_id, c.epoch)),
+        };
+        return match ctx.shard.route_txn(op).await {
+            TxnReply::Init(Ok((producer_id, epoch))) => req.respond(
+                &InitProducerIdResponse::default()
+                    .with_producer_id(ProducerId(producer_id))
+                    .with_producer_epoch(epoch),
+            ),
+            TxnReply::Init(Err(e)) => req.respond(&failed(old_client_code(e.code(), req.version))),
+            _ => req.respond(&failed(code::COORDINATOR_NOT_AVAILABLE)),
+        };
+    }
+    if !ctx.may_write_idempotently() {
+        return req.respond(&failed(code::CLUSTER_AUTHORIZATION_FAILED));
+    }
     // The allocator is the broker's state: a panic inside it must stop the process.
     match crate::fatal::owned(|| ctx.shard.producer_ids.init(current)) {
         Ok(p) => req.respond(
@@ -45,5 +61,14 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
             // Retriable: the client asks again.
             req.respond(&failed(code::COORDINATOR_NOT_AVAILABLE))
         }
+    }
+}
+
+/// PRODUCER_FENCED is new in v4 (KIP-588); older clients know it as INVALID_PRODUCER_EPOCH.
+pub fn old_client_code(c: i16, version: i16) -> i16 {
+    if c == code::PRODUCER_FENCED && version < 4 {
+        code::INVALID_PRODUCER_EPOCH
+    } else {
+        c
     }
 }

@@ -67,6 +67,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
                 topic: topic.clone(),
                 partition: p.partition_index,
                 timestamp: p.timestamp,
+                committed: request.isolation_level == 1,
             };
             to_ask.push((ctx.shard.owner(&topic, p.partition_index), ask));
             results.push(Slot::Pending);

@@ -1,6 +1,8 @@
 //! One handler per Kafka API. Each file states the versions it supports; [`SUPPORTED`] is
 //! what ApiVersions advertises and what a request's version is checked against.
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod alter_user_scram_credentials;
 pub mod api_versions;
@@ -18,7 +20,9 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
+pub mod describe_transactions;
 pub mod describe_user_scram_credentials;
+pub mod end_txn;
 pub mod fetch;
 pub mod fetch_frame;
 pub mod find_coordinator;
@@ -28,6 +32,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -37,6 +42,8 @@ pub mod produce;
 pub mod sasl_authenticate;
 pub mod sasl_handshake;
 pub mod sync_group;
+pub mod txn_offset_commit;
+pub mod write_txn_markers;
 
 use crate::protocol::precheck;
 pub use crate::protocol::strings::{str_bytes, topic_name, topic_str};
@@ -316,6 +323,13 @@ async fn handle_api(ctx: &Ctx, frame: Bytes) -> Result<Option<Answer>, RequestEr
             alter_user_scram_credentials::handle(ctx, &mut req).await
         }
         ApiKey::SaslAuthenticate => sasl_authenticate::handle(ctx, &mut req).await,
+        ApiKey::AddPartitionsToTxn => add_partitions_to_txn::handle(ctx, &mut req).await,
+        ApiKey::AddOffsetsToTxn => add_offsets_to_txn::handle(ctx, &mut req).await,
+        ApiKey::EndTxn => end_txn::handle(ctx, &mut req).await,
+        ApiKey::TxnOffsetCommit => txn_offset_commit::handle(ctx, &mut req).await,
+        ApiKey::WriteTxnMarkers => write_txn_markers::handle(ctx, &mut req).await,
+        ApiKey::DescribeTransactions => describe_transactions::handle(ctx, &mut req).await,
+        ApiKey::ListTransactions => list_transactions::handle(ctx, &mut req).await,
         other => Err(RequestError::UnsupportedVersion {
             api: other,
             version,

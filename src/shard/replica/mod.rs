@@ -7,7 +7,7 @@
 //! Roles follow the metadata: a task of the shard compares each log's assignment with the
 //! role it plays every [`ROLE_CHECK`], so a new leader epoch takes effect within that.
 
-mod client;
+pub(super) mod client;
 mod fetcher;
 
 use super::Shard;

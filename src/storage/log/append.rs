@@ -140,7 +140,7 @@ impl<S: Storage> PartitionLog<S> {
         let producer_batches: Vec<ProducerBatch> =
             headers.iter().map(|(h, _)| producer_batch(h)).collect();
         let idempotent = producer_batches.iter().any(|b| b.producer_id >= 0);
-        let mut buf = match batches.try_into_mut() {
+        let buf = match batches.try_into_mut() {
             Ok(b) => b,
             Err(shared) => BytesMut::from(shared.as_ref()),
         };
@@ -171,58 +171,7 @@ impl<S: Storage> PartitionLog<S> {
         }
         let now = self.now();
         self.maybe_roll(&config, size, records, now).await?;
-        let append_time = if config.log_append_time { now } else { -1 };
-        let info = {
-            let mut st = self.inner.state.borrow_mut();
-            let mut producers = self.inner.producers.borrow_mut();
-            let base_offset = st.next_offset();
-            let log_start_offset = st.log_start_offset;
-            let seg = st.active_mut();
-            if seg.size == 0 {
-                seg.created_ms = now;
-            }
-            let mut offset = base_offset;
-            let stamp = self.inner.stamp_epoch.get();
-            let mut epochs = self.inner.epochs.borrow_mut();
-            for (header, range) in &headers {
-                let bytes = &mut buf[range.clone()];
-                batch::set_base_offset(bytes, offset);
-                if let Some(epoch) = stamp {
-                    // Outside the CRC, like the base offset.
-                    batch::set_partition_leader_epoch(bytes, epoch);
-                    epochs.assign(epoch, offset);
-                }
-                let max_ts = if config.log_append_time {
-                    batch::set_log_append_time(bytes, now);
-                    now
-                } else {
-                    header.max_timestamp
-                };
-                let last = offset + header.last_offset_delta as i64;
-                if idempotent {
-                    producers.commit(&producer_batch(header), offset, last, max_ts);
-                }
-                let position = seg.size;
-                seg.index_batch(
-                    position,
-                    offset,
-                    last,
-                    range.len() as u64,
-                    max_ts,
-                    config.index_interval_bytes,
-                );
-                offset = last + 1;
-            }
-            let end_pos = seg.size;
-            st.pending.push_back(buf.freeze());
-            st.marks.push_back((end_pos, offset));
-            AppendInfo {
-                base_offset,
-                last_offset: offset - 1,
-                log_append_time: append_time,
-                log_start_offset,
-            }
-        };
+        let info = self.queue(&config, &headers, buf, now, idempotent);
         drop(guard);
         // Counted once queued: the bytes are in the log's line from here on.
         self.inner
@@ -232,6 +181,114 @@ impl<S: Storage> PartitionLog<S> {
         let durable = config.flush == FlushMode::Fsync;
         self.wait_for(info.last_offset + 1, durable).await?;
         Ok(info)
+    }
+
+    /// Assigns offsets to checked batches and queues them for the writer; updates the
+    /// producer, transaction and epoch state. Call under the assign lock, after the roll.
+    fn queue(
+        &self,
+        config: &LogConfig,
+        headers: &[(batch::BatchHeader, std::ops::Range<usize>)],
+        mut buf: BytesMut,
+        now: i64,
+        idempotent: bool,
+    ) -> AppendInfo {
+        let append_time = if config.log_append_time { now } else { -1 };
+        let mut st = self.inner.state.borrow_mut();
+        let mut producers = self.inner.producers.borrow_mut();
+        let mut txns = self.inner.txns.borrow_mut();
+        let base_offset = st.next_offset();
+        let log_start_offset = st.log_start_offset;
+        let seg = st.active_mut();
+        if seg.size == 0 {
+            seg.created_ms = now;
+        }
+        let mut offset = base_offset;
+        let stamp = self.inner.stamp_epoch.get();
+        let mut epochs = self.inner.epochs.borrow_mut();
+        for (header, range) in headers {
+            let bytes = &mut buf[range.clone()];
+            batch::set_base_offset(bytes, offset);
+            if let Some(epoch) = stamp {
+                // Outside the CRC, like the base offset.
+                batch::set_partition_leader_epoch(bytes, epoch);
+                epochs.assign(epoch, offset);
+            }
+            let max_ts = if config.log_append_time && header.attributes & batch::ATTR_CONTROL == 0 {
+                batch::set_log_append_time(bytes, now);
+                now
+            } else {
+                header.max_timestamp
+            };
+            let last = offset + header.last_offset_delta as i64;
+            if header.attributes & batch::ATTR_CONTROL != 0 {
+                let commit = batch::control_type(bytes) == Some(batch::CONTROL_COMMIT);
+                txns.marker(header.producer_id, offset, commit);
+                producers.fence(header.producer_id, header.producer_epoch);
+            } else {
+                if header.attributes & batch::ATTR_TRANSACTIONAL != 0 {
+                    txns.data(header.producer_id, offset);
+                }
+                if idempotent {
+                    producers.commit(&producer_batch(header), offset, last, max_ts);
+                }
+            }
+            let position = seg.size;
+            seg.index_batch(
+                position,
+                offset,
+                last,
+                range.len() as u64,
+                max_ts,
+                config.index_interval_bytes,
+            );
+            offset = last + 1;
+        }
+        let end_pos = seg.size;
+        st.pending.push_back(buf.freeze());
+        st.marks.push_back((end_pos, offset));
+        AppendInfo {
+            base_offset,
+            last_offset: offset - 1,
+            log_append_time: append_time,
+            log_start_offset,
+        }
+    }
+
+    /// Appends a transaction marker (a commit or abort control batch) for `producer_id`
+    /// at `epoch`, written by the transaction coordinator: it closes the producer's open
+    /// transaction here. A marker of an epoch older than the producer's current one is
+    /// refused (a fenced coordinator or producer). Resolves as an append does.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    ) -> impl Future<Output = Result<AppendInfo>> + use<S> {
+        let ticket = self.inner.assign_lock.ticket();
+        let log = self.clone();
+        async move {
+            let config = log.config();
+            let now = log.now();
+            let bytes = batch::encode_marker(producer_id, epoch, commit, coordinator_epoch, now);
+            let headers = batch::validate_batches(&bytes)?;
+            let size = bytes.len() as u64;
+            let guard = ticket.acquire().await;
+            log.check_open(&log.inner.state.borrow())?;
+            log.resume_after_no_space().await?;
+            log.inner
+                .producers
+                .borrow()
+                .check_marker(producer_id, epoch)?;
+            log.maybe_roll(&config, size, 1, now).await?;
+            let info = log.queue(&config, &headers, BytesMut::from(&bytes[..]), now, true);
+            drop(guard);
+            log.inner.stats.appended(size, 1);
+            let durable = config.flush == FlushMode::Fsync;
+            log.wait_for(info.last_offset + 1, durable).await?;
+            Ok(info)
+        }
     }
 }
 

@@ -133,6 +133,8 @@ struct Inner<S: Storage> {
     assign_lock: FifoLock,
     /// Idempotent producer state, checked and updated under `assign_lock`.
     producers: RefCell<ProducerStates>,
+    /// Open and aborted transactions, updated under `assign_lock` with `producers`.
+    txns: RefCell<crate::producer::PartitionTxns>,
     clock: Cell<fn() -> i64>,
     /// The shard's batch cache and this log's id in it (`io = direct` only).
     cache: RefCell<Option<(Rc<RefCell<super::cache::BatchCache>>, u64)>>,
@@ -225,6 +227,26 @@ impl<S: Storage> PartitionLog<S> {
     pub fn high_watermark(&self) -> i64 {
         let st = self.inner.state.borrow();
         self.bounded(self.visible(&st).1)
+    }
+
+    /// The last stable offset: the high watermark, or the first offset of the earliest
+    /// open transaction if that is lower. `read_committed` consumers read below it.
+    pub fn last_stable_offset(&self) -> i64 {
+        let hw = self.high_watermark();
+        match self.inner.txns.borrow().first_unstable() {
+            Some(first) => first.min(hw),
+            None => hw,
+        }
+    }
+
+    /// The aborted transactions a read_committed fetch of `[from, upto)` must report.
+    pub fn aborted_between(&self, from: i64, upto: i64) -> Vec<crate::producer::AbortedTxn> {
+        self.inner.txns.borrow().aborted_between(from, upto)
+    }
+
+    /// The open transactions of this partition: (producer id, first offset).
+    pub fn open_transactions(&self) -> Vec<(i64, i64)> {
+        self.inner.txns.borrow().open()
     }
 
     /// The end of what this copy has written (synced, under `fsync`): what a follower may

@@ -3,7 +3,7 @@
 
 use super::{Inner, PartitionLog, State, file_kind, wall_clock_ms};
 use crate::config::LogConfig;
-use crate::producer::{ProducerBatch, ProducerStates};
+use crate::producer::{PartitionTxns, ProducerBatch, ProducerStates};
 use crate::storage::epochs::EpochCache;
 use crate::storage::error::{Result, StorageError};
 use crate::storage::io::{Storage, StorageFile, segment_path};
@@ -30,8 +30,9 @@ fn parse_segment_name(name: &str) -> Option<(i64, &str)> {
 /// computation.
 async fn rebuild_from_headers<F: StorageFile>(
     segments: &[Segment<F>],
-) -> Result<(ProducerStates, EpochCache)> {
+) -> Result<(ProducerStates, EpochCache, PartitionTxns)> {
     let mut states = ProducerStates::default();
+    let mut txns = PartitionTxns::default();
     let mut epochs = EpochCache::default();
     for (i, seg) in segments.iter().enumerate() {
         let sealed = i + 1 < segments.len();
@@ -52,6 +53,15 @@ async fn rebuild_from_headers<F: StorageFile>(
             epochs.assign(b.leader_epoch, b.base_offset);
             if b.producer_id < 0 {
                 continue;
+            }
+            if let Some(kind) = b.control {
+                let commit = kind == crate::protocol::batch::CONTROL_COMMIT;
+                txns.marker(b.producer_id, b.base_offset, commit);
+                states.fence(b.producer_id, b.producer_epoch);
+                continue;
+            }
+            if b.is_transactional() {
+                txns.data(b.producer_id, b.base_offset);
             }
             let pb = ProducerBatch {
                 producer_id: b.producer_id,
@@ -76,7 +86,7 @@ async fn rebuild_from_headers<F: StorageFile>(
             ));
         }
     }
-    Ok((states, epochs))
+    Ok((states, epochs, txns))
 }
 
 impl<S: Storage> PartitionLog<S> {
@@ -185,7 +195,7 @@ impl<S: Storage> PartitionLog<S> {
             segments.push(Segment::create(&storage, &dir, 0, kind, now).await?);
             storage.sync_dir(&dir).await?;
         }
-        let (producers, epochs) = rebuild_from_headers(&segments).await?;
+        let (producers, epochs, txns) = rebuild_from_headers(&segments).await?;
         let active = segments.last().expect("at least one segment");
         let (pos, next) = (active.size, active.next_offset);
         // DeleteRecords may have moved the start inside a segment (or past segments a
@@ -225,6 +235,7 @@ impl<S: Storage> PartitionLog<S> {
             notify: Rc::new(Notify::default()),
             assign_lock: FifoLock::default(),
             producers: RefCell::new(producers),
+            txns: RefCell::new(txns),
             clock: Cell::new(clock),
             cache: RefCell::new(None),
             issued_ids: RefCell::new(None),

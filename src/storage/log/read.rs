@@ -155,11 +155,29 @@ fn slice_chunks(chunks: &[Bytes], mut skip: u64, mut len: u64) -> Vec<Bytes> {
     out
 }
 
+/// How far a read may go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Bound {
+    /// The log end (a follower).
+    LogEnd,
+    /// The high watermark (a read_uncommitted consumer).
+    HighWatermark,
+    /// The last stable offset (a read_committed consumer).
+    LastStable,
+}
+
 impl<S: Storage> PartitionLog<S> {
     /// Whole batches starting with the one that contains `offset`, up to `max_bytes`
     /// (at least one batch, however large, so a consumer never stalls), from one segment.
     pub async fn read(&self, offset: i64, max_bytes: u64) -> Result<ReadSlice<S::File>> {
-        self.read_below(offset, max_bytes, true).await
+        self.read_below(offset, max_bytes, Bound::HighWatermark)
+            .await
+    }
+
+    /// As [`PartitionLog::read`] for a `read_committed` consumer: only below the last
+    /// stable offset (no batch of an open transaction).
+    pub async fn read_committed(&self, offset: i64, max_bytes: u64) -> Result<ReadSlice<S::File>> {
+        self.read_below(offset, max_bytes, Bound::LastStable).await
     }
 
     /// As [`PartitionLog::read`] for a follower replica: up to this copy's own end, past
@@ -169,14 +187,14 @@ impl<S: Storage> PartitionLog<S> {
         offset: i64,
         max_bytes: u64,
     ) -> Result<ReadSlice<S::File>> {
-        self.read_below(offset, max_bytes, false).await
+        self.read_below(offset, max_bytes, Bound::LogEnd).await
     }
 
     async fn read_below(
         &self,
         offset: i64,
         max_bytes: u64,
-        committed: bool,
+        bound: Bound,
     ) -> Result<ReadSlice<S::File>> {
         // A consumer may stand between the high watermark and the log end (a new leader's
         // high watermark can lag its predecessor's for a moment): it reads nothing there,
@@ -184,7 +202,18 @@ impl<S: Storage> PartitionLog<S> {
         let (end, hw, start) = {
             let st = self.inner.state.borrow();
             let end = self.visible(&st).1;
-            let hw = if committed { self.bounded(end) } else { end };
+            let hw = match bound {
+                Bound::LogEnd => end,
+                Bound::HighWatermark => self.bounded(end),
+                Bound::LastStable => {
+                    let hw = self.bounded(end);
+                    self.inner
+                        .txns
+                        .borrow()
+                        .first_unstable()
+                        .map_or(hw, |first| first.min(hw))
+                }
+            };
             (end, hw, st.log_start_offset)
         };
         if offset < start || offset > end {

@@ -111,6 +111,7 @@ impl<S: Storage> PartitionLog<S> {
         let last = {
             let mut st = self.inner.state.borrow_mut();
             let mut producers = self.inner.producers.borrow_mut();
+            let mut txns = self.inner.txns.borrow_mut();
             let mut epochs = self.inner.epochs.borrow_mut();
             let seg = st.active_mut();
             if seg.size == 0 {
@@ -120,7 +121,15 @@ impl<S: Storage> PartitionLog<S> {
             for (h, range) in &fresh {
                 last = h.last_offset();
                 epochs.assign(h.partition_leader_epoch, h.base_offset);
-                if h.producer_id >= 0 {
+                if h.producer_id >= 0 && h.attributes & batch::ATTR_CONTROL != 0 {
+                    let commit = batches.get(range.clone()).and_then(batch::control_type)
+                        == Some(batch::CONTROL_COMMIT);
+                    txns.marker(h.producer_id, h.base_offset, commit);
+                    producers.fence(h.producer_id, h.producer_epoch);
+                } else if h.producer_id >= 0 {
+                    if h.attributes & batch::ATTR_TRANSACTIONAL != 0 {
+                        txns.data(h.producer_id, h.base_offset);
+                    }
                     let pb = ProducerBatch {
                         producer_id: h.producer_id,
                         epoch: h.producer_epoch,

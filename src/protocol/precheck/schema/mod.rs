@@ -18,6 +18,7 @@ pub mod groups;
 pub mod log_admin;
 pub mod produce_fetch;
 pub mod sasl;
+pub mod txn;
 
 use kafka_protocol::messages::ApiKey;
 
@@ -307,4 +308,11 @@ pub static ALL: &[&MessageSchema] = &[
     &acls::DELETE_ACLS,
     &sasl::DESCRIBE_USER_SCRAM_CREDENTIALS,
     &sasl::ALTER_USER_SCRAM_CREDENTIALS,
+    &txn::ADD_PARTITIONS_TO_TXN,
+    &txn::ADD_OFFSETS_TO_TXN,
+    &txn::END_TXN,
+    &txn::TXN_OFFSET_COMMIT,
+    &txn::WRITE_TXN_MARKERS,
+    &txn::DESCRIBE_TRANSACTIONS,
+    &txn::LIST_TRANSACTIONS,
 ];

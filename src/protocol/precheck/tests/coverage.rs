@@ -72,7 +72,9 @@ fn every_advertised_version_is_accepted_exactly() {
         // OffsetForLeaderEpoch v2-4.
         // SaslHandshake v0-1, SaslAuthenticate v0-2, Describe/Create/DeleteAcls v1-3,
         // Describe/AlterUserScramCredentials v0.
-        118 + 4 + 3 + 2 + 4 + 3 + 1 + 4 + 3 + 4 + 3 + 2 + 3 + 3 * 3 + 2,
+        // AddPartitionsToTxn v0-4, AddOffsetsToTxn v0-3, EndTxn v0-3, TxnOffsetCommit v0-3,
+        // WriteTxnMarkers v1, DescribeTransactions v0, ListTransactions v0-1.
+        118 + 4 + 3 + 2 + 4 + 3 + 1 + 4 + 3 + 4 + 3 + 2 + 3 + 3 * 3 + 2 + 5 + 4 + 4 + 4 + 1 + 1 + 2,
         "advertised (api, version) pairs with a schema (update when advertising more)"
     );
 }

@@ -64,7 +64,15 @@ macro_rules! leaves {
     };
 }
 
-leaves!(i32, BrokerId, StrBytes, TopicName, GroupId);
+leaves!(
+    i32,
+    BrokerId,
+    StrBytes,
+    TopicName,
+    GroupId,
+    TransactionalId,
+    ProducerId
+);
 
 /// `Type => [fields holding Vecs] tagged` (the last word when the type has a tag map).
 macro_rules! footprint {
@@ -156,4 +164,17 @@ footprint! {
     OffsetDeleteRequest => [topics];
     OffsetDeleteRequestTopic => [partitions];
     OffsetDeleteRequestPartition => [];
+    AddPartitionsToTxnRequest => [transactions, v3_and_below_topics] tagged;
+    add_partitions_to_txn_request::AddPartitionsToTxnTransaction => [topics] tagged;
+    add_partitions_to_txn_request::AddPartitionsToTxnTopic => [partitions] tagged;
+    AddOffsetsToTxnRequest => [] tagged;
+    EndTxnRequest => [] tagged;
+    TxnOffsetCommitRequest => [topics] tagged;
+    txn_offset_commit_request::TxnOffsetCommitRequestTopic => [partitions] tagged;
+    txn_offset_commit_request::TxnOffsetCommitRequestPartition => [] tagged;
+    WriteTxnMarkersRequest => [markers] tagged;
+    write_txn_markers_request::WritableTxnMarker => [topics] tagged;
+    write_txn_markers_request::WritableTxnMarkerTopic => [partition_indexes] tagged;
+    DescribeTransactionsRequest => [transactional_ids] tagged;
+    ListTransactionsRequest => [state_filters, producer_id_filters] tagged;
 }

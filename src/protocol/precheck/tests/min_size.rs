@@ -53,6 +53,20 @@ fn default_size(name: &str, v: i16) -> Option<usize> {
             size::<alter_user_scram_credentials_request::ScramCredentialUpsertion>(v)
         }
         "DeleteAclsFilter" => size::<delete_acls_request::DeleteAclsFilter>(v),
+        "AddPartitionsToTxnTopic" => {
+            size::<add_partitions_to_txn_request::AddPartitionsToTxnTopic>(v)
+        }
+        "AddPartitionsToTxnTransaction" => {
+            size::<add_partitions_to_txn_request::AddPartitionsToTxnTransaction>(v)
+        }
+        "TxnOffsetCommitRequestTopic" => {
+            size::<txn_offset_commit_request::TxnOffsetCommitRequestTopic>(v)
+        }
+        "TxnOffsetCommitRequestPartition" => {
+            size::<txn_offset_commit_request::TxnOffsetCommitRequestPartition>(v)
+        }
+        "WritableTxnMarker" => size::<write_txn_markers_request::WritableTxnMarker>(v),
+        "WritableTxnMarkerTopic" => size::<write_txn_markers_request::WritableTxnMarkerTopic>(v),
         _ => None,
     };
     if configs.is_some() {
@@ -126,6 +140,13 @@ fn default_size(name: &str, v: i16) -> Option<usize> {
         DeleteAclsRequest,
         DescribeUserScramCredentialsRequest,
         AlterUserScramCredentialsRequest,
+        AddPartitionsToTxnRequest,
+        AddOffsetsToTxnRequest,
+        EndTxnRequest,
+        TxnOffsetCommitRequest,
+        WriteTxnMarkersRequest,
+        DescribeTransactionsRequest,
+        ListTransactionsRequest,
     )
 }
 

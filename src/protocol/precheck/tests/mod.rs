@@ -13,6 +13,7 @@ mod build_configs;
 mod build_data;
 mod build_groups;
 mod build_log_admin;
+mod build_txn;
 mod coverage;
 mod footprint;
 mod fuzz;
@@ -100,6 +101,13 @@ pub fn build(api: ApiKey, version: i16, case: usize) -> Option<Vec<u8>> {
             encode(api, v, c, &build_configs::describe_scram(v, c))
         }
         ApiKey::AlterUserScramCredentials => encode(api, v, c, &build_configs::alter_scram(v, c)),
+        ApiKey::AddPartitionsToTxn => encode(api, v, c, &build_txn::add_partitions(v, c)),
+        ApiKey::AddOffsetsToTxn => encode(api, v, c, &build_txn::add_offsets(v, c)),
+        ApiKey::EndTxn => encode(api, v, c, &build_txn::end_txn(v, c)),
+        ApiKey::TxnOffsetCommit => encode(api, v, c, &build_txn::txn_offset_commit(v, c)),
+        ApiKey::WriteTxnMarkers => encode(api, v, c, &build_txn::write_txn_markers(v, c)),
+        ApiKey::DescribeTransactions => encode(api, v, c, &build_txn::describe_transactions(v, c)),
+        ApiKey::ListTransactions => encode(api, v, c, &build_txn::list_transactions(v, c)),
         _ => return None,
     })
 }
@@ -203,6 +211,13 @@ fn decode_body(api: ApiKey, v: i16, buf: &mut Bytes) -> anyhow::Result<usize> {
         ApiKey::DeleteAcls => fp::<DeleteAclsRequest>(buf, v),
         ApiKey::DescribeUserScramCredentials => fp::<DescribeUserScramCredentialsRequest>(buf, v),
         ApiKey::AlterUserScramCredentials => fp::<AlterUserScramCredentialsRequest>(buf, v),
+        ApiKey::AddPartitionsToTxn => fp::<AddPartitionsToTxnRequest>(buf, v),
+        ApiKey::AddOffsetsToTxn => fp::<AddOffsetsToTxnRequest>(buf, v),
+        ApiKey::EndTxn => fp::<EndTxnRequest>(buf, v),
+        ApiKey::TxnOffsetCommit => fp::<TxnOffsetCommitRequest>(buf, v),
+        ApiKey::WriteTxnMarkers => fp::<WriteTxnMarkersRequest>(buf, v),
+        ApiKey::DescribeTransactions => fp::<DescribeTransactionsRequest>(buf, v),
+        ApiKey::ListTransactions => fp::<ListTransactionsRequest>(buf, v),
         other => anyhow::bail!("no decoder wired for {other:?}"),
     }
 }

@@ -1,0 +1,592 @@
+//! The transaction coordinators of a shard: the runtime around `txn::TxnCoordinator` on
+//! this shard's partitions of `__transaction_state` (persisting each state change there),
+//! the transaction markers it writes to the partitions of a transaction (on their owning
+//! shards here, with WriteTxnMarkers on other brokers), the timeout sweep, and the loading
+//! of the ids when this shard starts coordinating a partition.
+
+use super::Shard;
+use super::logs::{Log, MetaView};
+use super::messages::{MarkerPart, ShardReply, ShardRequest};
+use crate::group::{GroupOp, OFFSETS_TOPIC};
+use crate::protocol::code;
+use crate::storage::log::wall_clock_ms;
+use crate::txn::{TXN_TOPIC, TxnError, TxnMeta, TxnOp, TxnReply, TxnStatus, records};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// How long a coordinator's write waits for the in-sync replicas before it counts as
+/// failed (the client retries).
+const REPLICATED_WITHIN: Duration = Duration::from_secs(5);
+
+/// Waits until the high watermark passes `last_offset` (every in-sync replica has it);
+/// `false` after `REPLICATED_WITHIN`. At once for a log with no other replica.
+pub(super) async fn replicated(log: &Log, last_offset: i64) -> bool {
+    let deadline = Instant::now() + REPLICATED_WITHIN;
+    while log.high_watermark() <= last_offset {
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        let changed = log.changed();
+        let tick = glommio::timer::sleep((deadline - now).min(Duration::from_millis(100)));
+        futures_lite::future::or(changed, tick).await;
+    }
+    true
+}
+
+/// The configs of `__transaction_state`: compacted, no retention, like
+/// `__consumer_offsets`.
+pub fn txn_topic_configs(config: &crate::config::TxnConfig) -> BTreeMap<String, String> {
+    [
+        ("cleanup.policy", "compact".to_string()),
+        ("retention.ms", "-1".to_string()),
+        ("retention.bytes", "-1".to_string()),
+        ("segment.bytes", config.state_segment_bytes.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+fn partitions_of(meta: &MetaView) -> Option<i32> {
+    meta.topics.get(TXN_TOPIC).map(|t| t.partitions)
+}
+
+impl Shard {
+    /// The shard that coordinates `id` (the owner of its `__transaction_state` partition),
+    /// or `None` while the topic does not exist.
+    pub fn txn_coordinator(&self, id: &str) -> Option<(usize, i32)> {
+        let n = partitions_of(&self.meta())?;
+        let p = crate::txn::txn_partition(id, n);
+        Some((self.owner(TXN_TOPIC, p), p))
+    }
+
+    /// Creates `__transaction_state` if it is missing (on shard 0, the metadata writer);
+    /// whether it exists afterwards.
+    pub async fn ensure_txn_topic(self: &Rc<Self>) -> bool {
+        if partitions_of(&self.meta()).is_some() {
+            return true;
+        }
+        let _ = self.call(0, ShardRequest::CreateTxnTopic).await;
+        partitions_of(&self.meta()).is_some()
+    }
+
+    /// Shard 0: adds `__transaction_state` to the metadata (a broker alone) or proposes
+    /// it to the controller (a cluster: as many replicas as brokers are alive, up to
+    /// `transaction.state.log.replication.factor`).
+    pub(super) async fn create_txn_topic(self: &Rc<Self>) {
+        let _writer = self.meta_write.lock().await;
+        let view = self.meta();
+        if view.topics.contains_key(TXN_TOPIC) {
+            return;
+        }
+        let partitions = self.config.txn.state_partitions;
+        let configs = txn_topic_configs(&self.config.txn);
+        let id = super::meta::new_topic_id();
+        match &view.meta.cluster {
+            Some(c) => {
+                let live = i16::try_from(c.brokers.len()).unwrap_or(i16::MAX).max(1);
+                let cmd = crate::cluster::image::Command::CreateTopics {
+                    topics: vec![crate::cluster::image::NewTopic {
+                        name: TXN_TOPIC.to_string(),
+                        id,
+                        partitions,
+                        replication_factor: self.config.txn.state_replication_factor.min(live),
+                        configs,
+                        assignments: None,
+                    }],
+                };
+                drop(_writer);
+                if let Err(e) = self.propose(cmd).await {
+                    tracing::warn!("cannot create {TXN_TOPIC}: {e}");
+                }
+            }
+            None => {
+                let mut next = (*view.meta).clone();
+                next.topics.insert(
+                    TXN_TOPIC.to_string(),
+                    super::meta::TopicMeta {
+                        partitions,
+                        id,
+                        configs,
+                        assignment: Vec::new(),
+                    },
+                );
+                if let Err(e) = self.publish(next).await {
+                    tracing::error!("cannot create {TXN_TOPIC}: {e}");
+                } else {
+                    tracing::info!("created {TXN_TOPIC} with {partitions} partitions");
+                }
+            }
+        }
+    }
+
+    /// Sends `op` to the coordinator of its transactional id (creating
+    /// `__transaction_state` first if needed) and waits for the answer.
+    pub async fn route_txn(self: &Rc<Self>, op: TxnOp) -> TxnReply {
+        let Some(id) = op.id() else {
+            return op.refuse(TxnError::InvalidRequest);
+        };
+        if id.is_empty() {
+            return op.refuse(TxnError::InvalidRequest);
+        }
+        if !self.ensure_txn_topic().await {
+            return op.refuse(TxnError::CoordinatorNotAvailable);
+        }
+        let Some((owner, _)) = self.txn_coordinator(id) else {
+            return op.refuse(TxnError::CoordinatorNotAvailable);
+        };
+        let refused = op.refuse(TxnError::CoordinatorNotAvailable);
+        match self.call(owner, ShardRequest::Txn(Box::new(op))).await {
+            Some(ShardReply::Txn(r)) => r,
+            _ => refused,
+        }
+    }
+
+    /// Runs one transactional op on this shard, its coordinator.
+    pub(super) async fn txn_handle(self: &Rc<Self>, op: TxnOp) -> TxnReply {
+        if let Some(id) = op.id() {
+            let led = self
+                .txn_coordinator(id)
+                .is_some_and(|(owner, p)| owner == self.id && self.meta().leads(TXN_TOPIC, p));
+            if !led {
+                return op.refuse(TxnError::NotCoordinator);
+            }
+        }
+        let now = wall_clock_ms();
+        match op {
+            TxnOp::Init {
+                id,
+                timeout_ms,
+                current,
+            } => {
+                let ids = self.producer_ids.clone();
+                let mut fresh = || match ids.init(None) {
+                    Ok(p) => Some(p.producer_id),
+                    Err(e) => {
+                        tracing::error!("cannot allocate a producer id: {e}");
+                        None
+                    }
+                };
+                let step = self
+                    .txns
+                    .borrow_mut()
+                    .init(&id, timeout_ms, current, now, &mut fresh);
+                TxnReply::Init(match self.txn_step(&id, step).await {
+                    // An open transaction was being aborted first: the producer retries.
+                    Ok(m) if m.status == TxnStatus::PrepareAbort => {
+                        Err(TxnError::ConcurrentTransactions)
+                    }
+                    Ok(m) => Ok((m.producer_id, m.epoch)),
+                    Err(e) => Err(e),
+                })
+            }
+            TxnOp::AddPartitions {
+                id,
+                producer_id,
+                epoch,
+                partitions,
+                verify_only,
+            } => {
+                if verify_only {
+                    let v = self
+                        .txns
+                        .borrow()
+                        .verify(&id, producer_id, epoch, &partitions);
+                    return TxnReply::Verified(v);
+                }
+                let step = self.txns.borrow_mut().add_partitions(
+                    &id,
+                    producer_id,
+                    epoch,
+                    &partitions,
+                    now,
+                );
+                TxnReply::Done(self.txn_step(&id, step).await.map(|_| ()))
+            }
+            TxnOp::End {
+                id,
+                producer_id,
+                epoch,
+                commit,
+            } => {
+                let step = self
+                    .txns
+                    .borrow_mut()
+                    .end(&id, producer_id, epoch, commit, now);
+                TxnReply::Done(self.txn_step(&id, step).await.map(|_| ()))
+            }
+            TxnOp::Describe(ids) => {
+                let c = self.txns.borrow();
+                TxnReply::Described(
+                    ids.into_iter()
+                        .map(|id| {
+                            let found = c.get(&id).cloned().ok_or(TxnError::InvalidRequest);
+                            (id, found)
+                        })
+                        .collect(),
+                )
+            }
+            TxnOp::List => TxnReply::Listed(self.txns.borrow().all()),
+        }
+    }
+
+    /// Carries out a coordinator step: persists the new state (and, for a decided
+    /// transaction, starts its markers); the state the request is answered with.
+    async fn txn_step(
+        self: &Rc<Self>,
+        id: &str,
+        step: Result<crate::txn::Step, TxnError>,
+    ) -> Result<TxnMeta, TxnError> {
+        let meta = match step? {
+            crate::txn::Step::Done(m) => return Ok(m),
+            crate::txn::Step::Write(m) => m,
+        };
+        if let Err(e) = self.txn_persist(id, &meta).await {
+            self.txns.borrow_mut().write_failed(id, &meta);
+            return Err(e);
+        }
+        self.txns.borrow_mut().written(id, meta.clone());
+        if meta.status.is_prepared() {
+            self.txn_complete_later(id.to_string(), meta.clone());
+        }
+        Ok(meta)
+    }
+
+    /// Appends the state of `id` to its `__transaction_state` partition and waits until it
+    /// is as durable as the partition makes acknowledged writes (and, with replicas, on
+    /// every in-sync replica).
+    async fn txn_persist(&self, id: &str, meta: &TxnMeta) -> Result<(), TxnError> {
+        let (_, p) = self
+            .txn_coordinator(id)
+            .ok_or(TxnError::CoordinatorNotAvailable)?;
+        let log = self
+            .leader_log(TXN_TOPIC, p)
+            .map_err(|_| TxnError::NotCoordinator)?;
+        let key = records::encode_key(id).ok_or(TxnError::InvalidRequest)?;
+        let value = records::encode_value(meta).ok_or(TxnError::InvalidRequest)?;
+        let batch = crate::group::records::build_batch(&[(key, Some(value))], wall_clock_ms())
+            .ok_or(TxnError::InvalidRequest)?;
+        let info = log.append(batch).await.map_err(|e| {
+            tracing::warn!("cannot persist transactional id {id}: {e}");
+            match e {
+                crate::storage::StorageError::Closed => TxnError::NotCoordinator,
+                _ => TxnError::CoordinatorNotAvailable,
+            }
+        })?;
+        if !replicated(&log, info.last_offset).await {
+            return Err(TxnError::CoordinatorNotAvailable);
+        }
+        Ok(())
+    }
+
+    /// Writes the markers of a decided transaction, then persists its completion; in a
+    /// task of its own, retrying until done or this shard stops coordinating the id.
+    fn txn_complete_later(self: &Rc<Self>, id: String, meta: TxnMeta) {
+        let shard = self.clone();
+        glommio::spawn_local(async move {
+            if !shard.txn_markers(&id, &meta).await {
+                return;
+            }
+            loop {
+                let Some(done) = shard
+                    .txns
+                    .borrow_mut()
+                    .markers_written(&id, wall_clock_ms())
+                else {
+                    return;
+                };
+                match shard.txn_persist(&id, &done).await {
+                    Ok(()) => {
+                        shard.txns.borrow_mut().written(&id, done);
+                        return;
+                    }
+                    Err(TxnError::NotCoordinator) => return,
+                    Err(_) => glommio::timer::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        })
+        .detach();
+    }
+
+    /// Writes a marker to every partition of the transaction, retrying those that fail
+    /// for a passing reason. `false` when this shard stopped coordinating the id.
+    async fn txn_markers(self: &Rc<Self>, id: &str, meta: &TxnMeta) -> bool {
+        let commit = meta.status == TxnStatus::PrepareCommit;
+        let mut left: Vec<(String, i32)> = meta.partitions.iter().cloned().collect();
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let coordinates = self
+                .txn_coordinator(id)
+                .is_some_and(|(owner, p)| owner == self.id && self.meta().leads(TXN_TOPIC, p));
+            if !coordinates {
+                return false;
+            }
+            let view = self.meta();
+            let coordinator_epoch = self
+                .txn_coordinator(id)
+                .and_then(|(_, p)| view.assignment(TXN_TOPIC, p))
+                .map_or(0, |a| a.leader_epoch);
+            let mut here: BTreeMap<usize, Vec<MarkerPart>> = BTreeMap::new();
+            let mut remote: BTreeMap<i32, Vec<MarkerPart>> = BTreeMap::new();
+            let mut gone = Vec::new();
+            for (topic, partition) in &left {
+                let exists = view
+                    .topics
+                    .get(topic)
+                    .is_some_and(|t| (0..t.partitions).contains(partition));
+                if !exists {
+                    // Deleted since: nothing to mark (Kafka drops it too).
+                    gone.push((topic.clone(), *partition));
+                    continue;
+                }
+                let part = MarkerPart {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    producer_id: meta.producer_id,
+                    epoch: meta.epoch,
+                    commit,
+                    coordinator_epoch,
+                };
+                match &view.meta.cluster {
+                    Some(c) => {
+                        let leader = view.assignment(topic, *partition).map_or(-1, |a| a.leader);
+                        if leader == c.node {
+                            here.entry(self.owner(topic, *partition))
+                                .or_default()
+                                .push(part);
+                        } else {
+                            remote.entry(leader).or_default().push(part);
+                        }
+                    }
+                    None => here
+                        .entry(self.owner(topic, *partition))
+                        .or_default()
+                        .push(part),
+                }
+            }
+            left.retain(|p| !gone.contains(p));
+            let mut done = Vec::new();
+            for (shard, parts) in here {
+                let names: Vec<_> = parts
+                    .iter()
+                    .map(|m| (m.topic.clone(), m.partition))
+                    .collect();
+                if let Some(ShardReply::WriteMarkers(codes)) =
+                    self.call(shard, ShardRequest::WriteMarkers(parts)).await
+                {
+                    for (name, c) in names.into_iter().zip(codes) {
+                        if c == code::NONE || c == code::UNKNOWN_TOPIC_OR_PARTITION {
+                            done.push(name);
+                        } else {
+                            tracing::debug!("marker for {}-{}: error {c}", name.0, name.1);
+                        }
+                    }
+                }
+            }
+            for (broker, parts) in remote {
+                done.extend(self.remote_markers(broker, parts).await);
+            }
+            left.retain(|p| !done.contains(p));
+            if left.is_empty() {
+                return true;
+            }
+            glommio::timer::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// Writes markers on this shard's partitions (WriteTxnMarkers, or the coordinator of
+    /// this broker): one error code per part. A marker on `__consumer_offsets` also
+    /// completes the producer's transactional offsets in its groups.
+    pub(super) async fn write_markers(&self, parts: Vec<MarkerPart>) -> Vec<i16> {
+        let mut out = Vec::with_capacity(parts.len());
+        for m in parts {
+            let log = match self.leader_log(&m.topic, m.partition) {
+                Ok(log) => log,
+                Err(c) => {
+                    out.push(c);
+                    continue;
+                }
+            };
+            let written = log
+                .append_marker(m.producer_id, m.epoch, m.commit, m.coordinator_epoch)
+                .await;
+            let c = match written {
+                Err(e) => e.code(),
+                Ok(info) if !replicated(&log, info.last_offset).await => code::NOT_ENOUGH_REPLICAS,
+                Ok(_) => {
+                    if m.topic == OFFSETS_TOPIC {
+                        let meta = self.meta();
+                        let partitions = meta.topics.get(OFFSETS_TOPIC).map_or(0, |t| t.partitions);
+                        let op = GroupOp::TxnMarker {
+                            producer_id: m.producer_id,
+                            commit: m.commit,
+                            partition: m.partition,
+                            partitions,
+                        };
+                        let topics =
+                            |t: &str| meta.topics.get(t).map(|v| v.partitions).unwrap_or(0);
+                        self.groups.handle(op, &topics).await;
+                    }
+                    code::NONE
+                }
+            };
+            out.push(c);
+        }
+        out
+    }
+
+    /// Sends markers to the leader `broker` of their partitions (WriteTxnMarkers v1); the
+    /// partitions written.
+    async fn remote_markers(&self, broker: i32, parts: Vec<MarkerPart>) -> Vec<(String, i32)> {
+        use kafka_protocol::messages::write_txn_markers_request::{
+            WritableTxnMarker, WritableTxnMarkerTopic,
+        };
+        use kafka_protocol::messages::{ApiKey, ProducerId, WriteTxnMarkersRequest};
+        use kafka_protocol::messages::{TopicName, WriteTxnMarkersResponse};
+        let meta = self.meta();
+        let Some(c) = &meta.meta.cluster else {
+            return Vec::new();
+        };
+        let Some((host, port)) = c.brokers.get(&broker).cloned() else {
+            return Vec::new();
+        };
+        let Some(first) = parts.first() else {
+            return Vec::new();
+        };
+        let mut topics: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        for p in &parts {
+            topics.entry(p.topic.clone()).or_default().push(p.partition);
+        }
+        let marker = WritableTxnMarker::default()
+            .with_producer_id(ProducerId(first.producer_id))
+            .with_producer_epoch(first.epoch)
+            .with_transaction_result(first.commit)
+            .with_coordinator_epoch(first.coordinator_epoch)
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        WritableTxnMarkerTopic::default()
+                            .with_name(TopicName(crate::protocol::strings::str_bytes(t)))
+                            .with_partition_indexes(ps)
+                    })
+                    .collect(),
+            );
+        let req = WriteTxnMarkersRequest::default().with_markers(vec![marker]);
+        let me = c.node;
+        let max = 1 << 20;
+        let conn = super::replica::client::LeaderConn::connect(&host, port, me, max).await;
+        let mut conn = match conn {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!("markers to broker {broker}: {e}");
+                return Vec::new();
+            }
+        };
+        let answer: Result<WriteTxnMarkersResponse, _> = conn
+            .call(ApiKey::WriteTxnMarkers, 1, &req, Duration::from_secs(10))
+            .await;
+        let mut done = Vec::new();
+        match answer {
+            Ok(r) => {
+                for m in r.markers {
+                    for t in m.topics {
+                        for p in t.partitions {
+                            if p.error_code == code::NONE
+                                || p.error_code == code::UNKNOWN_TOPIC_OR_PARTITION
+                            {
+                                done.push((t.name.to_string(), p.partition_index));
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::debug!("markers to broker {broker}: {e}"),
+        }
+        done
+    }
+
+    /// Aborts open transactions past their timeout (from the shard's tick, every
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`).
+    pub(super) fn txn_tick(self: &Rc<Self>) {
+        let now = wall_clock_ms();
+        let interval = i64::try_from(self.config.txn.abort_check_interval_ms).unwrap_or(i64::MAX);
+        if now < self.txn_checked_at.get().saturating_add(interval) {
+            return;
+        }
+        self.txn_checked_at.set(now);
+        let expired = self.txns.borrow_mut().expired(now);
+        for (id, meta) in expired {
+            let shard = self.clone();
+            glommio::spawn_local(async move {
+                tracing::info!(
+                    "aborting the transaction of {id} (producer {}): past its timeout",
+                    meta.producer_id
+                );
+                let step = Ok(crate::txn::Step::Write(meta));
+                if let Err(e) = shard.txn_step(&id, step).await {
+                    tracing::warn!("cannot abort the timed-out transaction of {id}: {e}");
+                }
+            })
+            .detach();
+        }
+    }
+
+    /// Loads the transactional ids of this shard's `owned` partitions of
+    /// `__transaction_state` and completes the transactions found decided.
+    pub async fn load_txns(self: &Rc<Self>, owned: &[i32]) {
+        let mut loaded = Vec::new();
+        for p in owned {
+            if let Some(log) = self.log(TXN_TOPIC, *p) {
+                let mut records = Vec::new();
+                super::groups::read_records(&log, TXN_TOPIC, *p, &mut records).await;
+                for r in records {
+                    if let Some(id) = records::decode_key(&r.key) {
+                        loaded.push((id, r.value.as_deref().and_then(records::decode_value)));
+                    }
+                }
+            }
+        }
+        let count = {
+            let mut c = self.txns.borrow_mut();
+            c.load(loaded);
+            c.all().len()
+        };
+        if count > 0 {
+            tracing::info!("shard {}: loaded {count} transactional ids", self.id);
+        }
+        let prepared = self.txns.borrow_mut().prepared();
+        for (id, meta) in prepared {
+            self.txn_complete_later(id, meta);
+        }
+    }
+
+    /// This shard's partitions of `__transaction_state` that this broker leads.
+    pub fn owned_txn_partitions(&self, meta: &MetaView) -> Vec<i32> {
+        let n = partitions_of(meta).unwrap_or(0);
+        (0..n)
+            .filter(|p| self.owner(TXN_TOPIC, *p) == self.id && meta.leads(TXN_TOPIC, *p))
+            .collect()
+    }
+
+    /// After a metadata change: the ids of partitions this shard stopped leading are
+    /// forgotten, those of partitions it started leading (or that were just created) are
+    /// loaded.
+    pub(super) async fn move_txn_coordinators(self: &Rc<Self>, before: &MetaView, now: &MetaView) {
+        let was = self.owned_txn_partitions(before);
+        let is = self.owned_txn_partitions(now);
+        if was == is {
+            return;
+        }
+        let n = partitions_of(now).unwrap_or(1);
+        let keep: Vec<i32> = is.iter().copied().filter(|p| was.contains(p)).collect();
+        self.txns
+            .borrow_mut()
+            .forget(|id| keep.contains(&crate::txn::txn_partition(id, n)));
+        let gained: Vec<i32> = is.iter().copied().filter(|p| !was.contains(p)).collect();
+        self.load_txns(&gained).await;
+    }
+}
