@@ -11,7 +11,21 @@
 //! keyless records fails with INVALID_RECORD for exactly those records (ProduceResponse v8+
 //! `record_errors`) and `_INVALID_DIFFERENT_RECORD` for the rest of the batch.
 //! `--ignored librdkafka_0011_full` runs it in full mode (100,000-message batches).
+//!
+//! `0103_transactions` runs against a three-broker cluster, as its topics ask for three
+//! replicas: transactional produce with and without compression, consume-transform-produce
+//! with offsets sent to the transaction, fencing by a newer producer, empty transactions,
+//! read_committed watermarks and abort markers, with the transaction coordinators and the
+//! partitions' leaders spread over the brokers (markers cross brokers with
+//! WriteTxnMarkers). `--ignored librdkafka_transactions_full` adds the long versions of
+//! `0061_consumer_lag` (lag under read_committed with transactions) and
+//! `0137_barrier_batch_consume` (control messages in batch consumption).
+//! `0129_fetch_aborted_msgs` cannot run unchanged: it creates a topic with
+//! `segment.bytes=20000`, below Kafka 4.0's 1 MiB bound that ringbroker keeps;
+//! `tests/transactions.rs` covers its case (an aborted transaction across segments).
 
+#[path = "common/cluster.rs"]
+mod cluster;
 mod common;
 
 use common::Broker;
@@ -99,6 +113,60 @@ fn passes(test: &str, name: &str, args: &[&str]) {
             tail.join("\n")
         );
     }
+}
+
+/// As [`passes`], against a three-broker cluster (small internal topics, so that it
+/// forms and creates them quickly on 2 cores).
+fn passes_on_cluster(test: &str, names: &[&str], args: &[&str]) {
+    let cluster = cluster::Cluster::start(cluster::Options {
+        sets: [
+            "auto.create.topics.enable=true",
+            "num.partitions=4",
+            "offsets.topic.num.partitions=8",
+            "transaction.state.log.num.partitions=8",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        ..Default::default()
+    });
+    let (code, report, output) = run_suite(cluster.broker(1), test, args);
+    for name in names {
+        let state = state_of(&report, name);
+        if code != Some(0) || state.as_deref() != Some("PASSED") {
+            let tail: Vec<&str> = output.lines().rev().take(80).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!(
+                "librdkafka test {name}: exit {code:?}, report state {state:?}\n\
+                 --- runner output (last 80 lines) ---\n{}\n--- cluster ---\n{}",
+                tail.join("\n"),
+                cluster.describe()
+            );
+        }
+    }
+}
+
+#[test]
+fn librdkafka_0103_transactions_on_three_brokers() {
+    passes_on_cluster(
+        "0103",
+        &["0103_transactions", "0103_transactions_local"],
+        &["-Q"],
+    );
+}
+
+#[test]
+#[ignore]
+fn librdkafka_transactions_full() {
+    passes_on_cluster(
+        "0061,0103,0137",
+        &[
+            "0061_consumer_lag",
+            "0103_transactions",
+            "0137_barrier_batch_consume",
+        ],
+        &["-p1"],
+    );
 }
 
 #[test]

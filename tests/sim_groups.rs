@@ -404,6 +404,7 @@ fn run(seed: u64) -> (u64, String) {
                     .call(GroupOp::Fetch {
                         group: GROUP.into(),
                         topics: Some(vec![(TOPIC.into(), (0..PARTITIONS).collect())]),
+                        require_stable: false,
                     })
                     .await
                 {

@@ -163,8 +163,12 @@ impl GroupCoordinator {
                 self.txn_marker(producer_id, commit, partition, partitions);
                 fx.reply(token, GroupReply::Done);
             }
-            GroupOp::Fetch { group, topics } => {
-                let f = self.fetch(&group, topics);
+            GroupOp::Fetch {
+                group,
+                topics,
+                require_stable,
+            } => {
+                let f = self.fetch(&group, topics, require_stable);
                 fx.reply(token, GroupReply::Fetch(f));
             }
             GroupOp::Describe(ids) => fx.reply(token, GroupReply::Describe(self.describe(&ids))),

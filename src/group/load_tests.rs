@@ -2,7 +2,7 @@
 //! between and inside batches, overwritten values and tombstones gone), with values of
 //! every format a log may hold; and the group record a rebalance writes.
 
-use super::records::{GroupValue, Key, MemberValue, OffsetValue, parse_batches};
+use super::records::{self, GroupValue, Key, MemberValue, OffsetValue, parse_batches};
 use super::*;
 use crate::config::GroupConfig;
 use bytes::Bytes;
@@ -141,7 +141,7 @@ fn loading_is_correct_over_offset_gaps_and_removed_tombstones() {
     let g = c.group("g").unwrap();
     assert_eq!((g.generation, g.empty_since_ms), (4, 500));
     assert!(c.group("gone").is_none() && c.group("h").is_none());
-    let fetched = c.fetch("old", None);
+    let fetched = c.fetch("old", None, false);
     assert_eq!(
         fetched.topics[0].1[0].metadata, None,
         "a legacy null metadata"
@@ -183,4 +183,70 @@ fn a_group_persisted_with_members_loads_empty_from_now() {
     let g = c.group("g").unwrap();
     assert_eq!((g.generation, g.empty_since_ms), (9, 10_000));
     assert!(g.members.is_empty(), "members rejoin after a load");
+}
+
+/// A transactional batch of `producer_id` (TxnOffsetCommit), as the coordinator writes it.
+fn txn_batch(producer_id: i64, base: i64, records: &[(Vec<u8>, Option<Vec<u8>>)]) -> Vec<u8> {
+    let b = records::build_batch_of(records, 1_000, Some((producer_id, 0))).unwrap();
+    let mut b = b.to_vec();
+    crate::protocol::batch::set_base_offset(&mut b, base);
+    b
+}
+
+fn marker(producer_id: i64, at: i64, commit: bool) -> Vec<u8> {
+    let mut b = crate::protocol::batch::encode_marker(producer_id, 0, commit, 0, 1_000);
+    crate::protocol::batch::set_base_offset(&mut b, at);
+    b
+}
+
+#[test]
+fn transactional_offsets_count_once_their_commit_marker_follows() {
+    // Producer 7 commits g/0 = 100 and its transaction commits; producer 8 commits
+    // g/1 = 200 and aborts; producer 9 commits g/2 = 300 and has no marker yet; a plain
+    // commit of g/0 = 50 sits between 7's offsets and 7's marker.
+    let mut log = txn_batch(7, 0, &[(offset_key("g", 0), Some(offset_value(100)))]);
+    log.extend(txn_batch(
+        8,
+        1,
+        &[(offset_key("g", 1), Some(offset_value(200)))],
+    ));
+    log.extend(batch_at(&[(2, offset_key("g", 0), Some(offset_value(50)))]));
+    log.extend(txn_batch(
+        9,
+        3,
+        &[(offset_key("g", 2), Some(offset_value(300)))],
+    ));
+    log.extend(marker(7, 4, true));
+    log.extend(marker(8, 5, false));
+    let (records, next) = parse_batches(&log);
+    assert_eq!(next, Some(6));
+    assert_eq!(
+        records.iter().filter(|r| r.marker.is_some()).count(),
+        2,
+        "markers are read as markers, not offsets"
+    );
+    let mut c = coordinator();
+    c.load(records, 10_000);
+    c.finish_load();
+    let mut committed = c.committed_offsets();
+    committed.sort();
+    // g/0: the plain commit at offset 2 is later in the log than 7's offset at 0, so it
+    // wins; 8's aborted offset is not there; 9's is pending.
+    assert_eq!(committed, [("g".to_string(), "t".to_string(), 0, 50)]);
+    let stable = c.fetch("g", Some(vec![("t".into(), vec![2])]), true);
+    assert_eq!(
+        stable.topics[0].1[0].error_code,
+        crate::protocol::code::UNSTABLE_OFFSET_COMMIT,
+        "a pending transactional offset is unstable"
+    );
+    let plain = c.fetch("g", Some(vec![("t".into(), vec![2])]), false);
+    assert_eq!(plain.topics[0].1[0].offset, -1);
+    // 9's commit marker arrives: its offset counts.
+    c.txn_marker(9, true, 0, 1);
+    assert!(
+        c.committed_offsets()
+            .contains(&("g".into(), "t".into(), 2, 300))
+    );
+    let stable = c.fetch("g", Some(vec![("t".into(), vec![2])]), true);
+    assert_eq!(stable.topics[0].1[0].offset, 300);
 }

@@ -172,6 +172,9 @@ pub enum GroupOp {
         group: String,
         /// `None`: every committed offset of the group.
         topics: Option<Vec<(String, Vec<i32>)>>,
+        /// OffsetFetch v7+ `require_stable`: a partition with transactional offsets not
+        /// yet committed or aborted answers UNSTABLE_OFFSET_COMMIT (the client retries).
+        require_stable: bool,
     },
     Describe(Vec<String>),
     /// To every shard: its groups, filtered by state names (empty: all).

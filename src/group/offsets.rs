@@ -303,6 +303,7 @@ impl GroupCoordinator {
         &self,
         group_id: &str,
         topics: Option<Vec<(String, Vec<i32>)>>,
+        require_stable: bool,
     ) -> FetchedGroup {
         let mut out = FetchedGroup {
             group: group_id.to_string(),
@@ -314,7 +315,25 @@ impl GroupCoordinator {
             return out;
         }
         let group = self.groups.get(group_id);
+        let unstable = |topic: &str, partition: i32| {
+            require_stable
+                && group.is_some_and(|g| {
+                    g.pending_txn
+                        .values()
+                        .flatten()
+                        .any(|(t, p, _)| t == topic && *p == partition)
+                })
+        };
         let found = |topic: &str, partition: i32| -> FetchedOffset {
+            if unstable(topic, partition) {
+                return FetchedOffset {
+                    partition,
+                    offset: -1,
+                    leader_epoch: -1,
+                    metadata: Some(String::new()),
+                    error_code: crate::protocol::code::UNSTABLE_OFFSET_COMMIT,
+                };
+            }
             match group.and_then(|g| g.offsets.get(&(topic.to_string(), partition))) {
                 Some(c) => FetchedOffset {
                     partition,

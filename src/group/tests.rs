@@ -202,6 +202,7 @@ impl Harness {
         let t = self.op(GroupOp::Fetch {
             group: G.into(),
             topics: Some(vec![("t".into(), vec![1])]),
+            require_stable: false,
         });
         match self.take(t) {
             Some(GroupReply::Fetch(f)) => f.topics[0].1[0].offset,

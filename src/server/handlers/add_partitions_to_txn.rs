@@ -92,7 +92,7 @@ async fn add_one(
         partitions: partitions.clone(),
         verify_only,
     };
-    let fenced = |e: TxnError| super::init_producer_id::old_client_code(e.code(), version);
+    let fenced = |e: TxnError| super::init_producer_id::fenced_code(e.code(), version, 2);
     match ctx.shard.route_txn(op).await {
         TxnReply::Done(Ok(())) => results(topics, |_, _| code::NONE),
         TxnReply::Done(Err(e)) => {

@@ -24,7 +24,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
     };
     let c = match ctx.shard.route_txn(op).await {
         TxnReply::Done(Ok(())) => code::NONE,
-        TxnReply::Done(Err(e)) => super::init_producer_id::old_client_code(e.code(), req.version),
+        TxnReply::Done(Err(e)) => super::init_producer_id::fenced_code(e.code(), req.version, 2),
         _ => code::COORDINATOR_NOT_AVAILABLE,
     };
     req.respond(&answer(c))

@@ -42,7 +42,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
                     .with_producer_id(ProducerId(producer_id))
                     .with_producer_epoch(epoch),
             ),
-            TxnReply::Init(Err(e)) => req.respond(&failed(old_client_code(e.code(), req.version))),
+            TxnReply::Init(Err(e)) => req.respond(&failed(fenced_code(e.code(), req.version, 4))),
             _ => req.respond(&failed(code::COORDINATOR_NOT_AVAILABLE)),
         };
     }
@@ -64,9 +64,11 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
     }
 }
 
-/// PRODUCER_FENCED is new in v4 (KIP-588); older clients know it as INVALID_PRODUCER_EPOCH.
-pub fn old_client_code(c: i16, version: i16) -> i16 {
-    if c == code::PRODUCER_FENCED && version < 4 {
+/// PRODUCER_FENCED came with KIP-588 (InitProducerId v4, AddPartitionsToTxn,
+/// AddOffsetsToTxn and EndTxn v2): a client of an older version (below `since`) knows it as
+/// INVALID_PRODUCER_EPOCH.
+pub fn fenced_code(c: i16, version: i16, since: i16) -> i16 {
+    if c == code::PRODUCER_FENCED && version < since {
         code::INVALID_PRODUCER_EPOCH
     } else {
         c

@@ -19,6 +19,7 @@ async fn fetch_one(
     ctx: &Ctx,
     group_id: String,
     topics: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
 ) -> FetchedGroup {
     if !ctx.allowed(op::DESCRIBE, resource::GROUP, &group_id) {
         return FetchedGroup {
@@ -30,6 +31,7 @@ async fn fetch_one(
     let fetch = GroupOp::Fetch {
         group: group_id.clone(),
         topics,
+        require_stable,
     };
     let mut fetched = match ctx.shard.route_group(&group_id, fetch).await {
         Some(GroupReply::Fetch(f)) => f,
@@ -69,7 +71,12 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
                             .collect(),
                     )
                 });
-                Box::pin(fetch_one(ctx, g.group_id.to_string(), topics))
+                Box::pin(fetch_one(
+                    ctx,
+                    g.group_id.to_string(),
+                    topics,
+                    request.require_stable,
+                ))
             })
             .collect();
         let groups = join_all(calls)
@@ -111,7 +118,13 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
                 .collect(),
         )
     });
-    let f = fetch_one(ctx, request.group_id.to_string(), topics).await;
+    let f = fetch_one(
+        ctx,
+        request.group_id.to_string(),
+        topics,
+        request.require_stable,
+    )
+    .await;
     // v1 has no group-level error: a group error goes on every partition.
     let partition_error = |c: i16| {
         if req.version < 2 && c == 0 {
