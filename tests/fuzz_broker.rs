@@ -203,6 +203,13 @@ fn decode_response(api: i16, version: i16, frame: Vec<u8>) -> anyhow::Result<()>
         ApiKey::DeleteAcls => body::<DeleteAclsResponse>(b, v)?,
         ApiKey::DescribeUserScramCredentials => body::<DescribeUserScramCredentialsResponse>(b, v)?,
         ApiKey::AlterUserScramCredentials => body::<AlterUserScramCredentialsResponse>(b, v)?,
+        ApiKey::AddPartitionsToTxn => body::<AddPartitionsToTxnResponse>(b, v)?,
+        ApiKey::AddOffsetsToTxn => body::<AddOffsetsToTxnResponse>(b, v)?,
+        ApiKey::EndTxn => body::<EndTxnResponse>(b, v)?,
+        ApiKey::TxnOffsetCommit => body::<TxnOffsetCommitResponse>(b, v)?,
+        ApiKey::WriteTxnMarkers => body::<WriteTxnMarkersResponse>(b, v)?,
+        ApiKey::DescribeTransactions => body::<DescribeTransactionsResponse>(b, v)?,
+        ApiKey::ListTransactions => body::<ListTransactionsResponse>(b, v)?,
         other => anyhow::bail!("the test cannot decode {other:?}: add it here"),
     }
     anyhow::ensure!(buf.is_empty(), "{} bytes left over", buf.len());

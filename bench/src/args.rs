@@ -118,6 +118,11 @@ pub struct BenchArgs {
     pub duration: f64,
     #[arg(long, value_enum, default_value_t = KeyDistribution::None)]
     pub key_distribution: KeyDistribution,
+    /// Produce in transactions of this many records per producer (each producer has its
+    /// own `transactional.id`; the consumers read with `isolation.level=read_committed`, so
+    /// end-to-end latency includes the commit). 0: no transactions.
+    #[arg(long, default_value_t = 0)]
+    pub transactional: u64,
     /// Consume through this consumer group (needs a broker with group support); without it
     /// each consumer is assigned its share of the partitions directly.
     #[arg(long)]

@@ -19,6 +19,9 @@ pub fn create(args: &BenchArgs, index: usize, partitions: i32) -> anyhow::Result
         .set("bootstrap.servers", &args.bootstrap)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest");
+    if args.transactional > 0 {
+        config.set("isolation.level", "read_committed");
+    }
     match &args.group {
         Some(group) => config.set("group.id", group),
         // librdkafka wants a group id even for manual assignment; it is never used.

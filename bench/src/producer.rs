@@ -60,6 +60,27 @@ struct KafkaSink<'a> {
     run_id: u64,
     keys: KeyDistribution,
     rng: XorShift,
+    /// Records per transaction (0: none) and those sent in the open one.
+    txn_records: u64,
+    in_txn: u64,
+}
+
+/// How long a transaction's commit may take before it counts as failed.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl KafkaSink<'_> {
+    /// Commits the open transaction and begins the next; a failure counts as an error for
+    /// each of its records.
+    fn commit_and_begin(&mut self) {
+        let records = std::mem::take(&mut self.in_txn);
+        let done = self
+            .producer
+            .commit_transaction(COMMIT_TIMEOUT)
+            .and_then(|()| self.producer.begin_transaction());
+        if done.is_err() {
+            self.stats.produce_errors.fetch_add(records, Relaxed);
+        }
+    }
 }
 
 impl Sink for KafkaSink<'_> {
@@ -80,6 +101,7 @@ impl Sink for KafkaSink<'_> {
             match self.producer.send(rec) {
                 Ok(()) => {
                     self.stats.sent_total.fetch_add(1, Relaxed);
+                    self.in_txn += 1;
                     break;
                 }
                 // The client's queue is full: serve acknowledgements, then retry. The record
@@ -94,6 +116,9 @@ impl Sink for KafkaSink<'_> {
             }
         }
         self.producer.poll(Duration::ZERO);
+        if self.txn_records > 0 && self.in_txn >= self.txn_records {
+            self.commit_and_begin();
+        }
     }
 
     fn wait_until(&mut self, deadline: Instant) {
@@ -126,9 +151,20 @@ pub fn run(
     end: Instant,
     give_up: Instant,
 ) -> anyhow::Result<ProducerOutcome> {
-    let producer: BaseProducer<Context> = client_config(args).create_with_context(Context {
+    let mut config = client_config(args);
+    if args.transactional > 0 {
+        config.set(
+            "transactional.id",
+            format!("ringbroker-bench-{run_id:x}-{index}"),
+        );
+    }
+    let producer: BaseProducer<Context> = config.create_with_context(Context {
         stats: stats.clone(),
     })?;
+    if args.transactional > 0 {
+        producer.init_transactions(COMMIT_TIMEOUT)?;
+        producer.begin_transaction()?;
+    }
     let rate = args.rate as f64 / args.producers as f64;
     // Producers interleave: producer k starts k / rate after the first.
     let offset = if rate > 0.0 {
@@ -145,8 +181,16 @@ pub fn run(
         run_id,
         keys: args.key_distribution,
         rng: XorShift::new(run_id ^ (index as u64 + 1)),
+        txn_records: args.transactional,
+        in_txn: 0,
     };
     let sent = schedule::drive(&schedule, end, give_up, &mut sink);
+    if args.transactional > 0 {
+        let records = std::mem::take(&mut sink.in_txn);
+        if sink.producer.commit_transaction(COMMIT_TIMEOUT).is_err() {
+            stats.produce_errors.fetch_add(records, Relaxed);
+        }
+    }
     let flush_timeout = give_up.saturating_duration_since(Instant::now()) + Duration::from_secs(5);
     let _ = sink.producer.flush(flush_timeout);
     let unflushed = sink.producer.in_flight_count().max(0) as u64;

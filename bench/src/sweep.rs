@@ -208,6 +208,7 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
                 warmup: args.warmup,
                 duration: args.duration,
                 key_distribution: KeyDistribution::None,
+                transactional: 0,
                 group: None,
                 drain_timeout: 10.0,
                 broker_config: config.iter().map(|(k, v)| format!("{k}={v}")).collect(),
