@@ -180,6 +180,9 @@ pub fn contained_call<T>(f: impl FnOnce() -> T) -> Option<T> {
 pub struct Faults {
     pub panic_client_id: Option<String>,
     pub panic_topic: Option<String>,
+    /// Transaction coordinators decide but write no markers, as if the broker stopped
+    /// between the decision and the markers (a restart without it completes them).
+    pub hold_txn_markers: bool,
 }
 
 pub fn faults() -> &'static Faults {
@@ -187,6 +190,7 @@ pub fn faults() -> &'static Faults {
     FAULTS.get_or_init(|| Faults {
         panic_client_id: std::env::var("RINGBROKER_TEST_PANIC_CLIENT_ID").ok(),
         panic_topic: std::env::var("RINGBROKER_TEST_PANIC_TOPIC").ok(),
+        hold_txn_markers: std::env::var_os("RINGBROKER_TEST_HOLD_TXN_MARKERS").is_some(),
     })
 }
 

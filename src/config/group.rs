@@ -43,6 +43,7 @@ impl GroupConfig {
         "offsets.topic.num.partitions",
         "offsets.topic.segment.bytes",
         "offsets.retention.minutes",
+        "offsets.retention.ms",
         "offsets.retention.check.interval.ms",
         "group.min.session.timeout.ms",
         "group.max.session.timeout.ms",
@@ -69,6 +70,8 @@ impl GroupConfig {
             "offsets.retention.minutes" => {
                 self.offsets_retention_ms = parse_positive(key, value)?.saturating_mul(60_000)
             }
+            // Not a Kafka key: the same in milliseconds (the later of the two set wins).
+            "offsets.retention.ms" => self.offsets_retention_ms = parse_positive(key, value)?,
             "offsets.retention.check.interval.ms" => {
                 self.offsets_retention_check_interval_ms = parse_positive(key, value)?
             }

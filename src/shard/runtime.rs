@@ -46,6 +46,8 @@ pub struct Shard {
     pub txns: RefCell<crate::txn::TxnCoordinator>,
     /// When timed-out transactions were last looked for.
     pub(super) txn_checked_at: Cell<i64>,
+    /// Notified whenever a transactional id stops being busy.
+    pub(super) txn_settled: Rc<crate::storage::notify::Notify>,
     /// The broker's producer id allocator, shared by all shards.
     pub producer_ids: Arc<crate::producer::ProducerIdAllocator>,
     /// Serialises metadata changes on shard 0: one persist-and-broadcast at a time, so
@@ -95,6 +97,7 @@ impl Shard {
             groups: super::groups::host(table, &config),
             txns: RefCell::new(crate::txn::TxnCoordinator::new(config.txn.max_timeout_ms)),
             txn_checked_at: Cell::new(0),
+            txn_settled: Rc::default(),
             controller: RefCell::new(None),
             replication: super::replica::Replication::default(),
             producer_ids,

@@ -19,6 +19,13 @@ use std::time::{Duration, Instant};
 /// failed (the client retries).
 const REPLICATED_WITHIN: Duration = Duration::from_secs(5);
 
+/// How long a request for a busy transactional id (its state write or its markers in
+/// flight) waits for it to settle before CONCURRENT_TRANSACTIONS is answered. Kafka answers
+/// at once and clients retry after `retry.backoff.ms` (librdkafka: 100 ms), which caps a
+/// producer that begins its next transaction right after a commit at ten a second; the
+/// markers take a few milliseconds.
+const BUSY_WAIT: Duration = Duration::from_secs(2);
+
 /// Waits until the high watermark passes `last_offset` (every in-sync replica has it);
 /// `false` after `REPLICATED_WITHIN`. At once for a log with no other replica.
 pub(super) async fn replicated(log: &Log, last_offset: i64) -> bool {
@@ -169,18 +176,28 @@ impl Shard {
                         None
                     }
                 };
-                let step = self
-                    .txns
-                    .borrow_mut()
-                    .init(&id, timeout_ms, current, now, &mut fresh);
-                TxnReply::Init(match self.txn_step(&id, step).await {
-                    // An open transaction was being aborted first: the producer retries.
-                    Ok(m) if m.status == TxnStatus::PrepareAbort => {
-                        Err(TxnError::ConcurrentTransactions)
+                let deadline = Instant::now() + BUSY_WAIT;
+                let mut current = current;
+                loop {
+                    let done = self
+                        .txn_settled_step(&id, deadline, |c| {
+                            c.init(&id, timeout_ms, current, now, &mut fresh)
+                        })
+                        .await;
+                    match done {
+                        // An open transaction of the id is being aborted first (under a
+                        // bumped epoch): once that settles, the init runs again.
+                        Ok(m) if m.status == TxnStatus::PrepareAbort => {
+                            if Instant::now() >= deadline {
+                                break TxnReply::Init(Err(TxnError::ConcurrentTransactions));
+                            }
+                            // The producer's own epoch was bumped by the abort.
+                            current = current.map(|(p, _)| (p, m.epoch));
+                        }
+                        Ok(m) => break TxnReply::Init(Ok((m.producer_id, m.epoch))),
+                        Err(e) => break TxnReply::Init(Err(e)),
                     }
-                    Ok(m) => Ok((m.producer_id, m.epoch)),
-                    Err(e) => Err(e),
-                })
+                }
             }
             TxnOp::AddPartitions {
                 id,
@@ -196,14 +213,13 @@ impl Shard {
                         .verify(&id, producer_id, epoch, &partitions);
                     return TxnReply::Verified(v);
                 }
-                let step = self.txns.borrow_mut().add_partitions(
-                    &id,
-                    producer_id,
-                    epoch,
-                    &partitions,
-                    now,
-                );
-                TxnReply::Done(self.txn_step(&id, step).await.map(|_| ()))
+                let deadline = Instant::now() + BUSY_WAIT;
+                let done = self
+                    .txn_settled_step(&id, deadline, |c| {
+                        c.add_partitions(&id, producer_id, epoch, &partitions, now)
+                    })
+                    .await;
+                TxnReply::Done(done.map(|_| ()))
             }
             TxnOp::End {
                 id,
@@ -211,11 +227,13 @@ impl Shard {
                 epoch,
                 commit,
             } => {
-                let step = self
-                    .txns
-                    .borrow_mut()
-                    .end(&id, producer_id, epoch, commit, now);
-                TxnReply::Done(self.txn_step(&id, step).await.map(|_| ()))
+                let deadline = Instant::now() + BUSY_WAIT;
+                let done = self
+                    .txn_settled_step(&id, deadline, |c| {
+                        c.end(&id, producer_id, epoch, commit, now)
+                    })
+                    .await;
+                TxnReply::Done(done.map(|_| ()))
             }
             TxnOp::Describe(ids) => {
                 let c = self.txns.borrow();
@@ -232,6 +250,32 @@ impl Shard {
         }
     }
 
+    /// Runs `op` on the coordinator and carries out its step; while the id is busy (its
+    /// state write or its markers in flight) waits for it to settle and runs `op` again,
+    /// until `deadline`, after which CONCURRENT_TRANSACTIONS goes back as Kafka answers it.
+    async fn txn_settled_step(
+        self: &Rc<Self>,
+        id: &str,
+        deadline: Instant,
+        mut op: impl FnMut(&mut crate::txn::TxnCoordinator) -> Result<crate::txn::Step, TxnError>,
+    ) -> Result<TxnMeta, TxnError> {
+        loop {
+            // Listening before the attempt: a settle in between is not missed.
+            let settled = self.txn_settled.listen();
+            let step = op(&mut self.txns.borrow_mut());
+            let left = deadline.saturating_duration_since(Instant::now());
+            match step {
+                Err(TxnError::ConcurrentTransactions) if !left.is_zero() => {
+                    let timer = async move {
+                        glommio::timer::sleep(left).await;
+                    };
+                    futures_lite::future::or(settled, timer).await;
+                }
+                step => return self.txn_step(id, step).await,
+            }
+        }
+    }
+
     /// Carries out a coordinator step: persists the new state (and, for a decided
     /// transaction, starts its markers); the state the request is answered with.
     async fn txn_step(
@@ -245,9 +289,11 @@ impl Shard {
         };
         if let Err(e) = self.txn_persist(id, &meta).await {
             self.txns.borrow_mut().write_failed(id, &meta);
+            self.txn_settled.notify_all();
             return Err(e);
         }
         self.txns.borrow_mut().written(id, meta.clone());
+        self.txn_settled.notify_all();
         if meta.status.is_prepared() {
             self.txn_complete_later(id.to_string(), meta.clone());
         }
@@ -284,6 +330,10 @@ impl Shard {
     /// Writes the markers of a decided transaction, then persists its completion; in a
     /// task of its own, retrying until done or this shard stops coordinating the id.
     fn txn_complete_later(self: &Rc<Self>, id: String, meta: TxnMeta) {
+        if crate::fatal::faults().hold_txn_markers {
+            tracing::warn!("test fault: the markers of {id} are not written");
+            return;
+        }
         let shard = self.clone();
         glommio::spawn_local(async move {
             if !shard.txn_markers(&id, &meta).await {
@@ -300,6 +350,7 @@ impl Shard {
                 match shard.txn_persist(&id, &done).await {
                     Ok(()) => {
                         shard.txns.borrow_mut().written(&id, done);
+                        shard.txn_settled.notify_all();
                         return;
                     }
                     Err(TxnError::NotCoordinator) => return,
@@ -376,8 +427,11 @@ impl Shard {
                 if let Some(ShardReply::WriteMarkers(codes)) =
                     self.call(shard, ShardRequest::WriteMarkers(parts)).await
                 {
+                    // UNKNOWN_TOPIC_OR_PARTITION is retried too: a shard or broker that has
+                    // not opened the log yet says so; a deleted partition is dropped above,
+                    // from the metadata.
                     for (name, c) in names.into_iter().zip(codes) {
-                        if c == code::NONE || c == code::UNKNOWN_TOPIC_OR_PARTITION {
+                        if c == code::NONE {
                             done.push(name);
                         } else {
                             tracing::debug!("marker for {}-{}: error {c}", name.0, name.1);
@@ -495,9 +549,7 @@ impl Shard {
                 for m in r.markers {
                     for t in m.topics {
                         for p in t.partitions {
-                            if p.error_code == code::NONE
-                                || p.error_code == code::UNKNOWN_TOPIC_OR_PARTITION
-                            {
+                            if p.error_code == code::NONE {
                                 done.push((t.name.to_string(), p.partition_index));
                             }
                         }

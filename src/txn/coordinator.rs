@@ -133,7 +133,11 @@ impl TxnCoordinator {
         }
         let meta = &e.meta;
         if let Some((pid, epoch)) = current {
-            let same = pid == meta.producer_id && epoch == meta.epoch;
+            // The epoch before ours, when its transaction was aborted for it (a timeout, or
+            // an init that fenced it): the producer recovers by bumping (KIP-360).
+            let aborted_under_it =
+                epoch.checked_add(1) == Some(meta.epoch) && meta.status == TxnStatus::CompleteAbort;
+            let same = pid == meta.producer_id && (epoch == meta.epoch || aborted_under_it);
             // A retry whose answer was lost: the producer holds the epoch before ours.
             let retried = pid == meta.producer_id
                 && epoch.checked_add(1) == Some(meta.epoch)
@@ -561,6 +565,21 @@ mod tests {
         assert_eq!(due[0].1.status, TxnStatus::PrepareAbort);
         assert_eq!(due[0].1.epoch, 1);
         assert!(c.expired(5_000).is_empty(), "claimed once");
+        c.written("t", due[0].1.clone());
+        let done = c.markers_written("t", 1_100).expect("complete");
+        assert_eq!((done.status, done.epoch), (TxnStatus::CompleteAbort, 1));
+        c.written("t", done);
+        // The fenced producer recovers (KIP-360): its epoch, one before the abort's, gets
+        // the next one; an older epoch does not.
+        assert_eq!(
+            c.init("t", 1_000, Some((1, -1)), 0, &mut fresh),
+            Err(TxnError::ProducerFenced)
+        );
+        let step = c.init("t", 1_000, Some((1, 0)), 0, &mut fresh);
+        assert!(
+            matches!(step, Ok(Step::Write(ref m)) if m.epoch == 2),
+            "{step:?}"
+        );
         // The timeout bound.
         assert_eq!(
             c.init("u", 900_001, None, 0, &mut fresh),

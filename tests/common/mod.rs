@@ -428,6 +428,11 @@ impl Broker {
         self.spawn();
     }
 
+    /// The environment of the broker's next start.
+    pub fn set_env(&mut self, env: Vec<(String, String)>) {
+        self.env = env;
+    }
+
     /// Starts a stopped broker again (after `stop` or `kill`).
     pub fn start_again(&mut self) {
         self.spawn();

@@ -88,8 +88,8 @@ elif mode == "kafka-python-refused":
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
     try:
-        KafkaProducer(request_timeout_ms=10000, max_block_ms=10000,
-                      **kafka_python_config()).send(topic, b"x").get(timeout=10)
+        KafkaProducer(request_timeout_ms=5000, max_block_ms=5000,
+                      **kafka_python_config()).send(topic, b"x").get(timeout=5)
         check(False, "the producer was let in")
     except KafkaError as e:
         print("refused:", type(e).__name__, e)

@@ -5,13 +5,18 @@ consume-transform-produce loop whose input offsets are committed in the transact
   txn_clients.py basic BOOTSTRAP TOPIC
       confluent-kafka: a committed, an aborted and a committed transaction; prints the
       values a read_committed and a read_uncommitted consumer see, as JSON.
+  txn_clients.py abort-large BOOTSTRAP TOPIC
+      librdkafka 0129's case: a topic of 1 MiB segments, an aborted transaction of 3,000
+      records of 1,000 bytes (three segments), then one committed record; prints, as JSON,
+      what a read_committed consumer reads from the start to the end (and any error).
   txn_clients.py seed BOOTSTRAP TOPIC N
       N plain records "0".."N-1" spread over the topic's partitions.
   txn_clients.py process CLIENT BOOTSTRAP IN OUT TXN_ID GROUP
       CLIENT is confluent or kafka-python: reads IN under read_committed from the group's
       committed offsets (assigned, not subscribed), and for every batch, in one
       transaction, writes "<value>-x" to OUT and commits the input offsets. Prints
-      "committed <records>" after each commit; exits when IN has had nothing new for 3 s.
+      "committed <records>" after each commit; exits once every partition of IN is read
+      to its end and nothing new came for 2 s.
   txn_clients.py zombie BOOTSTRAP OUT TXN_ID
       confluent-kafka: begins a transaction of TXN_ID, writes 50 records "zombie-<i>" to
       OUT and exits without ending it (its coordinator aborts it when TXN_ID's next
@@ -79,6 +84,46 @@ def basic(bootstrap, topic):
     print(json.dumps(out))
 
 
+def abort_large(bootstrap, topic):
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    fut = admin.create_topics(
+        [NewTopic(topic, 1, 1, config={"segment.bytes": "1048576"})]
+    )[topic]
+    fut.result(30)
+    p = Producer({"bootstrap.servers": bootstrap, "transactional.id": "large-" + topic,
+                  "linger.ms": 50})
+    p.init_transactions(30)
+    p.begin_transaction()
+    for i in range(3000):
+        p.produce(topic, value=b"a" * 1000, partition=0)
+        p.poll(0)
+    p.flush(60)
+    p.abort_transaction(60)
+    p.begin_transaction()
+    p.produce(topic, value=b"kept", partition=0)
+    p.commit_transaction(30)
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "large-" + topic,
+                  "isolation.level": "read_committed", "enable.partition.eof": True,
+                  "auto.offset.reset": "earliest"})
+    c.assign([TopicPartition(topic, 0, 0)])
+    got, errors, deadline = [], [], time.time() + 30
+    while time.time() < deadline:
+        m = c.poll(0.5)
+        if m is None:
+            continue
+        if m.error():
+            if m.error().code() == -191:
+                break
+            errors.append(str(m.error()))
+            continue
+        got.append(m.value().decode())
+    c.close()
+    print(json.dumps({"values": got, "errors": errors}))
+
+
 def seed(bootstrap, topic, n):
     from confluent_kafka import Producer
 
@@ -120,7 +165,19 @@ def process_confluent(bootstrap, src, dst, txn_id, group):
         [TopicPartition(src, t.partition, t.offset if t.offset >= 0 else 0) for t in committed]
     )
     total, last = 0, time.time()
-    while time.time() - last < 3:
+
+    def drained():
+        # Done once the input has had nothing new for a while and every partition has
+        # been read to its end (a partition whose leader moved may just be unreachable).
+        if time.time() - last < 2:
+            return False
+        for tp in c.position(tps):
+            _, high = c.get_watermark_offsets(tp, timeout=10)
+            if tp.offset < high:
+                return False
+        return True
+
+    while not drained():
         msgs = c.consume(200, 0.5)
         msgs = [m for m in msgs if not m.error()]
         if not msgs:
@@ -162,7 +219,14 @@ def process_kafka_python(bootstrap, src, dst, txn_id, group):
         off = c.committed(tp)
         c.seek(tp, off if off is not None and off >= 0 else 0)
     total, last = 0, time.time()
-    while time.time() - last < 3:
+
+    def drained():
+        if time.time() - last < 2:
+            return False
+        ends = c.end_offsets(tps)
+        return all(c.position(tp) >= ends[tp] for tp in tps)
+
+    while not drained():
         batches = c.poll(timeout_ms=500, max_records=200)
         msgs = [m for ms in batches.values() for m in ms]
         if not msgs:
@@ -225,6 +289,8 @@ def main():
     mode = sys.argv[1]
     if mode == "basic":
         basic(sys.argv[2], sys.argv[3])
+    elif mode == "abort-large":
+        abort_large(sys.argv[2], sys.argv[3])
     elif mode == "seed":
         seed(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif mode == "process":

@@ -219,6 +219,8 @@ impl<S: Storage> PartitionLog<S> {
             if n > 0 {
                 let first = st.segments[0].base_offset;
                 st.log_start_offset = st.log_start_offset.max(first);
+                // Aborted transactions wholly gone with the segments are no longer reported.
+                self.inner.txns.borrow_mut().trim_below(st.log_start_offset);
             }
             doomed
         };

@@ -140,6 +140,7 @@ impl<S: Storage> PartitionLog<S> {
         // for one small write and fdatasync (DeleteRecords is an operator's request).
         self.write_checkpoint(target).await?;
         self.inner.state.borrow_mut().log_start_offset = target;
+        self.inner.txns.borrow_mut().trim_below(target);
         self.inner.notify.notify_all();
         // The start has moved, durably: a segment that cannot be removed now is only space,
         // and the next DeleteRecords or open removes it.
