@@ -87,9 +87,13 @@ elif mode == "confluent":
 elif mode == "kafka-python-refused":
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
+    cfg = kafka_python_config()
+    # kafka-python 3 retries a refused bootstrap for bootstrap_timeout_ms (30 s).
+    if "bootstrap_timeout_ms" in KafkaProducer.DEFAULT_CONFIG:
+        cfg["bootstrap_timeout_ms"] = 5000
     try:
         KafkaProducer(request_timeout_ms=5000, max_block_ms=5000,
-                      **kafka_python_config()).send(topic, b"x").get(timeout=5)
+                      **cfg).send(topic, b"x").get(timeout=5)
         check(False, "the producer was let in")
     except KafkaError as e:
         print("refused:", type(e).__name__, e)
