@@ -99,8 +99,13 @@ pub(super) async fn read_records(
     out: &mut Vec<LoggedRecord>,
 ) {
     let mut offset = log.log_start_offset();
-    while offset < log.high_watermark() {
-        let slice = match log.read(offset, 1 << 20).await {
+    // To the log end, not the high watermark: a new leader's high watermark lags its log
+    // for a moment, and what it holds past it is the partition's future (its followers
+    // copy it). Loading below it would miss the latest state: a transaction found decided
+    // that was completed long ago would get its markers again, and commit whatever the
+    // producer has open now.
+    while offset < log.local_end() {
+        let slice = match log.read_for_replica(offset, 1 << 20).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("cannot load {topic}-{partition} at {offset}: {e}");

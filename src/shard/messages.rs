@@ -173,6 +173,9 @@ pub struct ProducePart {
     pub acks: i16,
     /// How long `acks=all` waits for the in-sync replicas.
     pub timeout_ms: u64,
+    /// The request's transactional id (Produce v3+): a transactional batch is checked
+    /// against its coordinator before it is appended.
+    pub transactional_id: Option<String>,
 }
 
 pub struct ProduceResult {

@@ -21,6 +21,8 @@ pub mod scatter;
 pub mod stats;
 pub mod table;
 pub mod topics;
+pub mod txn_markers;
+pub mod txn_verify;
 pub mod txns;
 
 pub use runtime::Shard;

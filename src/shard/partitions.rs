@@ -8,8 +8,10 @@ use crate::protocol::code;
 use crate::protocol::versions::list_offsets;
 use crate::rt::LocalBoxFuture;
 use crate::rt::join::{first_of, join_all};
+use crate::storage::log::AppendInfo;
 use crate::storage::{Chunk, StorageError};
 use glommio::channels::local_channel;
+use std::rc::Rc;
 use std::time::Duration;
 
 /// Kafka's API keys of Produce and Fetch, the label of their partition errors.
@@ -81,7 +83,7 @@ impl Shard {
             .ok_or(code::UNKNOWN_TOPIC_OR_PARTITION)
     }
 
-    pub(super) async fn produce(&self, parts: Vec<ProducePart>) -> Vec<ProduceResult> {
+    pub(super) async fn produce(self: &Rc<Self>, parts: Vec<ProducePart>) -> Vec<ProduceResult> {
         let _queued = super::metrics::Held::new(&self.metrics.produce_in_flight);
         // The partitions of one request are appended concurrently: each waits for its own
         // durability (under flush=fsync, each log's group commit), so a request for 12
@@ -107,7 +109,26 @@ impl Shard {
                     }
                 });
                 let append = log.map(|log| {
-                    let append = log.append(part.records);
+                    // The first batch of a producer's transaction here is checked with the
+                    // transaction's coordinator first (KIP-890): a partition the
+                    // coordinator does not know would never get a marker, and its last
+                    // stable offset would hang.
+                    let open = transactional_producer(&part.records)
+                        .filter(|(pid, _)| !log.has_open_transaction(*pid));
+                    let append: LocalBoxFuture<'static, Result<AppendInfo, StorageError>> =
+                        match open {
+                            Some((pid, epoch)) => {
+                                let gate = self.txn_gate(
+                                    part.transactional_id.clone(),
+                                    pid,
+                                    epoch,
+                                    part.topic.clone(),
+                                    part.partition,
+                                );
+                                Box::pin(log.append_gated(part.records, gate))
+                            }
+                            None => Box::pin(log.append(part.records)),
+                        };
                     (log, append)
                 });
                 let (topic, partition) = (part.topic, part.partition);
@@ -404,6 +425,13 @@ impl Shard {
             )
             .collect()
     }
+}
+
+/// The producer id and epoch of the first batch of `records` when it is transactional.
+fn transactional_producer(records: &[u8]) -> Option<(i64, i16)> {
+    let h = crate::protocol::batch::BatchHeader::parse(records).ok()?;
+    let transactional = h.attributes & crate::protocol::batch::ATTR_TRANSACTIONAL != 0;
+    (transactional && h.producer_id >= 0).then_some((h.producer_id, h.producer_epoch))
 }
 
 #[cfg(test)]

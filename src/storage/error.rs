@@ -57,6 +57,11 @@ pub enum StorageError {
     NoSpace(String),
     #[error("log is closed")]
     Closed,
+    /// The append was refused before it got an offset, with this Kafka error code (a
+    /// transactional batch its transaction coordinator did not confirm); nothing was
+    /// written.
+    #[error("{reason}")]
+    Refused { code: i16, reason: String },
     #[error("corrupt data in {path}: {reason}")]
     Corrupt { path: String, reason: String },
 }
@@ -84,6 +89,7 @@ impl StorageError {
             // The log was closed under the request (topic deleted, broker stopping): a
             // retriable code makes the client refresh metadata and retry.
             StorageError::Closed => code::NOT_LEADER_OR_FOLLOWER,
+            StorageError::Refused { code, .. } => *code,
         }
     }
 }

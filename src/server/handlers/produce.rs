@@ -103,6 +103,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Option<Bytes>, Reque
                         records: part.records.clone().unwrap_or_default(),
                         acks,
                         timeout_ms: u64::try_from(request.timeout_ms).unwrap_or(0),
+                        transactional_id: request.transactional_id.as_ref().map(|t| t.to_string()),
                     };
                     to_append.push((shard.owner(&name, p), append));
                     places.push((ti, pi));

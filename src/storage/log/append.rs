@@ -78,6 +78,25 @@ impl<S: Storage> PartitionLog<S> {
         async move { log.append_in_line(ticket, batches).await }
     }
 
+    /// As [`PartitionLog::append`], once `gate` allows it: the place in line is taken now,
+    /// so offsets still follow the order of the calls, and the appends behind this one wait
+    /// for the gate. A gate that fails appends nothing and gives the place up.
+    pub fn append_gated<G>(
+        &self,
+        batches: Bytes,
+        gate: G,
+    ) -> impl Future<Output = Result<AppendInfo>> + use<S, G>
+    where
+        G: Future<Output = Result<()>>,
+    {
+        let ticket = self.inner.assign_lock.ticket();
+        let log = self.clone();
+        async move {
+            gate.await?;
+            log.append_in_line(ticket, batches).await
+        }
+    }
+
     /// The append itself, once its place in line (`ticket`) is taken.
     async fn append_in_line(&self, ticket: Ticket, batches: Bytes) -> Result<AppendInfo> {
         let config = self.config();

@@ -244,6 +244,11 @@ impl<S: Storage> PartitionLog<S> {
         self.inner.txns.borrow().aborted_between(from, upto)
     }
 
+    /// Whether `producer_id` has an open transaction in this partition.
+    pub fn has_open_transaction(&self, producer_id: i64) -> bool {
+        self.inner.txns.borrow().is_open(producer_id)
+    }
+
     /// The open transactions of this partition: (producer id, first offset).
     pub fn open_transactions(&self) -> Vec<(i64, i64)> {
         self.inner.txns.borrow().open()
