@@ -172,6 +172,24 @@ fn latest(c: &mut RawClient, topic: &str, p: i32, isolation: i8) -> i64 {
     part.offset
 }
 
+/// DescribeProducers: the first offset of producer `pid`'s open transaction on the
+/// partition (-1: none), or `None` when the partition does not list the producer.
+fn txn_start(c: &mut RawClient, topic: &str, p: i32, pid: i64) -> Option<i64> {
+    use kafka_protocol::messages::describe_producers_request::TopicRequest;
+    use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse};
+    let req = DescribeProducersRequest::default().with_topics(vec![
+        TopicRequest::default()
+            .with_name(topic_name(topic))
+            .with_partition_indexes(vec![p]),
+    ]);
+    let r: DescribeProducersResponse = c.call(0, &req);
+    r.topics[0].partitions[0]
+        .active_producers
+        .iter()
+        .find(|a| a.producer_id.0 == pid)
+        .map(|a| a.current_txn_start_offset)
+}
+
 struct Fetched {
     high_watermark: i64,
     last_stable_offset: i64,
@@ -281,6 +299,11 @@ fn last_stable_offset_aborted_transactions_and_timeouts_over_the_wire() {
     );
     assert_eq!(latest(&mut c, "tx", 0, 0), 5, "high watermark");
     assert_eq!(
+        txn_start(&mut c, "tx", 0, p.0),
+        Some(0),
+        "DescribeProducers"
+    );
+    assert_eq!(
         latest(&mut c, "tx", 0, 1),
         0,
         "last stable offset: the open transaction"
@@ -303,6 +326,11 @@ fn last_stable_offset_aborted_transactions_and_timeouts_over_the_wire() {
     wait_until("the abort marker", || latest(&mut c, "tx", 0, 1) == 6);
     let f = fetch_committed(&mut c, "tx", 0, 0);
     assert_eq!((f.high_watermark, f.last_stable_offset), (6, 6));
+    assert_eq!(
+        txn_start(&mut c, "tx", 0, p.0),
+        Some(-1),
+        "no open transaction"
+    );
     assert_eq!(f.offsets, vec![0, 1, 2, 3, 4, 5]);
     assert_eq!(f.control, vec![5], "the abort marker");
     assert_eq!(f.aborted, vec![(p.0, 0)]);

@@ -109,6 +109,8 @@ pub struct ActiveProducer {
     pub epoch: i16,
     pub last_sequence: i32,
     pub last_timestamp: i64,
+    /// The first offset of its open transaction here, or -1.
+    pub txn_start_offset: i64,
 }
 
 impl Entry {
@@ -304,6 +306,7 @@ impl ProducerStates {
                     epoch: e.epoch,
                     last_sequence: e.batches.last()?.last_seq,
                     last_timestamp: e.last_timestamp,
+                    txn_start_offset: -1,
                 })
             })
             .collect();
@@ -491,12 +494,14 @@ mod tests {
                     epoch: 1,
                     last_sequence: 2,
                     last_timestamp: 20,
+                    txn_start_offset: -1,
                 },
                 ActiveProducer {
                     producer_id: 9,
                     epoch: 0,
                     last_sequence: 6,
                     last_timestamp: 50,
+                    txn_start_offset: -1,
                 },
             ]
         );

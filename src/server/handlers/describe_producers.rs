@@ -89,7 +89,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
                                 .with_last_sequence(a.last_sequence)
                                 .with_last_timestamp(a.last_timestamp)
                                 .with_coordinator_epoch(-1)
-                                .with_current_txn_start_offset(-1)
+                                .with_current_txn_start_offset(a.txn_start_offset)
                         })
                         .collect();
                     Some(

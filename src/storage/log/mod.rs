@@ -274,7 +274,14 @@ impl<S: Storage> PartitionLog<S> {
 
     /// The idempotent producers with batches in this log (DescribeProducers).
     pub fn active_producers(&self) -> Vec<crate::producer::ActiveProducer> {
-        self.inner.producers.borrow().active()
+        let mut active = self.inner.producers.borrow().active();
+        let txns = self.inner.txns.borrow();
+        for (producer_id, first) in txns.open() {
+            if let Some(a) = active.iter_mut().find(|a| a.producer_id == producer_id) {
+                a.txn_start_offset = first;
+            }
+        }
+        active
     }
 
     /// The offset the next appended record gets.
