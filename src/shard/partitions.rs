@@ -291,8 +291,10 @@ impl Shard {
             log.stats().read(len, slice.records);
             budget = budget.saturating_sub(len);
             let last_stable_offset = log.last_stable_offset();
+            // Only the aborted transactions the returned records overlap (Kafka's bound): a
+            // consumer far behind would otherwise get every one up to the LSO.
             let aborted = if part.committed && len > 0 {
-                log.aborted_between(part.offset, last_stable_offset)
+                log.aborted_between(part.offset, slice.end_offset.min(last_stable_offset))
                     .into_iter()
                     .map(|t| (t.producer_id, t.first_offset))
                     .collect()

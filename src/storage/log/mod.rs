@@ -58,6 +58,8 @@ mod stats;
 mod swap;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod txn_tests;
 mod writer;
 
 pub use append::AppendInfo;

@@ -48,6 +48,8 @@ pub struct ReadSlice<F> {
     pub regions: Vec<FileRegion<F>>,
     /// Records in the batches of `regions`, by their headers' counts (for metrics).
     pub records: u64,
+    /// The offset after the last batch returned (the read's offset when none is).
+    pub end_offset: i64,
     pub high_watermark: i64,
     pub log_start_offset: i64,
 }
@@ -73,7 +75,7 @@ fn record_times(batch_bytes: &[u8], limit: usize) -> Option<Vec<(i64, i64)>> {
 
 /// Walks whole batches held in memory (cache chunks starting at file position `pos`) and
 /// returns the region a read of `offset` answers with: `Some(Some((position, len,
-/// records)))`,
+/// records, last offset)))`,
 /// `Some(None)` when no batch reaches `offset`, `None` when the bytes are not whole
 /// batches (the caller then reads the file).
 fn scan_memory(
@@ -82,11 +84,12 @@ fn scan_memory(
     offset: i64,
     max_bytes: u64,
     upto: i64,
-) -> Option<Option<(u64, u64, u64)>> {
+) -> Option<Option<(u64, u64, u64, i64)>> {
     let mut at = pos;
     let mut first: Option<u64> = None;
     let mut region_end = 0u64;
     let mut records = 0u64;
+    let mut region_last = -1i64;
     for chunk in chunks {
         let mut i = 0usize;
         while i < chunk.len() {
@@ -119,20 +122,22 @@ fn scan_memory(
                     first = Some(at);
                     region_end = end;
                     records = count;
+                    region_last = last;
                 }
                 Some(start) => {
                     if end - start > max_bytes {
-                        return Some(Some((start, region_end - start, records)));
+                        return Some(Some((start, region_end - start, records, region_last)));
                     }
                     region_end = end;
                     records = records.saturating_add(count);
+                    region_last = last;
                 }
             }
             at = end;
             i += size;
         }
     }
-    Some(first.map(|start| (start, region_end - start, records)))
+    Some(first.map(|start| (start, region_end - start, records, region_last)))
 }
 
 /// `len` bytes from `skip` bytes into the concatenation of `chunks`, as slices.
@@ -226,6 +231,7 @@ impl<S: Storage> PartitionLog<S> {
         let mut slice = ReadSlice {
             regions: Vec::new(),
             records: 0,
+            end_offset: offset,
             high_watermark: hw,
             log_start_offset: start,
         };
@@ -268,8 +274,9 @@ impl<S: Storage> PartitionLog<S> {
                 scan_memory(&chunks, pos, offset, max_bytes, hw).map(|found| (found, chunks))
             });
             if let Some((found, chunks)) = in_memory {
-                if let Some((start_pos, len, records)) = found {
+                if let Some((start_pos, len, records, last)) = found {
                     slice.records = records;
+                    slice.end_offset = last.saturating_add(1);
                     let cached = slice_chunks(&chunks, start_pos - pos, len);
                     slice.regions.push(FileRegion {
                         file,
@@ -286,6 +293,7 @@ impl<S: Storage> PartitionLog<S> {
             let mut first: Option<u64> = None;
             let mut region_end = 0u64;
             let mut records = 0u64;
+            let mut region_last = -1i64;
             // An index loaded from disk is checked only at its last entry: one damaged in
             // the middle may point between batches or at another batch. Reads check the
             // entry they start from, and scan the segment from its start if it is wrong.
@@ -317,6 +325,7 @@ impl<S: Storage> PartitionLog<S> {
                         first = Some(b.position);
                         region_end = b.end();
                         records = b.records;
+                        region_last = b.last_offset;
                     }
                     Some(start_pos) => {
                         if b.end() - start_pos > max_bytes {
@@ -324,11 +333,13 @@ impl<S: Storage> PartitionLog<S> {
                         }
                         region_end = b.end();
                         records = records.saturating_add(b.records);
+                        region_last = b.last_offset;
                     }
                 }
             }
             if let Some(start_pos) = first {
                 slice.records = records;
+                slice.end_offset = region_last.saturating_add(1);
                 let len = region_end - start_pos;
                 let cached = self
                     .inner
