@@ -419,6 +419,33 @@ fn a_decided_transaction_is_completed_by_the_coordinator_after_a_restart() {
     assert_eq!(next, (p.0, p.1 + 1));
 }
 
+#[test]
+fn an_idle_transactional_id_expires_and_starts_afresh() {
+    let _heavy = common::heavy_lock();
+    let b = Broker::start(&[
+        "transaction.state.log.num.partitions=2",
+        "transactional.id.expiration.ms=1000",
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms=200",
+    ]);
+    let mut c = RawClient::connect(b.addr());
+    let first = init(&mut c, "idle-1", 60_000);
+    let describe = |c: &mut RawClient| -> i16 {
+        use kafka_protocol::messages::{DescribeTransactionsRequest, DescribeTransactionsResponse};
+        let req =
+            DescribeTransactionsRequest::default().with_transactional_ids(vec![txn_id("idle-1")]);
+        let r: DescribeTransactionsResponse = c.call(0, &req);
+        r.transaction_states[0].error_code
+    };
+    assert_eq!(describe(&mut c), NONE);
+    const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
+    wait_until("the id to expire", || {
+        describe(&mut c) == TRANSACTIONAL_ID_NOT_FOUND
+    });
+    let again = init(&mut c, "idle-1", 60_000);
+    assert_ne!(again.0, first.0, "a new producer id");
+    assert_eq!(again.1, 0);
+}
+
 fn python(args: &[&str]) -> Command {
     let script: std::path::PathBuf = [
         env!("CARGO_MANIFEST_DIR"),

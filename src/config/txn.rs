@@ -15,6 +15,9 @@ pub struct TxnConfig {
     pub state_segment_bytes: u64,
     /// How often open transactions are checked against their timeout.
     pub abort_check_interval_ms: u64,
+    /// A transactional id with no transaction open and no request for this long is
+    /// forgotten (a tombstone in `__transaction_state`).
+    pub id_expiration_ms: u64,
 }
 
 impl Default for TxnConfig {
@@ -25,6 +28,7 @@ impl Default for TxnConfig {
             state_replication_factor: 3,
             state_segment_bytes: 100 << 20,
             abort_check_interval_ms: 10_000,
+            id_expiration_ms: 604_800_000,
         }
     }
 }
@@ -36,6 +40,7 @@ impl TxnConfig {
         "transaction.state.log.replication.factor",
         "transaction.state.log.segment.bytes",
         "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+        "transactional.id.expiration.ms",
     ];
 
     /// Sets one of [`Self::KEYS`]; `Ok(false)` when the key is not a transaction setting.
@@ -72,6 +77,7 @@ impl TxnConfig {
             "transaction.abort.timed.out.transaction.cleanup.interval.ms" => {
                 self.abort_check_interval_ms = parse_positive(key, value)?
             }
+            "transactional.id.expiration.ms" => self.id_expiration_ms = parse_positive(key, value)?,
             _ => return Ok(false),
         }
         Ok(true)

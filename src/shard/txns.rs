@@ -325,6 +325,27 @@ impl Shard {
         Ok(())
     }
 
+    /// Appends the tombstone of `id` (an expired id) to its `__transaction_state` partition.
+    async fn txn_tombstone(&self, id: &str) -> Result<(), TxnError> {
+        let (_, p) = self
+            .txn_coordinator(id)
+            .ok_or(TxnError::CoordinatorNotAvailable)?;
+        let log = self
+            .leader_log(TXN_TOPIC, p)
+            .map_err(|_| TxnError::NotCoordinator)?;
+        let key = records::encode_key(id).ok_or(TxnError::InvalidRequest)?;
+        let batch = crate::group::records::build_batch(&[(key, None)], wall_clock_ms())
+            .ok_or(TxnError::InvalidRequest)?;
+        let info = log
+            .append(batch)
+            .await
+            .map_err(|_| TxnError::CoordinatorNotAvailable)?;
+        if !replicated(&log, info.last_offset).await {
+            return Err(TxnError::CoordinatorNotAvailable);
+        }
+        Ok(())
+    }
+
     /// Writes the markers of a decided transaction, then persists its completion; in a
     /// task of its own, retrying until done or this shard stops coordinating the id.
     fn txn_complete_later(self: &Rc<Self>, id: String, meta: TxnMeta) {
@@ -368,6 +389,25 @@ impl Shard {
             return;
         }
         self.txn_checked_at.set(now);
+        let expiration = i64::try_from(self.config.txn.id_expiration_ms).unwrap_or(i64::MAX);
+        let idle = self.txns.borrow_mut().expired_ids(now, expiration);
+        for (id, _) in idle {
+            let shard = self.clone();
+            glommio::spawn_local(async move {
+                match shard.txn_tombstone(&id).await {
+                    Ok(()) => {
+                        shard.txns.borrow_mut().removed(&id);
+                        tracing::info!("transactional id {id} expired");
+                    }
+                    Err(e) => {
+                        shard.txns.borrow_mut().release(&id);
+                        tracing::warn!("cannot expire transactional id {id}: {e}");
+                    }
+                }
+                shard.txn_settled.notify_all();
+            })
+            .detach();
+        }
         let expired = self.txns.borrow_mut().expired(now);
         for (id, meta) in expired {
             let shard = self.clone();

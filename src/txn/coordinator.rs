@@ -354,6 +354,42 @@ impl TxnCoordinator {
         out
     }
 
+    /// Ids with no transaction open (Empty, CompleteCommit, CompleteAbort) whose last
+    /// change is older than `expiration_ms`: each is claimed (busy) for its tombstone; the
+    /// host calls [`TxnCoordinator::removed`] once the tombstone is written, or
+    /// [`TxnCoordinator::write_failed`].
+    pub fn expired_ids(&mut self, now_ms: i64, expiration_ms: i64) -> Vec<(String, TxnMeta)> {
+        if !self.loaded {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (id, e) in self.txns.iter_mut() {
+            let idle = matches!(
+                e.meta.status,
+                TxnStatus::Empty | TxnStatus::CompleteCommit | TxnStatus::CompleteAbort
+            );
+            if e.busy || !idle || now_ms.saturating_sub(e.meta.last_update_ms) <= expiration_ms {
+                continue;
+            }
+            e.busy = true;
+            out.push((id.clone(), e.meta.clone()));
+        }
+        out
+    }
+
+    /// Writing the tombstone of `id` failed: it stays, usable again.
+    pub fn release(&mut self, id: &str) {
+        if let Some(e) = self.txns.get_mut(id) {
+            e.busy = false;
+        }
+    }
+
+    /// The tombstone of `id` is written: it is forgotten (its next producer starts afresh
+    /// with a new producer id).
+    pub fn removed(&mut self, id: &str) {
+        self.txns.remove(id);
+    }
+
     /// Ids whose outcome is decided but whose markers may not all be written (found at
     /// load): the host writes them again (markers are idempotent per transaction).
     pub fn prepared(&mut self) -> Vec<(String, TxnMeta)> {

@@ -201,3 +201,34 @@ fn prepared_transactions_found_at_load_are_completed() {
     assert_eq!(c.prepared(), vec![("t".to_string(), meta)]);
     assert!(c.get("gone").is_none());
 }
+
+#[test]
+fn idle_ids_expire_and_busy_or_open_ones_do_not() {
+    let mut c = coordinator();
+    let mut ids = 1..;
+    let mut fresh = || ids.next();
+    // "idle" last changed at 0; "open" has a transaction open since 0.
+    let Ok(Step::Write(idle)) = c.init("idle", 1_000, None, 0, &mut fresh) else {
+        panic!("a write")
+    };
+    c.written("idle", idle);
+    let Ok(Step::Write(open)) = c.init("open", 1_000, None, 0, &mut fresh) else {
+        panic!("a write")
+    };
+    c.written("open", open.clone());
+    let step = c.add_partitions("open", open.producer_id, 0, &parts(&[("a", 0)]), 0);
+    let Ok(Step::Write(ongoing)) = step else {
+        panic!("a write")
+    };
+    c.written("open", ongoing);
+    assert!(c.expired_ids(100, 100).is_empty(), "not yet");
+    let due = c.expired_ids(101, 100);
+    let due: Vec<&str> = due.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(due, ["idle"]);
+    assert!(c.expired_ids(500, 100).is_empty(), "claimed once");
+    c.removed("idle");
+    assert!(c.get("idle").is_none());
+    // The id starts afresh: a new producer id at epoch 0.
+    let step = c.init("idle", 1_000, None, 600, &mut fresh);
+    assert!(matches!(step, Ok(Step::Write(ref m)) if m.epoch == 0 && m.producer_id == 3));
+}
