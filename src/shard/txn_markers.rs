@@ -22,10 +22,7 @@ impl Shard {
         let mut left: Vec<(String, i32)> = meta.partitions.iter().cloned().collect();
         let mut backoff = Duration::from_millis(20);
         loop {
-            let coordinates = self
-                .txn_coordinator(id)
-                .is_some_and(|(owner, p)| owner == self.id && self.meta().leads(TXN_TOPIC, p));
-            if !coordinates {
+            if !self.coordinates_txn(id) {
                 return false;
             }
             let view = self.meta();

@@ -67,6 +67,13 @@ impl Shard {
         Some((self.owner(TXN_TOPIC, p), p))
     }
 
+    /// Whether this shard coordinates `id` now: it owns the id's `__transaction_state`
+    /// partition and this broker leads it.
+    pub(super) fn coordinates_txn(&self, id: &str) -> bool {
+        self.txn_coordinator(id)
+            .is_some_and(|(owner, p)| owner == self.id && self.meta().leads(TXN_TOPIC, p))
+    }
+
     /// Creates `__transaction_state` if it is missing (on shard 0, the metadata writer);
     /// whether it exists afterwards.
     pub async fn ensure_txn_topic(self: &Rc<Self>) -> bool {
@@ -151,13 +158,10 @@ impl Shard {
 
     /// Runs one transactional op on this shard, its coordinator.
     pub(super) async fn txn_handle(self: &Rc<Self>, op: TxnOp) -> TxnReply {
-        if let Some(id) = op.id() {
-            let led = self
-                .txn_coordinator(id)
-                .is_some_and(|(owner, p)| owner == self.id && self.meta().leads(TXN_TOPIC, p));
-            if !led {
-                return op.refuse(TxnError::NotCoordinator);
-            }
+        if let Some(id) = op.id()
+            && !self.coordinates_txn(id)
+        {
+            return op.refuse(TxnError::NotCoordinator);
         }
         let now = wall_clock_ms();
         match op {
@@ -302,6 +306,18 @@ impl Shard {
     /// is as durable as the partition makes acknowledged writes (and, with replicas, on
     /// every in-sync replica).
     async fn txn_persist(&self, id: &str, meta: &TxnMeta) -> Result<(), TxnError> {
+        let value = records::encode_value(meta).ok_or(TxnError::InvalidRequest)?;
+        self.txn_append(id, Some(value)).await
+    }
+
+    /// Appends the tombstone of `id` (an expired id), as [`Shard::txn_persist`] a state.
+    async fn txn_tombstone(&self, id: &str) -> Result<(), TxnError> {
+        self.txn_append(id, None).await
+    }
+
+    /// Appends the record of `id` (`None`: its tombstone) to its partition of
+    /// `__transaction_state` and waits for the in-sync replicas.
+    async fn txn_append(&self, id: &str, value: Option<Vec<u8>>) -> Result<(), TxnError> {
         let (_, p) = self
             .txn_coordinator(id)
             .ok_or(TxnError::CoordinatorNotAvailable)?;
@@ -309,8 +325,7 @@ impl Shard {
             .leader_log(TXN_TOPIC, p)
             .map_err(|_| TxnError::NotCoordinator)?;
         let key = records::encode_key(id).ok_or(TxnError::InvalidRequest)?;
-        let value = records::encode_value(meta).ok_or(TxnError::InvalidRequest)?;
-        let batch = crate::group::records::build_batch(&[(key, Some(value))], wall_clock_ms())
+        let batch = crate::group::records::build_batch(&[(key, value)], wall_clock_ms())
             .ok_or(TxnError::InvalidRequest)?;
         let info = log.append(batch).await.map_err(|e| {
             tracing::warn!("cannot persist transactional id {id}: {e}");
@@ -319,27 +334,6 @@ impl Shard {
                 _ => TxnError::CoordinatorNotAvailable,
             }
         })?;
-        if !replicated(&log, info.last_offset).await {
-            return Err(TxnError::CoordinatorNotAvailable);
-        }
-        Ok(())
-    }
-
-    /// Appends the tombstone of `id` (an expired id) to its `__transaction_state` partition.
-    async fn txn_tombstone(&self, id: &str) -> Result<(), TxnError> {
-        let (_, p) = self
-            .txn_coordinator(id)
-            .ok_or(TxnError::CoordinatorNotAvailable)?;
-        let log = self
-            .leader_log(TXN_TOPIC, p)
-            .map_err(|_| TxnError::NotCoordinator)?;
-        let key = records::encode_key(id).ok_or(TxnError::InvalidRequest)?;
-        let batch = crate::group::records::build_batch(&[(key, None)], wall_clock_ms())
-            .ok_or(TxnError::InvalidRequest)?;
-        let info = log
-            .append(batch)
-            .await
-            .map_err(|_| TxnError::CoordinatorNotAvailable)?;
         if !replicated(&log, info.last_offset).await {
             return Err(TxnError::CoordinatorNotAvailable);
         }
