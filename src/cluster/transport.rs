@@ -40,6 +40,9 @@ pub struct Heartbeat {
     pub incarnation: u64,
     /// The broker is stopping: do not register it again.
     pub shutting_down: bool,
+    /// Every listener of the broker (absent from older brokers).
+    #[serde(default)]
+    pub endpoints: Vec<super::image::Endpoint>,
 }
 
 /// The controller's answer to a heartbeat.
@@ -218,6 +221,7 @@ mod tests {
             port: 9,
             incarnation: 5,
             shutting_down: false,
+            endpoints: Vec::new(),
         });
         let bytes = hb.encode().expect("encodes");
         let len = u32::from_be_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;

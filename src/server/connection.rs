@@ -433,11 +433,7 @@ pub async fn serve(
     let mut reader = FrameReader::new(ReadLimits { frame_max_bytes }, pool);
     let mut gate = security.sasl.map(|sasl| {
         reader.set_frame_max_bytes(sasl.frame_max_bytes.min(frame_max_bytes));
-        SaslGate::new(
-            sasl.users,
-            Authenticator::new(sasl.mechanisms),
-            sasl.failure_delay,
-        )
+        SaslGate::new(Authenticator::new(sasl.mechanisms), sasl.failure_delay)
     });
     loop {
         match reader.next(&mut reader_half, &activity).await {

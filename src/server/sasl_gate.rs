@@ -11,15 +11,12 @@
 //! bounded by `sasl.server.max.receive.size` until the client is authenticated, and so is
 //! their number.
 
-use super::durable::Durable;
 use super::handlers::{self, Ctx, RequestError, sasl_authenticate, sasl_handshake};
 use crate::protocol::code;
-use crate::security::credentials::Users;
 use crate::security::sasl::{Authenticator, principal};
 use crate::security::scram::Step;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, SaslAuthenticateRequest, SaslHandshakeRequest};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Frames a client may send before it has authenticated.
@@ -38,7 +35,6 @@ pub enum Verdict {
 }
 
 pub struct SaslGate {
-    users: Arc<Durable<Users>>,
     auth: Authenticator,
     /// After a v0 handshake: the next frames are raw tokens.
     raw_tokens: bool,
@@ -54,13 +50,8 @@ fn raw_frame(token: &[u8]) -> Bytes {
 }
 
 impl SaslGate {
-    pub fn new(
-        users: Arc<Durable<Users>>,
-        auth: Authenticator,
-        failure_delay: Duration,
-    ) -> SaslGate {
+    pub fn new(auth: Authenticator, failure_delay: Duration) -> SaslGate {
         SaslGate {
-            users,
             auth,
             raw_tokens: false,
             failure_delay,
@@ -75,7 +66,7 @@ impl SaslGate {
             return Verdict::Close(None, "too many requests before authenticating".into());
         }
         if self.raw_tokens {
-            return match self.auth.authenticate(&self.users.current(), &frame) {
+            return match self.auth.authenticate(&ctx.sasl_users(), &frame) {
                 Step::Continue(challenge) => Verdict::Answer(raw_frame(&challenge)),
                 Step::Done { user, reply } => self.done(ctx, user, raw_frame(&reply)),
                 Step::Failed(reason) => {
@@ -160,10 +151,7 @@ impl SaslGate {
             );
             return Verdict::Close(answer.ok(), "SaslAuthenticate before SaslHandshake".into());
         }
-        match self
-            .auth
-            .authenticate(&self.users.current(), &body.auth_bytes)
-        {
+        match self.auth.authenticate(&ctx.sasl_users(), &body.auth_bytes) {
             Step::Continue(challenge) => match respond(code::NONE, None, challenge) {
                 Ok(a) => Verdict::Answer(a),
                 Err(e) => Verdict::Close(None, e.to_string()),

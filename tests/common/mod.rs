@@ -201,6 +201,23 @@ impl Broker {
         b
     }
 
+    /// Starts a broker on `data_dir` with its own `listeners` (no `--listen`) without
+    /// waiting for it, as [`Broker::launch`] does; `port` is the listener the harness
+    /// waits on.
+    pub fn launch_with_listeners(
+        data_dir: &Path,
+        port: u16,
+        extra: Vec<String>,
+        label: &str,
+    ) -> Broker {
+        let mut b = Broker::unstarted(port, extra, Vec::new(), None);
+        b.data_dir = Some(data_dir.to_path_buf());
+        b.listen_flag = false;
+        b.label = label.to_string();
+        b.spawn_process();
+        b
+    }
+
     /// The broker's stderr so far (all runs on this data dir).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
