@@ -150,6 +150,7 @@ struct Shared {
     /// In a cluster: this broker's listeners as it registers them.
     clustered: Option<Vec<Endpoint>>,
     inter_broker: Option<Arc<crate::shard::replica::InterBrokerClient>>,
+    controller_tls: Option<crate::cluster::transport::PeerTls>,
     /// Stopping begins: shard 0 has the controller move leadership off this broker.
     leaving: AtomicBool,
     /// Shard 0 is done leaving the cluster (or there is none).
@@ -232,6 +233,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
             let tls = if link.protocol.tls() {
                 Some(crate::security::tls_client::client_config(
                     &config.security,
+                    false,
                 )?)
             } else {
                 None
@@ -243,6 +245,19 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // Mutual TLS on the controller port when its listener is SSL.
+    let controller_tls =
+        if clustered.is_some() && config.inter_broker.controller_tls(&config.security)? {
+            Some(crate::cluster::transport::PeerTls {
+                server: crate::security::tls::server_config_with(
+                    &config.security,
+                    crate::config::security::ClientAuth::Required,
+                )?,
+                client: crate::security::tls_client::client_config(&config.security, true)?,
+            })
+        } else {
+            None
+        };
     let users = crate::security::credentials::Users::load(&config.data_dir)?;
     let acls =
         crate::security::acl::AclSet::load(&config.data_dir).map_err(|e| anyhow::anyhow!(e))?;
@@ -317,6 +332,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     let shared = Arc::new(Shared {
         clustered: clustered.clone(),
         inter_broker,
+        controller_tls,
         leaving: AtomicBool::new(false),
         left: AtomicBool::new(false),
         producer_ids: Arc::new(producer_ids),
@@ -483,7 +499,8 @@ async fn shard_main(
     if id == 0
         && let Some(endpoints) = shared.clustered.clone()
     {
-        match crate::shard::controller::Controller::start(shard.clone(), endpoints).await {
+        let tls = shared.controller_tls.clone();
+        match crate::shard::controller::Controller::start(shard.clone(), endpoints, tls).await {
             Ok(c) => *shard.controller.borrow_mut() = Some(c),
             Err(e) => {
                 let _ = startup.send((0, Startup::Failed(format!("{e:#}"))));

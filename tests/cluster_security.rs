@@ -12,7 +12,9 @@
 //!   broker and an ACL created through another let that user write and read through any
 //!   broker, also after a broker restarts;
 //! - a principal without CLUSTER_ACTION cannot fetch as a replica or write transaction
-//!   markers.
+//!   markers;
+//! - the controller port (`CONTROLLER:SSL`) is mutual TLS: the quorum forms over it, and a
+//!   peer that sends a plain frame (a forged broker heartbeat) is cut off unheard.
 
 mod common;
 #[path = "common/pki.rs"]
@@ -43,6 +45,7 @@ struct Node {
     _data: tempfile::TempDir,
     plain: u16,
     client: u16,
+    controller: u16,
 }
 
 fn users_add(data: &Path, user: &str, password: &str) {
@@ -91,7 +94,7 @@ fn start(dir: &Path) -> Vec<Node> {
                  BROKER://127.0.0.1:{repl}"
             ),
             "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CLIENT:SASL_PLAINTEXT,\
-             BROKER:SASL_SSL"
+             BROKER:SASL_SSL,CONTROLLER:SSL"
                 .to_string(),
             "inter.broker.listener.name=BROKER".to_string(),
             "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-256".to_string(),
@@ -123,6 +126,7 @@ fn start(dir: &Path) -> Vec<Node> {
             _data: data,
             plain,
             client,
+            controller: ctrl,
         });
     }
     for n in &mut nodes {
@@ -282,6 +286,36 @@ fn users_acls_and_replication_are_secured_across_the_cluster() {
         [CLUSTER_AUTHORIZATION_FAILED],
         "markers as ANONYMOUS"
     );
+
+    // A forged heartbeat in plain TCP to a controller port: the TLS server takes it for a
+    // broken ClientHello and closes the connection; broker 9 is never registered.
+    for n in &nodes {
+        use std::io::{Read, Write};
+        let body = br#"{"id":9,"host":"127.0.0.1","port":1,"incarnation":1,"shutting_down":false}"#;
+        let mut frame = ((body.len() + 1) as u32).to_be_bytes().to_vec();
+        frame.push(2);
+        frame.extend_from_slice(body);
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", n.controller)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let _ = s.write_all(&frame);
+        let mut buf = [0u8; 512];
+        let closed = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(_) => continue, // a TLS alert, then the close
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+                Err(_) => break false,
+            }
+        };
+        assert!(
+            closed,
+            "node {}'s controller port kept a plain connection open",
+            n.id
+        );
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(plaintext_brokers(&nodes[0]).expect("metadata"), plain_ports);
 
     // The user and the ACL come back with a restarted broker (from the metadata log), and
     // its replica catches up over the secured listener again.

@@ -365,6 +365,7 @@ impl BrokerConfig {
             .validate(&self.listen, self.advertised.as_deref(), listen_set)?;
         if self.cluster.node_id.is_some() {
             self.inter_broker_link()?;
+            self.inter_broker.controller_tls(&self.security)?;
         }
         if self.limits.queued_max_request_bytes < self.socket_request_max_bytes {
             return Err(bad(

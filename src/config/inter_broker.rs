@@ -11,6 +11,12 @@
 //!
 //! Over TLS a broker checks the other's certificate against `ssl.truststore.location` and,
 //! when `ssl.client.auth` asks for one, presents its own (`ssl.keystore.location`).
+//!
+//! The controller port (`controller.listen`, Raft between the voters) is the listener named
+//! by `controller.listener.names` (default `CONTROLLER`); its protocol comes from
+//! `listener.security.protocol.map` (PLAINTEXT when the map does not name it). SSL there is
+//! mutual TLS: each side presents `ssl.keystore.location` and checks the other's against
+//! `ssl.truststore.location`.
 
 use super::broker::{ConfigError, bad};
 use super::security::{Listener, Mechanism, SecurityConfig, SecurityProtocol};
@@ -22,6 +28,8 @@ const JAAS: &str = "sasl.jaas.config";
 pub struct InterBrokerConfig {
     /// Empty: the first listener.
     pub listener_name: String,
+    /// `controller.listener.names`: empty is `CONTROLLER`.
+    pub controller_listener: String,
     pub sasl_mechanism: Option<Mechanism>,
     /// JAAS logins by scope: `""` for `sasl.jaas.config`, `listener.mechanism` (both
     /// lower case) for `listener.name.<listener>.<mechanism>.sasl.jaas.config`.
@@ -32,6 +40,7 @@ impl std::fmt::Debug for InterBrokerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InterBrokerConfig")
             .field("listener_name", &self.listener_name)
+            .field("controller_listener", &self.controller_listener)
             .field("sasl_mechanism", &self.sasl_mechanism)
             .field("jaas", &self.jaas.keys().collect::<Vec<_>>())
             .finish()
@@ -100,6 +109,7 @@ impl InterBrokerConfig {
         "inter.broker.listener.name",
         "sasl.mechanism.inter.broker.protocol",
         JAAS,
+        "controller.listener.names",
     ];
 
     /// Sets one of [`Self::KEYS`] or a `listener.name.<l>.<mechanism>.sasl.jaas.config`;
@@ -107,6 +117,13 @@ impl InterBrokerConfig {
     pub fn set(&mut self, key: &str, value: &str) -> Result<bool, ConfigError> {
         match key {
             "inter.broker.listener.name" => self.listener_name = value.trim().to_string(),
+            "controller.listener.names" => {
+                let name = value.trim();
+                if name.contains(',') {
+                    return Err(bad(key, value, "one controller listener is supported"));
+                }
+                self.controller_listener = name.to_string();
+            }
             "sasl.mechanism.inter.broker.protocol" => {
                 self.sasl_mechanism = Some(
                     Mechanism::parse(value.trim())
@@ -137,6 +154,53 @@ impl InterBrokerConfig {
             }
         }
         Ok(true)
+    }
+
+    /// Whether the controller port runs mutual TLS (its listener is SSL in the protocol
+    /// map) or plain TCP. Fails for another protocol, or SSL without the PEM files.
+    pub fn controller_tls(&self, security: &SecurityConfig) -> Result<bool, ConfigError> {
+        let name = match self.controller_listener.as_str() {
+            "" => "CONTROLLER",
+            n => n,
+        };
+        let protocol = security
+            .protocol_map
+            .split(',')
+            .filter_map(|i| i.trim().split_once(':'))
+            .find(|(n, _)| *n == name)
+            .map(|(_, p)| {
+                SecurityProtocol::parse(p.trim()).ok_or_else(|| {
+                    bad(
+                        "listener.security.protocol.map",
+                        p,
+                        "not a security protocol",
+                    )
+                })
+            })
+            .transpose()?
+            .unwrap_or(SecurityProtocol::Plaintext);
+        match protocol {
+            SecurityProtocol::Plaintext => Ok(false),
+            SecurityProtocol::Ssl
+                if security.ssl_keystore_location.is_some()
+                    && security.ssl_truststore_location.is_some() =>
+            {
+                Ok(true)
+            }
+            SecurityProtocol::Ssl => Err(bad(
+                "controller.listener.names",
+                name,
+                "an SSL controller listener needs ssl.keystore.location and ssl.truststore.location",
+            )),
+            other => Err(bad(
+                "controller.listener.names",
+                name,
+                &format!(
+                    "{} is not supported on the controller port (PLAINTEXT or SSL)",
+                    other.name()
+                ),
+            )),
+        }
     }
 
     /// The inter-broker listener of `listeners` and the login for it. Fails when the named

@@ -40,8 +40,17 @@ fn certificates(path: &str, what: &'static str) -> Result<Vec<CertificateDer<'st
     Ok(certs)
 }
 
-/// Builds the server configuration every TLS connection of the broker shares.
+/// Builds the server configuration every TLS connection of the broker's listeners shares.
 pub fn server_config(config: &SecurityConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    server_config_with(config, config.ssl_client_auth)
+}
+
+/// The server configuration with `client_auth` in place of `ssl.client.auth` (the
+/// controller port always requires a certificate).
+pub fn server_config_with(
+    config: &SecurityConfig,
+    client_auth: ClientAuth,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let keystore = config
         .ssl_keystore_location
         .as_deref()
@@ -58,7 +67,7 @@ pub fn server_config(config: &SecurityConfig) -> Result<Arc<rustls::ServerConfig
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?;
-    let builder = match config.ssl_client_auth {
+    let builder = match client_auth {
         ClientAuth::None => builder.with_no_client_auth(),
         auth => {
             let truststore =

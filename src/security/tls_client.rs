@@ -1,8 +1,8 @@
-//! A broker's TLS connections to the other brokers' SSL and SASL_SSL listeners: the rustls
-//! client configuration (the other broker's certificate checked against
-//! `ssl.truststore.location` and the host name it is reached at; this broker's own
-//! certificate presented when `ssl.client.auth` asks clients for one), and a stream that
-//! runs rustls over any async byte stream, for one task at a time.
+//! A broker's TLS connections to the other brokers (their SSL and SASL_SSL listeners, and
+//! the controller port under mutual TLS): the rustls client configuration (the other
+//! broker's certificate checked against `ssl.truststore.location` and the host name it is
+//! reached at; this broker's own certificate presented when asked to), and a stream that
+//! runs rustls, client or server side, over any async byte stream, for one task at a time.
 
 use super::tls::TlsError;
 use crate::config::security::{ClientAuth, SecurityConfig};
@@ -22,8 +22,13 @@ fn pem_error(what: &'static str, path: &str, e: impl std::fmt::Display) -> TlsEr
     }
 }
 
-/// The configuration every inter-broker TLS connection of the broker shares.
-pub fn client_config(config: &SecurityConfig) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+/// The configuration every inter-broker TLS connection of the broker shares: this broker's
+/// certificate is presented when `present_certificate`, or when `ssl.client.auth` asks the
+/// listeners' clients for one.
+pub fn client_config(
+    config: &SecurityConfig,
+    present_certificate: bool,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let truststore = config
         .ssl_truststore_location
         .as_deref()
@@ -44,9 +49,10 @@ pub fn client_config(config: &SecurityConfig) -> Result<Arc<rustls::ClientConfig
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_root_certificates(roots);
-    let client = match (config.ssl_client_auth, &config.ssl_keystore_location) {
-        (ClientAuth::None, _) | (_, None) => builder.with_no_client_auth(),
-        (_, Some(keystore)) => {
+    let present = present_certificate || config.ssl_client_auth != ClientAuth::None;
+    let client = match (present, &config.ssl_keystore_location) {
+        (false, _) | (_, None) => builder.with_no_client_auth(),
+        (true, Some(keystore)) => {
             let chain = CertificateDer::pem_file_iter(keystore)
                 .map_err(|e| pem_error("the certificate chain", keystore, e))?
                 .collect::<Result<Vec<_>, _>>()
@@ -61,11 +67,34 @@ pub fn client_config(config: &SecurityConfig) -> Result<Arc<rustls::ClientConfig
     Ok(Arc::new(client))
 }
 
-/// rustls over `io`: a client connection whose handshake `connect` completed.
+/// rustls over `io`: a connection whose handshake `connect` (client side) or `accept`
+/// (server side) completed.
 pub struct TlsStream<S> {
     io: S,
-    conn: rustls::ClientConnection,
+    conn: rustls::Connection,
     buf: Vec<u8>,
+}
+
+/// A connection between brokers: plain, or TLS.
+pub enum Link<S> {
+    Plain(S),
+    Tls(Box<TlsStream<S>>),
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
+    pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Link::Plain(s) => s.write_all(data).await,
+            Link::Tls(s) => s.write_all(data).await,
+        }
+    }
+
+    pub async fn read_exact(&mut self, out: &mut [u8]) -> io::Result<()> {
+        match self {
+            Link::Plain(s) => s.read_exact(out).await,
+            Link::Tls(s) => s.read_exact(out).await,
+        }
+    }
 }
 
 fn tls_error(e: rustls::Error) -> io::Error {
@@ -82,6 +111,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
         let name = ServerName::try_from(host.to_string())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let conn = rustls::ClientConnection::new(config, name).map_err(tls_error)?;
+        TlsStream::handshake(io, conn.into()).await
+    }
+
+    /// Runs the handshake with a client, as the server. The caller bounds the time.
+    pub async fn accept(io: S, config: Arc<rustls::ServerConfig>) -> io::Result<TlsStream<S>> {
+        let conn = rustls::ServerConnection::new(config).map_err(tls_error)?;
+        TlsStream::handshake(io, conn.into()).await
+    }
+
+    async fn handshake(io: S, conn: rustls::Connection) -> io::Result<TlsStream<S>> {
         let mut stream = TlsStream {
             io,
             conn,

@@ -86,6 +86,7 @@ impl Controller {
     pub async fn start(
         shard: Rc<Shard>,
         endpoints: Vec<crate::cluster::image::Endpoint>,
+        tls: Option<crate::cluster::transport::PeerTls>,
     ) -> anyhow::Result<Rc<Controller>> {
         if endpoints.is_empty() {
             anyhow::bail!("no listener to register");
@@ -105,10 +106,15 @@ impl Controller {
         let listen = config
             .controller_listen_addr()
             .ok_or_else(|| anyhow::anyhow!("no controller.listen address"))?;
-        let transport = Transport::start(me, &config.voters, &listen, events.clone(), Event::Peer)
-            .map_err(|e| {
-                anyhow::anyhow!("cannot listen for controller traffic on {listen}: {e}")
-            })?;
+        let transport = Transport::start(
+            me,
+            &config.voters,
+            &listen,
+            tls,
+            events.clone(),
+            Event::Peer,
+        )
+        .map_err(|e| anyhow::anyhow!("cannot listen for controller traffic on {listen}: {e}"))?;
         let incarnation = rand::random::<u64>();
         let leaving = Rc::new(std::cell::Cell::new(false));
         let leader = Rc::new(std::cell::Cell::new(false));

@@ -9,9 +9,8 @@
 use crate::config::inter_broker::InterBroker;
 use crate::config::security::Mechanism;
 use crate::security::sasl_client::{ScramClient, plain_token};
-use crate::security::tls_client::TlsStream;
+use crate::security::tls_client::{Link, TlsStream};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use kafka_protocol::messages::{
     ApiKey, RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse,
@@ -28,27 +27,6 @@ pub struct InterBrokerClient {
     pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl Stream {
-    async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
-        match self {
-            Stream::Plain(s) => s.write_all(data).await,
-            Stream::Tls(s) => s.write_all(data).await,
-        }
-    }
-
-    async fn read_exact(&mut self, out: &mut [u8]) -> std::io::Result<()> {
-        match self {
-            Stream::Plain(s) => s.read_exact(out).await,
-            Stream::Tls(s) => s.read_exact(out).await,
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("io: {0}")]
@@ -62,7 +40,7 @@ pub enum ClientError {
 }
 
 pub struct LeaderConn {
-    stream: Stream,
+    stream: Link<TcpStream>,
     /// When the SASL session the server granted ends (KIP-368): the connection is not
     /// used past it.
     session_ends: Option<Instant>,
@@ -98,7 +76,7 @@ impl LeaderConn {
             .map_err(|e| ClientError::Io(std::io::Error::other(e.to_string())))?;
         let _ = tcp.set_nodelay(true);
         let stream = match client.and_then(|c| c.tls.clone()) {
-            Some(config) => Stream::Tls(Box::new(
+            Some(config) => Link::Tls(Box::new(
                 within(
                     Duration::from_secs(5),
                     TlsStream::connect(tcp, config, host),
@@ -106,7 +84,7 @@ impl LeaderConn {
                 .await
                 .ok_or(ClientError::Timeout)??,
             )),
-            None => Stream::Plain(tcp),
+            None => Link::Plain(tcp),
         };
         let mut conn = LeaderConn {
             stream,
