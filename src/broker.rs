@@ -261,6 +261,13 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     let users = crate::security::credentials::Users::load(&config.data_dir)?;
     let acls =
         crate::security::acl::AclSet::load(&config.data_dir).map_err(|e| anyhow::anyhow!(e))?;
+    if clustered.is_some() && config.log.unclean_leader_election {
+        tracing::warn!(
+            "unclean.leader.election.enable=true in this broker's configuration decides nothing \
+             in a cluster (elections are the metadata's): set it per topic, or cluster-wide with \
+             AlterConfigs of the default broker resource"
+        );
+    }
     if clustered.is_some() && !acls.acls.is_empty() {
         tracing::warn!(
             "{} ACL bindings in {} are not used: a broker of a cluster uses the cluster's",

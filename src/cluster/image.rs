@@ -299,27 +299,14 @@ impl Image {
                     })
                     .collect(),
             ),
-            Command::AlterTopicConfigs { topics } => Outcome::Topics(
-                topics
-                    .into_iter()
-                    .map(|t| {
-                        let error_code = match self.topics.get_mut(&t.name) {
-                            Some(topic) => {
-                                topic.configs = t.configs;
-                                codes::NONE
-                            }
-                            None => codes::UNKNOWN_TOPIC_OR_PARTITION,
-                        };
-                        TopicOutcome {
-                            name: t.name,
-                            error_code,
-                            message: None,
-                        }
-                    })
-                    .collect(),
-            ),
+            Command::AlterTopicConfigs { topics } => {
+                let out = self.alter_topic_configs(topics);
+                self.elect_unclean_where_allowed();
+                out
+            }
             Command::AlterBrokerConfigs { broker, configs } => {
                 self.broker_configs.set(broker, configs);
+                self.elect_unclean_where_allowed();
                 Outcome::Done
             }
             Command::AllocateProducerIds { broker: _ } => {

@@ -4,6 +4,29 @@
 use super::*;
 
 impl Image {
+    /// Replaces each named topic's config overrides.
+    pub(super) fn alter_topic_configs(&mut self, topics: Vec<TopicConfigs>) -> Outcome {
+        Outcome::Topics(
+            topics
+                .into_iter()
+                .map(|t| {
+                    let error_code = match self.topics.get_mut(&t.name) {
+                        Some(topic) => {
+                            topic.configs = t.configs;
+                            codes::NONE
+                        }
+                        None => codes::UNKNOWN_TOPIC_OR_PARTITION,
+                    };
+                    TopicOutcome {
+                        name: t.name,
+                        error_code,
+                        message: None,
+                    }
+                })
+                .collect(),
+        )
+    }
+
     /// Partitions each live broker leads.
     pub(super) fn leader_counts(&self, live: &[i32]) -> BTreeMap<i32, usize> {
         let mut counts: BTreeMap<i32, usize> = live.iter().map(|id| (*id, 0)).collect();

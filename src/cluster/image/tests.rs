@@ -559,3 +559,53 @@ fn a_broker_is_registered_with_every_listener() {
         Some(endpoints)
     );
 }
+
+#[test]
+fn the_cluster_wide_unclean_default_applies_and_enabling_it_elects_at_once() {
+    let mut img = Image::default();
+    for id in 1..=3 {
+        register(&mut img, id);
+    }
+    img.apply(topic("r3", 3, 3));
+    let p = img.topics["r3"].partitions[1].clone();
+    assert_eq!(
+        alter(&mut img, p.leader_epoch, p.partition_epoch, vec![2]),
+        codes::NONE
+    );
+    img.apply(Command::Fence { id: 2 });
+    assert_eq!(
+        img.topics["r3"].partitions[1].leader, -1,
+        "clean: nobody leads"
+    );
+    // The cluster-wide dynamic default turns unclean election on: the leaderless
+    // partition is led by a live replica at once, with a new epoch.
+    img.apply(Command::AlterBrokerConfigs {
+        broker: None,
+        configs: [(UNCLEAN_ELECTION.to_string(), "true".to_string())].into(),
+    });
+    let q = img.topics["r3"].partitions[1].clone();
+    assert!(q.leader == 1 || q.leader == 3, "{q:?}");
+    assert_eq!(q.isr, vec![q.leader]);
+    assert!(q.leader_epoch > p.leader_epoch);
+    // A topic's own `false` wins over the cluster's `true`.
+    img.apply(Command::AlterTopicConfigs {
+        topics: vec![TopicConfigs {
+            name: "r3".into(),
+            configs: [(UNCLEAN_ELECTION.to_string(), "false".to_string())].into(),
+        }],
+    });
+    let r = img.topics["r3"].partitions[0].clone();
+    let leader = r.leader;
+    let (e, pe) = (r.leader_epoch, r.partition_epoch);
+    let shrink = Command::AlterPartition {
+        topic: "r3".into(),
+        partition: 0,
+        leader,
+        leader_epoch: e,
+        partition_epoch: pe,
+        isr: vec![leader],
+    };
+    assert_eq!(codes_of(img.apply(shrink))[0], codes::NONE);
+    img.apply(Command::Fence { id: leader });
+    assert_eq!(img.topics["r3"].partitions[0].leader, -1);
+}
