@@ -143,6 +143,16 @@ impl Broker {
         b
     }
 
+    /// As [`Broker::launch`], for a broker whose `extra` settings give its `listeners`
+    /// (no `--listen`); `port` is the listener the harness waits on.
+    pub fn launch_listeners(port: u16, extra: Vec<String>, label: &str) -> Broker {
+        let mut b = Broker::unstarted(port, extra, Vec::new(), None);
+        b.label = label.to_string();
+        b.listen_flag = false;
+        b.spawn_process();
+        b
+    }
+
     /// Starts a stopped broker again without waiting for it to answer (see `launch`).
     pub fn launch_again(&mut self) {
         self.spawn_process();
