@@ -378,6 +378,8 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         let thread = std::thread::Builder::new()
             .name(format!("shard-{i}"))
             .spawn(move || {
+                // Blocking file calls made on this thread are counted (see os::pagecache).
+                crate::os::pagecache::on_reactor();
                 let executor = match builder.make() {
                     Ok(e) => e,
                     Err(e) => {

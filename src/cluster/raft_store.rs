@@ -185,7 +185,7 @@ impl<S: Storage> RaftStore<S> {
         storage: S,
         dir: PathBuf,
     ) -> Result<(RaftStore<S>, Recovered), RaftStoreError> {
-        let existed = storage.exists(&dir);
+        let existed = storage.exists(&dir).await;
         storage.create_dir_all(&dir).await?;
         // A new directory's own entry must survive a crash too.
         if !existed && let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {

@@ -3,5 +3,6 @@
 
 pub mod disk;
 pub mod limits;
+pub mod pagecache;
 pub mod signals;
 pub mod sockopt;

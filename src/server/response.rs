@@ -8,6 +8,11 @@
 //! socket, the next piece is sent with a copying write through glommio, which waits for
 //! room without blocking the reactor, and then the zero-copy path resumes. Every path
 //! counts its bytes in [`FetchStats`].
+//!
+//! sendfile and pread wait for the disk when the range is not in the page cache, and the
+//! whole shard with them. So a file range is first checked with cachestat(2); one with
+//! pages missing is read into the page cache on the blocking thread pool ([`warm`]) while
+//! the reactor serves other connections, then sent as a hot one.
 
 pub use crate::shard::stats::FetchStats;
 use crate::shard::stats::add;
@@ -53,6 +58,33 @@ impl Response {
         }
         Ok(out)
     }
+}
+
+/// Makes sure `len` bytes at `position` of `fd` are in the page cache before the reactor
+/// sends them: a range with pages missing is read on the blocking thread pool (through a
+/// duplicate descriptor, so the read never outlives the file it reads), counted in
+/// `cold_fill_bytes`. A range still not all cached after that (evicted meanwhile, or no
+/// cachestat) is counted as a blocking read on the reactor and sent anyway.
+pub(super) async fn warm(
+    fd: &std::os::fd::OwnedFd,
+    position: u64,
+    len: u64,
+    stats: &FetchStats,
+) -> io::Result<()> {
+    use crate::os::pagecache::{fill, note_cold_read_on_reactor, uncached_pages};
+    if uncached_pages(fd.as_raw_fd(), position, len) == Some(0) {
+        return Ok(());
+    }
+    let own = fd.try_clone()?;
+    let filled = glommio::executor()
+        .spawn_blocking(move || fill(own.as_raw_fd(), position, len))
+        .await;
+    filled?;
+    add(&stats.cold_fill_bytes, len);
+    if uncached_pages(fd.as_raw_fd(), position, len) != Some(0) {
+        note_cold_read_on_reactor();
+    }
+    Ok(())
 }
 
 pub(super) fn pread_exact(fd: RawFd, position: u64, len: usize) -> io::Result<Vec<u8>> {
@@ -146,6 +178,7 @@ async fn write_chunks(
                 send_memory(stream, sock, bufs, stats, zero_copy).await?;
             }
             Chunk::File { fd, position, len } => {
+                warm(&fd, position, len, stats).await?;
                 send_file(
                     stream,
                     sock,

@@ -263,6 +263,7 @@ impl TlsWrite {
             match chunk {
                 Chunk::Bytes(b) => self.write_plain(&b).await?,
                 Chunk::File { fd, position, len } => {
+                    super::response::warm(&fd, position, len, stats).await?;
                     let mut at = 0u64;
                     while at < len {
                         let piece = (len - at).min(TLS_WRITE_CHUNK as u64);

@@ -294,7 +294,7 @@ pub async fn persist<S: Storage>(
         .map_err(|e| std::io::Error::other(format!("cannot encode metadata: {e}")))?;
     let text = with_header(&text);
     let tmp: PathBuf = data_dir.join(META_TMP);
-    if storage.exists(&tmp) {
+    if storage.exists(&tmp).await {
         storage.remove_file(&tmp).await?;
     }
     let file = storage.open(&tmp, FileKind::Buffered, true).await?;

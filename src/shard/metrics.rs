@@ -156,6 +156,10 @@ pub struct ShardSnapshot {
     pub fallback_bytes: u64,
     pub cache_hit_bytes: u64,
     pub cache_miss_bytes: u64,
+    pub cold_fill_bytes: u64,
+    /// Blocking file calls made on this shard's reactor thread (0 unless a path misses the
+    /// blocking thread pool).
+    pub reactor_blocking_calls: u64,
     pub cluster: Option<ClusterSnapshot>,
     /// (group, topic, partition, committed offset) of the groups this shard coordinates.
     pub committed: Vec<(String, String, i32, i64)>,
@@ -246,6 +250,8 @@ impl Shard {
             fallback_bytes: f.fallback_bytes.get(),
             cache_hit_bytes: f.cache_hit_bytes.get(),
             cache_miss_bytes: f.cache_miss_bytes.get(),
+            cold_fill_bytes: f.cold_fill_bytes.get(),
+            reactor_blocking_calls: crate::os::pagecache::blocking_calls_here(),
             cluster,
             committed: self.groups.committed_offsets(),
         }

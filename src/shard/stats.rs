@@ -17,6 +17,9 @@ pub struct FetchStats {
     /// Record bytes served from the direct-IO batch cache / from segment files.
     pub cache_hit_bytes: Cell<u64>,
     pub cache_miss_bytes: Cell<u64>,
+    /// File bytes not in the page cache, read into it on the blocking thread pool before
+    /// being sent (so the reactor never waits for the disk).
+    pub cold_fill_bytes: Cell<u64>,
 }
 
 /// Adds `n` to a counter.

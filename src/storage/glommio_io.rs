@@ -323,13 +323,17 @@ impl Storage for GlommioStorage {
         // A new directory's name is durable only once its parent is synced (found by
         // tests/power_cut.rs: without it a power cut can take a partition's whole directory,
         // fsynced segments and all). Sync the parent of every directory created here.
-        let mut created = Vec::new();
-        let mut at = Some(dir);
-        while let Some(d) = at.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
-            created.push(d.to_path_buf());
-            at = d.parent();
-        }
-        std::fs::create_dir_all(dir)?;
+        let target = dir.to_path_buf();
+        let created = off_reactor(self, "create_dir_all", move || {
+            let mut created = Vec::new();
+            let mut at = Some(target.as_path());
+            while let Some(d) = at.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+                created.push(d.to_path_buf());
+                at = d.parent();
+            }
+            std::fs::create_dir_all(&target).map(|()| created)
+        })
+        .await?;
         for d in &created {
             match d.parent() {
                 Some(p) if !p.as_os_str().is_empty() => self.sync_dir(p).await?,
@@ -340,26 +344,36 @@ impl Storage for GlommioStorage {
     }
 
     async fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            if let Some(name) = entry.file_name().to_str() {
-                names.push(name.to_string());
+        let dir = dir.to_path_buf();
+        off_reactor(self, "read_dir", move || {
+            let mut names = Vec::new();
+            for entry in std::fs::read_dir(&dir)? {
+                let entry = entry?;
+                if let Some(name) = entry.file_name().to_str() {
+                    names.push(name.to_string());
+                }
             }
-        }
-        Ok(names)
+            Ok(names)
+        })
+        .await
     }
 
     async fn remove_file(&self, path: &Path) -> io::Result<()> {
-        std::fs::remove_file(path)
+        let path = path.to_path_buf();
+        off_reactor(self, "unlink", move || std::fs::remove_file(&path)).await
     }
 
     async fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
-        std::fs::remove_dir_all(dir)
+        let dir = dir.to_path_buf();
+        off_reactor(self, "remove_dir_all", move || {
+            std::fs::remove_dir_all(&dir)
+        })
+        .await
     }
 
     async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        std::fs::rename(from, to)
+        let (from, to) = (from.to_path_buf(), to.to_path_buf());
+        off_reactor(self, "rename", move || std::fs::rename(&from, &to)).await
     }
 
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -369,8 +383,11 @@ impl Storage for GlommioStorage {
         Ok(())
     }
 
-    fn exists(&self, path: &Path) -> bool {
-        path.exists()
+    async fn exists(&self, path: &Path) -> bool {
+        let path = path.to_path_buf();
+        off_reactor(self, "stat", move || Ok(path.exists()))
+            .await
+            .unwrap_or(false)
     }
 
     async fn offload<T: Send + 'static>(
@@ -381,4 +398,17 @@ impl Storage for GlommioStorage {
             .spawn_blocking(move || crate::fatal::contained_call(work))
             .await
     }
+}
+
+/// Runs a blocking file call on the blocking thread pool, so the reactor serves others
+/// meanwhile (a deletion of a large segment, or a directory of many, takes milliseconds).
+async fn off_reactor<T: Send + 'static>(
+    storage: &GlommioStorage,
+    what: &'static str,
+    call: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    storage
+        .offload(move || crate::os::pagecache::blocking_call(what, call))
+        .await
+        .unwrap_or_else(|| Err(io::Error::other(format!("{what} panicked"))))
 }

@@ -58,7 +58,7 @@ pub trait Storage: Clone + 'static {
     async fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// fsync of the directory, so created, renamed and removed entries survive a crash.
     async fn sync_dir(&self, dir: &Path) -> io::Result<()>;
-    fn exists(&self, path: &Path) -> bool;
+    async fn exists(&self, path: &Path) -> bool;
     /// Runs CPU-heavy work on a client's bytes (walking decompressed records) away from
     /// the reactor, so one large batch cannot stall the shard's other clients. A panic in
     /// `work` is contained to it: `None`.

@@ -495,7 +495,7 @@ impl Storage for SimStorage {
         Ok(())
     }
 
-    fn exists(&self, path: &Path) -> bool {
+    async fn exists(&self, path: &Path) -> bool {
         let fs = self.fs.borrow();
         fs.files.contains_key(path) || fs.dirs.contains_key(path)
     }
@@ -525,8 +525,11 @@ mod tests {
                 sim.crash_at_op(n);
                 assert!(sim.create_dir_all(dir).await.is_err(), "crash at op {n}");
                 let img = sim.crash_image(n);
-                assert!(!img.exists(dir), "crash at op {n}: the directory survived");
-                assert_eq!(img.exists(Path::new("/d")), n > 3, "crash at op {n}");
+                assert!(
+                    !img.exists(dir).await,
+                    "crash at op {n}: the directory survived"
+                );
+                assert_eq!(img.exists(Path::new("/d")).await, n > 3, "crash at op {n}");
             }
             // Once it returned, the directory and a file synced in it survive.
             let sim = SimStorage::new(9);
@@ -542,7 +545,7 @@ mod tests {
             f.sync_data().await.expect("sync");
             sim.sync_dir(dir).await.expect("sync dir");
             let img = sim.crash_image(9);
-            assert!(img.exists(dir));
+            assert!(img.exists(dir).await);
             assert_eq!(img.file_bytes(&path), Some(b"x".to_vec()));
         });
     }

@@ -312,6 +312,24 @@ impl Snapshots {
         }
         let mut f = family(
             enc,
+            "ringbroker_cold_read_bytes",
+            "File bytes not in the page cache, read into it on the blocking thread pool before they were sent.",
+            MetricType::Counter,
+        )?;
+        for s in &self.0 {
+            f.counter(&shard_label(s), s.cold_fill_bytes)?;
+        }
+        let mut f = family(
+            enc,
+            "ringbroker_reactor_blocking_file_calls",
+            "Blocking file calls made on the shard's reactor thread instead of the blocking thread pool.",
+            MetricType::Counter,
+        )?;
+        for s in &self.0 {
+            f.counter(&shard_label(s), s.reactor_blocking_calls)?;
+        }
+        let mut f = family(
+            enc,
             "ringbroker_connections",
             "Open client connections.",
             MetricType::Gauge,

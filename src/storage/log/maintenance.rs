@@ -49,7 +49,7 @@ impl<S: Storage> PartitionLog<S> {
                 // to take: remove them, or stop the log if that is impossible.
                 for ext in ["log", "index", "timeindex"] {
                     let path = segment_path(dir, next, ext);
-                    if self.inner.storage.exists(&path)
+                    if self.inner.storage.exists(&path).await
                         && let Err(rm) = self.inner.storage.remove_file(&path).await
                     {
                         self.fail("removing a half-created segment", &rm);

@@ -253,7 +253,7 @@ pub async fn truncate_closed<S: Storage>(storage: &S, dir: &Path, offset: i64) -
     for &base in bases[keep + 1..].iter().rev() {
         for ext in ["timeindex", "index", "log"] {
             let path = segment_path(dir, base, ext);
-            if storage.exists(&path) {
+            if storage.exists(&path).await {
                 storage.remove_file(&path).await?;
             }
         }
@@ -279,7 +279,7 @@ pub async fn truncate_closed<S: Storage>(storage: &S, dir: &Path, offset: i64) -
         file.sync_data().await?;
         for ext in ["timeindex", "index"] {
             let path = segment_path(dir, base, ext);
-            if storage.exists(&path) {
+            if storage.exists(&path).await {
                 storage.remove_file(&path).await?;
             }
         }

@@ -77,7 +77,7 @@ pub(super) async fn read_checkpoint_file<S: Storage>(
     name: &str,
 ) -> Result<Option<Result<i64, String>>> {
     let path = dir.join(name);
-    if !storage.exists(&path) {
+    if !storage.exists(&path).await {
         return Ok(None);
     }
     let file = storage.open(&path, FileKind::Buffered, false).await?;
@@ -99,7 +99,7 @@ pub(super) async fn write_checkpoint_file<S: Storage>(
     offset: i64,
 ) -> Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
-    if storage.exists(&tmp) {
+    if storage.exists(&tmp).await {
         storage.remove_file(&tmp).await?;
     }
     let file = storage.open(&tmp, FileKind::Buffered, true).await?;

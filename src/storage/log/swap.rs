@@ -120,7 +120,7 @@ pub async fn recover_swaps<S: Storage>(storage: &S, dir: &Path) -> Result<()> {
 pub async fn read_checkpoint<S: Storage>(storage: &S, dir: &Path) -> Result<Option<i64>> {
     use crate::storage::io::{FileKind, StorageFile};
     let path = dir.join(CHECKPOINT_FILE);
-    if !storage.exists(&path) {
+    if !storage.exists(&path).await {
         return Ok(None);
     }
     let f = storage.open(&path, FileKind::Buffered, false).await?;
