@@ -124,11 +124,17 @@ impl InterBrokerConfig {
                 }
                 self.controller_listener = name.to_string();
             }
+            "sasl.mechanism.inter.broker.protocol" if value.trim().is_empty() => {
+                self.sasl_mechanism = None;
+            }
             "sasl.mechanism.inter.broker.protocol" => {
                 self.sasl_mechanism = Some(
                     Mechanism::parse(value.trim())
                         .ok_or_else(|| bad(key, value, "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"))?,
                 );
+            }
+            JAAS if value.trim().is_empty() => {
+                self.jaas.remove("");
             }
             JAAS => {
                 self.jaas.insert(String::new(), value.to_string());
