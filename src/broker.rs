@@ -184,7 +184,12 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         bail!("no listener configured");
     };
     let tls = if listeners.iter().any(|(l, _)| l.protocol.tls()) {
-        Some(crate::security::tls::server_config(&config.security)?)
+        let store = crate::security::tls::TlsStore::load(&config.security)?;
+        let every = config.security.tls.reload_interval_ms;
+        if every > 0 {
+            store.watch(Duration::from_millis(every))?;
+        }
+        Some(store)
     } else {
         None
     };

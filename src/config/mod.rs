@@ -9,6 +9,7 @@ pub mod group;
 pub mod limits;
 pub mod log;
 pub mod security;
+pub mod tls;
 pub mod topic;
 pub mod txn;
 

@@ -309,8 +309,11 @@ type RequestTask =
 /// How a listener secures its connections.
 #[derive(Clone)]
 pub struct Security {
-    /// SSL and SASL_SSL listeners: the TLS configuration every connection shares.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// SSL and SASL_SSL listeners: the TLS configuration new connections take.
+    pub tls: Option<Arc<crate::security::tls::TlsStore>>,
+    /// SSL listeners: the client certificate's subject, mapped by these rules, is the
+    /// principal.
+    pub cert_principal: Option<crate::config::tls::PrincipalRules>,
     /// SASL_PLAINTEXT and SASL_SSL listeners: the users and mechanisms.
     pub sasl: Option<SaslSetup>,
 }
@@ -369,8 +372,8 @@ pub async fn serve(
     let writer = unsafe { TcpStream::from_raw_fd(write_fd) };
     let (mut reader_half, mut writer) = match &security.tls {
         None => (ReadHalf::Plain(stream), WriteHalf::Plain(writer)),
-        Some(config) => {
-            let mut conn = match rustls::ServerConnection::new(config.clone()) {
+        Some(store) => {
+            let mut conn = match rustls::ServerConnection::new(store.current()) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!("cannot start a TLS connection: {e}");
@@ -383,7 +386,22 @@ pub async fn serve(
             let done = transport::handshake(&mut stream, conn).await;
             activity.frame_since.set(None);
             match done {
-                Ok(conn) => transport::tls_halves(stream, writer, conn),
+                Ok(conn) => {
+                    if let Some(rules) = &security.cert_principal {
+                        let chain = conn.peer_certificates();
+                        match crate::security::certificate::principal(chain, rules) {
+                            Ok(p) => *ctx.principal.borrow_mut() = p,
+                            Err(e) => {
+                                tracing::info!(
+                                    "closing connection from {}: client certificate: {e}",
+                                    ctx.client_host
+                                );
+                                return;
+                            }
+                        }
+                    }
+                    transport::tls_halves(stream, writer, conn)
+                }
                 Err(e) => {
                     tracing::info!(
                         "closing connection from {}: TLS handshake failed: {}",
