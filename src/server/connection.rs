@@ -325,6 +325,8 @@ pub struct SaslSetup {
     /// Largest frame before authentication.
     pub frame_max_bytes: usize,
     pub failure_delay: Duration,
+    /// `connections.max.reauth.ms`, when set.
+    pub session_max: Option<Duration>,
 }
 
 /// A task whose answer is already known (the SASL gate's).
@@ -455,13 +457,16 @@ pub async fn serve(
             sasl.users,
             Authenticator::new(sasl.mechanisms),
             sasl.failure_delay,
+            sasl.session_max,
         )
     });
+    let mut authenticated = false;
     loop {
         match reader.next(&mut reader_half, &activity).await {
             Ok(Some(frame)) => {
                 let verdict = match gate.as_mut() {
                     None => Verdict::Pass,
+                    Some(g) if authenticated => g.after_authentication(&ctx, frame.clone()).await,
                     Some(g) => g.admit(&ctx, frame.clone()).await,
                 };
                 let task = match verdict {
@@ -473,7 +478,11 @@ pub async fn serve(
                     }
                     Verdict::Answer(answer) => answered(answer),
                     Verdict::Authenticated(answer) => {
-                        gate = None;
+                        authenticated = true;
+                        // Without sessions that end, the gate has nothing more to do.
+                        if gate.as_ref().is_some_and(|g| !g.sessions_expire()) {
+                            gate = None;
+                        }
                         reader.set_frame_max_bytes(frame_max_bytes);
                         answered(answer)
                     }

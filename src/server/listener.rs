@@ -49,6 +49,8 @@ impl Frontend {
                 mechanisms: sec.sasl_enabled_mechanisms.clone(),
                 frame_max_bytes: usize::try_from(sec.sasl_max_receive_bytes).unwrap_or(usize::MAX),
                 failure_delay: Duration::from_millis(sec.failed_authentication_delay_ms),
+                session_max: (sec.connections_max_reauth_ms > 0)
+                    .then(|| Duration::from_millis(sec.connections_max_reauth_ms)),
             }),
         }
     }
