@@ -21,7 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const SASL_AUTHENTICATION_FAILED: i16 = 58;
-const SESSION_MS: i64 = 1500;
+const ILLEGAL_SASL_STATE: i16 = 34;
+const SESSION_MS: i64 = 2000;
 
 fn users_add(data: &std::path::Path, mechanism: &str, user: &str, password: &str) {
     let (status, stderr) = run_to_exit(
@@ -42,9 +43,9 @@ fn users_add(data: &std::path::Path, mechanism: &str, user: &str, password: &str
     assert!(status.success(), "users add: {stderr}");
 }
 
-/// A broker with a SASL_PLAINTEXT listener whose sessions last `SESSION_MS`; alice and
-/// bob have PLAIN and SCRAM-SHA-256 credentials.
-fn start() -> (Broker, tempfile::TempDir, u16) {
+/// A broker with a SASL_PLAINTEXT listener whose sessions last `reauth_ms` (0: for ever);
+/// alice and bob have PLAIN and SCRAM-SHA-256 credentials.
+fn start_with(reauth_ms: i64) -> (Broker, tempfile::TempDir, u16) {
     let data = disk_tempdir("rb-reauth-");
     for m in ["PLAIN", "SCRAM-SHA-256"] {
         users_add(data.path(), m, "alice", "alice-secret");
@@ -53,13 +54,17 @@ fn start() -> (Broker, tempfile::TempDir, u16) {
     let (plain, sasl) = (free_port(), free_port());
     let extra = [
         format!("listeners=PLAINTEXT://127.0.0.1:{plain},SASL_PLAINTEXT://127.0.0.1:{sasl}"),
-        format!("connections.max.reauth.ms={SESSION_MS}"),
+        format!("connections.max.reauth.ms={reauth_ms}"),
     ]
     .into_iter()
     .flat_map(|s| ["--set".to_string(), s])
     .collect();
     let broker = Broker::start_with_listeners(data.path(), plain, extra);
     (broker, data, sasl)
+}
+
+fn start() -> (Broker, tempfile::TempDir, u16) {
+    start_with(SESSION_MS)
 }
 
 /// A PLAIN exchange (handshake v1, authenticate v1) on `c`.
@@ -103,7 +108,7 @@ fn a_session_ends_unless_the_client_re_authenticates_as_itself() {
         plain_login(&mut renewed, "alice", "alice-secret").error_code,
         0
     );
-    std::thread::sleep(Duration::from_millis(900));
+    std::thread::sleep(Duration::from_millis(1200));
     let again = plain_login(&mut renewed, "alice", "alice-secret");
     assert_eq!(again.error_code, 0, "re-authentication");
     assert_eq!(again.session_lifetime_ms, SESSION_MS);
@@ -118,11 +123,24 @@ fn a_session_ends_unless_the_client_re_authenticates_as_itself() {
     assert_eq!(other.error_code, SASL_AUTHENTICATION_FAILED);
     impostor.expect_closed("re-authenticated as another principal");
 
-    std::thread::sleep(Duration::from_millis(900));
-    // 1.8 s after the first logins: the first session is over, the renewed one is not.
+    std::thread::sleep(Duration::from_millis(1200));
+    // 2.4 s after the first logins: the first session is over, the renewed one (until
+    // 3.2 s) is not.
     assert!(metadata_ok(&mut renewed), "the renewed session goes on");
     lapsed.send(4, &MetadataRequest::default().with_topics(Some(vec![])));
     lapsed.expect_closed("its session expired");
+
+    // Re-authentication must keep the mechanism and cannot go back to raw tokens (v0).
+    for (version, mechanism) in [(1, "SCRAM-SHA-256"), (0, "PLAIN")] {
+        let mut c = RawClient::connect(sasl_addr(sasl));
+        assert_eq!(plain_login(&mut c, "alice", "alice-secret").error_code, 0);
+        let h: SaslHandshakeResponse = c.call(
+            version,
+            &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism)),
+        );
+        assert_eq!(h.error_code, ILLEGAL_SASL_STATE, "v{version} {mechanism}");
+        c.expect_closed("a re-authentication that changes the mechanism or framing");
+    }
 
     // A wrong password on re-authentication closes the connection too.
     let mut c = RawClient::connect(sasl_addr(sasl));
@@ -130,6 +148,20 @@ fn a_session_ends_unless_the_client_re_authenticates_as_itself() {
     let wrong = plain_login(&mut c, "bob", "not-bob");
     assert_eq!(wrong.error_code, SASL_AUTHENTICATION_FAILED);
     c.expect_closed("a failed re-authentication");
+}
+
+#[test]
+fn without_connections_max_reauth_ms_a_session_lasts_and_sasl_requests_are_out_of_place() {
+    let (_broker, _data, sasl) = start_with(0);
+    let mut c = RawClient::connect(sasl_addr(sasl));
+    let a = plain_login(&mut c, "alice", "alice-secret");
+    assert_eq!((a.error_code, a.session_lifetime_ms), (0, 0));
+    let h: SaslHandshakeResponse = c.call(
+        1,
+        &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+    );
+    assert_eq!(h.error_code, ILLEGAL_SASL_STATE);
+    assert!(metadata_ok(&mut c), "the connection stays open");
 }
 
 #[derive(Default)]
@@ -164,10 +196,10 @@ fn librdkafka_keeps_producing_across_re_authentications() {
         .set("linger.ms", "5")
         .create_with_context(Recorder(deliveries.clone()))
         .expect("producer");
-    // About four sessions' worth of records, one every 100 ms.
+    // About three sessions' worth of records, one every 100 ms.
     let started = Instant::now();
     let mut sent = 0;
-    while started.elapsed() < Duration::from_millis(4 * SESSION_MS as u64 + 500) {
+    while started.elapsed() < Duration::from_millis(3 * SESSION_MS as u64 + 500) {
         producer
             .send(
                 BaseRecord::<(), _>::to("reauth")
@@ -194,6 +226,7 @@ fn librdkafka_keeps_producing_across_re_authentications() {
 
     let log = broker.log();
     let reauths = log.matches("re-authenticated as alice").count();
+    eprintln!("{sent} records delivered across {reauths} re-authentications");
     assert!(reauths >= 2, "only {reauths} re-authentications:\n{log}");
     assert!(
         !log.contains("session expired"),
