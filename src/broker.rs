@@ -6,6 +6,7 @@
 //! 2. wait until every shard has drained (other shards may still route work here);
 //! 3. flush and close every log; the executors end and the process exits 0.
 
+use crate::cluster::image::Endpoint;
 use crate::config::BrokerConfig;
 use crate::config::security::Listener;
 use crate::server::admission::ConnectionLimits;
@@ -62,10 +63,10 @@ fn ensure_port_free(addr: &str, key: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The host and port a broker of a cluster registers for clients: the first listener's
-/// advertised address, else its bind address, which must then name a host clients can
-/// reach. (Only one address per broker is registered: see the README's Security section.)
-fn cluster_address(listener: &Listener, node: i32) -> anyhow::Result<(String, u16)> {
+/// Where a broker of a cluster registers `listener` for clients and the other brokers:
+/// its advertised address, else its bind address, which must then name a host they can
+/// reach.
+fn cluster_endpoint(listener: &Listener, node: i32) -> anyhow::Result<Endpoint> {
     let addr = listener.advertised.as_deref().unwrap_or(&listener.bind);
     let (host, port) = addr
         .rsplit_once(':')
@@ -75,12 +76,16 @@ fn cluster_address(listener: &Listener, node: i32) -> anyhow::Result<(String, u1
         .with_context(|| format!("{addr} has no valid port"))?;
     if matches!(host, "0.0.0.0" | "::" | "[::]" | "") {
         bail!(
-            "node {node}: clients cannot reach {addr}; set `advertised` (with `listeners`: \
-             `advertised.listeners` for the first listener), or listen on a specific address, \
-             in a cluster"
+            "node {node}: listener {} at {addr} cannot be reached; set `advertised` (with \
+             `listeners`: `advertised.listeners`), or listen on a specific address, in a cluster",
+            listener.name
         );
     }
-    Ok((host.to_string(), port))
+    Ok(Endpoint {
+        name: listener.name.clone(),
+        host: host.to_string(),
+        port,
+    })
 }
 
 const IO_MEMORY_MIN: usize = 256 << 10;
@@ -142,7 +147,10 @@ struct StoppedBySignal(libc::c_int);
 
 struct Shared {
     /// In a cluster: where clients reach this broker (told to the controller).
-    clustered: Option<(String, u16)>,
+    /// In a cluster: this broker's listeners as it registers them.
+    clustered: Option<Vec<Endpoint>>,
+    inter_broker: Option<Arc<crate::shard::replica::InterBrokerClient>>,
+    controller_tls: Option<crate::cluster::transport::PeerTls>,
     /// Stopping begins: shard 0 has the controller move leadership off this broker.
     leaving: AtomicBool,
     /// Shard 0 is done leaving the cluster (or there is none).
@@ -180,16 +188,11 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
             .with_context(|| format!("listener address {} resolves to nothing", l.bind))?;
         listeners.push((l, addr));
     }
-    let Some(first) = listeners.first().map(|(l, _)| l.clone()) else {
+    if listeners.is_empty() {
         bail!("no listener configured");
-    };
+    }
     let tls = if listeners.iter().any(|(l, _)| l.protocol.tls()) {
-        let store = crate::security::tls::TlsStore::load(&config.security)?;
-        let every = config.security.tls.reload_interval_ms;
-        if every > 0 {
-            store.watch(Duration::from_millis(every))?;
-        }
-        Some(store)
+        Some(crate::security::tls::TlsStore::start(&config.security)?)
     } else {
         None
     };
@@ -214,12 +217,64 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     // In a cluster the metadata is the controller quorum's log (under `<data>/__cluster`),
     // applied once the node runs; a broker alone keeps it in `__ringbroker_meta.toml`.
     let clustered = match config.cluster.node_id {
-        Some(node) => Some(cluster_address(&first, node)?),
+        Some(node) => Some(
+            listeners
+                .iter()
+                .map(|(l, _)| cluster_endpoint(l, node))
+                .collect::<anyhow::Result<Vec<Endpoint>>>()?,
+        ),
         None => None,
     };
+    // How this broker reaches the others' listeners: TLS and SASL settings checked now, so
+    // a bad truststore or login stops the start instead of every replica fetch.
+    let inter_broker = match clustered {
+        Some(_) => {
+            let link = config.inter_broker_link()?;
+            let tls = if link.protocol.tls() {
+                Some(crate::security::tls_client::client_config(
+                    &config.security,
+                    false,
+                )?)
+            } else {
+                None
+            };
+            Some(Arc::new(crate::shard::replica::InterBrokerClient {
+                link,
+                tls,
+            }))
+        }
+        None => None,
+    };
+    // Mutual TLS on the controller port when its listener is SSL.
+    let controller_tls =
+        if clustered.is_some() && config.inter_broker.controller_tls(&config.security)? {
+            Some(crate::cluster::transport::PeerTls {
+                server: crate::security::tls::server_config_with(
+                    &config.security,
+                    crate::config::security::ClientAuth::Required,
+                )?,
+                client: crate::security::tls_client::client_config(&config.security, true)?,
+            })
+        } else {
+            None
+        };
     let users = crate::security::credentials::Users::load(&config.data_dir)?;
     let acls =
         crate::security::acl::AclSet::load(&config.data_dir).map_err(|e| anyhow::anyhow!(e))?;
+    if clustered.is_some() && config.log.unclean_leader_election {
+        tracing::warn!(
+            "unclean.leader.election.enable=true in this broker's configuration decides nothing \
+             in a cluster (elections are the metadata's): set it per topic, or cluster-wide with \
+             AlterConfigs of the default broker resource"
+        );
+    }
+    if clustered.is_some() && !acls.acls.is_empty() {
+        tracing::warn!(
+            "{} ACL bindings in {} are not used: a broker of a cluster uses the cluster's",
+            acls.acls.len(),
+            crate::security::acl::ACLS_FILE
+        );
+    }
     if listeners.iter().any(|(l, _)| l.protocol.sasl()) && users.users.is_empty() {
         tracing::warn!(
             "a SASL listener is configured but no user exists: add them with `ringbroker users add`"
@@ -283,6 +338,8 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     };
     let shared = Arc::new(Shared {
         clustered: clustered.clone(),
+        inter_broker,
+        controller_tls,
         leaving: AtomicBool::new(false),
         left: AtomicBool::new(false),
         producer_ids: Arc::new(producer_ids),
@@ -443,12 +500,14 @@ async fn shard_main(
         shared.producer_ids.clone(),
     );
     let id = shard.id;
+    *shard.inter_broker.borrow_mut() = shared.inter_broker.clone();
     shard.serve_mesh(receivers);
     shard.apply_metadata(metadata).await;
     if id == 0
-        && let Some((host, port)) = shared.clustered.clone()
+        && let Some(endpoints) = shared.clustered.clone()
     {
-        match crate::shard::controller::Controller::start(shard.clone(), host, port).await {
+        let tls = shared.controller_tls.clone();
+        match crate::shard::controller::Controller::start(shard.clone(), endpoints, tls).await {
             Ok(c) => *shard.controller.borrow_mut() = Some(c),
             Err(e) => {
                 let _ = startup.send((0, Startup::Failed(format!("{e:#}"))));

@@ -66,6 +66,7 @@ fn command(rng: &mut StdRng, n: u64) -> Command {
             host: "h".into(),
             port: 9092,
             incarnation: rng.random_range(0..3),
+            endpoints: Vec::new(),
         },
         1 => Command::Fence {
             id: VOTERS[rng.random_range(0..3)],

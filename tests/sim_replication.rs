@@ -126,6 +126,7 @@ impl Sim {
                     host: "h".into(),
                     port: 1,
                     incarnation: 1,
+                    endpoints: Vec::new(),
                 });
                 let disk = SimStorage::new(seed.wrapping_mul(31).wrapping_add(id as u64));
                 let log = block_on(Log::open(disk.clone(), dir(), config(flush))).expect("open");
@@ -408,6 +409,7 @@ impl Sim {
             host: "h".into(),
             port: 1,
             incarnation,
+            endpoints: Vec::new(),
         });
         self.trace(|| format!("restarted {id}"));
     }

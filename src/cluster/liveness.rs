@@ -31,7 +31,11 @@ impl Sessions {
             return None;
         }
         let current = image.brokers.get(&hb.id).is_some_and(|b| {
-            !b.fenced && b.incarnation == hb.incarnation && b.host == hb.host && b.port == hb.port
+            !b.fenced
+                && b.incarnation == hb.incarnation
+                && b.host == hb.host
+                && b.port == hb.port
+                && b.endpoints == hb.endpoints
         });
         if current {
             return None;
@@ -41,6 +45,7 @@ impl Sessions {
             host: hb.host.clone(),
             port: hb.port,
             incarnation: hb.incarnation,
+            endpoints: hb.endpoints.clone(),
         };
         self.propose_once(hb.id, cmd, now, 2_000)
     }
@@ -88,6 +93,7 @@ mod tests {
             port: 1,
             incarnation,
             shutting_down: false,
+            endpoints: Vec::new(),
         }
     }
 
@@ -112,6 +118,7 @@ mod tests {
             host: "h".into(),
             port: 1,
             incarnation: 8,
+            endpoints: Vec::new(),
         });
         s.applied(1);
         assert!(s.expired(&img2, 1_000, 3_000).is_empty());
@@ -134,6 +141,7 @@ mod tests {
             host: "h".into(),
             port: 1,
             incarnation: 1,
+            endpoints: Vec::new(),
         });
         let mut s = Sessions::default();
         s.start(&img, 50_000);

@@ -7,11 +7,13 @@
 //! queue is bounded and a full one drops.
 //!
 //! Every peer is untrusted input: lengths are bounded before anything is allocated, and a
-//! frame that does not parse closes its connection.
+//! frame that does not parse closes its connection. With `PeerTls` (the controller
+//! listener is SSL) every connection is mutual TLS: a peer without a certificate that
+//! chains to the truststore never gets a frame read.
 
 use super::node::{decode_message, encode_message};
 use crate::config::cluster::Voter;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use crate::security::tls_client::{Link, TlsStream};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
 use raft::eraftpb::Message;
@@ -26,6 +28,24 @@ pub const FRAME_MAX: usize = 64 << 20;
 const QUEUE_DEPTH: usize = 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
+/// A TLS handshake that takes longer is abandoned.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Mutual TLS between the voters: the server side requires a client certificate.
+#[derive(Clone)]
+pub struct PeerTls {
+    pub server: std::sync::Arc<rustls::ServerConfig>,
+    pub client: std::sync::Arc<rustls::ClientConfig>,
+}
+
+/// `fut`, or `None` after `limit`.
+async fn within<T>(limit: Duration, fut: impl std::future::Future<Output = T>) -> Option<T> {
+    futures_lite::future::or(async { Some(fut.await) }, async {
+        glommio::timer::sleep(limit).await;
+        None
+    })
+    .await
+}
 
 const KIND_RAFT: u8 = 1;
 const KIND_HEARTBEAT: u8 = 2;
@@ -40,6 +60,9 @@ pub struct Heartbeat {
     pub incarnation: u64,
     /// The broker is stopping: do not register it again.
     pub shutting_down: bool,
+    /// Every listener of the broker (absent from older brokers).
+    #[serde(default)]
+    pub endpoints: Vec<super::image::Endpoint>,
 }
 
 /// The controller's answer to a heartbeat.
@@ -95,6 +118,7 @@ impl Transport {
         me: i32,
         voters: &[Voter],
         listen: &str,
+        tls: Option<PeerTls>,
         inbound: Rc<LocalSender<E>>,
         wrap: fn(Wire) -> E,
     ) -> std::io::Result<Transport> {
@@ -102,11 +126,13 @@ impl Transport {
             std::io::Error::other(format!("controller.listen {listen} resolves to nothing"))
         })?;
         let listener = TcpListener::bind(addr)?;
-        glommio::spawn_local(accept_loop(listener, inbound, wrap)).detach();
+        let server = tls.as_ref().map(|t| t.server.clone());
+        glommio::spawn_local(accept_loop(listener, server, inbound, wrap)).detach();
         let mut peers = HashMap::new();
         for v in voters.iter().filter(|v| v.id != me) {
             let (tx, rx) = local_channel::new_bounded(QUEUE_DEPTH);
-            glommio::spawn_local(send_loop(v.addr(), rx)).detach();
+            let client = tls.as_ref().map(|t| t.client.clone());
+            glommio::spawn_local(send_loop(v.addr(), client, rx)).detach();
             peers.insert(v.id, tx);
         }
         Ok(Transport { peers })
@@ -125,8 +151,42 @@ fn resolve(addr: &str) -> Option<SocketAddr> {
     addr.to_socket_addrs().ok()?.next()
 }
 
-async fn send_loop(addr: String, rx: LocalReceiver<Vec<u8>>) {
-    let mut conn: Option<TcpStream> = None;
+/// A connection to `addr`, under TLS when `client` is given (the peer's certificate must
+/// name the host of `addr`).
+async fn dial(
+    addr: &str,
+    client: Option<&std::sync::Arc<rustls::ClientConfig>>,
+) -> Option<Link<TcpStream>> {
+    let tcp = TcpStream::connect_timeout(resolve(addr)?, CONNECT_TIMEOUT)
+        .await
+        .ok()?;
+    let _ = tcp.set_nodelay(true);
+    let Some(config) = client else {
+        return Some(Link::Plain(tcp));
+    };
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match within(
+        HANDSHAKE_TIMEOUT,
+        TlsStream::connect(tcp, config.clone(), host),
+    )
+    .await
+    {
+        Some(Ok(s)) => Some(Link::Tls(Box::new(s))),
+        Some(Err(e)) => {
+            tracing::warn!("controller connection to {addr}: TLS handshake failed: {e}");
+            None
+        }
+        None => None,
+    }
+}
+
+async fn send_loop(
+    addr: String,
+    client: Option<std::sync::Arc<rustls::ClientConfig>>,
+    rx: LocalReceiver<Vec<u8>>,
+) {
+    let mut conn: Option<Link<TcpStream>> = None;
     // After a failed connect, frames are dropped until this instant instead of each
     // waiting for a connect of its own: they would be stale by the time they arrived.
     let mut down_until: Option<std::time::Instant> = None;
@@ -135,15 +195,9 @@ async fn send_loop(addr: String, rx: LocalReceiver<Vec<u8>>) {
             if down_until.is_some_and(|t| std::time::Instant::now() < t) {
                 continue;
             }
-            conn = match resolve(&addr) {
-                Some(a) => TcpStream::connect_timeout(a, CONNECT_TIMEOUT).await.ok(),
-                None => None,
-            };
+            conn = dial(&addr, client.as_ref()).await;
             match &conn {
-                Some(c) => {
-                    down_until = None;
-                    let _ = c.set_nodelay(true);
-                }
+                Some(_) => down_until = None,
                 None => {
                     down_until = Some(std::time::Instant::now() + RECONNECT_PAUSE);
                     continue;
@@ -160,6 +214,7 @@ async fn send_loop(addr: String, rx: LocalReceiver<Vec<u8>>) {
 
 async fn accept_loop<E: 'static>(
     listener: TcpListener,
+    server: Option<std::sync::Arc<rustls::ServerConfig>>,
     inbound: Rc<LocalSender<E>>,
     wrap: fn(Wire) -> E,
 ) {
@@ -167,7 +222,27 @@ async fn accept_loop<E: 'static>(
         match listener.accept().await {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
-                glommio::spawn_local(read_loop(stream, inbound.clone(), wrap)).detach();
+                let (server, inbound) = (server.clone(), inbound.clone());
+                glommio::spawn_local(async move {
+                    let link = match server {
+                        None => Link::Plain(stream),
+                        Some(config) => {
+                            match within(HANDSHAKE_TIMEOUT, TlsStream::accept(stream, config)).await
+                            {
+                                Some(Ok(s)) => Link::Tls(Box::new(s)),
+                                Some(Err(e)) => {
+                                    tracing::warn!(
+                                        "controller listener: TLS handshake refused: {e}"
+                                    );
+                                    return;
+                                }
+                                None => return,
+                            }
+                        }
+                    };
+                    read_loop(link, inbound, wrap).await;
+                })
+                .detach();
             }
             Err(e) => {
                 tracing::warn!("controller listener: {e}");
@@ -178,7 +253,7 @@ async fn accept_loop<E: 'static>(
 }
 
 async fn read_loop<E: 'static>(
-    mut stream: TcpStream,
+    mut stream: Link<TcpStream>,
     inbound: Rc<LocalSender<E>>,
     wrap: fn(Wire) -> E,
 ) {
@@ -218,6 +293,7 @@ mod tests {
             port: 9,
             incarnation: 5,
             shutting_down: false,
+            endpoints: Vec::new(),
         });
         let bytes = hb.encode().expect("encodes");
         let len = u32::from_be_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;

@@ -76,6 +76,8 @@ pub struct BrokerConfig {
     pub cleaner: super::CleanerConfig,
     /// Listeners with their security protocols, TLS and SASL.
     pub security: super::SecurityConfig,
+    /// Which listener of the other brokers a broker reaches, and its login there.
+    pub inter_broker: super::inter_broker::InterBrokerConfig,
 }
 
 impl Default for BrokerConfig {
@@ -102,6 +104,7 @@ impl Default for BrokerConfig {
             cluster: super::ClusterConfig::default(),
             cleaner: super::CleanerConfig::default(),
             security: super::SecurityConfig::default(),
+            inter_broker: Default::default(),
         }
     }
 }
@@ -316,6 +319,7 @@ impl BrokerConfig {
                     && !self.cluster.set(other, value)?
                     && !self.cleaner.set(&mut self.log, other, value)?
                     && !self.security.set(other, value)?
+                    && !self.inter_broker.set(other, value)?
                     && !self.txn.set(other, value)?
                     && !self.group.set(other, value)?
                 {
@@ -332,6 +336,12 @@ impl BrokerConfig {
             .listeners(&self.listen, self.advertised.as_deref())
     }
 
+    /// The listener of the other brokers this broker reaches, and its login there.
+    pub fn inter_broker_link(&self) -> Result<super::inter_broker::InterBroker, ConfigError> {
+        self.inter_broker
+            .resolve(&self.listeners()?, &self.security)
+    }
+
     /// Every key `set` accepts.
     pub fn keys() -> impl Iterator<Item = &'static str> {
         Self::KEYS
@@ -340,6 +350,7 @@ impl BrokerConfig {
             .chain(super::ClusterConfig::KEYS)
             .chain(super::CleanerConfig::KEYS)
             .chain(super::SecurityConfig::KEYS)
+            .chain(super::inter_broker::InterBrokerConfig::KEYS)
             .chain(super::TxnConfig::KEYS)
             .chain(super::GroupConfig::KEYS)
             .copied()
@@ -352,6 +363,10 @@ impl BrokerConfig {
         let listen_set = self.listen != BrokerConfig::default().listen || self.advertised.is_some();
         self.security
             .validate(&self.listen, self.advertised.as_deref(), listen_set)?;
+        if self.cluster.node_id.is_some() {
+            self.inter_broker_link()?;
+            self.inter_broker.controller_tls(&self.security)?;
+        }
         if self.limits.queued_max_request_bytes < self.socket_request_max_bytes {
             return Err(bad(
                 "queued.max.request.bytes",

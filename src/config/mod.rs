@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod describe;
 pub mod dynamic;
 pub mod group;
+pub mod inter_broker;
 pub mod limits;
 pub mod log;
 pub mod security;

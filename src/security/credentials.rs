@@ -106,7 +106,12 @@ pub fn hash(mechanism: Mechanism, data: &[u8]) -> Vec<u8> {
 }
 
 /// PBKDF2 with the mechanism's HMAC.
-fn salted_password(mechanism: Mechanism, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
+pub fn salted_password(
+    mechanism: Mechanism,
+    password: &[u8],
+    salt: &[u8],
+    iterations: u32,
+) -> Vec<u8> {
     match mechanism {
         Mechanism::ScramSha256 => {
             let mut out = vec![0u8; 32];

@@ -8,5 +8,7 @@ pub mod acl;
 pub mod certificate;
 pub mod credentials;
 pub mod sasl;
+pub mod sasl_client;
 pub mod scram;
 pub mod tls;
+pub mod tls_client;

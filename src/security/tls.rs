@@ -66,14 +66,14 @@ struct Files {
 }
 
 impl Files {
-    fn read(config: &SecurityConfig) -> Result<Files, TlsError> {
+    fn read(config: &SecurityConfig, client_auth: ClientAuth) -> Result<Files, TlsError> {
         let keystore = config
             .ssl_keystore_location
             .as_deref()
             .ok_or(TlsError::Missing {
                 key: "ssl.keystore.location",
             })?;
-        let truststore = match (&config.ssl_client_auth, &config.ssl_truststore_location) {
+        let truststore = match (client_auth, &config.ssl_truststore_location) {
             (ClientAuth::None, _) | (_, None) => None,
             (_, Some(path)) => Some(read(path, "CA certificates")?),
         };
@@ -92,12 +92,25 @@ impl Files {
     }
 }
 
-/// Builds the server configuration every TLS connection of the broker shares.
+/// Builds the server configuration every TLS connection of the broker's listeners shares.
 pub fn server_config(config: &SecurityConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    build(config, &Files::read(config)?)
+    server_config_with(config, config.ssl_client_auth)
 }
 
-fn build(config: &SecurityConfig, files: &Files) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+/// The server configuration with `client_auth` in place of `ssl.client.auth` (the
+/// controller port always requires a certificate).
+pub fn server_config_with(
+    config: &SecurityConfig,
+    client_auth: ClientAuth,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    build(config, client_auth, &Files::read(config, client_auth)?)
+}
+
+fn build(
+    config: &SecurityConfig,
+    client_auth: ClientAuth,
+    files: &Files,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let keystore = config.ssl_keystore_location.as_deref().unwrap_or_default();
     let chain = certificates(keystore, &files.keystore, "the certificate chain")?;
     let key = PrivateKeyDer::from_pem_slice(&files.keystore).map_err(|e| TlsError::Pem {
@@ -109,7 +122,7 @@ fn build(config: &SecurityConfig, files: &Files) -> Result<Arc<rustls::ServerCon
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?;
-    let builder = match config.ssl_client_auth {
+    let builder = match client_auth {
         ClientAuth::None => builder.with_no_client_auth(),
         auth => {
             let truststore =
@@ -171,13 +184,25 @@ pub enum Reload {
 impl TlsStore {
     /// Reads the files and builds the first configuration; an error here stops the start.
     pub fn load(config: &SecurityConfig) -> Result<Arc<TlsStore>, TlsError> {
-        let files = Files::read(config)?;
-        let built = build(config, &files)?;
+        let files = Files::read(config, config.ssl_client_auth)?;
+        let built = build(config, config.ssl_client_auth, &files)?;
         Ok(Arc::new(TlsStore {
             config: config.clone(),
             current: RwLock::new(built),
             seen: Mutex::new(files.digest()),
         }))
+    }
+
+    /// Loads the files and checks them every `ssl.reload.interval.ms` (if not 0).
+    pub fn start(config: &SecurityConfig) -> Result<Arc<TlsStore>, TlsError> {
+        let store = TlsStore::load(config)?;
+        let every = config.tls.reload_interval_ms;
+        if every > 0 {
+            store.watch(Duration::from_millis(every)).map_err(|e| {
+                TlsError::Config(format!("cannot start the TLS reload thread: {e}"))
+            })?;
+        }
+        Ok(store)
     }
 
     /// The configuration a new connection uses.
@@ -194,7 +219,8 @@ impl TlsStore {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let files = match Files::read(&self.config) {
+        let auth = self.config.ssl_client_auth;
+        let files = match Files::read(&self.config, auth) {
             Ok(f) => f,
             Err(e) => return Reload::Unreadable(e),
         };
@@ -203,7 +229,7 @@ impl TlsStore {
             return Reload::Unchanged;
         }
         *seen = digest;
-        match build(&self.config, &files) {
+        match build(&self.config, auth, &files) {
             Ok(built) => {
                 match self.current.write() {
                     Ok(mut c) => *c = built,

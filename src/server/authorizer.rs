@@ -1,9 +1,10 @@
 //! The authorizer every shard consults: `authorizer.enabled`, `super.users`,
 //! `allow.everyone.if.no.acl.found` and the ACL bindings (`security::acl`).
 //!
-//! The bindings are a [`Durable`] set shared by the shards (a check clones an `Arc`; a
-//! CreateAcls or DeleteAcls is on disk before it is served). A broker of a cluster keeps
-//! its own bindings (they are not in the replicated metadata yet).
+//! A broker alone keeps its bindings in a [`Durable`] set shared by the shards (a check
+//! clones an `Arc`; a CreateAcls or DeleteAcls is on disk before it is served). A broker of
+//! a cluster is judged by the cluster's bindings, from the replicated metadata
+//! (`server::security_store`); the caller passes the set in force.
 
 use super::durable::Durable;
 use crate::config::security::SecurityConfig;
@@ -37,6 +38,7 @@ impl Authorizer {
     /// authorizer is off, and to super users.
     pub fn allows(
         &self,
+        acls: &AclSet,
         who: &Requester<'_>,
         operation: i8,
         resource_type: i8,
@@ -45,28 +47,31 @@ impl Authorizer {
         if !self.enabled || self.super_users.iter().any(|u| u == who.principal) {
             return true;
         }
-        self.current()
-            .allows(who, operation, resource_type, name, self.allow_if_no_acl)
+        acls.allows(who, operation, resource_type, name, self.allow_if_no_acl)
     }
 
     /// Whether `who` may create topic `name`: CREATE on the cluster or on the topic.
-    pub fn may_create_topic(&self, who: &Requester<'_>, name: &str) -> bool {
-        self.allows(who, op::CREATE, resource::CLUSTER, resource::CLUSTER_NAME)
-            || self.allows(who, op::CREATE, resource::TOPIC, name)
+    pub fn may_create_topic(&self, acls: &AclSet, who: &Requester<'_>, name: &str) -> bool {
+        self.allows(
+            acls,
+            who,
+            op::CREATE,
+            resource::CLUSTER,
+            resource::CLUSTER_NAME,
+        ) || self.allows(acls, who, op::CREATE, resource::TOPIC, name)
     }
 
     /// Whether `who` may get a producer id for idempotent writes: IDEMPOTENT_WRITE on the
     /// cluster, or an ALLOW of WRITE on some topic (KIP-679), or topics open to all.
-    pub fn may_write_idempotently(&self, who: &Requester<'_>) -> bool {
+    pub fn may_write_idempotently(&self, acls: &AclSet, who: &Requester<'_>) -> bool {
         self.allows(
+            acls,
             who,
             op::IDEMPOTENT_WRITE,
             resource::CLUSTER,
             resource::CLUSTER_NAME,
         ) || self.allow_if_no_acl
-            || self
-                .current()
-                .grants_somewhere(who, op::WRITE, resource::TOPIC)
+            || acls.grants_somewhere(who, op::WRITE, resource::TOPIC)
     }
 
     /// Applies `change` to a copy of the bindings, makes the copy durable, then serves it.

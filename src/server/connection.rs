@@ -454,7 +454,6 @@ pub async fn serve(
     let mut gate = security.sasl.map(|sasl| {
         reader.set_frame_max_bytes(sasl.frame_max_bytes.min(frame_max_bytes));
         SaslGate::new(
-            sasl.users,
             Authenticator::new(sasl.mechanisms),
             sasl.failure_delay,
             sasl.session_max,

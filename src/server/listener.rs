@@ -143,6 +143,7 @@ pub async fn accept_loop(
         let ctx = Rc::new(Ctx {
             shard: shard.clone(),
             pool: frontend.pool.clone(),
+            listener: listener.name.clone(),
             advertised_host: host,
             advertised_port: port,
             client_host: peer.map(|a| format!("/{}", a.ip())).unwrap_or_default(),

@@ -11,4 +11,5 @@ pub mod metrics;
 pub mod pool;
 pub mod response;
 pub mod sasl_gate;
+pub mod security_store;
 pub mod transport;

@@ -18,16 +18,13 @@
 //! SASL_AUTHENTICATION_FAILED and the connection closes, as Kafka does), and a request other
 //! than those two that arrives after the session ended closes the connection.
 
-use super::durable::Durable;
 use super::handlers::{self, Ctx, RequestError, sasl_authenticate, sasl_handshake};
 use crate::config::security::Mechanism;
 use crate::protocol::code;
-use crate::security::credentials::Users;
 use crate::security::sasl::{Authenticator, principal};
 use crate::security::scram::Step;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, SaslAuthenticateRequest, SaslHandshakeRequest};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Frames a client may send before it has authenticated.
@@ -46,7 +43,6 @@ pub enum Verdict {
 }
 
 pub struct SaslGate {
-    users: Arc<Durable<Users>>,
     auth: Authenticator,
     /// After a v0 handshake: the next frames are raw tokens.
     raw_tokens: bool,
@@ -73,13 +69,11 @@ fn raw_frame(token: &[u8]) -> Bytes {
 
 impl SaslGate {
     pub fn new(
-        users: Arc<Durable<Users>>,
         auth: Authenticator,
         failure_delay: Duration,
         session_max: Option<Duration>,
     ) -> SaslGate {
         SaslGate {
-            users,
             auth,
             raw_tokens: false,
             failure_delay,
@@ -144,7 +138,7 @@ impl SaslGate {
             return Verdict::Close(None, "too many requests before authenticating".into());
         }
         if self.raw_tokens {
-            return match self.auth.authenticate(&self.users.current(), &frame) {
+            return match self.auth.authenticate(&ctx.sasl_users(), &frame) {
                 Step::Continue(challenge) => Verdict::Answer(raw_frame(&challenge)),
                 Step::Done { user, reply } => {
                     self.start_session();
@@ -254,10 +248,7 @@ impl SaslGate {
             );
             return Verdict::Close(answer.ok(), "SaslAuthenticate before SaslHandshake".into());
         }
-        match self
-            .auth
-            .authenticate(&self.users.current(), &body.auth_bytes)
-        {
+        match self.auth.authenticate(&ctx.sasl_users(), &body.auth_bytes) {
             Step::Continue(challenge) => match respond(code::NONE, None, challenge, 0) {
                 Ok(a) => Verdict::Answer(a),
                 Err(e) => Verdict::Close(None, e.to_string()),

@@ -56,8 +56,8 @@ struct Driver {
     transport: Transport,
     config: ClusterConfig,
     me: i32,
-    host: String,
-    port: u16,
+    /// This broker's listeners, the first one where clients reach it.
+    endpoints: Vec<crate::cluster::image::Endpoint>,
     incarnation: u64,
     leaving: Rc<std::cell::Cell<bool>>,
     leader: Rc<std::cell::Cell<bool>>,
@@ -82,12 +82,15 @@ struct Driver {
 
 impl Controller {
     /// Opens the node's Raft state under `<data>/__cluster`, starts the transport and the
-    /// driver. `host`/`port` are where clients reach this broker.
+    /// driver. `endpoints` are this broker's listeners (at least one).
     pub async fn start(
         shard: Rc<Shard>,
-        host: String,
-        port: u16,
+        endpoints: Vec<crate::cluster::image::Endpoint>,
+        tls: Option<crate::cluster::transport::PeerTls>,
     ) -> anyhow::Result<Rc<Controller>> {
+        if endpoints.is_empty() {
+            anyhow::bail!("no listener to register");
+        }
         let config = shard.config.cluster.clone();
         let me = config
             .node_id
@@ -103,10 +106,15 @@ impl Controller {
         let listen = config
             .controller_listen_addr()
             .ok_or_else(|| anyhow::anyhow!("no controller.listen address"))?;
-        let transport = Transport::start(me, &config.voters, &listen, events.clone(), Event::Peer)
-            .map_err(|e| {
-                anyhow::anyhow!("cannot listen for controller traffic on {listen}: {e}")
-            })?;
+        let transport = Transport::start(
+            me,
+            &config.voters,
+            &listen,
+            tls,
+            events.clone(),
+            Event::Peer,
+        )
+        .map_err(|e| anyhow::anyhow!("cannot listen for controller traffic on {listen}: {e}"))?;
         let incarnation = rand::random::<u64>();
         let leaving = Rc::new(std::cell::Cell::new(false));
         let leader = Rc::new(std::cell::Cell::new(false));
@@ -121,8 +129,7 @@ impl Controller {
             transport,
             config,
             me,
-            host,
-            port,
+            endpoints,
             incarnation,
             leaving: leaving.clone(),
             leader: leader.clone(),
@@ -299,12 +306,18 @@ impl Driver {
             || self.last_heartbeat_ms == 0
         {
             self.last_heartbeat_ms = now.max(1);
+            let (host, port) = self
+                .endpoints
+                .first()
+                .map(|e| (e.host.clone(), e.port))
+                .unwrap_or_default();
             let hb = Heartbeat {
                 id: self.me,
-                host: self.host.clone(),
-                port: self.port,
+                host,
+                port,
                 incarnation: self.incarnation,
                 shutting_down: self.leaving.get(),
+                endpoints: self.endpoints.clone(),
             };
             match self.node.leader() {
                 Some(l) if l == self.me => self.heard(hb, now),
@@ -509,6 +522,11 @@ pub fn to_metadata(image: &Image, me: i32, controller: Option<i32>, lease: bool)
             .collect()
     };
     let (brokers, fenced) = (addresses(false), addresses(true));
+    let endpoints = image
+        .brokers
+        .iter()
+        .map(|(id, b)| (*id, b.endpoints.clone()))
+        .collect();
     Metadata {
         version: 0,
         topics,
@@ -518,8 +536,13 @@ pub fn to_metadata(image: &Image, me: i32, controller: Option<i32>, lease: bool)
             controller,
             brokers,
             fenced,
+            endpoints,
             lease,
             producer_ids_issued: image.next_producer_id,
+            acls: Arc::new(image.security.acls.clone()),
+            acls_version: image.security.acls_version,
+            users: Arc::new(image.security.users.clone()),
+            users_version: image.security.users_version,
         }),
     }
 }

@@ -64,12 +64,37 @@ pub struct ClusterView {
     pub brokers: BTreeMap<i32, (String, u16)>,
     /// The registered brokers that are fenced (DescribeCluster v2 lists them on request).
     pub fenced: BTreeMap<i32, (String, u16)>,
+    /// Every listener of each registered broker (empty for a broker of an older version,
+    /// known only by its first listener's address).
+    pub endpoints: BTreeMap<i32, Vec<crate::cluster::image::Endpoint>>,
+    /// The cluster's ACL bindings and SCRAM users, and how many replacements of each the
+    /// metadata log has applied (a change is made against that version).
+    pub acls: std::sync::Arc<crate::security::acl::AclSet>,
+    pub acls_version: u64,
+    pub users: std::sync::Arc<crate::security::credentials::Users>,
+    pub users_version: u64,
     /// This broker may lead: it is unfenced and has heard from the controller within
     /// `broker.session.timeout.ms`. A broker cut off from the controller stops answering
     /// as leader even before the others have fenced it.
     pub lease: bool,
     /// Producer ids below this were handed out somewhere in the cluster.
     pub producer_ids_issued: i64,
+}
+
+impl ClusterView {
+    /// Where broker `id` listens as `listener`, if it is unfenced and has that listener. A
+    /// broker registered without its listeners (an older version) is reached at its one
+    /// address whatever the listener.
+    pub fn address_on(&self, id: i32, listener: &str) -> Option<(String, u16)> {
+        let first = self.brokers.get(&id)?;
+        match self.endpoints.get(&id) {
+            Some(list) if !list.is_empty() => list
+                .iter()
+                .find(|e| e.name == listener)
+                .map(|e| (e.host.clone(), e.port)),
+            _ => Some(first.clone()),
+        }
+    }
 }
 
 /// One partition's placement in a cluster.

@@ -65,6 +65,8 @@ pub struct Shard {
     pub controller: RefCell<Option<Rc<super::controller::Controller>>>,
     /// In a cluster: this shard's leaders' follower progress and its followers' fetchers.
     pub(super) replication: super::replica::Replication,
+    /// In a cluster: how this broker reaches the others (set once at start).
+    pub inter_broker: RefCell<Option<Arc<super::replica::client::InterBrokerClient>>>,
 }
 
 impl Shard {
@@ -100,9 +102,28 @@ impl Shard {
             txn_settled: Rc::default(),
             controller: RefCell::new(None),
             replication: super::replica::Replication::default(),
+            inter_broker: RefCell::new(None),
             producer_ids,
             config,
         })
+    }
+
+    /// How to reach the other brokers, and where broker `id` listens for them.
+    pub(super) fn broker_link(
+        &self,
+        cluster: &super::meta::ClusterView,
+        id: i32,
+    ) -> Option<(
+        Option<Arc<super::replica::client::InterBrokerClient>>,
+        String,
+        u16,
+    )> {
+        let client = self.inter_broker.borrow().clone();
+        let (host, port) = match &client {
+            Some(c) => cluster.address_on(id, &c.link.listener)?,
+            None => cluster.brokers.get(&id)?.clone(),
+        };
+        Some((client, host, port))
     }
 
     pub fn meta(&self) -> Rc<MetaView> {

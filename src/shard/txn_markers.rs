@@ -155,7 +155,7 @@ impl Shard {
         let Some(c) = &meta.meta.cluster else {
             return Vec::new();
         };
-        let Some((host, port)) = c.brokers.get(&broker).cloned() else {
+        let Some((client, host, port)) = self.broker_link(c, broker) else {
             return Vec::new();
         };
         let Some(first) = parts.first() else {
@@ -183,7 +183,9 @@ impl Shard {
         let req = WriteTxnMarkersRequest::default().with_markers(vec![marker]);
         let me = c.node;
         let max = 1 << 20;
-        let conn = super::replica::client::LeaderConn::connect(&host, port, me, max).await;
+        let conn =
+            super::replica::client::LeaderConn::connect(client.as_deref(), &host, port, me, max)
+                .await;
         let mut conn = match conn {
             Ok(c) => c,
             Err(e) => {

@@ -87,7 +87,7 @@ impl Shard {
         let remote = match &view.meta.cluster {
             Some(c) => {
                 let leader = view.assignment(TXN_TOPIC, p).map_or(-1, |a| a.leader);
-                (leader != c.node).then(|| c.brokers.get(&leader).cloned().map(|a| (c.node, a)))
+                (leader != c.node).then(|| self.broker_link(c, leader).map(|a| (c.node, a)))
             }
             None => None,
         };
@@ -106,20 +106,23 @@ impl Shard {
                 }
             }
             Some(None) => Err(TxnError::CoordinatorNotAvailable),
-            Some(Some((me, (host, port)))) => {
-                verify_remote(me, &host, port, id, producer_id, epoch, topic, partition).await
+            Some(Some((me, to))) => {
+                verify_remote(me, to, id, producer_id, epoch, topic, partition).await
             }
         }
     }
 }
 
-/// AddPartitionsToTxn v4 with `verify_only`, to the broker at `host`:`port`: whether the
-/// partition is in the producer's open transaction there.
-#[allow(clippy::too_many_arguments)]
+/// AddPartitionsToTxn v4 with `verify_only`, to the coordinator's broker (`to`: how to
+/// reach it, its host and port): whether the partition is in the producer's open
+/// transaction there.
 async fn verify_remote(
     me: i32,
-    host: &str,
-    port: u16,
+    to: (
+        Option<std::sync::Arc<super::replica::client::InterBrokerClient>>,
+        String,
+        u16,
+    ),
     id: &str,
     producer_id: i64,
     epoch: i16,
@@ -145,9 +148,11 @@ async fn verify_remote(
                 .with_partitions(vec![partition]),
         ]);
     let req = AddPartitionsToTxnRequest::default().with_transactions(vec![txn]);
-    let mut conn = super::replica::client::LeaderConn::connect(host, port, me, 1 << 20)
-        .await
-        .map_err(|_| TxnError::CoordinatorNotAvailable)?;
+    let (client, host, port) = to;
+    let mut conn =
+        super::replica::client::LeaderConn::connect(client.as_deref(), &host, port, me, 1 << 20)
+            .await
+            .map_err(|_| TxnError::CoordinatorNotAvailable)?;
     let r: AddPartitionsToTxnResponse = conn
         .call(ApiKey::AddPartitionsToTxn, 4, &req, Duration::from_secs(2))
         .await

@@ -322,8 +322,26 @@ fn isolated_broker_is_fenced_and_comes_back_when_healed() {
         led[0]
     );
 
+    // Followers' fetches go through the data proxies too.
+    let others: Vec<i32> = c.ids().into_iter().filter(|id| *id != cut).collect();
+    let data = |c: &Cluster, id: i32| c.data_proxy_stats(id).expect("a data proxy");
+    c.wait(
+        "replica fetches answered through the data proxies of the isolated node and another",
+        Duration::from_secs(20),
+        || {
+            let through = |id: i32| data(&c, id).bytes_down > 0;
+            if others.iter().any(|id| through(*id)) && through(cut) {
+                Ok(())
+            } else {
+                Err(c.describe())
+            }
+        },
+    );
+    let refused_before: u64 = others.iter().map(|id| data(&c, *id).refused).sum();
+
     let t0 = Instant::now();
     c.isolate(cut);
+    let cut_data = data(&c, cut);
     let after = wait_failed_over(&c, cut, topic, &before);
     eprintln!(
         "node {cut} isolated: fenced after {:?}\n{}",
@@ -368,6 +386,20 @@ fn isolated_broker_is_fenced_and_comes_back_when_healed() {
             "Produce {topic}-{p} at its new leader {leader} during the partition"
         );
     }
+
+    // The data path was partitioned too: nothing reached the isolated broker's inter-broker
+    // listener, and its own fetches from the others' leaders were refused.
+    let now = data(&c, cut);
+    assert_eq!(
+        (now.bytes_up, now.bytes_down),
+        (cut_data.bytes_up, cut_data.bytes_down),
+        "bytes reached isolated node {cut}'s inter-broker listener"
+    );
+    let refused_after: u64 = others.iter().map(|id| data(&c, *id).refused).sum();
+    assert!(
+        refused_after > refused_before,
+        "isolated node {cut} never tried (and failed) to fetch from the others"
+    );
 
     c.heal(cut);
     c.wait_formed(&c.ids());

@@ -1,6 +1,7 @@
 //! A cluster of real `ringbroker` processes for the cluster tests: N brokers, each a voter
 //! of the controller quorum (combined mode), started together on free ports of 127.0.0.1,
-//! with optional TCP proxies on the controller traffic between every two of them.
+//! with optional TCP proxies on the controller traffic between every two of them and in
+//! front of every broker's inter-broker listener.
 //!
 //! Include with `mod common; #[path = "common/cluster.rs"] mod cluster;` (it uses
 //! `crate::common`); its submodules are the Kafka requests it sends
@@ -14,6 +15,13 @@
 //! (its own entry stays C_i). So everything i sends goes through the proxies (i → *), and
 //! everything it receives through (* → i): `isolate(i)` cuts exactly those, whichever side
 //! opened a connection, and `heal(i)` restores them.
+//!
+//! With proxies each node also has a second listener, BROKER (`inter.broker.listener.name`):
+//! the replica fetches, transaction markers and verifications between brokers. Node j
+//! advertises it at a proxy D_j in front of it, so every broker reaches j's data through
+//! D_j. `isolate(i)` also cuts D_i (nobody fetches from i) and, in every other D_j, the
+//! connections node i's process opens (i fetches from nobody): the data links are
+//! partitioned with the controller links.
 //!
 //! Every wait has a timeout and fails naming what it waited for and what each broker said
 //! last; when a test fails, the cluster prints its wiring and each broker its log tail.
@@ -109,9 +117,14 @@ pub struct Cluster {
     nodes: Vec<Node>,
     /// (from, to) → the proxy `from` reaches `to`'s controller port through.
     proxies: BTreeMap<(i32, i32), Proxy>,
+    /// node → the proxy every other broker reaches its inter-broker listener through.
+    data_proxies: BTreeMap<i32, Proxy>,
     /// Nodes the test stopped or killed (and has not restarted).
     down: BTreeSet<i32>,
     isolated: BTreeSet<i32>,
+    /// The process each isolated node had when it was cut off (its connections stay blocked
+    /// in the other nodes' data proxies until healed).
+    cut_pids: BTreeMap<i32, Option<u32>>,
     /// One cluster at a time per test binary (three brokers each on a 2-core machine).
     _serial: MutexGuard<'static, ()>,
 }
@@ -166,21 +179,25 @@ impl Cluster {
     pub fn start(opts: Options) -> Cluster {
         let serial = heavy_lock();
         let n = opts.nodes;
-        let reserved = reserve_ports(2 * n);
+        let reserved = reserve_ports(3 * n);
         let ports: Vec<u16> = reserved
             .iter()
             .map(|l| l.local_addr().expect("local addr").port())
             .collect();
-        let (kafka_ports, controller_ports) = ports.split_at(n);
+        let (kafka_ports, rest) = ports.split_at(n);
+        let (controller_ports, data_ports) = rest.split_at(n);
         let ids: Vec<i32> = (1..=n as i32).collect();
         let ctrl_addr =
             |id: i32| SocketAddr::from(([127, 0, 0, 1], controller_ports[id as usize - 1]));
+        let data_addr = |id: i32| SocketAddr::from(([127, 0, 0, 1], data_ports[id as usize - 1]));
         let mut proxies = BTreeMap::new();
+        let mut data_proxies = BTreeMap::new();
         if opts.proxies {
             for &from in &ids {
                 for &to in ids.iter().filter(|&&to| to != from) {
                     proxies.insert((from, to), Proxy::start(ctrl_addr(to)));
                 }
+                data_proxies.insert(from, Proxy::start(data_addr(from)));
             }
         }
         // The brokers bind them now.
@@ -204,13 +221,33 @@ impl Cluster {
                 "group.initial.rebalance.delay.ms=300".to_string(),
                 "group.min.session.timeout.ms=500".to_string(),
             ];
+            let kafka = kafka_ports[id as usize - 1];
+            if let Some(d) = data_proxies.get(&id) {
+                sets.push(format!(
+                    "listeners=PLAINTEXT://127.0.0.1:{kafka},BROKER://{}",
+                    data_addr(id)
+                ));
+                sets.push(format!(
+                    "advertised.listeners=PLAINTEXT://127.0.0.1:{kafka},BROKER://{}",
+                    d.addr
+                ));
+                sets.push(
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,BROKER:PLAINTEXT".into(),
+                );
+                sets.push("inter.broker.listener.name=BROKER".into());
+            }
             sets.extend(opts.sets.iter().cloned());
             let mut extra = vec!["--shards".to_string(), "1".to_string()];
             for s in sets {
                 extra.push("--set".to_string());
                 extra.push(s);
             }
-            let broker = Broker::launch(kafka_ports[id as usize - 1], extra, &format!("node {id}"));
+            let label = format!("node {id}");
+            let broker = if opts.proxies {
+                Broker::launch_listeners(kafka, extra, &label)
+            } else {
+                Broker::launch(kafka, extra, &label)
+            };
             nodes.push(Node {
                 id,
                 broker,
@@ -220,8 +257,10 @@ impl Cluster {
         let mut cluster = Cluster {
             nodes,
             proxies,
+            data_proxies,
             down: BTreeSet::new(),
             isolated: BTreeSet::new(),
+            cut_pids: BTreeMap::new(),
             _serial: serial,
         };
         for &id in &ids {
@@ -428,7 +467,8 @@ impl Cluster {
     }
 
     /// Cuts every controller connection to and from node `id` (the proxies (id → *) and
-    /// (* → id)); its Kafka listener stays reachable.
+    /// (* → id)) and every inter-broker connection (to its BROKER listener, and those its
+    /// process opens to the others'); its client listener stays reachable.
     pub fn isolate(&mut self, id: i32) {
         assert!(
             !self.proxies.is_empty(),
@@ -440,9 +480,19 @@ impl Cluster {
                 p.cut();
             }
         }
+        let pid = self.broker(id).pid();
+        for (node, d) in &self.data_proxies {
+            if *node == id {
+                d.cut();
+            } else if let Some(pid) = pid {
+                d.block_source(pid);
+            }
+        }
+        self.cut_pids.insert(id, pid);
     }
 
-    /// Restores node `id`'s controller connections (except to nodes still isolated).
+    /// Restores node `id`'s controller and inter-broker connections (except to nodes
+    /// still isolated).
     pub fn heal(&mut self, id: i32) {
         self.isolated.remove(&id);
         for ((from, to), p) in &self.proxies {
@@ -450,6 +500,19 @@ impl Cluster {
                 p.heal();
             }
         }
+        if let Some(Some(pid)) = self.cut_pids.remove(&id) {
+            for d in self.data_proxies.values() {
+                d.unblock_source(pid);
+            }
+        }
+        if let Some(d) = self.data_proxies.get(&id) {
+            d.heal();
+        }
+    }
+
+    /// What the proxy in front of node `id`'s inter-broker listener has carried.
+    pub fn data_proxy_stats(&self, id: i32) -> Option<proxy::ProxyStats> {
+        self.data_proxies.get(&id).map(Proxy::stats)
     }
 
     /// Bytes the proxies carried from node `id` to others and from others to it.
@@ -492,6 +555,17 @@ impl Cluster {
             let _ = writeln!(
                 s,
                 "proxy {from} -> {to}: {} -> {}{} {:?}, {} live",
+                p.addr,
+                p.target,
+                if p.is_cut() { " CUT" } else { "" },
+                p.stats(),
+                p.live_connections()
+            );
+        }
+        for (to, p) in &self.data_proxies {
+            let _ = writeln!(
+                s,
+                "data proxy -> {to}: {} -> {}{} {:?}, {} live",
                 p.addr,
                 p.target,
                 if p.is_cut() { " CUT" } else { "" },

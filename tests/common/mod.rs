@@ -143,6 +143,16 @@ impl Broker {
         b
     }
 
+    /// As [`Broker::launch`], for a broker whose `extra` settings give its `listeners`
+    /// (no `--listen`); `port` is the listener the harness waits on.
+    pub fn launch_listeners(port: u16, extra: Vec<String>, label: &str) -> Broker {
+        let mut b = Broker::unstarted(port, extra, Vec::new(), None);
+        b.label = label.to_string();
+        b.listen_flag = false;
+        b.spawn_process();
+        b
+    }
+
     /// Starts a stopped broker again without waiting for it to answer (see `launch`).
     pub fn launch_again(&mut self) {
         self.spawn_process();
@@ -198,6 +208,23 @@ impl Broker {
         b.data_dir = Some(data_dir.to_path_buf());
         b.listen_flag = false;
         b.spawn();
+        b
+    }
+
+    /// Starts a broker on `data_dir` with its own `listeners` (no `--listen`) without
+    /// waiting for it, as [`Broker::launch`] does; `port` is the listener the harness
+    /// waits on.
+    pub fn launch_with_listeners(
+        data_dir: &Path,
+        port: u16,
+        extra: Vec<String>,
+        label: &str,
+    ) -> Broker {
+        let mut b = Broker::unstarted(port, extra, Vec::new(), None);
+        b.data_dir = Some(data_dir.to_path_buf());
+        b.listen_flag = false;
+        b.label = label.to_string();
+        b.spawn_process();
         b
     }
 

@@ -4,8 +4,11 @@
 //! `Proxy::start(target)` listens on a free port of 127.0.0.1; every connection it accepts
 //! is joined to a new connection to `target`, and two threads copy the bytes both ways.
 //! `cut()` shuts down every live connection (both sides, so both peers see the loss at
-//! once) and closes new ones as soon as they are accepted, until `heal()`. Dropping the
-//! proxy stops it and closes everything.
+//! once) and closes new ones as soon as they are accepted, until `heal()`.
+//! `block_source(pid)` does the same to the connections process `pid` opens (found from
+//! /proc: the process holding the socket at the client's end), so one proxy in front of a
+//! broker's inter-broker listener can shut out one peer broker. Dropping the proxy stops it
+//! and closes everything.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -42,6 +45,10 @@ struct Shared {
     next_id: AtomicU64,
     /// Live connections: (client side, target side), by id.
     live: Mutex<HashMap<u64, (TcpStream, TcpStream)>>,
+    /// Processes whose connections are refused (`block_source`).
+    blocked: Mutex<Vec<u32>>,
+    /// Live connections closed by `block_source`: their copies stop before writing.
+    severed: Mutex<std::collections::HashSet<u64>>,
     connections: AtomicU64,
     refused: AtomicU64,
     bytes_up: AtomicU64,
@@ -110,6 +117,47 @@ impl Proxy {
         self.shared.cut.load(Ordering::SeqCst)
     }
 
+    /// Closes the connections process `pid` opened through the proxy and refuses its new
+    /// ones until `unblock_source`.
+    pub fn block_source(&self, pid: u32) {
+        self.shared
+            .blocked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(pid);
+        let port = self.addr.port();
+        let mut live = self.shared.live.lock().unwrap_or_else(|p| p.into_inner());
+        let theirs: Vec<u64> = live
+            .iter()
+            .filter(|(_, (client, _))| {
+                client
+                    .peer_addr()
+                    .is_ok_and(|peer| opened_by(peer.port(), port, &[pid]))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        let mut severed = self
+            .shared
+            .severed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for id in theirs {
+            severed.insert(id);
+            if let Some((a, b)) = live.remove(&id) {
+                let _ = a.shutdown(Shutdown::Both);
+                let _ = b.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    pub fn unblock_source(&self, pid: u32) {
+        self.shared
+            .blocked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|p| *p != pid);
+    }
+
     /// Connections now open through the proxy.
     pub fn live_connections(&self) -> usize {
         self.shared
@@ -141,10 +189,58 @@ impl Drop for Proxy {
     }
 }
 
+/// The socket inode of the connection whose client end is local port `client_port` and
+/// whose server end is local port `server_port` (from /proc/net/tcp).
+fn client_inode(client_port: u16, server_port: u16) -> Option<String> {
+    let port_of = |field: &str| {
+        field
+            .rsplit_once(':')
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+    };
+    let text = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    text.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (port_of(f.get(1)?) == Some(client_port) && port_of(f.get(2)?) == Some(server_port))
+            .then(|| f.get(9).map(|s| s.to_string()))
+            .flatten()
+    })
+}
+
+/// Whether one of `pids` holds the client end of the connection from local port
+/// `client_port` to the proxy's `server_port`.
+fn opened_by(client_port: u16, server_port: u16, pids: &[u32]) -> bool {
+    let Some(inode) = client_inode(client_port, server_port) else {
+        return false;
+    };
+    let want = format!("socket:[{inode}]");
+    pids.iter().any(|pid| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|fds| {
+                fds.flatten().any(|e| {
+                    std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy() == want)
+                })
+            })
+            .unwrap_or(false)
+    })
+}
+
 fn accept_loop(listener: TcpListener, target: SocketAddr, shared: Arc<Shared>) {
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     while !shared.stop.load(Ordering::SeqCst) {
         let client = match listener.accept() {
-            Ok((client, _)) => client,
+            Ok((client, peer)) => {
+                let blocked = shared
+                    .blocked
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                if !blocked.is_empty() && opened_by(peer.port(), port, &blocked) {
+                    shared.refused.fetch_add(1, Ordering::SeqCst);
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                client
+            }
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
                 std::thread::sleep(ACCEPT_POLL);
                 continue;
@@ -200,7 +296,19 @@ fn join(client: TcpStream, target: SocketAddr, shared: Arc<Shared>) {
         // Cut while we were connecting: close instead of registering. (`cut` sets its flag
         // before it takes this lock, so a connection is either seen cut here or closed by
         // `cut`.)
-        if shared.cut.load(Ordering::SeqCst) {
+        // Likewise for a source blocked meanwhile (`block_source` holds this lock while it
+        // closes that source's registered connections).
+        let blocked = shared
+            .blocked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let from_blocked = !blocked.is_empty()
+            && match (client.peer_addr(), client.local_addr()) {
+                (Ok(peer), Ok(local)) => opened_by(peer.port(), local.port(), &blocked),
+                _ => false,
+            };
+        if shared.cut.load(Ordering::SeqCst) || from_blocked {
             drop(live);
             shared.refused.fetch_add(1, Ordering::SeqCst);
             let _ = client.shutdown(Shutdown::Both);
@@ -235,7 +343,12 @@ fn copy(mut from: TcpStream, mut to: TcpStream, id: u64, shared: &Shared, up: bo
             Ok(n) => n,
         };
         // A cut between the read and the write must not deliver these bytes.
-        if shared.cut.load(Ordering::SeqCst) || to.write_all(&buf[..n]).is_err() {
+        let severed = shared
+            .severed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&id);
+        if shared.cut.load(Ordering::SeqCst) || severed || to.write_all(&buf[..n]).is_err() {
             break;
         }
         counter.fetch_add(n as u64, Ordering::SeqCst);

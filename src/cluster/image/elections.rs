@@ -1,7 +1,18 @@
 //! Leadership and ISR changes of the image: AlterPartition from a partition's leader, and
 //! the elections that fencing a broker or its return cause.
 
-use super::{Image, UNCLEAN_ELECTION, codes};
+use super::{Image, TopicImage, UNCLEAN_ELECTION, codes};
+
+/// Whether a partition of `t` whose in-sync replicas are all gone may be led by another
+/// replica: the topic's `unclean.leader.election.enable`, else the cluster-wide dynamic
+/// broker config of that name (`cluster_default`), else not.
+fn unclean(t: &TopicImage, cluster_default: Option<&str>) -> bool {
+    t.configs
+        .get(UNCLEAN_ELECTION)
+        .map(String::as_str)
+        .or(cluster_default)
+        == Some("true")
+}
 
 impl Image {
     pub(super) fn alter_partition(
@@ -60,8 +71,9 @@ impl Image {
         };
         b.fenced = true;
         let live = self.live();
+        let default = self.broker_configs.default.get(UNCLEAN_ELECTION).cloned();
         for t in self.topics.values_mut() {
-            let unclean = t.configs.get(UNCLEAN_ELECTION).is_some_and(|v| v == "true");
+            let unclean = unclean(t, default.as_deref());
             for p in &mut t.partitions {
                 let before = (p.leader, p.isr.len());
                 // The last in-sync replica stays listed: it alone is known to hold
@@ -98,8 +110,9 @@ impl Image {
     /// replica of). It rejoins other ISRs
     /// through their leaders once it has caught up.
     pub(super) fn broker_returned(&mut self, id: i32) {
+        let default = self.broker_configs.default.get(UNCLEAN_ELECTION).cloned();
         for t in self.topics.values_mut() {
-            let unclean = t.configs.get(UNCLEAN_ELECTION).is_some_and(|v| v == "true");
+            let unclean = unclean(t, default.as_deref());
             for p in &mut t.partitions {
                 if !p.replicas.contains(&id) || p.leader != -1 {
                     continue;
@@ -107,6 +120,30 @@ impl Image {
                 if p.isr.contains(&id) || p.isr.is_empty() || unclean {
                     p.leader = id;
                     p.isr = vec![id];
+                    p.leader_epoch = p.leader_epoch.saturating_add(1);
+                    p.partition_epoch = p.partition_epoch.saturating_add(1);
+                }
+            }
+        }
+    }
+
+    /// After a config change: partitions without a leader whose topic now allows unclean
+    /// election are led by their first live replica (Kafka elects them when the config
+    /// is enabled, not only at the next broker change).
+    pub(super) fn elect_unclean_where_allowed(&mut self) {
+        let live = self.live();
+        let default = self.broker_configs.default.get(UNCLEAN_ELECTION).cloned();
+        for t in self.topics.values_mut() {
+            if !unclean(t, default.as_deref()) {
+                continue;
+            }
+            for p in &mut t.partitions {
+                if p.leader != -1 {
+                    continue;
+                }
+                if let Some(n) = p.replicas.iter().copied().find(|r| live.contains(r)) {
+                    p.leader = n;
+                    p.isr = vec![n];
                     p.leader_epoch = p.leader_epoch.saturating_add(1);
                     p.partition_epoch = p.partition_epoch.saturating_add(1);
                 }

@@ -6,6 +6,7 @@ fn register(img: &mut Image, id: i32) {
         host: "h".into(),
         port: 9000 + id as u16,
         incarnation: 7,
+        endpoints: Vec::new(),
     });
 }
 
@@ -463,4 +464,148 @@ fn chosen_replicas_are_checked_and_lead_from_the_first_live_one() {
         );
         assert!(!img.topics.contains_key("bad"));
     }
+}
+
+#[test]
+fn security_replacements_are_made_against_the_version_read() {
+    use crate::security::acl::{Acl, AclSet};
+    let mut img = Image::default();
+    let mut acls = AclSet::default();
+    acls.acls.insert(Acl {
+        resource_type: 2,
+        resource_name: "t".into(),
+        pattern_type: 3,
+        principal: "User:alice".into(),
+        host: "*".into(),
+        operation: 2,
+        permission: 3,
+    });
+    assert_eq!(
+        img.apply(Command::ReplaceAcls {
+            version: 0,
+            acls: acls.clone()
+        }),
+        Outcome::Done
+    );
+    assert_eq!(img.security.acls, acls);
+    // A second change made against version 0 lost the race: refused, nothing changes.
+    assert_eq!(
+        img.apply(Command::ReplaceAcls {
+            version: 0,
+            acls: AclSet::default()
+        }),
+        Outcome::Stale
+    );
+    assert_eq!(
+        (img.security.acls_version, img.security.acls.acls.len()),
+        (1, 1)
+    );
+    let mut users = crate::security::credentials::Users::default();
+    users
+        .set(
+            "alice",
+            crate::config::security::Mechanism::ScramSha256,
+            "pw",
+            4096,
+        )
+        .expect("user");
+    assert_eq!(
+        img.apply(Command::ReplaceUsers {
+            version: 1,
+            users: users.clone()
+        }),
+        Outcome::Stale
+    );
+    assert_eq!(
+        img.apply(Command::ReplaceUsers { version: 0, users }),
+        Outcome::Done
+    );
+    assert!(
+        img.security
+            .users
+            .lookup("alice", crate::config::security::Mechanism::ScramSha256)
+            .is_some()
+    );
+    // The image round-trips through a snapshot with its security.
+    let json = serde_json::to_vec(&img).expect("snapshot");
+    let back: Image = serde_json::from_slice(&json).expect("restore");
+    assert_eq!(back, img);
+}
+
+#[test]
+fn a_broker_is_registered_with_every_listener() {
+    let mut img = Image::default();
+    let endpoints = vec![
+        Endpoint {
+            name: "CLIENT".into(),
+            host: "h".into(),
+            port: 1,
+        },
+        Endpoint {
+            name: "BROKER".into(),
+            host: "h".into(),
+            port: 2,
+        },
+    ];
+    img.apply(Command::Register {
+        id: 1,
+        host: "h".into(),
+        port: 1,
+        incarnation: 1,
+        endpoints: endpoints.clone(),
+    });
+    assert_eq!(
+        img.brokers.get(&1).map(|b| b.endpoints.clone()),
+        Some(endpoints)
+    );
+}
+
+#[test]
+fn the_cluster_wide_unclean_default_applies_and_enabling_it_elects_at_once() {
+    let mut img = Image::default();
+    for id in 1..=3 {
+        register(&mut img, id);
+    }
+    img.apply(topic("r3", 3, 3));
+    let p = img.topics["r3"].partitions[1].clone();
+    assert_eq!(
+        alter(&mut img, p.leader_epoch, p.partition_epoch, vec![2]),
+        codes::NONE
+    );
+    img.apply(Command::Fence { id: 2 });
+    assert_eq!(
+        img.topics["r3"].partitions[1].leader, -1,
+        "clean: nobody leads"
+    );
+    // The cluster-wide dynamic default turns unclean election on: the leaderless
+    // partition is led by a live replica at once, with a new epoch.
+    img.apply(Command::AlterBrokerConfigs {
+        broker: None,
+        configs: [(UNCLEAN_ELECTION.to_string(), "true".to_string())].into(),
+    });
+    let q = img.topics["r3"].partitions[1].clone();
+    assert!(q.leader == 1 || q.leader == 3, "{q:?}");
+    assert_eq!(q.isr, vec![q.leader]);
+    assert!(q.leader_epoch > p.leader_epoch);
+    // A topic's own `false` wins over the cluster's `true`.
+    img.apply(Command::AlterTopicConfigs {
+        topics: vec![TopicConfigs {
+            name: "r3".into(),
+            configs: [(UNCLEAN_ELECTION.to_string(), "false".to_string())].into(),
+        }],
+    });
+    let r = img.topics["r3"].partitions[0].clone();
+    let leader = r.leader;
+    let (e, pe) = (r.leader_epoch, r.partition_epoch);
+    let shrink = Command::AlterPartition {
+        topic: "r3".into(),
+        partition: 0,
+        leader,
+        leader_epoch: e,
+        partition_epoch: pe,
+        isr: vec![leader],
+    };
+    assert_eq!(codes_of(img.apply(shrink))[0], codes::NONE);
+    img.apply(Command::Fence { id: leader });
+    assert_eq!(img.topics["r3"].partitions[0].leader, -1);
 }

@@ -117,6 +117,17 @@ async fn add_one(
 pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError> {
     let request: AddPartitionsToTxnRequest = req.decode_body()?;
     let response = if req.version >= 4 {
+        // The batched form is what brokers send each other (KIP-890): CLUSTER_ACTION.
+        if !ctx.allowed(
+            op::CLUSTER_ACTION,
+            resource::CLUSTER,
+            resource::CLUSTER_NAME,
+        ) {
+            return req.respond(
+                &AddPartitionsToTxnResponse::default()
+                    .with_error_code(code::CLUSTER_AUTHORIZATION_FAILED),
+            );
+        }
         let mut out = Vec::with_capacity(request.transactions.len());
         for t in &request.transactions {
             let topic_results = add_one(

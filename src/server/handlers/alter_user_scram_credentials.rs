@@ -117,25 +117,24 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
     }
     let allowed = ctx.allowed(op::ALTER, resource::CLUSTER, resource::CLUSTER_NAME);
     let outcome = ctx
-        .users
-        .change(|users| {
+        .change_users(|users| {
             let mut answers = Vec::with_capacity(by_user.len());
-            for (name, alterations) in by_user {
+            for (name, alterations) in &by_user {
                 let verdict = if !allowed {
                     Err((code::CLUSTER_AUTHORIZATION_FAILED, String::new()))
-                } else if let Some(r) = refused.remove(&name) {
-                    Err(r)
+                } else if let Some(r) = refused.get(name) {
+                    Err(r.clone())
                 } else {
-                    check(users, &name, &alterations)
+                    check(users, name, alterations)
                 };
                 if verdict.is_ok() {
                     for (_, change) in alterations {
                         match change {
                             Some(Change::Delete(m)) => {
-                                if let Some(creds) = users.users.get_mut(&name) {
+                                if let Some(creds) = users.users.get_mut(name) {
                                     creds.remove(m.name());
                                     if creds.is_empty() {
-                                        users.users.remove(&name);
+                                        users.users.remove(name);
                                     }
                                 }
                             }
@@ -144,13 +143,13 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
                                     .users
                                     .entry(name.clone())
                                     .or_default()
-                                    .insert(m.name().to_string(), c);
+                                    .insert(m.name().to_string(), c.clone());
                             }
                             None => {}
                         }
                     }
                 }
-                answers.push((name, verdict));
+                answers.push((name.clone(), verdict));
             }
             answers
         })

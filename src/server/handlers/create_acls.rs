@@ -59,8 +59,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
         .collect();
     if !valid.is_empty() {
         let added = ctx
-            .authorizer
-            .change(|set| {
+            .change_acls(|set| {
                 let new = valid.iter().filter(|a| !set.acls.contains(*a)).count();
                 if set.acls.len().saturating_add(new) > BINDINGS_MAX {
                     return false;

@@ -63,8 +63,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
         })
         .collect();
     let removed = ctx
-        .authorizer
-        .change(|set| {
+        .change_acls(|set| {
             filters
                 .iter()
                 .map(|f| match f {

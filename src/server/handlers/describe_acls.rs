@@ -36,7 +36,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
     if let Err(why) = filter.validate() {
         return req.respond(&refuse(code::INVALID_REQUEST, Some(why)));
     }
-    let acls = ctx.authorizer.current();
+    let acls = ctx.acls();
     let mut by_resource: BTreeMap<(i8, &str, i8), Vec<&Acl>> = BTreeMap::new();
     for acl in acls.acls.iter().filter(|a| filter.matches(a)) {
         by_resource

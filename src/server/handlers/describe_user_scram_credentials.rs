@@ -32,7 +32,7 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
             .with_error_code(code::CLUSTER_AUTHORIZATION_FAILED);
         return req.respond(&refused);
     }
-    let users = ctx.users.current();
+    let users = ctx.sasl_users();
     let infos = |name: &str| -> Vec<CredentialInfo> {
         users
             .users

@@ -78,10 +78,28 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Response, RequestErr
     // first position given wins, as a fetch session would keep one).
     let mut seen: HashSet<(&str, i32)> = HashSet::new();
     let mut wanted = Vec::new();
+    // A follower's fetch (Kafka's replica fetcher) names its broker id; consumers send -1.
+    let replica = if request.replica_id.0 >= 0 {
+        request.replica_id.0
+    } else {
+        -1
+    };
+    // Only brokers replicate: a follower's fetch needs CLUSTER_ACTION on the cluster, and
+    // each partition of one without it is refused as Kafka refuses it.
+    let replicating = replica >= 0
+        && ctx.allowed(
+            op::CLUSTER_ACTION,
+            resource::CLUSTER,
+            resource::CLUSTER_NAME,
+        );
     for t in &request.topics {
         let topic = topic_str(&t.topic);
         let partitions = meta.topics.get(&topic).map(|v| v.partitions).unwrap_or(0);
-        let denied = !ctx.allowed(op::READ, resource::TOPIC, &topic);
+        let denied = if replica >= 0 {
+            !replicating
+        } else {
+            !ctx.allowed(op::READ, resource::TOPIC, &topic)
+        };
         for p in &t.partitions {
             if !seen.insert((t.topic.0.as_str(), p.partition)) {
                 continue;
@@ -107,12 +125,6 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Response, RequestErr
     let min_bytes = request.min_bytes.max(0) as u64;
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
 
-    // A follower's fetch (Kafka's replica fetcher) names its broker id; consumers send -1.
-    let replica = if request.replica_id.0 >= 0 {
-        request.replica_id.0
-    } else {
-        -1
-    };
     // isolation_level 1: read_committed (a follower always reads to the log end).
     let committed = request.isolation_level == 1 && replica < 0;
     let results = loop {

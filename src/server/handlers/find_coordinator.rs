@@ -63,8 +63,8 @@ fn lookup(ctx: &Ctx, key: &str, key_type: i8) -> Found {
         .assignment(topic, offsets_partition(key, t.partitions))
         .map(|a| a.leader)
         .unwrap_or(-1);
-    match cluster.brokers.get(&leader) {
-        Some((host, port)) => Ok((leader, host.clone(), i32::from(*port))),
+    match cluster.address_on(leader, &ctx.listener) {
+        Some((host, port)) => Ok((leader, host, i32::from(port))),
         None => Err((
             code::COORDINATOR_NOT_AVAILABLE,
             "the coordinator's partition has no leader",

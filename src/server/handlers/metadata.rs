@@ -159,17 +159,30 @@ pub fn brokers(
             NODE_ID,
         ),
         Some(c) => {
-            let address = |fenced: bool| {
-                move |(id, (host, port)): (&i32, &(String, u16))| BrokerAddress {
-                    id: *id,
-                    host: host.clone(),
-                    port: i32::from(*port),
+            // Each broker at its address on the client's listener; a broker without that
+            // listener is not listed (Kafka's rule: clients stay on one listener).
+            let on_listener = |id: i32, fenced: bool| {
+                let (host, port) = match c.endpoints.get(&id) {
+                    Some(list) if !list.is_empty() => list
+                        .iter()
+                        .find(|e| e.name == ctx.listener)
+                        .map(|e| (e.host.clone(), e.port))?,
+                    _ => c.brokers.get(&id).or_else(|| c.fenced.get(&id))?.clone(),
+                };
+                Some(BrokerAddress {
+                    id,
+                    host,
+                    port: i32::from(port),
                     fenced,
-                }
+                })
             };
-            let mut list: Vec<BrokerAddress> = c.brokers.iter().map(address(false)).collect();
+            let mut list: Vec<BrokerAddress> = c
+                .brokers
+                .keys()
+                .filter_map(|id| on_listener(*id, false))
+                .collect();
             if with_fenced {
-                list.extend(c.fenced.iter().map(address(true)));
+                list.extend(c.fenced.keys().filter_map(|id| on_listener(*id, true)));
                 list.sort_by_key(|b| b.id);
             }
             (list, c.controller.unwrap_or(-1))

@@ -87,6 +87,9 @@ pub struct Ctx {
     pub shard: Rc<Shard>,
     /// The broker's request memory pool; decoded requests are charged to it too.
     pub pool: std::sync::Arc<crate::server::pool::MemoryPool>,
+    /// The listener the client came through: in a cluster, Metadata and FindCoordinator
+    /// answer each broker's address on the listener of this name.
+    pub listener: String,
     /// Host and port returned in Metadata for this broker.
     pub advertised_host: String,
     pub advertised_port: i32,
@@ -111,7 +114,8 @@ impl Ctx {
             principal: &principal,
             host: self.client_host.trim_start_matches('/'),
         };
-        self.authorizer.allows(&who, operation, resource_type, name)
+        self.authorizer
+            .allows(&self.acls(), &who, operation, resource_type, name)
     }
 
     /// Whether this connection's principal may have a producer id for idempotent writes:
@@ -125,7 +129,7 @@ impl Ctx {
             principal: &principal,
             host: self.client_host.trim_start_matches('/'),
         };
-        self.authorizer.may_write_idempotently(&who)
+        self.authorizer.may_write_idempotently(&self.acls(), &who)
     }
 
     /// Whether this connection's principal may create topic `name`.
@@ -138,7 +142,7 @@ impl Ctx {
             principal: &principal,
             host: self.client_host.trim_start_matches('/'),
         };
-        self.authorizer.may_create_topic(&who, name)
+        self.authorizer.may_create_topic(&self.acls(), &who, name)
     }
 }
 

@@ -6,6 +6,7 @@
 use super::dedupe::{Naming, Repeats};
 use super::{Ctx, Request, RequestError, topic_name, topic_str};
 use crate::protocol::code;
+use crate::security::acl::{op, resource};
 use crate::shard::messages::{EpochEndPart, EpochEndResult, ShardReply, ShardRequest};
 use crate::shard::scatter::ShardUnreachable;
 use bytes::Bytes;
@@ -31,13 +32,22 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
     }));
     let mut slots: Vec<Slot> = Vec::new();
     let mut to_ask: Vec<(usize, EpochEndPart)> = Vec::new();
+    // Kafka's rule: brokers (CLUSTER_ACTION) may ask of every topic, others of the topics
+    // they may describe.
+    let broker = ctx.allowed(
+        op::CLUSTER_ACTION,
+        resource::CLUSTER,
+        resource::CLUSTER_NAME,
+    );
     for t in &request.topics {
         let topic = topic_str(&t.topic);
         let partitions = meta.topics.get(&topic).map(|v| v.partitions).unwrap_or(0);
+        let denied = !broker && !ctx.allowed(op::DESCRIBE, resource::TOPIC, &topic);
         for p in &t.partitions {
             match repeats.visit((t.topic.0.as_str(), p.partition)) {
                 Naming::Repeat => slots.push(Slot::Skip),
                 Naming::FirstOfMany => slots.push(Slot::Done(code::INVALID_REQUEST)),
+                _ if denied => slots.push(Slot::Done(code::TOPIC_AUTHORIZATION_FAILED)),
                 _ if p.partition < 0 || p.partition >= partitions => {
                     slots.push(Slot::Done(code::UNKNOWN_TOPIC_OR_PARTITION))
                 }

@@ -1,13 +1,31 @@
-//! A follower's connection to its leader's Kafka listener: one request at a time, encoded
-//! and decoded with `kafka-protocol`, every wait bounded, and a response frame larger than
-//! the follower asked for refused before it is read.
+//! A broker's connection to another broker's Kafka listener (a follower's to its leader,
+//! a transaction coordinator's to a partition leader): one request at a time, encoded and
+//! decoded with `kafka-protocol`, every wait bounded, and a response frame larger than the
+//! caller asked for refused before it is read.
+//!
+//! It goes to the other broker's `inter.broker.listener.name` listener, over TLS and with a
+//! SASL login when that listener's protocol asks for them (`InterBrokerClient`).
 
+use crate::config::inter_broker::InterBroker;
+use crate::config::security::Mechanism;
+use crate::security::sasl_client::{ScramClient, plain_token};
+use crate::security::tls_client::{Link, TlsStream};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{
+    ApiKey, RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse,
+    SaslHandshakeRequest, SaslHandshakeResponse,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How this broker reaches the others: the listener, and its TLS configuration when that
+/// listener's protocol is SSL or SASL_SSL. Built once at start.
+pub struct InterBrokerClient {
+    pub link: InterBroker,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -17,10 +35,15 @@ pub enum ClientError {
     Timeout,
     #[error("bad response: {0}")]
     Protocol(String),
+    #[error("SASL login refused: {0}")]
+    Login(String),
 }
 
 pub struct LeaderConn {
-    stream: TcpStream,
+    stream: Link<TcpStream>,
+    /// When the SASL session the server granted ends (KIP-368): the connection is not
+    /// used past it.
+    session_ends: Option<Instant>,
     correlation: i32,
     client_id: StrBytes,
     /// The largest response frame accepted.
@@ -37,24 +60,121 @@ async fn within<T>(limit: Duration, fut: impl std::future::Future<Output = T>) -
 }
 
 impl LeaderConn {
+    /// Connects to `host:port`, another broker's inter-broker listener, with the TLS and
+    /// SASL that `client` asks for (plain TCP without one).
     pub async fn connect(
+        client: Option<&InterBrokerClient>,
         host: &str,
         port: u16,
         me: i32,
         max_frame: usize,
     ) -> Result<LeaderConn, ClientError> {
         let addr = format!("{host}:{port}");
-        let stream = within(Duration::from_secs(3), TcpStream::connect(addr.as_str()))
+        let tcp = within(Duration::from_secs(3), TcpStream::connect(addr.as_str()))
             .await
             .ok_or(ClientError::Timeout)?
             .map_err(|e| ClientError::Io(std::io::Error::other(e.to_string())))?;
-        let _ = stream.set_nodelay(true);
-        Ok(LeaderConn {
+        let _ = tcp.set_nodelay(true);
+        let stream = match client.and_then(|c| c.tls.clone()) {
+            Some(config) => Link::Tls(Box::new(
+                within(
+                    Duration::from_secs(5),
+                    TlsStream::connect(tcp, config, host),
+                )
+                .await
+                .ok_or(ClientError::Timeout)??,
+            )),
+            None => Link::Plain(tcp),
+        };
+        let mut conn = LeaderConn {
             stream,
+            session_ends: None,
             correlation: 0,
             client_id: StrBytes::from_string(format!("ringbroker-replica-{me}")),
             max_frame,
-        })
+        };
+        if let Some(login) = client.and_then(|c| c.link.sasl.as_ref()) {
+            conn.log_in(login).await?;
+        }
+        Ok(conn)
+    }
+
+    /// Whether the SASL session has ended (or ends within a second): reconnect instead.
+    pub fn expired(&self) -> bool {
+        self.session_ends
+            .is_some_and(|end| Instant::now() + Duration::from_secs(1) >= end)
+    }
+
+    /// SaslHandshake v1 and SaslAuthenticate v2, one round for PLAIN, two for SCRAM.
+    async fn log_in(
+        &mut self,
+        login: &crate::config::inter_broker::SaslLogin,
+    ) -> Result<(), ClientError> {
+        let limit = Duration::from_secs(5);
+        let hs: SaslHandshakeResponse = self
+            .call(
+                ApiKey::SaslHandshake,
+                1,
+                &SaslHandshakeRequest::default()
+                    .with_mechanism(StrBytes::from_static_str(login.mechanism.name())),
+                limit,
+            )
+            .await?;
+        if hs.error_code != 0 {
+            return Err(ClientError::Login(format!(
+                "mechanism {} not enabled there (error {})",
+                login.mechanism.name(),
+                hs.error_code
+            )));
+        }
+        let started = Instant::now();
+        let lifetime = match login.mechanism {
+            Mechanism::Plain => {
+                let token = plain_token(&login.username, &login.password);
+                self.authenticate(token, limit).await?.1
+            }
+            m => {
+                let mut scram = ScramClient::new(m, &login.username, &login.password);
+                let (first, _) = self.authenticate(scram.first(), limit).await?;
+                let last = scram
+                    .client_final(&first)
+                    .map_err(|e| ClientError::Login(e.to_string()))?;
+                let (server_final, lifetime) = self.authenticate(last, limit).await?;
+                scram
+                    .finish(&server_final)
+                    .map_err(|e| ClientError::Login(e.to_string()))?;
+                lifetime
+            }
+        };
+        self.session_ends = u64::try_from(lifetime)
+            .ok()
+            .filter(|ms| *ms > 0)
+            .map(|ms| started + Duration::from_millis(ms));
+        Ok(())
+    }
+
+    /// One SaslAuthenticate round: the server's bytes and the session lifetime it gave.
+    async fn authenticate(
+        &mut self,
+        token: Vec<u8>,
+        limit: Duration,
+    ) -> Result<(Bytes, i64), ClientError> {
+        let r: SaslAuthenticateResponse = self
+            .call(
+                ApiKey::SaslAuthenticate,
+                2,
+                &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token)),
+                limit,
+            )
+            .await?;
+        if r.error_code != 0 {
+            return Err(ClientError::Login(format!(
+                "error {}: {}",
+                r.error_code,
+                r.error_message.as_deref().unwrap_or("")
+            )));
+        }
+        Ok((r.auth_bytes, r.session_lifetime_ms))
     }
 
     /// Sends `req` as `api` `version` and waits at most `limit` for the answer.

@@ -35,7 +35,7 @@ pub async fn run(shard: Rc<Shard>, leader: i32) {
             return;
         };
         let me = c.node;
-        let Some((host, port)) = c.brokers.get(&leader).cloned() else {
+        let Some((client, host, port)) = shard.broker_link(c, leader) else {
             glommio::timer::sleep(BACKOFF).await;
             continue;
         };
@@ -48,8 +48,11 @@ pub async fn run(shard: Rc<Shard>, leader: i32) {
                 .saturating_add(1 << 20),
         )
         .unwrap_or(usize::MAX);
+        if conn.as_ref().is_some_and(LeaderConn::expired) {
+            conn = None;
+        }
         if conn.is_none() {
-            match LeaderConn::connect(&host, port, me, max_frame).await {
+            match LeaderConn::connect(client.as_deref(), &host, port, me, max_frame).await {
                 Ok(c) => conn = Some(c),
                 Err(e) => {
                     tracing::debug!("cannot reach leader {leader} at {host}:{port}: {e}");

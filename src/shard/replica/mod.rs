@@ -8,6 +8,7 @@
 //! role it plays every [`ROLE_CHECK`], so a new leader epoch takes effect within that.
 
 pub(super) mod client;
+pub use client::InterBrokerClient;
 mod fetcher;
 
 use super::Shard;
