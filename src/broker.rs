@@ -192,7 +192,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         bail!("no listener configured");
     }
     let tls = if listeners.iter().any(|(l, _)| l.protocol.tls()) {
-        Some(crate::security::tls::server_config(&config.security)?)
+        Some(crate::security::tls::TlsStore::start(&config.security)?)
     } else {
         None
     };

@@ -15,6 +15,7 @@
 
 pub mod args;
 pub mod consumer;
+pub mod drain;
 pub mod hardware;
 pub mod histogram;
 pub mod limits;

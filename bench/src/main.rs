@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use ringbroker_bench::args::{BenchArgs, CombineArgs, SweepArgs};
-use ringbroker_bench::{render, report, run, sweep};
+use ringbroker_bench::{drain, render, report, run, sweep};
 use std::process::ExitCode;
 
 /// Benchmark a Kafka-compatible broker (open-loop load, latency percentiles), or run a
@@ -23,6 +23,8 @@ enum Sub {
     Sweep(Box<SweepArgs>),
     /// Combine several sweeps' JSON into one markdown table and one set of plots.
     Combine(CombineArgs),
+    /// Read a topic from its start to its current end once; print bytes, seconds and MB/s.
+    Drain(drain::DrainArgs),
 }
 
 /// Runs the command line's bench: prints the table, writes the JSON if asked.
@@ -30,6 +32,15 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
     match cli.sub {
         Some(Sub::Sweep(args)) => sweep::run(&args),
         Some(Sub::Combine(args)) => render::combine(&args),
+        Some(Sub::Drain(args)) => {
+            let drained = drain::run(&args)?;
+            let line = serde_json::to_string(&drained)?;
+            println!("{line}");
+            if let Some(path) = &args.json {
+                std::fs::write(path, format!("{line}\n"))?;
+            }
+            Ok(())
+        }
         None => {
             let report = run::run(&cli.run)?;
             print!("{}", report.table());

@@ -10,6 +10,7 @@ pub mod inter_broker;
 pub mod limits;
 pub mod log;
 pub mod security;
+pub mod tls;
 pub mod topic;
 pub mod txn;
 

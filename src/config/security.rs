@@ -123,6 +123,11 @@ pub struct SecurityConfig {
     pub super_users: Vec<String>,
     /// A resource no ACL names is open to everyone (`allow.everyone.if.no.acl.found`).
     pub allow_everyone_if_no_acl_found: bool,
+    /// How long a SASL session lasts before the client must re-authenticate (KIP-368's
+    /// `connections.max.reauth.ms`; 0: for ever).
+    pub connections_max_reauth_ms: u64,
+    /// Certificate principals and reloading (`config::tls`).
+    pub tls: super::tls::TlsConfig,
 }
 
 impl Default for SecurityConfig {
@@ -140,6 +145,8 @@ impl Default for SecurityConfig {
             authorizer_enabled: false,
             super_users: Vec::new(),
             allow_everyone_if_no_acl_found: false,
+            connections_max_reauth_ms: 0,
+            tls: super::tls::TlsConfig::default(),
         }
     }
 }
@@ -180,6 +187,9 @@ impl SecurityConfig {
         "authorizer.enabled",
         "super.users",
         "allow.everyone.if.no.acl.found",
+        "connections.max.reauth.ms",
+        "ssl.principal.mapping.rules",
+        "ssl.reload.interval.ms",
     ];
 
     /// Sets one of [`Self::KEYS`]; `Ok(false)` when the key is not a security setting.
@@ -262,6 +272,7 @@ impl SecurityConfig {
                 self.failed_authentication_delay_ms = parse_num(key, value)?
             }
             "authorizer.enabled" => self.authorizer_enabled = parse_bool(key, value)?,
+            "connections.max.reauth.ms" => self.connections_max_reauth_ms = parse_num(key, value)?,
             "allow.everyone.if.no.acl.found" => {
                 self.allow_everyone_if_no_acl_found = parse_bool(key, value)?
             }
@@ -275,7 +286,7 @@ impl SecurityConfig {
                 }
                 self.super_users = users;
             }
-            _ => return Ok(false),
+            other => return self.tls.set(other, value),
         }
         Ok(true)
     }

@@ -309,8 +309,11 @@ type RequestTask =
 /// How a listener secures its connections.
 #[derive(Clone)]
 pub struct Security {
-    /// SSL and SASL_SSL listeners: the TLS configuration every connection shares.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// SSL and SASL_SSL listeners: the TLS configuration new connections take.
+    pub tls: Option<Arc<crate::security::tls::TlsStore>>,
+    /// SSL listeners: the client certificate's subject, mapped by these rules, is the
+    /// principal.
+    pub cert_principal: Option<crate::config::tls::PrincipalRules>,
     /// SASL_PLAINTEXT and SASL_SSL listeners: the users and mechanisms.
     pub sasl: Option<SaslSetup>,
 }
@@ -322,6 +325,8 @@ pub struct SaslSetup {
     /// Largest frame before authentication.
     pub frame_max_bytes: usize,
     pub failure_delay: Duration,
+    /// `connections.max.reauth.ms`, when set.
+    pub session_max: Option<Duration>,
 }
 
 /// A task whose answer is already known (the SASL gate's).
@@ -369,8 +374,8 @@ pub async fn serve(
     let writer = unsafe { TcpStream::from_raw_fd(write_fd) };
     let (mut reader_half, mut writer) = match &security.tls {
         None => (ReadHalf::Plain(stream), WriteHalf::Plain(writer)),
-        Some(config) => {
-            let mut conn = match rustls::ServerConnection::new(config.clone()) {
+        Some(store) => {
+            let mut conn = match rustls::ServerConnection::new(store.current()) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!("cannot start a TLS connection: {e}");
@@ -383,7 +388,22 @@ pub async fn serve(
             let done = transport::handshake(&mut stream, conn).await;
             activity.frame_since.set(None);
             match done {
-                Ok(conn) => transport::tls_halves(stream, writer, conn),
+                Ok(conn) => {
+                    if let Some(rules) = &security.cert_principal {
+                        let chain = conn.peer_certificates();
+                        match crate::security::certificate::principal(chain, rules) {
+                            Ok(p) => *ctx.principal.borrow_mut() = p,
+                            Err(e) => {
+                                tracing::info!(
+                                    "closing connection from {}: client certificate: {e}",
+                                    ctx.client_host
+                                );
+                                return;
+                            }
+                        }
+                    }
+                    transport::tls_halves(stream, writer, conn)
+                }
                 Err(e) => {
                     tracing::info!(
                         "closing connection from {}: TLS handshake failed: {}",
@@ -433,13 +453,19 @@ pub async fn serve(
     let mut reader = FrameReader::new(ReadLimits { frame_max_bytes }, pool);
     let mut gate = security.sasl.map(|sasl| {
         reader.set_frame_max_bytes(sasl.frame_max_bytes.min(frame_max_bytes));
-        SaslGate::new(Authenticator::new(sasl.mechanisms), sasl.failure_delay)
+        SaslGate::new(
+            Authenticator::new(sasl.mechanisms),
+            sasl.failure_delay,
+            sasl.session_max,
+        )
     });
+    let mut authenticated = false;
     loop {
         match reader.next(&mut reader_half, &activity).await {
             Ok(Some(frame)) => {
                 let verdict = match gate.as_mut() {
                     None => Verdict::Pass,
+                    Some(g) if authenticated => g.after_authentication(&ctx, frame.clone()).await,
                     Some(g) => g.admit(&ctx, frame.clone()).await,
                 };
                 let task = match verdict {
@@ -451,7 +477,11 @@ pub async fn serve(
                     }
                     Verdict::Answer(answer) => answered(answer),
                     Verdict::Authenticated(answer) => {
-                        gate = None;
+                        authenticated = true;
+                        // Without sessions that end, the gate has nothing more to do.
+                        if gate.as_ref().is_some_and(|g| !g.sessions_expire()) {
+                            gate = None;
+                        }
                         reader.set_frame_max_bytes(frame_max_bytes);
                         answered(answer)
                     }

@@ -5,7 +5,7 @@ use super::admission::ConnectionLimits;
 use super::connection::{self, Activity, SaslSetup, Security};
 use super::handlers::Ctx;
 use super::pool::MemoryPool;
-use crate::config::security::Listener;
+use crate::config::security::{Listener, SecurityProtocol};
 use crate::fatal::Contained;
 use crate::shard::Shard;
 use glommio::net::TcpListener;
@@ -22,8 +22,8 @@ use std::time::Duration;
 pub struct Frontend {
     pub pool: Arc<MemoryPool>,
     pub connections: Arc<ConnectionLimits>,
-    /// Built once at start when a listener uses TLS.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Loaded at start when a listener uses TLS, replaced when its files change.
+    pub tls: Option<Arc<crate::security::tls::TlsStore>>,
     /// The SASL users: read from the data dir at start, changed by
     /// AlterUserScramCredentials.
     pub users: Arc<crate::server::durable::Durable<crate::security::credentials::Users>>,
@@ -41,11 +41,16 @@ impl Frontend {
             } else {
                 None
             },
+            // On SSL the certificate names the client; on SASL_SSL the SASL user does.
+            cert_principal: (listener.protocol == SecurityProtocol::Ssl)
+                .then(|| sec.tls.principal_rules.clone()),
             sasl: listener.protocol.sasl().then(|| SaslSetup {
                 users: self.users.clone(),
                 mechanisms: sec.sasl_enabled_mechanisms.clone(),
                 frame_max_bytes: usize::try_from(sec.sasl_max_receive_bytes).unwrap_or(usize::MAX),
                 failure_delay: Duration::from_millis(sec.failed_authentication_delay_ms),
+                session_max: (sec.connections_max_reauth_ms > 0)
+                    .then(|| Duration::from_millis(sec.connections_max_reauth_ms)),
             }),
         }
     }

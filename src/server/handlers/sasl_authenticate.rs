@@ -8,7 +8,8 @@ use bytes::Bytes;
 use kafka_protocol::messages::{SaslAuthenticateRequest, SaslAuthenticateResponse};
 use kafka_protocol::protocol::StrBytes;
 
-/// The answer to one token. A session lifetime of 0 tells clients not to re-authenticate.
+/// The answer to one token. A session lifetime of 0 tells clients not to re-authenticate
+/// (the SASL gate sets it when `connections.max.reauth.ms` is on).
 pub fn response(
     error_code: i16,
     message: Option<&str>,

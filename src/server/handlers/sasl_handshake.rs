@@ -1,7 +1,8 @@
 //! SaslHandshake, versions 0-1. On a SASL listener, before the client has authenticated,
 //! the connection's SASL gate (`server::sasl_gate`) answers it. Everywhere else (a
-//! listener without SASL, or a client already authenticated: re-authentication is not
-//! supported) it is out of place and answered ILLEGAL_SASL_STATE, as Kafka does.
+//! listener without SASL, or a client already authenticated while
+//! `connections.max.reauth.ms` is 0, so re-authentication is off) it is out of place and
+//! answered ILLEGAL_SASL_STATE, as Kafka does.
 
 use super::{Ctx, Request, RequestError, str_bytes};
 use crate::config::security::Mechanism;
