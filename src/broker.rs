@@ -6,7 +6,6 @@
 //! 2. wait until every shard has drained (other shards may still route work here);
 //! 3. flush and close every log; the executors end and the process exits 0.
 
-use crate::cluster::image::Endpoint;
 use crate::config::BrokerConfig;
 use crate::config::security::Listener;
 use crate::server::admission::ConnectionLimits;
@@ -27,6 +26,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 /// Depth of each shard-to-shard queue; a full queue makes the sender wait (backpressure).
+mod cluster_links;
+
 const MESH_QUEUE_DEPTH: usize = 1024;
 const TICK: Duration = Duration::from_millis(100);
 /// Ticks between two sweeps of the connections for idle and stalled ones.
@@ -61,31 +62,6 @@ fn ensure_port_free(addr: &str, key: &str) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     Ok(())
-}
-
-/// Where a broker of a cluster registers `listener` for clients and the other brokers:
-/// its advertised address, else its bind address, which must then name a host they can
-/// reach.
-fn cluster_endpoint(listener: &Listener, node: i32) -> anyhow::Result<Endpoint> {
-    let addr = listener.advertised.as_deref().unwrap_or(&listener.bind);
-    let (host, port) = addr
-        .rsplit_once(':')
-        .with_context(|| format!("{addr} is not HOST:PORT"))?;
-    let port: u16 = port
-        .parse()
-        .with_context(|| format!("{addr} has no valid port"))?;
-    if matches!(host, "0.0.0.0" | "::" | "[::]" | "") {
-        bail!(
-            "node {node}: listener {} at {addr} cannot be reached; set `advertised` (with \
-             `listeners`: `advertised.listeners`), or listen on a specific address, in a cluster",
-            listener.name
-        );
-    }
-    Ok(Endpoint {
-        name: listener.name.clone(),
-        host: host.to_string(),
-        port,
-    })
 }
 
 const IO_MEMORY_MIN: usize = 256 << 10;
@@ -148,7 +124,7 @@ struct StoppedBySignal(libc::c_int);
 struct Shared {
     /// In a cluster: where clients reach this broker (told to the controller).
     /// In a cluster: this broker's listeners as it registers them.
-    clustered: Option<Vec<Endpoint>>,
+    clustered: Option<Vec<crate::cluster::image::Endpoint>>,
     inter_broker: Option<Arc<crate::shard::replica::InterBrokerClient>>,
     controller_tls: Option<crate::cluster::transport::PeerTls>,
     /// Stopping begins: shard 0 has the controller move leadership off this broker.
@@ -216,58 +192,13 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot resolve data dir {}", config.data_dir.display()))?;
     // In a cluster the metadata is the controller quorum's log (under `<data>/__cluster`),
     // applied once the node runs; a broker alone keeps it in `__ringbroker_meta.toml`.
-    let clustered = match config.cluster.node_id {
-        Some(node) => Some(
-            listeners
-                .iter()
-                .map(|(l, _)| cluster_endpoint(l, node))
-                .collect::<anyhow::Result<Vec<Endpoint>>>()?,
-        ),
-        None => None,
-    };
-    // How this broker reaches the others' listeners: TLS and SASL settings checked now, so
-    // a bad truststore or login stops the start instead of every replica fetch.
-    let inter_broker = match clustered {
-        Some(_) => {
-            let link = config.inter_broker_link()?;
-            let tls = if link.protocol.tls() {
-                Some(crate::security::tls_client::client_config(
-                    &config.security,
-                    false,
-                )?)
-            } else {
-                None
-            };
-            Some(Arc::new(crate::shard::replica::InterBrokerClient {
-                link,
-                tls,
-            }))
-        }
-        None => None,
-    };
-    // Mutual TLS on the controller port when its listener is SSL.
-    let controller_tls =
-        if clustered.is_some() && config.inter_broker.controller_tls(&config.security)? {
-            Some(crate::cluster::transport::PeerTls {
-                server: crate::security::tls::server_config_with(
-                    &config.security,
-                    crate::config::security::ClientAuth::Required,
-                )?,
-                client: crate::security::tls_client::client_config(&config.security, true)?,
-            })
-        } else {
-            None
-        };
+    let links = cluster_links::prepare(&config, &listeners)?;
+    let clustered = links.as_ref().map(|l| l.endpoints.clone());
+    let inter_broker = links.as_ref().map(|l| l.inter_broker.clone());
+    let controller_tls = links.and_then(|l| l.controller_tls);
     let users = crate::security::credentials::Users::load(&config.data_dir)?;
     let acls =
         crate::security::acl::AclSet::load(&config.data_dir).map_err(|e| anyhow::anyhow!(e))?;
-    if clustered.is_some() && config.log.unclean_leader_election {
-        tracing::warn!(
-            "unclean.leader.election.enable=true in this broker's configuration decides nothing \
-             in a cluster (elections are the metadata's): set it per topic, or cluster-wide with \
-             AlterConfigs of the default broker resource"
-        );
-    }
     if clustered.is_some() && !acls.acls.is_empty() {
         tracing::warn!(
             "{} ACL bindings in {} are not used: a broker of a cluster uses the cluster's",

@@ -353,3 +353,5 @@ pub use placement::place;
 pub use security::SecurityImage;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_security;
