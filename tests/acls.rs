@@ -7,7 +7,7 @@
 mod common;
 
 use common::kafka::{self, topic_name};
-use common::{Broker, RawClient, disk_tempdir, free_port, run_python, run_to_exit};
+use common::{Broker, RawClient, disk_tempdir, free_port, run_python};
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
@@ -23,7 +23,6 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use ringbroker::protocol::batch::testing::build_batch;
-use std::time::Duration;
 
 const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 const GROUP_AUTHORIZATION_FAILED: i16 = 30;
@@ -48,23 +47,7 @@ fn s(x: &str) -> StrBytes {
 
 fn users_add(data: &std::path::Path, user: &str, password: &str) {
     for mechanism in ["PLAIN", "SCRAM-SHA-256"] {
-        let dir = data.to_str().unwrap();
-        let (status, stderr) = run_to_exit(
-            &[
-                "users",
-                "add",
-                "--data-dir",
-                dir,
-                "--mechanism",
-                mechanism,
-                "--user",
-                user,
-                "--password",
-                password,
-            ],
-            Duration::from_secs(30),
-        );
-        assert!(status.success(), "{stderr}");
+        common::users_add(data, mechanism, user, password);
     }
 }
 

@@ -20,7 +20,7 @@ mod common;
 #[path = "common/pki.rs"]
 mod pki;
 
-use common::{Broker, RawClient, disk_tempdir, free_port, heavy_lock, run_python, run_to_exit};
+use common::{Broker, RawClient, disk_tempdir, free_port, heavy_lock, run_python, users_add};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::write_txn_markers_request::{
     WritableTxnMarker, WritableTxnMarkerTopic,
@@ -48,25 +48,6 @@ struct Node {
     controller: u16,
 }
 
-fn users_add(data: &Path, user: &str, password: &str) {
-    let (status, stderr) = run_to_exit(
-        &[
-            "users",
-            "add",
-            "--data-dir",
-            data.to_str().expect("utf-8 path"),
-            "--mechanism",
-            "SCRAM-SHA-256",
-            "--user",
-            user,
-            "--password",
-            password,
-        ],
-        Duration::from_secs(30),
-    );
-    assert!(status.success(), "users add: {stderr}");
-}
-
 /// Starts the three brokers together and waits until each answers.
 fn start(dir: &Path) -> Vec<Node> {
     let (ca_params, ca_key, ca_pem) = pki::ca("cluster test CA");
@@ -86,8 +67,8 @@ fn start(dir: &Path) -> Vec<Node> {
     for (i, [plain, client, repl, ctrl]) in ports.into_iter().enumerate() {
         let id = i as i32 + 1;
         let data = disk_tempdir("rb-cluster-sec-");
-        users_add(data.path(), "broker", "broker-secret");
-        users_add(data.path(), "admin", "admin-secret");
+        users_add(data.path(), "SCRAM-SHA-256", "broker", "broker-secret");
+        users_add(data.path(), "SCRAM-SHA-256", "admin", "admin-secret");
         let sets = [
             format!(
                 "listeners=PLAINTEXT://127.0.0.1:{plain},CLIENT://127.0.0.1:{client},\

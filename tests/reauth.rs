@@ -5,43 +5,25 @@
 //! re-authenticating as another user is refused and closes the connection.
 
 mod common;
+#[path = "common/deliveries.rs"]
+mod deliveries;
 
-use common::{Broker, RawClient, disk_tempdir, free_port, run_to_exit};
+use common::{Broker, RawClient, disk_tempdir, free_port, users_add};
+use deliveries::{Deliveries, Recorder};
 use kafka_protocol::messages::{
     MetadataRequest, MetadataResponse, SaslAuthenticateRequest, SaslAuthenticateResponse,
     SaslHandshakeRequest, SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::StrBytes;
-use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SASL_AUTHENTICATION_FAILED: i16 = 58;
 const ILLEGAL_SASL_STATE: i16 = 34;
 const SESSION_MS: i64 = 2000;
-
-fn users_add(data: &std::path::Path, mechanism: &str, user: &str, password: &str) {
-    let (status, stderr) = run_to_exit(
-        &[
-            "users",
-            "add",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--mechanism",
-            mechanism,
-            "--user",
-            user,
-            "--password",
-            password,
-        ],
-        Duration::from_secs(30),
-    );
-    assert!(status.success(), "users add: {stderr}");
-}
 
 /// A broker with a SASL_PLAINTEXT listener whose sessions last `reauth_ms` (0: for ever);
 /// alice and bob have PLAIN and SCRAM-SHA-256 credentials.
@@ -162,24 +144,6 @@ fn without_connections_max_reauth_ms_a_session_lasts_and_sasl_requests_are_out_o
     );
     assert_eq!(h.error_code, ILLEGAL_SASL_STATE);
     assert!(metadata_ok(&mut c), "the connection stays open");
-}
-
-#[derive(Default)]
-struct Deliveries(Mutex<Vec<Result<i64, String>>>);
-
-struct Recorder(Arc<Deliveries>);
-
-impl ClientContext for Recorder {}
-
-impl ProducerContext for Recorder {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        let r = match result {
-            Ok(m) => Ok(m.offset()),
-            Err((e, _)) => Err(e.to_string()),
-        };
-        self.0.0.lock().unwrap().push(r);
-    }
 }
 
 #[test]

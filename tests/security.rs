@@ -5,8 +5,16 @@
 //! `ringbroker users add` before the broker starts.
 
 mod common;
+#[path = "common/pki.rs"]
+mod pki_gen;
+use pki_gen::{ca, leaf};
+#[path = "common/deliveries.rs"]
+mod deliveries;
 
-use common::{Broker, RawClient, ReadOutcome, disk_tempdir, free_port, run_python, run_to_exit};
+use common::{
+    Broker, RawClient, ReadOutcome, disk_tempdir, free_port, run_python, run_to_exit, users_add,
+};
+use deliveries::{Deliveries, Recorder};
 use kafka_protocol::messages::{
     MetadataRequest, MetadataResponse, SaslAuthenticateRequest, SaslAuthenticateResponse,
     SaslHandshakeRequest, SaslHandshakeResponse,
@@ -15,11 +23,11 @@ use kafka_protocol::protocol::StrBytes;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SASL_AUTHENTICATION_FAILED: i16 = 58;
@@ -39,35 +47,6 @@ struct Pki {
     rogue_ca: PathBuf,
     rogue_cert: PathBuf,
     rogue_key: PathBuf,
-}
-
-fn ca(name: &str) -> (rcgen::CertificateParams, rcgen::KeyPair, String) {
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    (params, key, cert.pem())
-}
-
-fn leaf(
-    names: &[&str],
-    ca_params: &rcgen::CertificateParams,
-    ca_key: &rcgen::KeyPair,
-) -> (String, String) {
-    let params =
-        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-            .unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let issuer = rcgen::Issuer::from_params(ca_params, ca_key);
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    (cert.pem(), key.serialize_pem())
 }
 
 fn pki() -> Pki {
@@ -92,25 +71,6 @@ fn pki() -> Pki {
         rogue_key: write("rogue.key", &rogue_key),
         _dir: dir,
     }
-}
-
-fn users_add(data: &Path, mechanism: &str, user: &str, password: &str) {
-    let (status, stderr) = run_to_exit(
-        &[
-            "users",
-            "add",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--mechanism",
-            mechanism,
-            "--user",
-            user,
-            "--password",
-            password,
-        ],
-        Duration::from_secs(30),
-    );
-    assert!(status.success(), "users add: {stderr}");
 }
 
 /// A broker with all four kinds of listener, alice (every mechanism) and bob (SCRAM-SHA-256).
@@ -164,24 +124,6 @@ impl Secure {
 
     fn bootstrap(port: u16) -> String {
         format!("127.0.0.1:{port}")
-    }
-}
-
-#[derive(Default)]
-struct Deliveries(Mutex<Vec<Result<i64, String>>>);
-
-struct Recorder(Arc<Deliveries>);
-
-impl ClientContext for Recorder {}
-
-impl ProducerContext for Recorder {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        let r = match result {
-            Ok(m) => Ok(m.offset()),
-            Err((e, _)) => Err(e.to_string()),
-        };
-        self.0.0.lock().unwrap().push(r);
     }
 }
 

@@ -5,23 +5,24 @@
 //! ones go on, a broken replacement is refused with one ERROR and the last good one stays.
 
 mod common;
+#[path = "common/deliveries.rs"]
+mod deliveries;
 
 use common::kafka;
 use common::{Broker, RawClient, disk_tempdir, free_port};
+use deliveries::{Deliveries, Recorder};
 use kafka_protocol::messages::CreateAclsRequest;
 use kafka_protocol::messages::CreateAclsResponse;
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-use rdkafka::producer::{DeliveryResult, ProducerContext};
-use rdkafka::{ClientContext, Message};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 // Kafka's enum values (ResourceType, PatternType, AclOperation, AclPermissionType).
@@ -113,24 +114,6 @@ fn start(dir: &Path, keystore: &Path, sets: &[String]) -> (Broker, u16, u16) {
 
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-#[derive(Default)]
-struct Deliveries(Mutex<Vec<Result<i64, String>>>);
-
-struct Recorder(Arc<Deliveries>);
-
-impl ClientContext for Recorder {}
-
-impl ProducerContext for Recorder {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        let r = match result {
-            Ok(m) => Ok(m.offset()),
-            Err((e, _)) => Err(e.to_string()),
-        };
-        self.0.0.lock().unwrap().push(r);
-    }
 }
 
 /// Produces `n` records with librdkafka over SSL presenting `cert`/`key`; returns the

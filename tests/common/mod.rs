@@ -1069,6 +1069,27 @@ pub fn ensure_kafka_python() {
     ensure_python_module("kafka", "kafka-python");
 }
 
+/// `ringbroker users add` of `user` with `password` for `mechanism` in the data dir `data`
+/// (which no running broker holds).
+pub fn users_add(data: &Path, mechanism: &str, user: &str, password: &str) {
+    let (status, stderr) = run_to_exit(
+        &[
+            "users",
+            "add",
+            "--data-dir",
+            data.to_str().expect("a UTF-8 data dir"),
+            "--mechanism",
+            mechanism,
+            "--user",
+            user,
+            "--password",
+            password,
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(status.success(), "users add: {stderr}");
+}
+
 /// Runs `tests/python/SCRIPT ARGS...`; fails the test unless it exits 0 and its output
 /// ends with `OK`. Returns its output.
 pub fn run_python(script: &str, args: &[&str]) -> String {
