@@ -50,8 +50,8 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 port, mb = sys.argv[1], int(sys.argv[2])
 boot = f"127.0.0.1:{port}"
-for f in AdminClient({"bootstrap.servers": boot}).create_topics(
-        [NewTopic("backlog", 1, 1)]).values():
+admin = AdminClient({"bootstrap.servers": boot})
+for f in admin.create_topics([NewTopic("backlog", 1, 1)]).values():
     f.result()
 p = Producer({"bootstrap.servers": boot, "linger.ms": 20, "batch.size": 1 << 20,
               "queue.buffering.max.kbytes": 1 << 20})

@@ -509,6 +509,8 @@ async fn shard_main(
 
     // The log cleaner (compaction), in its own low-share task queue.
     let cleaner = crate::shard::cleaner::start(shard.clone());
+    // Sealed segments checked again in the background (`log.scrub.interval.ms`).
+    let scrubber = crate::shard::scrub::start(shard.clone());
     // In a cluster: leaders' high watermarks and ISRs, followers' fetchers.
     let replication = crate::shard::replica::start(shard.clone());
     let limits = &shard.config.limits;
@@ -536,6 +538,7 @@ async fn shard_main(
     drop(accept);
     drop(metrics);
     drop(cleaner);
+    drop(scrubber);
     drop(replication);
     conns.stop_reading();
     let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;

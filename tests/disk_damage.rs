@@ -10,7 +10,7 @@
 //! An index that points past the end of a whole segment (the next one follows on) is
 //! derived data: it is rebuilt, with a warning naming it. Damaged broker-wide files (the
 //! metadata, the producer id block) stop the broker at start with a message naming the
-//! file.
+//! file. Damage that appears under a running broker is found by the scrubber.
 
 mod common;
 
@@ -33,6 +33,13 @@ fn value(p: i32, i: usize, r: usize) -> Vec<u8> {
 /// sealed segments), `BATCHES` batches of 3 records in each, stopped cleanly.
 fn damaged_setup() -> Broker {
     let mut b = Broker::start(&["log.segment.bytes=16384"]);
+    fill(&b);
+    b.stop();
+    b
+}
+
+/// Topic `dmg` with `BATCHES` batches of 3 records in each of its 2 partitions.
+fn fill(b: &Broker) {
     let mut c = RawClient::connect(b.addr());
     kafka::create_topic(&mut c, TOPIC, 2);
     let ts = common::recent_ts();
@@ -44,9 +51,6 @@ fn damaged_setup() -> Broker {
             assert_eq!((err, base), (NONE, 3 * i as i64), "produce to {p}");
         }
     }
-    drop(c);
-    b.stop();
-    b
 }
 
 fn part_dir(b: &Broker, p: i32) -> PathBuf {
@@ -626,4 +630,68 @@ fn offset_commits_to_an_offline_offsets_partition_get_a_storage_error() {
     assert_eq!(kafka::latest_offset(&mut c, TOPIC, 0), 3 * BATCHES as i64);
     drop(c);
     b.stop();
+}
+
+/// Damage that appears while the broker runs (a bit flip in a sealed segment) is found by
+/// the scrubber (`log.scrub.interval.ms`), which takes the partition offline as the open
+/// would: one line naming the file and the position, KAFKA_STORAGE_ERROR to Produce and
+/// Fetch, the other partition serving; without the scrubber it would be served.
+#[test]
+fn damage_appearing_while_running_is_found_by_the_scrubber() {
+    let _serial = common::heavy_lock();
+    let b = Broker::start(&["log.segment.bytes=16384", "log.scrub.interval.ms=300"]);
+    fill(&b);
+    let segs = segments(&part_dir(&b, 0));
+    assert!(segs.len() >= 3, "several segments: {segs:?}");
+    let (pos, _, _) = batches(&segs[0])[1];
+    let mut bytes = std::fs::read(&segs[0]).expect("read");
+    bytes[pos as usize + 80] ^= 0x10;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segs[0])
+        .expect("open segment");
+    std::os::unix::fs::FileExt::write_all_at(&f, &bytes, 0).expect("write");
+    f.sync_all().expect("sync");
+    let mut c = RawClient::connect(b.addr());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let batch = build_batch(&[b"new"], common::recent_ts());
+    loop {
+        let (err, _) = kafka::produce_one(&mut c, TOPIC, 0, batch.clone());
+        if err == KAFKA_STORAGE_ERROR {
+            break;
+        }
+        assert_eq!(
+            err, NONE,
+            "Produce to partition 0 before the scrubber found the damage"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the scrubber did not find the damage within 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let log = b.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(&format!("partition {TOPIC}-0 is offline")))
+        .collect();
+    assert_eq!(lines.len(), 1, "one offline line for {TOPIC}-0:\n{log}");
+    assert!(
+        lines[0].contains("00000000000000000000.log")
+            && lines[0].contains(&format!("position {pos}")),
+        "the line names the file and the position: {}",
+        lines[0]
+    );
+    let f = kafka::fetch(&mut c, TOPIC, &[(0, 0)]);
+    assert_eq!(
+        f[0].1, KAFKA_STORAGE_ERROR,
+        "Fetch of the damaged partition"
+    );
+    let end = 3 * BATCHES as i64;
+    assert_eq!(kafka::produce_one(&mut c, TOPIC, 1, batch), (NONE, end));
+    assert_eq!(
+        kafka::fetch_all(&mut c, TOPIC, 1, 0).len() as i64,
+        end + 1,
+        "partition 1 keeps serving"
+    );
 }

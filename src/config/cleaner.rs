@@ -1,5 +1,5 @@
-//! The log cleaner's broker settings (Kafka's `log.cleaner.*`) and the broker defaults of
-//! the compaction topic configs.
+//! The log cleaner's broker settings (Kafka's `log.cleaner.*`), the broker defaults of
+//! the compaction topic configs, and the scrubber's (`log.scrub.*`, ringbroker's own).
 
 use super::broker::{ConfigError, bad, parse_num, parse_positive};
 use super::log::LogConfig;
@@ -17,6 +17,11 @@ pub struct CleanerConfig {
     /// `log.cleaner.dedupe.buffer.size`: memory for the key map of one shard's cleaner.
     /// Kafka splits it over its cleaner threads; here each shard gets this share.
     pub dedupe_buffer_bytes: u64,
+    /// `log.scrub.interval.ms`: how often every sealed segment is read again and checked
+    /// (CRC-32C, offsets, length) while the broker runs; 0 turns scrubbing off.
+    pub scrub_interval_ms: u64,
+    /// `log.scrub.io.max.bytes.per.second`: the bytes one shard's scrubber reads per second.
+    pub scrub_io_max_bytes_per_second: u64,
 }
 
 impl Default for CleanerConfig {
@@ -26,6 +31,8 @@ impl Default for CleanerConfig {
             io_max_bytes_per_second: None,
             backoff_ms: 15_000,
             dedupe_buffer_bytes: 128 << 20,
+            scrub_interval_ms: 7 * 24 * 3_600_000,
+            scrub_io_max_bytes_per_second: 32 << 20,
         }
     }
 }
@@ -41,6 +48,8 @@ impl CleanerConfig {
         "log.cleaner.min.compaction.lag.ms",
         "log.cleaner.max.compaction.lag.ms",
         "log.cleaner.delete.retention.ms",
+        "log.scrub.interval.ms",
+        "log.scrub.io.max.bytes.per.second",
     ];
 
     /// Sets one of [`Self::KEYS`] (the topic defaults go to `log`); `Ok(false)` when the
@@ -91,6 +100,10 @@ impl CleanerConfig {
                 log.max_compaction_lag_ms = parse_positive(key, value)?
             }
             "log.cleaner.delete.retention.ms" => log.delete_retention_ms = parse_ms(key, value)?,
+            "log.scrub.interval.ms" => self.scrub_interval_ms = parse_num(key, value)?,
+            "log.scrub.io.max.bytes.per.second" => {
+                self.scrub_io_max_bytes_per_second = parse_positive(key, value)?
+            }
             _ => return Ok(false),
         }
         Ok(true)

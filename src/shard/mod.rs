@@ -18,6 +18,7 @@ pub mod partitions;
 pub mod replica;
 pub mod runtime;
 pub mod scatter;
+pub mod scrub;
 pub mod stats;
 pub mod table;
 pub mod topics;

@@ -53,6 +53,7 @@ mod maintenance;
 mod open;
 mod read;
 mod replica;
+mod scrub;
 mod start;
 mod stats;
 mod swap;

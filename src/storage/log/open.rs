@@ -37,19 +37,12 @@ async fn rebuild_from_headers<F: StorageFile>(
     for (i, seg) in segments.iter().enumerate() {
         let sealed = i + 1 < segments.len();
         let mut scanner = Scanner::new(seg.log.as_ref(), 0, seg.size, sealed);
-        let mut next = seg.base_offset;
+        let path = seg.path("log");
+        let mut check = SealedCheck::new(seg.base_offset, &path);
         while let Some(b) = scanner.next().await? {
-            if sealed && b.base_offset < next {
-                return Err(StorageError::corrupt(
-                    &seg.path("log"),
-                    format!(
-                        "the batch at position {} has base offset {}, below offset {next} \
-                         that the batches before it reach",
-                        b.position, b.base_offset
-                    ),
-                ));
+            if sealed {
+                check.batch(&b)?;
             }
-            next = b.last_offset.saturating_add(1);
             epochs.assign(b.leader_epoch, b.base_offset);
             if b.producer_id < 0 {
                 continue;
@@ -71,13 +64,58 @@ async fn rebuild_from_headers<F: StorageFile>(
             };
             states.commit(&pb, b.base_offset, b.last_offset, b.max_timestamp);
         }
-        if sealed && scanner.position < seg.size {
+        if sealed {
+            check.end(&mut scanner, seg.size)?;
+        }
+    }
+    Ok((states, epochs, txns))
+}
+
+/// The checks every batch of a sealed segment passes, besides its CRC-32C (which the
+/// scanner verifies): offsets that only increase, and batches that fill the segment
+/// exactly. Sealed segments were fsynced whole when they were rolled, so anything else is
+/// damage.
+pub(super) struct SealedCheck<'a> {
+    next: i64,
+    path: &'a std::path::Path,
+}
+
+impl<'a> SealedCheck<'a> {
+    pub(super) fn new(base_offset: i64, path: &'a std::path::Path) -> SealedCheck<'a> {
+        SealedCheck {
+            next: base_offset,
+            path,
+        }
+    }
+
+    pub(super) fn batch(&mut self, b: &crate::storage::scanner::BatchPos) -> Result<()> {
+        if b.base_offset < self.next {
             return Err(StorageError::corrupt(
-                &seg.path("log"),
+                self.path,
+                format!(
+                    "the batch at position {} has base offset {}, below offset {} that the \
+                     batches before it reach",
+                    b.position, b.base_offset, self.next
+                ),
+            ));
+        }
+        self.next = b.last_offset.saturating_add(1);
+        Ok(())
+    }
+
+    /// After the scanner stopped: it must have reached the segment's end.
+    pub(super) fn end<F: StorageFile>(
+        &self,
+        scanner: &mut Scanner<'_, F>,
+        size: u64,
+    ) -> Result<()> {
+        if scanner.position < size {
+            return Err(StorageError::corrupt(
+                self.path,
                 format!(
                     "sealed segment is damaged at position {} (after offset {}): {}",
                     scanner.position,
-                    next.saturating_sub(1),
+                    self.next.saturating_sub(1),
                     scanner
                         .stopped
                         .take()
@@ -85,8 +123,8 @@ async fn rebuild_from_headers<F: StorageFile>(
                 ),
             ));
         }
+        Ok(())
     }
-    Ok((states, epochs, txns))
 }
 
 impl<S: Storage> PartitionLog<S> {
