@@ -117,7 +117,7 @@ PY
       wait "$reader_pid" 2>/dev/null || true
     fi
     after=$(cold_bytes)
-    read_by_consumer=$(tail -n 1 "$WORK/reader-$round.log" 2>/dev/null | awk '{print $1}')
+    read_by_consumer=$( (tail -n 1 "$WORK/reader-$round.log" 2>/dev/null || true) | awk '{print $1}')
     echo "{\"json\": \"$json\", \"reader\": $reader, \"cold_fill_bytes\": $((after - before)), \"consumer_bytes\": ${read_by_consumer:-0}}" >"$json.meta"
     runs+=("$json")
   done
