@@ -13,6 +13,7 @@
 #
 #   scripts/bench-cold-reader.sh        # writes perf/results/cold-reader-DATE.{json,md}
 #   ROUNDS=5 RATE=20000 scripts/bench-cold-reader.sh
+#   BROKER_BIN=/path/to/old/ringbroker OUT=perf/results/cold-reader-old scripts/bench-cold-reader.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,9 +31,10 @@ MPORT=${MPORT:-19493}
 cargo build --release -p ringbroker --bin ringbroker >&2
 cargo build --release -p ringbroker-bench >&2
 BENCH=$TARGET/release/ringbroker-bench
+BROKER=${BROKER_BIN:-$TARGET/release/ringbroker}
 
 # Retention bounds the live topic; the backlog is written once and only read.
-"$TARGET/release/ringbroker" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" \
+"$BROKER" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" \
   --shards 1 --set log.io=buffered --set log.flush=none \
   --set log.retention.bytes=$((BACKLOG_MB * 1024 * 1024 + (1 << 30))) \
   --set log.segment.bytes=134217728 --set metrics.listen=127.0.0.1:$MPORT \
