@@ -1,8 +1,8 @@
 //! The log cleaner's broker settings (Kafka's `log.cleaner.*`), the broker defaults of
 //! the compaction topic configs, and the scrubber's (`log.scrub.*`, ringbroker's own).
 
-use super::broker::{ConfigError, bad, parse_num, parse_positive};
 use super::log::LogConfig;
+use super::parse::{ConfigError, bad, parse_num, parse_positive};
 use super::topic::{parse_ms, parse_ratio};
 
 #[derive(Debug, Clone, PartialEq)]

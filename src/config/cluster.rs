@@ -1,7 +1,7 @@
 //! Cluster settings, with Kafka's (KRaft) names. With `node.id` unset the broker runs alone,
 //! exactly as a single-node broker always has.
 
-use super::broker::{ConfigError, bad, parse_num, parse_positive};
+use super::parse::{ConfigError, bad, parse_num, parse_positive};
 
 /// One voter of the controller quorum: `ID@HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,8 @@
 //! overrides, then this broker's own. Values are parsed by [`BrokerConfig::set`], the same
 //! rules as the configuration file.
 
-use super::broker::{BrokerConfig, ConfigError, bad};
+use super::broker::BrokerConfig;
+use super::parse::{ConfigError, bad};
 use super::topic::{ConfigOp, SEGMENT_BYTES_MIN, SEGMENT_MS_MIN};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

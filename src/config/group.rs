@@ -1,6 +1,6 @@
 //! Consumer-group coordinator settings (Kafka's names and defaults).
 
-use super::broker::{ConfigError, bad, parse_num, parse_positive};
+use super::parse::{ConfigError, bad, parse_num, parse_positive};
 
 /// Settings of the group coordinators and of the `__consumer_offsets` topic.
 #[derive(Debug, Clone, PartialEq)]

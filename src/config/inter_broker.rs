@@ -18,7 +18,7 @@
 //! mutual TLS: each side presents `ssl.keystore.location` and checks the other's against
 //! `ssl.truststore.location`.
 
-use super::broker::{ConfigError, bad};
+use super::parse::{ConfigError, bad};
 use super::security::{Listener, Mechanism, SecurityConfig, SecurityProtocol};
 use std::collections::BTreeMap;
 

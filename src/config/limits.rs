@@ -5,7 +5,7 @@
 //! unlimited value lets one client hurt the others, the default here is a bound that fits a
 //! small machine (2 cores, 24 GiB) and is stated in the README.
 
-use super::broker::{ConfigError, bad, parse_num, parse_positive};
+use super::parse::{ConfigError, bad, parse_num, parse_positive};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct LimitsConfig {

@@ -9,9 +9,11 @@ pub mod group;
 pub mod inter_broker;
 pub mod limits;
 pub mod log;
+pub mod parse;
 pub mod security;
 pub mod tls;
 pub mod topic;
+pub mod topic_keys;
 pub mod txn;
 
 pub use broker::{BrokerConfig, ConfigError};

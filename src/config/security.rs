@@ -8,7 +8,7 @@
 //! The keys are checked one by one as they are set and resolved together by
 //! [`SecurityConfig::listeners`], since a TOML file may give them in any order.
 
-use super::broker::{ConfigError, bad, parse_bool, parse_num, parse_positive};
+use super::parse::{ConfigError, bad, parse_bool, parse_num, parse_positive};
 
 /// Kafka's `security.protocol` of a listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@
 //! distinguished name wins: its replacement, with `$1`.. standing for the pattern's groups,
 //! is the name. When no rule matches, the client is refused.
 
-use super::broker::{ConfigError, bad, parse_num};
+use super::parse::{ConfigError, bad, parse_num};
 use regex::Regex;
 
 /// One mapping rule.

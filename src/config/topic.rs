@@ -3,11 +3,11 @@
 //! A topic stores only the keys it overrides; everything else follows the broker's `log.*`
 //! defaults at the time the log is opened, as in Kafka.
 
-use super::broker::{
+use super::log::{FlushMode, IoMode, LogConfig};
+use super::parse::{
     ConfigError, bad, parse_optional_limit, parse_positive, parse_timestamp_bound,
     parse_timestamp_type,
 };
-use super::log::{FlushMode, IoMode, LogConfig};
 use std::collections::BTreeMap;
 
 /// Topic config keys we accept. Kafka's names where Kafka has one; `io`, `flush` and
@@ -245,7 +245,7 @@ pub fn apply_ops(
                 next.remove(key);
             }
             ConfigOp::Append | ConfigOp::Subtract => {
-                if !super::describe::is_list(key) {
+                if !super::topic_keys::is_list(key) {
                     return Err(bad(
                         key,
                         &value_of()?,
@@ -255,7 +255,7 @@ pub fn apply_ops(
                 let now = next
                     .get(key)
                     .cloned()
-                    .unwrap_or_else(|| super::describe::topic_value(defaults, key));
+                    .unwrap_or_else(|| super::topic_keys::topic_value(defaults, key));
                 next.insert(key.clone(), edit_list(&now, *op, &value_of()?));
             }
         }

@@ -1,6 +1,6 @@
 //! Transaction coordinator settings (Kafka's names and defaults).
 
-use super::broker::{ConfigError, bad, parse_num, parse_positive};
+use super::parse::{ConfigError, bad, parse_num, parse_positive};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TxnConfig {

@@ -2,8 +2,8 @@
 //! the loading of the groups from its partitions of `__consumer_offsets` at start. Routing
 //! a group's request to its coordinator shard is `Shard::route_group`.
 
-use super::logs::{Log, LogTable, MetaView};
-use crate::group::records::{LoggedRecord, parse_batches};
+use super::logs::{LogTable, MetaView};
+use crate::group::records::LoggedRecord;
 use crate::group::{
     GroupCoordinator, GroupError, GroupHost, OFFSETS_TOPIC, OffsetsLog, offsets_partition,
 };
@@ -47,7 +47,7 @@ impl OffsetsLog for ShardOffsets {
             let info = append.await.map_err(GroupError::from)?;
             // With replicas, a commit is answered once every in-sync replica has it (Kafka
             // writes offsets with acks=all), so it survives the loss of this broker.
-            if !super::txns::replicated(&log, info.last_offset).await {
+            if !super::internal_log::replicated(&log, info.last_offset).await {
                 return Err(GroupError::CoordinatorNotAvailable);
             }
             Ok(info.base_offset)
@@ -80,53 +80,12 @@ pub async fn load(groups: &Groups, table: &LogTable, owned: &[i32], shard: usize
     let mut records: Vec<LoggedRecord> = Vec::new();
     for p in owned {
         if let Some(log) = table.log(OFFSETS_TOPIC, *p) {
-            read_records(&log, OFFSETS_TOPIC, *p, &mut records).await;
+            super::internal_log::read_records(&log, OFFSETS_TOPIC, *p, &mut records).await;
         }
     }
     groups.load(records);
     let count = groups.with(|c| c.group_count());
     if count > 0 {
         tracing::info!("shard {shard}: loaded {count} consumer groups");
-    }
-}
-
-/// Appends the records of one partition of an internal topic (`__consumer_offsets`,
-/// `__transaction_state`) to `out`, in log order.
-pub(super) async fn read_records(
-    log: &Log,
-    topic: &str,
-    partition: i32,
-    out: &mut Vec<LoggedRecord>,
-) {
-    let mut offset = log.log_start_offset();
-    // To the log end, not the high watermark: a new leader's high watermark lags its log
-    // for a moment, and what it holds past it is the partition's future (its followers
-    // copy it). Loading below it would miss the latest state: a transaction found decided
-    // that was completed long ago would get its markers again, and commit whatever the
-    // producer has open now.
-    while offset < log.local_end() {
-        let slice = match log.read_for_replica(offset, 1 << 20).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!("cannot load {topic}-{partition} at {offset}: {e}");
-                return;
-            }
-        };
-        let mut bytes = Vec::new();
-        for region in &slice.regions {
-            match region.read().await {
-                Ok(b) => bytes.extend_from_slice(&b),
-                Err(e) => {
-                    tracing::error!("cannot read {topic}-{partition}: {e}");
-                    return;
-                }
-            }
-        }
-        let (records, next) = parse_batches(&bytes);
-        out.extend(records.into_iter().filter(|r| r.offset >= offset));
-        match next {
-            Some(next) if next > offset => offset = next,
-            _ => return,
-        }
     }
 }

@@ -132,7 +132,7 @@ pub enum ShardReply {
     /// `None` when the coordinator stopped with the request parked.
     Group(Option<crate::group::GroupReply>),
     Proposed(Result<crate::cluster::image::Outcome, crate::cluster::ProposeError>),
-    Metrics(Box<super::metrics::ShardSnapshot>),
+    Metrics(Box<super::snapshot::ShardSnapshot>),
     Txn(crate::txn::TxnReply),
     WriteMarkers(Vec<i16>),
     LogSizes(Vec<LogSize>),

@@ -5,8 +5,8 @@
 //! completes the transactional offsets of its groups.
 
 use super::Shard;
+use super::internal_log::replicated;
 use super::messages::{MarkerPart, ShardReply, ShardRequest};
-use super::txns::replicated;
 use crate::group::{GroupOp, OFFSETS_TOPIC};
 use crate::protocol::code;
 use crate::txn::{TXN_TOPIC, TxnMeta, TxnStatus};

@@ -5,7 +5,8 @@
 //! of the ids when this shard starts coordinating a partition.
 
 use super::Shard;
-use super::logs::{Log, MetaView};
+use super::internal_log::replicated;
+use super::logs::MetaView;
 use super::messages::{ShardReply, ShardRequest};
 use crate::storage::log::wall_clock_ms;
 use crate::txn::{TXN_TOPIC, TxnError, TxnMeta, TxnOp, TxnReply, TxnStatus, records};
@@ -13,32 +14,12 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// How long a coordinator's write waits for the in-sync replicas before it counts as
-/// failed (the client retries).
-const REPLICATED_WITHIN: Duration = Duration::from_secs(5);
-
 /// How long a request for a busy transactional id (its state write or its markers in
 /// flight) waits for it to settle before CONCURRENT_TRANSACTIONS is answered. Kafka answers
 /// at once and clients retry after `retry.backoff.ms` (librdkafka: 100 ms), which caps a
 /// producer that begins its next transaction right after a commit at ten a second; the
 /// markers take a few milliseconds.
 const BUSY_WAIT: Duration = Duration::from_secs(2);
-
-/// Waits until the high watermark passes `last_offset` (every in-sync replica has it);
-/// `false` after `REPLICATED_WITHIN`. At once for a log with no other replica.
-pub(super) async fn replicated(log: &Log, last_offset: i64) -> bool {
-    let deadline = Instant::now() + REPLICATED_WITHIN;
-    while log.high_watermark() <= last_offset {
-        let now = Instant::now();
-        if now >= deadline {
-            return false;
-        }
-        let changed = log.changed();
-        let tick = glommio::timer::sleep((deadline - now).min(Duration::from_millis(100)));
-        futures_lite::future::or(changed, tick).await;
-    }
-    true
-}
 
 /// The configs of `__transaction_state`: compacted, no retention, like
 /// `__consumer_offsets`.
@@ -426,7 +407,7 @@ impl Shard {
         for p in owned {
             if let Some(log) = self.log(TXN_TOPIC, *p) {
                 let mut records = Vec::new();
-                super::groups::read_records(&log, TXN_TOPIC, *p, &mut records).await;
+                super::internal_log::read_records(&log, TXN_TOPIC, *p, &mut records).await;
                 for r in records {
                     if let Some(id) = records::decode_key(&r.key) {
                         loaded.push((id, r.value.as_deref().and_then(records::decode_value)));
