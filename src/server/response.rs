@@ -72,16 +72,20 @@ pub(super) async fn warm(
     stats: &FetchStats,
 ) -> io::Result<()> {
     use crate::os::pagecache::{fill, note_cold_read_on_reactor, uncached_pages};
-    if uncached_pages(fd.as_raw_fd(), position, len) == Some(0) {
-        return Ok(());
-    }
+    // Without cachestat (Linux before 6.5) nothing tells a hot range from a cold one:
+    // every range is read on the pool first, correct but a thread hop per range.
+    let known = match uncached_pages(fd.as_raw_fd(), position, len) {
+        Some(0) => return Ok(()),
+        Some(_) => true,
+        None => false,
+    };
     let own = fd.try_clone()?;
     let filled = glommio::executor()
         .spawn_blocking(move || fill(own.as_raw_fd(), position, len))
         .await;
     filled?;
     add(&stats.cold_fill_bytes, len);
-    if uncached_pages(fd.as_raw_fd(), position, len) != Some(0) {
+    if known && uncached_pages(fd.as_raw_fd(), position, len) != Some(0) {
         note_cold_read_on_reactor();
     }
     Ok(())
