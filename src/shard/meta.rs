@@ -86,7 +86,16 @@ impl ClusterView {
     /// broker registered without its listeners (an older version) is reached at its one
     /// address whatever the listener.
     pub fn address_on(&self, id: i32, listener: &str) -> Option<(String, u16)> {
-        let first = self.brokers.get(&id)?;
+        self.endpoint(id, listener, self.brokers.get(&id)?)
+    }
+
+    /// As [`Self::address_on`], for a fenced broker too (DescribeCluster lists those).
+    pub fn listed_address_on(&self, id: i32, listener: &str) -> Option<(String, u16)> {
+        let first = self.brokers.get(&id).or_else(|| self.fenced.get(&id))?;
+        self.endpoint(id, listener, first)
+    }
+
+    fn endpoint(&self, id: i32, listener: &str, first: &(String, u16)) -> Option<(String, u16)> {
         match self.endpoints.get(&id) {
             Some(list) if !list.is_empty() => list
                 .iter()

@@ -64,24 +64,3 @@ async fn run(shard: Rc<Shard>, interval: Duration) {
         }
     }
 }
-
-impl Shard {
-    /// Damage found while running: the partition's log leaves the table and its requests
-    /// get KAFKA_STORAGE_ERROR, as for damage found at open.
-    pub fn take_offline(&self, topic: &str, partition: i32, e: &StorageError) {
-        if let Some(parts) = self.table.logs.borrow_mut().get_mut(topic) {
-            parts.remove(&partition);
-        }
-        tracing::error!(
-            "partition {topic}-{partition} is offline: {e}. Nothing was changed on disk; the \
-             other partitions keep serving. To bring it back, stop the broker and run \
-             `ringbroker repair --data-dir {} --topic {topic} --partition {partition}` (add \
-             --dry-run to see what it would remove)",
-            self.config.data_dir.display()
-        );
-        self.table
-            .offline
-            .borrow_mut()
-            .insert((topic.to_string(), partition), e.to_string());
-    }
-}

@@ -396,22 +396,9 @@ impl Shard {
                             .or_default()
                             .insert(p, log);
                     }
-                    Err(e) => {
-                        // One line, when the partition goes offline; its requests are
-                        // answered KAFKA_STORAGE_ERROR from then on without more noise.
-                        tracing::error!(
-                            "partition {topic}-{p} is offline: {e}. Nothing was changed on \
-                             disk; the other partitions keep serving. To bring it back, stop \
-                             the broker and run `ringbroker repair --data-dir {} --topic \
-                             {topic} --partition {p}` (add --dry-run to see what it would \
-                             remove)",
-                            self.config.data_dir.display()
-                        );
-                        self.table
-                            .offline
-                            .borrow_mut()
-                            .insert((topic.clone(), p), e.to_string());
-                    }
+                    // One line, when the partition goes offline; its requests are
+                    // answered KAFKA_STORAGE_ERROR from then on without more noise.
+                    Err(e) => self.take_offline(topic, p, &e),
                 }
             }
         }
@@ -439,6 +426,26 @@ impl Shard {
 
     /// Opens (and recovers) a partition log of this shard, wired to the shard's producer
     /// ids and, for `io = direct`, its batch cache.
+    /// Takes a partition offline for damage found at open or while running: its log (if
+    /// open) leaves the table, one ERROR line says what is wrong and how to repair it, and
+    /// its requests get KAFKA_STORAGE_ERROR from then on.
+    pub fn take_offline(&self, topic: &str, partition: i32, e: &crate::storage::StorageError) {
+        if let Some(parts) = self.table.logs.borrow_mut().get_mut(topic) {
+            parts.remove(&partition);
+        }
+        tracing::error!(
+            "partition {topic}-{partition} is offline: {e}. Nothing was changed on disk; the \
+             other partitions keep serving. To bring it back, stop the broker and run \
+             `ringbroker repair --data-dir {} --topic {topic} --partition {partition}` (add \
+             --dry-run to see what it would remove)",
+            self.config.data_dir.display()
+        );
+        self.table
+            .offline
+            .borrow_mut()
+            .insert((topic.to_string(), partition), e.to_string());
+    }
+
     pub(super) async fn open_partition_log(
         &self,
         dir: std::path::PathBuf,

@@ -162,13 +162,7 @@ pub fn brokers(
             // Each broker at its address on the client's listener; a broker without that
             // listener is not listed (Kafka's rule: clients stay on one listener).
             let on_listener = |id: i32, fenced: bool| {
-                let (host, port) = match c.endpoints.get(&id) {
-                    Some(list) if !list.is_empty() => list
-                        .iter()
-                        .find(|e| e.name == ctx.listener)
-                        .map(|e| (e.host.clone(), e.port))?,
-                    _ => c.brokers.get(&id).or_else(|| c.fenced.get(&id))?.clone(),
-                };
+                let (host, port) = c.listed_address_on(id, &ctx.listener)?;
                 Some(BrokerAddress {
                     id,
                     host,
