@@ -574,10 +574,17 @@ impl RawClient {
 
     /// Sends a typed request encoded at `version`; returns its correlation id.
     pub fn send<R: Request>(&mut self, version: i16, req: &R) -> i32 {
+        self.try_send(version, req).expect("send request")
+    }
+
+    /// As [`Self::send`], with a failed write returned instead of failing the test.
+    pub fn try_send<R: Request>(&mut self, version: i16, req: &R) -> std::io::Result<i32> {
         let mut body = BytesMut::new();
         req.encode(&mut body, version)
             .expect("encode request body at this version");
-        self.send_raw(R::KEY, version, &body)
+        let id = self.next_correlation_id();
+        self.send_frame(&RawClient::encode_raw(R::KEY, version, id, &body))?;
+        Ok(id)
     }
 
     /// Reads one response frame (without its length prefix).
@@ -656,7 +663,9 @@ impl RawClient {
         version: i16,
         req: &R,
     ) -> anyhow::Result<(ResponseHeader, R::Response)> {
-        let id = self.send(version, req);
+        // A connection reset while sending is an error to return, as one while reading
+        // (wait_ready retries on both: a broker killed a moment ago may still accept).
+        let id = self.try_send(version, req)?;
         self.recv::<R>(version, id)
     }
 
