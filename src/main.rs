@@ -247,6 +247,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Serve(args) => {
+            ringbroker::os::limits::keep_large_allocations();
             let config = match build_config(&args) {
                 Ok(c) => c,
                 Err(e) => {
