@@ -64,6 +64,9 @@ fn ensure_port_free(addr: &str, key: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Threads of each shard's blocking pool.
+const BLOCKING_THREADS: usize = 4;
+
 const IO_MEMORY_MIN: usize = 256 << 10;
 const IO_MEMORY_MAX: usize = 8 << 20;
 
@@ -291,9 +294,10 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
             Placement::Unbound
         };
         let builder = LocalExecutorBuilder::new(placement)
-            // Work moved off the reactor (walking large compressed batches) runs on a
-            // thread the kernel may place on any core.
-            .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(1))
+            // Work moved off the reactor (buffered writes, warming cold reads, unlinks,
+            // walking large compressed batches) runs on threads the kernel may place on
+            // any core; several, so a cold read being warmed does not hold up the writes.
+            .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(BLOCKING_THREADS))
             .name(&format!("shard-{i}"))
             .io_memory(io_memory);
         let (go_tx, go_rx) = mpsc::channel::<bool>();

@@ -235,11 +235,18 @@ pub fn set_partition_leader_epoch(buf: &mut [u8], epoch: i32) {
 
 /// Sets the log-append-time bit and max timestamp of a batch, then recomputes its CRC.
 pub fn set_log_append_time(buf: &mut [u8], timestamp_ms: i64) {
-    let attrs = be_i16(buf, OFF_ATTRIBUTES) | ATTR_TIMESTAMP_TYPE_LOG_APPEND;
-    buf[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attrs.to_be_bytes());
-    buf[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8].copy_from_slice(&timestamp_ms.to_be_bytes());
-    let crc = crc32c::crc32c(&buf[OFF_ATTRIBUTES..]);
-    buf[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    let (head, records) = buf.split_at_mut(HEADER_BYTES);
+    set_log_append_time_split(head, records, timestamp_ms);
+}
+
+/// As [`set_log_append_time`], for a batch held as its header (`head`, the first
+/// [`HEADER_BYTES`]) and the rest (`records`), the CRC computed over both.
+pub fn set_log_append_time_split(head: &mut [u8], records: &[u8], timestamp_ms: i64) {
+    let attrs = be_i16(head, OFF_ATTRIBUTES) | ATTR_TIMESTAMP_TYPE_LOG_APPEND;
+    head[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attrs.to_be_bytes());
+    head[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8].copy_from_slice(&timestamp_ms.to_be_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&head[OFF_ATTRIBUTES..]), records);
+    head[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Rewrites the length and attributes of a batch (after its records were replaced by

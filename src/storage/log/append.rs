@@ -159,10 +159,6 @@ impl<S: Storage> PartitionLog<S> {
         let producer_batches: Vec<ProducerBatch> =
             headers.iter().map(|(h, _)| producer_batch(h)).collect();
         let idempotent = producer_batches.iter().any(|b| b.producer_id >= 0);
-        let buf = match batches.try_into_mut() {
-            Ok(b) => b,
-            Err(shared) => BytesMut::from(shared.as_ref()),
-        };
 
         let guard = ticket.acquire().await;
         self.check_open(&self.inner.state.borrow())?;
@@ -190,7 +186,7 @@ impl<S: Storage> PartitionLog<S> {
         }
         let now = self.now();
         self.maybe_roll(&config, size, records, now).await?;
-        let info = self.queue(&config, &headers, buf, now, idempotent);
+        let info = self.queue(&config, &headers, &batches, now, idempotent);
         drop(guard);
         // Counted once queued: the bytes are in the log's line from here on.
         self.inner
@@ -204,11 +200,14 @@ impl<S: Storage> PartitionLog<S> {
 
     /// Assigns offsets to checked batches and queues them for the writer; updates the
     /// producer, transaction and epoch state. Call under the assign lock, after the roll.
+    ///
+    /// The request's bytes are not copied: each batch is queued as a copy of its header,
+    /// where the offset, leader epoch and append time are set, and a slice of the rest.
     fn queue(
         &self,
         config: &LogConfig,
         headers: &[(batch::BatchHeader, std::ops::Range<usize>)],
-        mut buf: BytesMut,
+        batches: &Bytes,
         now: i64,
         idempotent: bool,
     ) -> AppendInfo {
@@ -225,23 +224,28 @@ impl<S: Storage> PartitionLog<S> {
         let mut offset = base_offset;
         let stamp = self.inner.stamp_epoch.get();
         let mut epochs = self.inner.epochs.borrow_mut();
+        let mut heads = BytesMut::with_capacity(headers.len() * batch::HEADER_BYTES);
         for (header, range) in headers {
-            let bytes = &mut buf[range.clone()];
-            batch::set_base_offset(bytes, offset);
+            let whole = &batches[range.clone()];
+            let (head_in, records) = whole.split_at(batch::HEADER_BYTES);
+            let at = heads.len();
+            heads.extend_from_slice(head_in);
+            let head = &mut heads[at..];
+            batch::set_base_offset(head, offset);
             if let Some(epoch) = stamp {
                 // Outside the CRC, like the base offset.
-                batch::set_partition_leader_epoch(bytes, epoch);
+                batch::set_partition_leader_epoch(head, epoch);
                 epochs.assign(epoch, offset);
             }
             let max_ts = if config.log_append_time && header.attributes & batch::ATTR_CONTROL == 0 {
-                batch::set_log_append_time(bytes, now);
+                batch::set_log_append_time_split(head, records, now);
                 now
             } else {
                 header.max_timestamp
             };
             let last = offset + header.last_offset_delta as i64;
             if header.attributes & batch::ATTR_CONTROL != 0 {
-                let commit = batch::control_type(bytes) == Some(batch::CONTROL_COMMIT);
+                let commit = batch::control_type(whole) == Some(batch::CONTROL_COMMIT);
                 txns.marker(header.producer_id, offset, commit);
                 producers.fence(header.producer_id, header.producer_epoch);
             } else {
@@ -264,7 +268,16 @@ impl<S: Storage> PartitionLog<S> {
             offset = last + 1;
         }
         let end_pos = seg.size;
-        st.pending.push_back(buf.freeze());
+        let heads = heads.freeze();
+        for (i, (_, range)) in headers.iter().enumerate() {
+            let h = i * batch::HEADER_BYTES;
+            st.pending
+                .push_back(heads.slice(h..h + batch::HEADER_BYTES));
+            if range.len() > batch::HEADER_BYTES {
+                st.pending
+                    .push_back(batches.slice(range.start + batch::HEADER_BYTES..range.end));
+            }
+        }
         st.marks.push_back((end_pos, offset));
         AppendInfo {
             base_offset,
@@ -301,7 +314,7 @@ impl<S: Storage> PartitionLog<S> {
                 .borrow()
                 .check_marker(producer_id, epoch)?;
             log.maybe_roll(&config, size, 1, now).await?;
-            let info = log.queue(&config, &headers, BytesMut::from(&bytes[..]), now, true);
+            let info = log.queue(&config, &headers, &Bytes::from(bytes), now, true);
             drop(guard);
             log.inner.stats.appended(size, 1);
             let durable = config.flush == FlushMode::Fsync;

@@ -192,7 +192,21 @@ impl<S: Storage> PartitionLog<S> {
             if let Some((file, pos, bufs)) = job {
                 let n = bufs.len();
                 let len: u64 = bufs.iter().map(|b| b.len() as u64).sum();
-                self.inner.stats.write_batch.observe(n as u64);
+                // A direct log's batch cache keeps what is written, in memory of its own:
+                // the queued pieces are slices of request frames, which must not stay
+                // pinned (with their memory-pool reservations) while cached.
+                let cached = self.inner.cache.borrow().is_some();
+                let bufs = if cached && n > 1 {
+                    let mut one = bytes::BytesMut::with_capacity(len as usize);
+                    for b in &bufs {
+                        one.extend_from_slice(b);
+                    }
+                    vec![one.freeze()]
+                } else if cached {
+                    bufs.iter().map(|b| Bytes::copy_from_slice(b)).collect()
+                } else {
+                    bufs
+                };
                 if let Err(e) = file.write_at(pos, &bufs).await {
                     if is_no_space(&e) {
                         self.stall(&e);
@@ -213,13 +227,16 @@ impl<S: Storage> PartitionLog<S> {
                 let mut st = self.inner.state.borrow_mut();
                 st.pending.drain(..n);
                 st.written_pos = pos + len;
+                let mut appends = 0u64;
                 while let Some(&(end, next)) = st.marks.front() {
                     if end > st.written_pos {
                         break;
                     }
                     st.written_offset = next;
                     st.marks.pop_front();
+                    appends += 1;
                 }
+                self.inner.stats.write_batch.observe(appends);
                 if st.unsynced_since_ms.is_none() {
                     st.unsynced_since_ms = Some(self.now());
                 }
