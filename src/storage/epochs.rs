@@ -59,6 +59,32 @@ impl EpochCache {
         self.entries.retain(|(_, start)| *start < offset);
     }
 
+    /// Forgets what lies below `start` (the log starts there now), as Kafka's
+    /// `truncateFromStart`: the entries before it go, except the last one, which moves up
+    /// to `start` (its epoch wrote the first batch that is left). A full walk of the log
+    /// from `start` builds the same cache when the batch at `start` is of that epoch.
+    pub fn truncate_before(&mut self, start: i64) {
+        let below = self.entries.partition_point(|(_, o)| *o < start);
+        if below == 0 {
+            return;
+        }
+        let covering = self.entries[below - 1].0;
+        self.entries.drain(..below);
+        if self.entries.first().is_none_or(|&(_, o)| o > start) {
+            self.entries.insert(0, (covering, start));
+        }
+    }
+
+    /// A cache of these entries; `None` unless epochs and offsets both increase (as
+    /// [`Self::assign`] keeps them) and no epoch is negative.
+    pub fn from_entries(entries: Vec<(i32, i64)>) -> Option<EpochCache> {
+        let ordered = entries
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1);
+        let valid = entries.iter().all(|&(e, o)| e >= 0 && o >= 0);
+        (ordered && valid).then_some(EpochCache { entries })
+    }
+
     pub fn entries(&self) -> &[(i32, i64)] {
         &self.entries
     }
