@@ -406,3 +406,100 @@ fn restarting_a_replica_at_the_leaders_start_removes_every_snapshot() {
         assert_eq!(log.open_report().snapshot, None);
     });
 }
+
+/// A keyed batch: `key` once per record, each its own value.
+fn keyed_batch(keys: &[String]) -> Vec<u8> {
+    let recs: Vec<b::testing::KeyValue<'_>> = keys
+        .iter()
+        .map(|k| (Some(k.as_bytes()), Some(&b"value"[..])))
+        .collect();
+    b::testing::keyed(&recs, 1_000)
+}
+
+/// Compaction merges segments across snapshot offsets: a snapshot inside a cleaned segment
+/// still gives the full walk's state (the walk skips the batches below it there).
+#[test]
+fn a_snapshot_inside_a_segment_compaction_merged_still_gives_the_full_walks_state() {
+    block_on(async {
+        let sim = SimStorage::new(35);
+        let dir = PathBuf::from("/d/snap-6");
+        let config = LogConfig {
+            cleanup_compact: true,
+            cleanup_delete: false,
+            retention_ms: None,
+            ..cfg(FlushMode::Fsync)
+        };
+        let log = PartitionLog::open(sim.clone(), dir.clone(), config.clone())
+            .await
+            .expect("open");
+        let mut seq = 0;
+        for i in 0..300 {
+            if i % 3 == 0 {
+                // The idempotent producer's records have keys of their own: compaction
+                // keeps them, so its batches are the same in the full walk.
+                let keys: Vec<String> = (0..2).map(|r| format!("idem-{i}-{r}")).collect();
+                let mut bytes = keyed_batch(&keys);
+                b::set_producer(&mut bytes, 6, 0, seq);
+                seq += 2;
+                log.append(Bytes::from(bytes)).await.expect("append");
+            } else {
+                let keys: Vec<String> = (0..4).map(|r| format!("hot-{}", (i + r) % 5)).collect();
+                log.append(Bytes::from(keyed_batch(&keys)))
+                    .await
+                    .expect("append");
+            }
+        }
+        let before = log.segment_bases();
+        // The snapshots as the rolls wrote them (the later rolls prune them; put back
+        // below, as if more were kept).
+        let written: Vec<(i64, Vec<u8>)> = snapshots_in(&sim, &dir)
+            .into_iter()
+            .map(|o| {
+                (
+                    o,
+                    sim.file_bytes(&snapshot::path(&dir, o)).expect("snapshot"),
+                )
+            })
+            .collect();
+        // The first clean shrinks the segments, the next merges them (groups are cut by
+        // the sizes the segments had).
+        for now in [2_000, 3_000] {
+            log.clean(now, 1 << 20, &crate::storage::clean::Unpaced)
+                .await
+                .expect("clean");
+            for i in 0..20 {
+                let keys: Vec<String> = (0..4).map(|r| format!("hot-{}", (i + r) % 5)).collect();
+                log.append(Bytes::from(keyed_batch(&keys)))
+                    .await
+                    .expect("append");
+            }
+            log.force_roll().await.expect("roll");
+        }
+        let after = log.segment_bases();
+        assert!(after.len() < before.len(), "{before:?} -> {after:?}");
+        log.close().await.expect("close");
+        // A snapshot that is no longer a segment base (its segment was merged into the one
+        // before): damage the newer ones so the open falls back to it.
+        let (inside, bytes) = written
+            .iter()
+            .rev()
+            .find(|(o, _)| !after.contains(o))
+            .expect("a snapshot inside a merged segment");
+        for o in snapshots_in(&sim, &dir) {
+            sim.set_file_bytes(&snapshot::path(&dir, o), b"RBPS".to_vec());
+        }
+        sim.set_file_bytes(&snapshot::path(&dir, *inside), bytes.clone());
+        let want = full_walk(&sim, &dir, config.clone()).await;
+        let log = PartitionLog::open(sim, dir, config).await.expect("open");
+        assert_eq!(log.open_report().snapshot, Some(*inside));
+        assert_eq!(state_of(&log), want);
+        assert_eq!(
+            log.inner
+                .producers
+                .borrow()
+                .last_batch(6)
+                .map(|(_, m)| m.last_seq),
+            Some(seq - 1)
+        );
+    });
+}
