@@ -29,13 +29,20 @@ SEGMENT_BYTES=${SEGMENT_BYTES:-134217728}
 
 cargo build --release -p ringbroker --bin ringbroker >&2
 NEW_BIN=${NEW_BIN:-$TARGET/release/ringbroker}
-# The build before snapshots: main's commit 127efc9, built into this target directory by
-#   git archive 127efc9 | tar -x -C $TARGET/main-src && (cd $TARGET/main-src &&
-#   cargo build --release -p ringbroker --bin ringbroker) &&
-#   cp $TARGET/release/ringbroker $TARGET/release/ringbroker-main-127efc9
-# (before this script rebuilds this tree's broker).
-OLD_BIN=${OLD_BIN:-$TARGET/release/ringbroker-main-127efc9}
+# The build before snapshots: main's commit 127efc9, built from an export of it:
+#   mkdir -p $TARGET/main-src && git archive 127efc9 | tar -x -C $TARGET/main-src &&
+#   (cd $TARGET/main-src && CARGO_TARGET_DIR=$TARGET/main-build \
+#    cargo build --release -p ringbroker --bin ringbroker) &&
+#   cp $TARGET/main-build/release/ringbroker $TARGET/ringbroker-main-127efc9
+# Not into this target directory: cargo keys a workspace package's artifacts by its name,
+# not its path, so the two checkouts would overwrite each other's `release/ringbroker` and
+# each would take the other's for up to date.
+OLD_BIN=${OLD_BIN:-$TARGET/ringbroker-main-127efc9}
 [ -x "$OLD_BIN" ] || { echo "no old build at $OLD_BIN (set OLD_BIN)" >&2; exit 1; }
+if cmp -s "$NEW_BIN" "$OLD_BIN"; then
+  echo "$NEW_BIN is the same file as $OLD_BIN: rebuild this tree (cargo clean -p ringbroker --release)" >&2
+  exit 1
+fi
 mkdir -p "$TARGET"
 WORK=$(mktemp -d "$TARGET/ringbroker-bench-restart.XXXXXX")
 broker=
@@ -44,6 +51,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM
 
 can_drop=0
 if [ -w /proc/sys/vm/drop_caches ]; then can_drop=1; fi
