@@ -96,7 +96,7 @@ timed_start() { # bin data log expected_end
   done
   while [ -z "$t_serve" ]; do
     # The last record, by ListOffsets and Fetch: the partition serves.
-    got=$(kcat -C -b "127.0.0.1:$PORT" -t restart -p 0 -o -1 -c 1 -e -f '%o\n' -m 5 2>/dev/null || true)
+    got=$(kcat -C -b "127.0.0.1:$PORT" -t restart -p 0 -o -1 -c 1 -e -f '%o\n' -m 5 -X fetch.wait.max.ms=5 2>/dev/null || true)
     if [ "$got" = "$(($4 - 1))" ]; then t_serve=$(now_ns); fi
     [ "$(now_ns)" -lt "$deadline" ] || { echo "partition not serving after 600 s" >&2; exit 1; }
     [ -n "$t_serve" ] || sleep 0.01
