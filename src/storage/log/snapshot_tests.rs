@@ -503,3 +503,65 @@ fn a_snapshot_inside_a_segment_compaction_merged_still_gives_the_full_walks_stat
         );
     });
 }
+
+/// Damage in a sealed segment below the snapshot is not seen by the open (it does not read
+/// that segment); the scrub of the segments the open skipped finds it, naming the file and
+/// the position. Damage in the segment after the snapshot is found at open.
+#[test]
+fn damage_below_the_snapshot_is_left_to_the_scrub_and_damage_after_it_found_at_open() {
+    block_on(async {
+        let sim = SimStorage::new(36);
+        let dir = PathBuf::from("/d/snap-7");
+        let config = cfg(FlushMode::Fsync);
+        let log = PartitionLog::open(sim.clone(), dir.clone(), config.clone())
+            .await
+            .expect("open");
+        for i in 0..150 {
+            log.append(batch(i, 2)).await.expect("append");
+        }
+        let bases = log.segment_bases();
+        log.close().await.expect("close");
+        let first = crate::storage::io::segment_path(&dir, bases[0], "log");
+        let mut bytes = sim.file_bytes(&first).expect("segment");
+        bytes[120] ^= 0x20;
+        sim.set_file_bytes(&first, bytes);
+        let log = PartitionLog::open(sim.clone(), dir.clone(), config.clone())
+            .await
+            .expect("the open does not read the damaged segment");
+        let below = log.unverified_below().expect("segments left to check");
+        assert_eq!(below, *bases.last().expect("segments"));
+        // The scrub of the skipped segments finds it.
+        match log.scrub_next(None, Some(below)).await {
+            Err(crate::storage::StorageError::Corrupt { path, reason }) => {
+                assert!(path.ends_with("00000000000000000000.log"), "{path:?}");
+                assert!(reason.contains("position"), "{reason}");
+            }
+            other => panic!("expected damage, got {other:?}"),
+        }
+        // The scrub bounded by `before` stops there: the second segment is the last one
+        // it checks when bounded by the third's base.
+        assert_eq!(
+            log.scrub_next(Some(bases[0]), Some(bases[2]))
+                .await
+                .expect("second segment is whole"),
+            Some((bases[1], log.inner.state.borrow().segments[1].size))
+        );
+        assert_eq!(
+            log.scrub_next(Some(bases[1]), Some(bases[2]))
+                .await
+                .expect("nothing left"),
+            None
+        );
+        // Without the snapshots the open walks the damaged segment and refuses the log.
+        log.close().await.expect("close");
+        for o in snapshots_in(&sim, &dir) {
+            sim.remove_file(&snapshot::path(&dir, o))
+                .await
+                .expect("remove");
+        }
+        assert!(matches!(
+            PartitionLog::open(sim, dir, config).await.map(|_| ()),
+            Err(crate::storage::StorageError::Corrupt { .. })
+        ));
+    });
+}

@@ -41,7 +41,7 @@ pub(super) async fn walk<F: StorageFile>(
     from: i64,
     state: &mut Snapshot,
 ) -> Result<(u64, Option<i64>)> {
-    let mut walked = 0;
+    let mut walked: u64 = 0;
     let mut first = None;
     for (i, seg) in segments.iter().enumerate() {
         let sealed = i + 1 < segments.len();
@@ -49,7 +49,7 @@ pub(super) async fn walk<F: StorageFile>(
             continue;
         }
         first.get_or_insert(seg.base_offset);
-        walked += seg.size;
+        walked = walked.saturating_add(seg.size);
         let mut scanner = Scanner::new(seg.log.as_ref(), 0, seg.size, sealed);
         let path = seg.path("log");
         let mut check = SealedCheck::new(seg.base_offset, &path);

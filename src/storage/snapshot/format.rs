@@ -119,7 +119,11 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
     if version != VERSION {
         return Err(DecodeError::Version(version));
     }
-    let stored = r.i32().ok_or_else(short)? as u32;
+    let stored = r
+        .take(4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(u32::from_be_bytes)
+        .ok_or_else(short)?;
     let covered = r.take(r.remaining()).ok_or_else(short)?;
     let mut r = Reader::new(covered);
     let len = r.i32().ok_or_else(short)?;
