@@ -2,10 +2,12 @@
 //! first batch. A follower that may have diverged asks its new leader where its latest epoch
 //! ends there ([`EpochCache::end_offset_for`]) and truncates past that point.
 //!
-//! Kafka keeps these in a `leader-epoch-checkpoint` file. Recovery here already reads
-//! every batch header to rebuild the producer state, so the cache is rebuilt from the
-//! headers in the same walk: it cannot disagree with the log it describes, and a crash
-//! between a batch and a checkpoint write cannot happen.
+//! Kafka keeps these in a `leader-epoch-checkpoint` file. Here the cache travels with the
+//! producer state: a producer state snapshot written at each roll holds it as of the new
+//! segment's base, and the open rebuilds the rest from the headers of the batches after
+//! the snapshot in the same walk as the producer state (`storage::log::snapshots`). The
+//! running log records every batch's epoch as that walk reads it back, so the cache a
+//! snapshot takes is the one a walk of the whole log would build.
 
 /// Epochs in increasing order, each with the offset of its first batch (increasing too).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
