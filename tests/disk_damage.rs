@@ -10,7 +10,9 @@
 //! An index that points past the end of a whole segment (the next one follows on) is
 //! derived data: it is rebuilt, with a warning naming it. Damaged broker-wide files (the
 //! metadata, the producer id block) stop the broker at start with a message naming the
-//! file. Damage that appears under a running broker is found by the scrubber.
+//! file. Damage that appears under a running broker is found by the scrubber, and so is
+//! damage in a sealed segment below the newest producer state snapshot (the open does not
+//! read those), within seconds of the start; without a snapshot the open finds it.
 
 mod common;
 
@@ -124,6 +126,18 @@ fn assert_offline(b: &mut Broker, file: &str, why: &str) {
     let dir = part_dir(b, 0);
     let before = snapshot(&dir);
     b.start_again();
+    // Damage in a sealed segment below the newest producer state snapshot is not read at
+    // open: the scrubber finds it within seconds of the start. Everything else is found
+    // at open.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !last_start_log(b).contains(&format!("partition {TOPIC}-0 is offline")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{TOPIC}-0 did not go offline within 30 s:\n{}",
+            last_start_log(b)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let log = last_start_log(b);
     let lines: Vec<&str> = log
         .lines()
@@ -312,7 +326,44 @@ fn a_corrupt_batch_in_a_sealed_segment_takes_the_partition_offline_until_repair(
         "00000000000000000000.log",
         &format!("position {pos}"),
     );
+    // The segment lies below the newest producer state snapshot: the open did not read
+    // it, the scrubber found the damage right after the start.
+    let log = last_start_log(&b);
+    let listening = log.find("ringbroker listening on").expect("started");
+    let offline = log.find("partition dmg-0 is offline").expect("offline");
+    assert!(offline > listening, "found after the start:\n{log}");
     repair_and_check(&mut b, "CRC mismatch", base);
+}
+
+/// Without a usable producer state snapshot the open walks every sealed segment, and finds
+/// the damage before the broker listens (as it does for segments after the snapshot).
+#[test]
+fn without_a_snapshot_a_corrupt_sealed_segment_is_found_at_open() {
+    let _serial = common::heavy_lock();
+    let mut b = damaged_setup();
+    let dir = part_dir(&b, 0);
+    let segs = segments(&dir);
+    let mut removed = 0;
+    for e in std::fs::read_dir(&dir).expect("dir").flatten() {
+        if e.path().extension().is_some_and(|x| x == "snapshot") {
+            std::fs::remove_file(e.path()).expect("remove snapshot");
+            removed += 1;
+        }
+    }
+    assert!(removed > 0, "the rolls wrote snapshots");
+    let (pos, _, _) = batches(&segs[0])[1];
+    let mut bytes = std::fs::read(&segs[0]).expect("read");
+    bytes[pos as usize + 80] ^= 0x10;
+    std::fs::write(&segs[0], bytes).expect("write");
+    assert_offline(
+        &mut b,
+        "00000000000000000000.log",
+        &format!("position {pos}"),
+    );
+    let log = last_start_log(&b);
+    let listening = log.find("ringbroker listening on").expect("started");
+    let offline = log.find("partition dmg-0 is offline").expect("offline");
+    assert!(offline < listening, "found at open:\n{log}");
 }
 
 #[test]

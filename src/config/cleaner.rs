@@ -18,7 +18,8 @@ pub struct CleanerConfig {
     /// Kafka splits it over its cleaner threads; here each shard gets this share.
     pub dedupe_buffer_bytes: u64,
     /// `log.scrub.interval.ms`: how often every sealed segment is read again and checked
-    /// (CRC-32C, offsets, length) while the broker runs; 0 turns scrubbing off.
+    /// (CRC-32C, offsets, length) while the broker runs; 0 turns the periodic passes off
+    /// (the one check of the segments an open skipped still runs).
     pub scrub_interval_ms: u64,
     /// `log.scrub.io.max.bytes.per.second`: the bytes one shard's scrubber reads per second.
     pub scrub_io_max_bytes_per_second: u64,

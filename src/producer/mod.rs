@@ -6,5 +6,7 @@ pub mod state;
 pub mod txns;
 
 pub use ids::{ProducerIdAllocator, ProducerIdAndEpoch};
-pub use state::{ActiveProducer, BatchMeta, ProducerBatch, ProducerError, ProducerStates, Verdict};
+pub use state::{
+    ActiveProducer, BatchMeta, ProducerBatch, ProducerEntry, ProducerError, ProducerStates, Verdict,
+};
 pub use txns::{AbortedTxn, PartitionTxns};

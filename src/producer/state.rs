@@ -143,8 +143,18 @@ pub enum Verdict {
     Duplicate(BatchMeta),
 }
 
+/// One producer's state as a snapshot holds it (see `storage::snapshot`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerEntry {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub last_timestamp: i64,
+    /// Oldest first, at most [`BATCHES_KEPT`].
+    pub batches: Vec<BatchMeta>,
+}
+
 /// The producer states of one partition.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ProducerStates {
     producers: HashMap<i64, Entry>,
 }
@@ -312,6 +322,43 @@ impl ProducerStates {
             .collect();
         out.sort_by_key(|p| p.producer_id);
         out
+    }
+
+    /// Every producer's state, by producer id (for a snapshot).
+    pub fn export(&self) -> Vec<ProducerEntry> {
+        let mut out: Vec<ProducerEntry> = self
+            .producers
+            .iter()
+            .map(|(&producer_id, e)| ProducerEntry {
+                producer_id,
+                epoch: e.epoch,
+                last_timestamp: e.last_timestamp,
+                batches: e.batches.clone(),
+            })
+            .collect();
+        out.sort_by_key(|e| e.producer_id);
+        out
+    }
+
+    /// The states a snapshot held; `None` when an entry is not one [`Self::export`]
+    /// could have produced (a negative id, a repeated id, more than [`BATCHES_KEPT`]
+    /// batches).
+    pub fn restore(entries: Vec<ProducerEntry>) -> Option<ProducerStates> {
+        let mut producers = HashMap::with_capacity(entries.len());
+        for e in entries {
+            if e.producer_id < 0 || e.batches.len() > BATCHES_KEPT {
+                return None;
+            }
+            let entry = Entry {
+                epoch: e.epoch,
+                batches: e.batches,
+                last_timestamp: e.last_timestamp,
+            };
+            if producers.insert(e.producer_id, entry).is_some() {
+                return None;
+            }
+        }
+        Some(ProducerStates { producers })
     }
 
     /// The epoch and last batch of a producer (tests and diagnostics).

@@ -17,7 +17,7 @@ pub struct AbortedTxn {
 }
 
 /// The transactions of one partition.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PartitionTxns {
     /// Open transactions: producer id -> offset of its first batch.
     open: HashMap<i64, i64>,
@@ -92,6 +92,34 @@ impl PartitionTxns {
         {
             self.aborted.pop_front();
         }
+    }
+
+    /// The aborted transactions remembered, in marker order (for a snapshot).
+    pub fn aborted(&self) -> Vec<AbortedTxn> {
+        self.aborted.iter().copied().collect()
+    }
+
+    /// The transactions a snapshot held: the open ones (producer id, first offset) and
+    /// the aborted ones in marker order. `None` when they contradict each other (a
+    /// producer or a first offset twice, a negative id).
+    pub fn restore(open: Vec<(i64, i64)>, aborted: Vec<AbortedTxn>) -> Option<PartitionTxns> {
+        let mut t = PartitionTxns::default();
+        for (producer_id, first) in open {
+            if producer_id < 0
+                || t.open.insert(producer_id, first).is_some()
+                || t.by_first.insert(first, producer_id).is_some()
+            {
+                return None;
+            }
+        }
+        if aborted
+            .windows(2)
+            .any(|w| w[0].last_offset > w[1].last_offset)
+        {
+            return None;
+        }
+        t.aborted = aborted.into();
+        Some(t)
     }
 
     pub fn aborted_count(&self) -> usize {

@@ -2,10 +2,12 @@
 //! first batch. A follower that may have diverged asks its new leader where its latest epoch
 //! ends there ([`EpochCache::end_offset_for`]) and truncates past that point.
 //!
-//! Kafka keeps these in a `leader-epoch-checkpoint` file. Recovery here already reads
-//! every batch header to rebuild the producer state, so the cache is rebuilt from the
-//! headers in the same walk: it cannot disagree with the log it describes, and a crash
-//! between a batch and a checkpoint write cannot happen.
+//! Kafka keeps these in a `leader-epoch-checkpoint` file. Here the cache travels with the
+//! producer state: a producer state snapshot written at each roll holds it as of the new
+//! segment's base, and the open rebuilds the rest from the headers of the batches after
+//! the snapshot in the same walk as the producer state (`storage::log::snapshots`). The
+//! running log records every batch's epoch as that walk reads it back, so the cache a
+//! snapshot takes is the one a walk of the whole log would build.
 
 /// Epochs in increasing order, each with the offset of its first batch (increasing too).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,6 +59,32 @@ impl EpochCache {
     /// Forgets the epochs that start at or after `offset` (the log was truncated there).
     pub fn truncate_from(&mut self, offset: i64) {
         self.entries.retain(|(_, start)| *start < offset);
+    }
+
+    /// Forgets what lies below `start` (the log starts there now), as Kafka's
+    /// `truncateFromStart`: the entries before it go, except the last one, which moves up
+    /// to `start` (its epoch wrote the first batch that is left). A full walk of the log
+    /// from `start` builds the same cache when the batch at `start` is of that epoch.
+    pub fn truncate_before(&mut self, start: i64) {
+        let below = self.entries.partition_point(|(_, o)| *o < start);
+        if below == 0 {
+            return;
+        }
+        let covering = self.entries[below - 1].0;
+        self.entries.drain(..below);
+        if self.entries.first().is_none_or(|&(_, o)| o > start) {
+            self.entries.insert(0, (covering, start));
+        }
+    }
+
+    /// A cache of these entries; `None` unless epochs and offsets both increase (as
+    /// [`Self::assign`] keeps them) and no epoch is negative.
+    pub fn from_entries(entries: Vec<(i32, i64)>) -> Option<EpochCache> {
+        let ordered = entries
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1);
+        let valid = entries.iter().all(|&(e, o)| e >= 0 && o >= 0);
+        (ordered && valid).then_some(EpochCache { entries })
     }
 
     pub fn entries(&self) -> &[(i32, i64)] {

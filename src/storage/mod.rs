@@ -3,7 +3,8 @@
 //! `io` is the seam to the disk (glommio in production, a fault-injecting simulation in
 //! tests); `index` holds the sparse `.index` / `.timeindex`; `log` owns the segments of one
 //! partition, its appender and flush policy, recovery, reads and compaction; `clean` holds
-//! compaction's key map and the rewrite of a batch's records.
+//! compaction's key map and the rewrite of a batch's records; `snapshot` the producer state
+//! snapshots written at segment roll, which spare an open the walk of the whole log.
 
 pub mod admit;
 pub mod cache;
@@ -26,5 +27,6 @@ pub mod repair;
 pub mod scanner;
 pub mod segment;
 pub mod sim;
+pub mod snapshot;
 
 pub use log::{AppendInfo, FileRegion, PartitionLog, ReadSlice};

@@ -80,6 +80,7 @@ struct Fs {
     writes: u64,
     syncs: u64,
     ops: u64,
+    bytes_read: u64,
     crashed: bool,
     rng: StdRng,
 }
@@ -124,6 +125,7 @@ impl SimStorage {
                 writes: 0,
                 syncs: 0,
                 ops: 0,
+                bytes_read: 0,
                 crashed: false,
                 rng: StdRng::seed_from_u64(seed),
             })),
@@ -166,6 +168,11 @@ impl SimStorage {
 
     pub fn writes(&self) -> u64 {
         self.fs.borrow().writes
+    }
+
+    /// Bytes returned by `read_at` so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.fs.borrow().bytes_read
     }
 
     /// `sync_data` calls so far.
@@ -234,6 +241,7 @@ impl SimStorage {
                 writes: 0,
                 syncs: 0,
                 ops: 0,
+                bytes_read: 0,
                 crashed: false,
                 rng: StdRng::seed_from_u64(seed ^ 0x5eed),
             })),
@@ -315,6 +323,7 @@ impl StorageFile for SimFile {
         let st = self.state.borrow();
         let start = (pos as usize).min(st.data.len());
         let end = (start + len).min(st.data.len());
+        self.fs.borrow_mut().bytes_read += (end - start) as u64;
         Ok(st.data[start..end].to_vec())
     }
 

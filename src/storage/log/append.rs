@@ -236,6 +236,10 @@ impl<S: Storage> PartitionLog<S> {
                 // Outside the CRC, like the base offset.
                 batch::set_partition_leader_epoch(head, epoch);
                 epochs.assign(epoch, offset);
+            } else {
+                // The epoch the batch came with, as the walk at open reads it back: the
+                // cache a snapshot takes from here must be the one that walk would build.
+                epochs.assign(header.partition_leader_epoch, offset);
             }
             let max_ts = if config.log_append_time && header.attributes & batch::ATTR_CONTROL == 0 {
                 batch::set_log_append_time_split(head, records, now);

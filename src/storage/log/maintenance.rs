@@ -82,10 +82,15 @@ impl<S: Storage> PartitionLog<S> {
         };
         match io.await {
             Ok(()) => {
-                let mut st = self.inner.state.borrow_mut();
-                st.segments.push(seg);
-                st.written_pos = 0;
-                st.synced_pos = 0;
+                {
+                    let mut st = self.inner.state.borrow_mut();
+                    st.segments.push(seg);
+                    st.written_pos = 0;
+                    st.synced_pos = 0;
+                }
+                // Everything below `next` is durable: the state as of `next` is what the
+                // next open would rebuild from all of it.
+                self.snapshot_at_roll(next).await;
                 Ok(())
             }
             Err(StorageError::Io(e)) => {
@@ -237,6 +242,7 @@ impl<S: Storage> PartitionLog<S> {
             }
         }
         if count > 0 {
+            self.prune_snapshots().await;
             self.inner.notify.notify_all();
         }
         Ok(count)

@@ -1,8 +1,9 @@
 //! A partition log: ordered segments, the append pipeline with its flush policy, roll,
 //! retention, reads and recovery.
 //!
-//! [`PartitionLog`] is the one type; its methods are split by job: `open` (recovery, the
-//! producer state rebuilt from the segments), `append` (admission and offset assignment),
+//! [`PartitionLog`] is the one type; its methods are split by job: `open` (recovery),
+//! `snapshots` (the producer state from a snapshot and the batches after it, snapshots
+//! written at roll), `append` (admission and offset assignment),
 //! `writer` (the group-commit writer), `maintenance` (tick, roll, retention, flush, close),
 //! `start` (DeleteRecords' log start and its checkpoint), `read` (reads and timestamp
 //! lookups), `compact` (the cleaner's work on one log) and `swap` (swapping cleaned
@@ -54,6 +55,9 @@ mod open;
 mod read;
 mod replica;
 mod scrub;
+#[cfg(test)]
+mod snapshot_tests;
+mod snapshots;
 mod start;
 mod stats;
 mod swap;
@@ -66,6 +70,7 @@ mod writer;
 pub use append::AppendInfo;
 pub use read::{FileRegion, ReadSlice};
 pub use replica::{restart_closed_at, truncate_closed};
+pub use snapshots::OpenReport;
 pub use start::START_CHECKPOINT;
 pub(crate) use start::parse_checkpoint;
 pub use stats::LogStats;
@@ -157,6 +162,10 @@ struct Inner<S: Storage> {
     /// or what a follower last heard from its leader). Consumers read below it. `None`
     /// when this log is its only in-sync copy: its own end is the high watermark.
     hw_limit: Cell<Option<i64>>,
+    /// How the open rebuilt the producer state.
+    opened: Cell<snapshots::OpenReport>,
+    /// Sealed segments below this base were not checked at open (see `snapshots`).
+    unverified_below: Cell<Option<i64>>,
 }
 
 /// One partition's log. Cloning is cheap and shares the log. Not `Send`: a log belongs to

@@ -1,10 +1,8 @@
-//! Opening a log: recovery of its segments and the idempotent producer state rebuilt from
-//! the batch headers.
+//! Opening a log: recovery of its segments, and the idempotent producer state from the
+//! newest snapshot and the batch headers after it (`super::snapshots`).
 
 use super::{Inner, PartitionLog, State, file_kind, wall_clock_ms};
 use crate::config::LogConfig;
-use crate::producer::{PartitionTxns, ProducerBatch, ProducerStates};
-use crate::storage::epochs::EpochCache;
 use crate::storage::error::{Result, StorageError};
 use crate::storage::io::{Storage, StorageFile, segment_path};
 use crate::storage::notify::{FifoLock, Notify};
@@ -20,55 +18,6 @@ fn parse_segment_name(name: &str) -> Option<(i64, &str)> {
         return None;
     }
     Some((stem.parse().ok()?, ext))
-}
-
-/// Rebuilds the idempotent producer state and the leader epochs of a log from the headers
-/// of all its batches. The same walk verifies every batch of the sealed segments (CRC-32C,
-/// increasing offsets, the segment filled exactly): they were fsynced whole when they were
-/// rolled, so anything else is damage, reported ([`StorageError::Corrupt`]) and left as it
-/// is. Walking the headers reads every byte of small batches anyway; the check adds the CRC
-/// computation.
-async fn rebuild_from_headers<F: StorageFile>(
-    segments: &[Segment<F>],
-) -> Result<(ProducerStates, EpochCache, PartitionTxns)> {
-    let mut states = ProducerStates::default();
-    let mut txns = PartitionTxns::default();
-    let mut epochs = EpochCache::default();
-    for (i, seg) in segments.iter().enumerate() {
-        let sealed = i + 1 < segments.len();
-        let mut scanner = Scanner::new(seg.log.as_ref(), 0, seg.size, sealed);
-        let path = seg.path("log");
-        let mut check = SealedCheck::new(seg.base_offset, &path);
-        while let Some(b) = scanner.next().await? {
-            if sealed {
-                check.batch(&b)?;
-            }
-            epochs.assign(b.leader_epoch, b.base_offset);
-            if b.producer_id < 0 {
-                continue;
-            }
-            if let Some(kind) = b.control {
-                let commit = kind == crate::protocol::batch::CONTROL_COMMIT;
-                txns.marker(b.producer_id, b.base_offset, commit);
-                states.fence(b.producer_id, b.producer_epoch);
-                continue;
-            }
-            if b.is_transactional() {
-                txns.data(b.producer_id, b.base_offset);
-            }
-            let pb = ProducerBatch {
-                producer_id: b.producer_id,
-                epoch: b.producer_epoch,
-                first_seq: b.base_sequence,
-                last_offset_delta: (b.last_offset - b.base_offset) as i32,
-            };
-            states.commit(&pb, b.base_offset, b.last_offset, b.max_timestamp);
-        }
-        if sealed {
-            check.end(&mut scanner, seg.size)?;
-        }
-    }
-    Ok((states, epochs, txns))
 }
 
 /// The checks every batch of a sealed segment passes, besides its CRC-32C (which the
@@ -233,7 +182,7 @@ impl<S: Storage> PartitionLog<S> {
             segments.push(Segment::create(&storage, &dir, 0, kind, now).await?);
             storage.sync_dir(&dir).await?;
         }
-        let (producers, epochs, txns) = rebuild_from_headers(&segments).await?;
+        let (state, report) = super::snapshots::load(&storage, &dir, &names, &segments).await?;
         let active = segments.last().expect("at least one segment");
         let (pos, next) = (active.size, active.next_offset);
         // DeleteRecords may have moved the start inside a segment (or past segments a
@@ -272,14 +221,16 @@ impl<S: Storage> PartitionLog<S> {
             }),
             notify: Rc::new(Notify::default()),
             assign_lock: FifoLock::default(),
-            producers: RefCell::new(producers),
-            txns: RefCell::new(txns),
+            producers: RefCell::new(state.producers),
+            txns: RefCell::new(state.txns),
             clock: Cell::new(clock),
             cache: RefCell::new(None),
             issued_ids: RefCell::new(None),
             stats: super::stats::LogStats::default(),
             tombstone_due_ms: Cell::new(None),
-            epochs: RefCell::new(epochs),
+            epochs: RefCell::new(state.epochs),
+            opened: Cell::new(report),
+            unverified_below: Cell::new(report.unverified_below),
             stamp_epoch: Cell::new(None),
             hw_limit: Cell::new(None),
         };

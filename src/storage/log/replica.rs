@@ -202,6 +202,9 @@ impl<S: Storage> PartitionLog<S> {
 /// from there (Kafka's truncateFullyAndStartAt). The new empty segment is created before
 /// the old files go, newest first, so a crash leaves a log that still opens.
 pub async fn restart_closed_at<S: Storage>(storage: &S, dir: &Path, start: i64) -> Result<()> {
+    // The producer snapshots describe the old log: they go first (each is only a
+    // shortcut, so losing them early is always safe).
+    crate::storage::snapshot::remove_where(storage, dir, |_| true).await?;
     let names = storage.list_dir(dir).await?;
     let kind = crate::storage::io::FileKind::Buffered;
     let fresh = segment_path(dir, start, "log");
@@ -232,9 +235,14 @@ pub async fn restart_closed_at<S: Storage>(storage: &S, dir: &Path, start: i64) 
 
 /// Cuts the log in `dir` (closed) back to `offset`: segments that start at or after it are
 /// deleted (all but the first), and the segment holding it ends before the first batch
-/// that reaches `offset`. Its indexes are removed; the next open rebuilds them, and rebuilds
-/// the producer state and leader epochs from what is left. Returns the new log end.
+/// that reaches `offset`. Its indexes and the producer snapshots past `offset` are removed;
+/// the next open rebuilds the indexes, and the producer state and leader epochs from what
+/// is left. Returns the new log end.
 pub async fn truncate_closed<S: Storage>(storage: &S, dir: &Path, offset: i64) -> Result<i64> {
+    // Snapshots past the cut describe batches that are going: they go first, durably,
+    // before new batches could take their offsets. (The open removes any snapshot above
+    // the log end too, for a cut that ends below `offset`.)
+    crate::storage::snapshot::remove_where(storage, dir, |o| o > offset).await?;
     let mut bases: Vec<i64> = storage
         .list_dir(dir)
         .await?

@@ -10,10 +10,15 @@ use crate::storage::segment::Scanner;
 
 impl<S: Storage> PartitionLog<S> {
     /// Verifies the oldest sealed segment whose base offset is above `after` (any, when
-    /// `None`) and returns its base offset and size; `None` when no sealed segment is left
-    /// past `after`. The active segment is not scrubbed: its tail is checked at open.
-    /// Damage is a `StorageError::Corrupt` naming the file, position and fault.
-    pub async fn scrub_next(&self, after: Option<i64>) -> Result<Option<(i64, u64)>> {
+    /// `None`) and below `before` (any, when `None`), and returns its base offset and
+    /// size; `None` when no such sealed segment is left. The active segment is not
+    /// scrubbed: its tail is checked at open. Damage is a `StorageError::Corrupt` naming
+    /// the file, position and fault.
+    pub async fn scrub_next(
+        &self,
+        after: Option<i64>,
+        before: Option<i64>,
+    ) -> Result<Option<(i64, u64)>> {
         let (file, size, base, path) = {
             let st = self.inner.state.borrow();
             let sealed = st.segments.len().saturating_sub(1);
@@ -22,6 +27,7 @@ impl<S: Storage> PartitionLog<S> {
                 .iter()
                 .take(sealed)
                 .find(|s| after.is_none_or(|a| s.base_offset > a))
+                .filter(|s| before.is_none_or(|b| s.base_offset < b))
             else {
                 return Ok(None);
             };

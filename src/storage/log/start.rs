@@ -172,6 +172,9 @@ impl<S: Storage> PartitionLog<S> {
                 .count();
             st.segments.drain(..n).collect()
         };
+        if !doomed.is_empty() {
+            self.prune_snapshots().await;
+        }
         for seg in doomed {
             // The .log goes first: an index without its log is removed on the next open.
             for ext in ["log", "index", "timeindex"] {
