@@ -6,8 +6,9 @@
 //! directory fsynced) before handing out any id of it. A crash loses at most the unused
 //! rest of one block.
 //!
-//! One allocator serves all shards. Reserving a block costs a blocking fsync on the shard
-//! that asks, once every [`BLOCK_SIZE`] ids.
+//! One allocator serves all shards. Reserving a block costs a blocking fsync, once every
+//! [`BLOCK_SIZE`] ids, under the allocator's lock: callers on a reactor run `init` on the
+//! blocking pool (the InitProducerId handler does).
 
 use std::collections::HashMap;
 use std::fs;

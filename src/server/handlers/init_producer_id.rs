@@ -49,8 +49,14 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Bytes, RequestError>
     if !ctx.may_write_idempotently() {
         return req.respond(&failed(code::CLUSTER_AUTHORIZATION_FAILED));
     }
+    // Reserving a block of ids fsyncs a file under the allocator's lock (shared by the
+    // shards): every allocation runs on the blocking pool, so no reactor waits on either.
     // The allocator is the broker's state: a panic inside it must stop the process.
-    match crate::fatal::owned(|| ctx.shard.producer_ids.init(current)) {
+    let ids = ctx.shard.producer_ids.clone();
+    let allocated = glommio::executor()
+        .spawn_blocking(move || crate::fatal::owned(|| ids.init(current)))
+        .await;
+    match allocated {
         Ok(p) => req.respond(
             &InitProducerIdResponse::default()
                 .with_producer_id(ProducerId(p.producer_id))

@@ -136,9 +136,14 @@ impl LeaderConn {
             m => {
                 let mut scram = ScramClient::new(m, &login.username, &login.password);
                 let (first, _) = self.authenticate(scram.first(), limit).await?;
-                let last = scram
-                    .client_final(&first)
-                    .map_err(|e| ClientError::Login(e.to_string()))?;
+                // The salted password is thousands of HMAC rounds: off the reactor.
+                let (scram, last) = glommio::executor()
+                    .spawn_blocking(move || {
+                        let last = scram.client_final(&first);
+                        (scram, last)
+                    })
+                    .await;
+                let last = last.map_err(|e| ClientError::Login(e.to_string()))?;
                 let (server_final, lifetime) = self.authenticate(last, limit).await?;
                 scram
                     .finish(&server_final)
