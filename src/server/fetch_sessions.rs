@@ -2,8 +2,8 @@
 //! fetches, so that it names only the partitions whose position changed and the answer
 //! names only the partitions with something to say.
 //!
-//! Each shard keeps its own cache, for the connections it serves (Kafka's sharded
-//! `FetchSessionCache` does the same): a session lives on the shard of the connection that
+//! Each shard keeps its own cache, for the connections it serves (Redpanda keeps a
+//! core-local cache the same way): a session lives on the shard of the connection that
 //! created it, and its id encodes that shard (`id % shards`), so ids are unique across the
 //! broker and a fetch that names a session from another shard (a client that reconnected
 //! and landed elsewhere) is answered FETCH_SESSION_ID_NOT_FOUND like any unknown id, after
