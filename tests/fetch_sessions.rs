@@ -320,3 +320,90 @@ fn a_long_poll_incremental_fetch_wakes_on_produce() {
         "parked until the produce, not the deadline: {waited:?}"
     );
 }
+
+/// Broker CPU time (user + system) so far, in microseconds, from /proc.
+fn cpu_us(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("broker stat");
+    // Fields after the command name (which may hold spaces): state is field 3; utime and
+    // stime are fields 14 and 15.
+    let rest = stat.rsplit_once(") ").expect("stat format").1;
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime");
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    ticks * 1_000_000 / hz
+}
+
+/// Sends `req` and returns (request frame bytes, response frame bytes), both with their
+/// length prefix.
+fn round(c: &mut RawClient, req: &FetchRequest) -> (usize, usize) {
+    use bytes::BytesMut;
+    use kafka_protocol::protocol::Encodable;
+    let mut body = BytesMut::new();
+    req.encode(&mut body, 12).expect("encode");
+    let id = c.next_correlation_id();
+    let frame = RawClient::encode_raw(1, 12, id, &body);
+    c.send_frame(&frame).expect("send");
+    let answer = c.read_frame().expect("answer");
+    (frame.len() + 4, answer.len() + 4)
+}
+
+/// Bytes and broker CPU per fetch round of a client that follows N idle partitions, with
+/// full fetches (session id 0, epoch -1: every fetch before sessions) and with an
+/// incremental session. Run with a release broker:
+/// `cargo build --release --bin ringbroker && RINGBROKER_BIN=$CARGO_TARGET_DIR/release/ringbroker
+/// cargo test --release --test fetch_sessions measure -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement (perf/README.md), not a check"]
+fn measure_bytes_and_cpu_per_round() {
+    println!(
+        "| partitions | fetch | request bytes | response bytes | broker CPU µs/round | round trip µs |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for (n, rounds) in [(100i32, 4000u32), (1000, 1000)] {
+        let broker = Broker::start(&["topic.partitions.max=10000"]);
+        let pid = broker.pid().expect("running");
+        let mut c = RawClient::connect(broker.addr());
+        kafka::create_topic(&mut c, TOPIC, n);
+        let all: Vec<(i32, i64)> = (0..n).map(|p| (p, 0)).collect();
+        for replica in [-1, 7] {
+            let who = if replica < 0 { "consumer" } else { "follower" };
+            // Full fetches, every partition named and answered each round.
+            let full = request(0, -1, &all, &[]).with_replica_id(BrokerId(replica));
+            let measure = |c: &mut RawClient, make: &mut dyn FnMut(u32) -> FetchRequest| {
+                for i in 0..50 {
+                    round(c, &make(i));
+                }
+                let (cpu, t) = (cpu_us(pid), Instant::now());
+                let mut bytes = (0, 0);
+                for i in 50..50 + rounds {
+                    bytes = round(c, &make(i));
+                }
+                let per = |x: u128| x / u128::from(rounds);
+                (
+                    bytes,
+                    per(u128::from(cpu_us(pid) - cpu)),
+                    per(t.elapsed().as_micros()),
+                )
+            };
+            let (b, cpu, rt) = measure(&mut c, &mut |_| full.clone());
+            println!("| {n} | full, {who} | {} | {} | {cpu} | {rt} |", b.0, b.1);
+            let created = fetch(
+                &mut c,
+                &request(0, 0, &all, &[]).with_replica_id(BrokerId(replica)),
+            );
+            assert_ne!(created.session, 0);
+            let id = created.session;
+            let (b, cpu, rt) = measure(&mut c, &mut |i| {
+                request(id, i32::try_from(i + 1).unwrap_or(1), &[], &[])
+                    .with_replica_id(BrokerId(replica))
+            });
+            println!(
+                "| {n} | incremental, {who} | {} | {} | {cpu} | {rt} |",
+                b.0, b.1
+            );
+            let closed = fetch(&mut c, &request(id, -1, &[], &[]));
+            assert_eq!(closed.error, NONE);
+        }
+    }
+}

@@ -343,14 +343,17 @@ impl FetchSessions {
     /// an error or a diverging epoch, or its high watermark, last stable offset or log
     /// start moved since the client last heard; the session remembers what it answers.
     /// A session gone meanwhile (evicted, closed by a pipelined fetch) answers all.
-    pub fn answered(&self, id: i32, outcomes: &[(Key, Outcome)]) -> Vec<bool> {
+    pub fn answered<'a>(
+        &self,
+        id: i32,
+        outcomes: impl ExactSizeIterator<Item = (&'a Key, Outcome)>,
+    ) -> Vec<bool> {
         let mut sessions = self.sessions.borrow_mut();
         let Some(session) = sessions.get_mut(&id) else {
             return vec![true; outcomes.len()];
         };
         let mut to_end = Vec::new();
         let selected = outcomes
-            .iter()
             .map(|(key, o)| {
                 let Some(cached) = session.parts.get_mut(key) else {
                     return o.must_answer;

@@ -142,7 +142,7 @@ fn answers_only_what_changed() {
         (key("t", 9), quiet(0)), // new in the session: never answered
     ];
     assert_eq!(
-        cache.answered(id, &outcomes),
+        cache.answered(id, outcomes.iter().map(|(k, o)| (k, *o))),
         vec![false, true, true, true, true]
     );
     // Read order: the partition that returned records goes last.
@@ -166,11 +166,14 @@ fn answers_only_what_changed() {
         (key("t", 2), records),
     ];
     assert_eq!(
-        cache.answered(id, &again),
+        cache.answered(id, again.iter().map(|(k, o)| (k, *o))),
         vec![false, false, true, false, true]
     );
     // A session gone meanwhile answers everything.
-    assert_eq!(cache.answered(id + 1, &again), vec![true; 5]);
+    assert_eq!(
+        cache.answered(id + 1, again.iter().map(|(k, o)| (k, *o))),
+        vec![true; 5]
+    );
 }
 
 #[test]

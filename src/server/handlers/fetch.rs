@@ -264,12 +264,8 @@ pub async fn handle(ctx: &Ctx, req: &mut Request) -> Result<Response, RequestErr
             created.id
         }
         Kind::Incremental(id) => {
-            let outcomes: Vec<(Key, Outcome)> = answered
-                .iter()
-                .map(|(w, f)| (w.key.clone(), outcome(f)))
-                .collect();
-            let keep = sessions.answered(id, &outcomes);
-            let mut keep = keep.into_iter();
+            let outcomes = answered.iter().map(|(w, f)| (&w.key, outcome(f)));
+            let mut keep = sessions.answered(id, outcomes).into_iter();
             answered.retain(|_| keep.next().unwrap_or(true));
             id
         }
