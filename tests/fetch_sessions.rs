@@ -3,7 +3,11 @@
 //! with records or moved offsets and never forgotten ones; wrong epochs, unknown ids and
 //! closed sessions are answered with Kafka's errors; the cache keeps to its slots and
 //! evicts by Kafka's rules; a long-poll incremental fetch wakes when a record arrives.
+//! Followers fetch idle partitions incrementally: their requests stay a fraction of what
+//! full fetches of the same partitions would carry.
 
+#[path = "common/cluster.rs"]
+mod cluster;
 mod common;
 
 use common::kafka::{self, NONE};
@@ -318,6 +322,56 @@ fn a_long_poll_incremental_fetch_wakes_on_produce() {
     assert!(
         waited >= Duration::from_millis(400) && waited < Duration::from_secs(10),
         "parked until the produce, not the deadline: {waited:?}"
+    );
+}
+
+/// Smallest Fetch v12 partition entry: index, current leader epoch, fetch offset, last
+/// fetched epoch, log start offset, partition max bytes, tagged fields.
+const FULL_FETCH_PARTITION_BYTES: u64 = 4 + 4 + 8 + 4 + 8 + 4 + 1;
+
+#[test]
+fn followers_fetch_idle_partitions_incrementally() {
+    const PARTITIONS: i32 = 120;
+    const WINDOW: Duration = Duration::from_secs(4);
+    let c = cluster::Cluster::start(cluster::Options {
+        proxies: true,
+        ..cluster::Options::default()
+    });
+    let topic = "idle";
+    c.create_topic_ok(1, topic, PARTITIONS, 3);
+    let live = c.live();
+    c.wait("every replica in sync", Duration::from_secs(60), || {
+        let v = c.try_view(live[0], &[topic])?;
+        let parts = v.topic(topic);
+        let full = parts.len() == PARTITIONS as usize && parts.values().all(|p| p.isr.len() == 3);
+        if full { Ok(()) } else { Err(v.summary()) }
+    });
+    // Let the followers' first (full) fetches and the high watermarks settle.
+    std::thread::sleep(Duration::from_secs(2));
+    let traffic = || {
+        live.iter()
+            .map(|id| c.data_proxy_stats(*id).expect("a data proxy"))
+            .fold((0, 0), |(up, down), s| {
+                (up + s.bytes_up, down + s.bytes_down)
+            })
+    };
+    let before = traffic();
+    std::thread::sleep(WINDOW);
+    let after = traffic();
+    let (up, down) = (after.0 - before.0, after.1 - before.1);
+    // Full fetches would name every followed partition at least once per
+    // replica.fetch.wait.max.ms (500 ms) while nothing arrives.
+    let rounds = WINDOW.as_millis() as u64 / 500;
+    let full_at_least = rounds * PARTITIONS as u64 * 2 * FULL_FETCH_PARTITION_BYTES;
+    eprintln!(
+        "idle followers over {WINDOW:?}: {up} bytes of requests, {down} bytes of answers \
+         (full fetches: at least {full_at_least} bytes of requests)"
+    );
+    assert!(
+        up > 0 && up * 4 < full_at_least,
+        "followers' requests carried {up} bytes in {WINDOW:?}; full fetches need at least \
+         {full_at_least}\n{}",
+        c.describe()
     );
 }
 
