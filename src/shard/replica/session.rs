@@ -5,9 +5,8 @@
 //! exchange) starts over with a full fetch.
 
 use crate::protocol::code;
-use kafka_protocol::messages::TopicName;
+use crate::protocol::strings::topic_name;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
-use kafka_protocol::protocol::StrBytes;
 use std::collections::HashMap;
 
 type Key = (String, i32);
@@ -31,10 +30,6 @@ pub struct NextFetch {
     pub forgotten: Vec<ForgottenTopic>,
     /// What the leader's session will hold once it answers.
     pending: HashMap<Key, FetchPartition>,
-}
-
-fn topic_name(name: &str) -> TopicName {
-    TopicName(StrBytes::from_string(name.to_string()))
 }
 
 impl FollowerSession {
