@@ -28,7 +28,8 @@ pub struct LimitsConfig {
     pub broker_partitions_max: i64,
     /// Incremental fetch sessions (KIP-227) the broker keeps, Kafka's
     /// `max.incremental.fetch.session.cache.slots`; split evenly over the shards. 0 turns
-    /// sessions off (every fetch is a full one).
+    /// sessions off (every fetch is a full one). The sessions of a shard hold at most
+    /// `broker_partitions_max` partitions together.
     pub fetch_session_cache_slots: usize,
     /// A fetch session idle this long may be evicted by any new one, and a session this
     /// old may be evicted by a larger one (Kafka's

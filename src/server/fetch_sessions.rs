@@ -10,8 +10,9 @@
 //! which the client sends a full fetch that creates a session here. The broker's
 //! `max.incremental.fetch.session.cache.slots` is split evenly over the shards.
 //!
-//! Every client is untrusted: the cache holds at most its slots, a session at most
-//! `broker.partitions.max` partitions, and only topic names that can exist.
+//! Every client is untrusted: the cache holds at most its slots, its sessions together at
+//! most `broker.partitions.max` partitions (a shard never leads more; consumers sharing
+//! partitions fall back to full fetches past it), and only topic names that can exist.
 //!
 //! This is bookkeeping only: the Fetch handler reads the partitions and asks the cache
 //! what to create, what to read and what to answer.
@@ -139,6 +140,11 @@ pub enum Plan {
     Error(i16),
 }
 
+/// Partitions held by all `sessions`.
+fn total(sessions: &HashMap<i32, Session>) -> usize {
+    sessions.values().map(Session::len).sum()
+}
+
 /// The epoch after `epoch`: wraps to 1 (0 is the creating fetch's).
 fn next_epoch(epoch: i32) -> i32 {
     if epoch == i32::MAX { 1 } else { epoch + 1 }
@@ -150,7 +156,7 @@ pub struct FetchSessions {
     shards: u32,
     slots: usize,
     eviction: Duration,
-    /// Most partitions one session holds.
+    /// Most partitions the sessions hold together.
     parts_max: usize,
     sessions: RefCell<HashMap<i32, Session>>,
 }
@@ -166,7 +172,7 @@ pub struct Created {
 
 impl FetchSessions {
     /// Shard `shard` of `shards`' share of `slots`, sessions of at most `parts_max`
-    /// partitions.
+    /// partitions in all.
     pub fn new(
         shard: usize,
         shards: usize,
@@ -214,12 +220,21 @@ impl FetchSessions {
             }
             return Plan::Full { create: epoch == 0 };
         }
-        let Some(session) = sessions.get_mut(&id) else {
+        let Some(session) = sessions.get(&id) else {
             return Plan::Error(code::FETCH_SESSION_ID_NOT_FOUND);
         };
         if session.epoch != epoch {
             return Plan::Error(code::INVALID_FETCH_SESSION_EPOCH);
         }
+        let before = session.len();
+        let others = if asked.iter().any(|(k, _)| !session.parts.contains_key(k)) {
+            total(&sessions) - before
+        } else {
+            0
+        };
+        let Some(session) = sessions.get_mut(&id) else {
+            return Plan::Error(code::FETCH_SESSION_ID_NOT_FOUND);
+        };
         for (key, request) in asked {
             match session.parts.get_mut(key) {
                 Some(cached) => cached.request = request.clone(),
@@ -229,11 +244,11 @@ impl FetchSessions {
         for key in forgotten {
             session.forget(key);
         }
-        let too_big = session.len() > self.parts_max;
+        let too_big = session.len() > before && others + session.len() > self.parts_max;
         let bad_name = asked.iter().any(|((t, _), _)| t.len() > TOPIC_NAME_MAX);
         if too_big || bad_name {
-            // Past what a session may hold: the client starts over with a full fetch,
-            // which is answered without a session.
+            // Past what the sessions may hold: the client starts over with a full fetch,
+            // which is answered without a session unless there is room again.
             sessions.remove(&id);
             return Plan::Error(code::FETCH_SESSION_ID_NOT_FOUND);
         }
@@ -267,8 +282,15 @@ impl FetchSessions {
         }
         let mut sessions = self.sessions.borrow_mut();
         let mut evicted = false;
-        if sessions.len() >= self.slots {
-            match self.evictable(&sessions, follower, parts.len(), now) {
+        let size = parts.len();
+        let held = total(&sessions);
+        if sessions.len() >= self.slots || held + size > self.parts_max {
+            // One session may make room, if the rules allow and it is enough.
+            let victim = self.evictable(&sessions, follower, size, now).filter(|id| {
+                let freed = sessions.get(id).map_or(0, Session::len);
+                held - freed + size <= self.parts_max
+            });
+            match victim {
                 Some(id) => {
                     sessions.remove(&id);
                     evicted = true;

@@ -134,7 +134,7 @@ fn answers_only_what_changed() {
         must_answer: true,
         ..quiet(-1)
     };
-    let outcomes = vec![
+    let outcomes = [
         (key("t", 0), quiet(5)), // unchanged
         (key("t", 1), quiet(6)), // high watermark moved
         (key("t", 2), records),  // records
@@ -158,7 +158,7 @@ fn answers_only_what_changed() {
         ]
     );
     // The same outcomes again: only the records and the error (remembered as unsent).
-    let again = vec![
+    let again = [
         (key("t", 0), quiet(5)),
         (key("t", 1), quiet(6)),
         (key("t", 3), quiet(7)),
@@ -240,4 +240,23 @@ fn hostile_sessions_are_refused() {
         cache.is_empty(),
         "the session that grew past the cap is gone"
     );
+    // The cap holds for the sessions together: 2 + 2 > 3, and the first is young.
+    let first = session_of(&cache, false, 2, now).id;
+    assert_ne!(first, 0);
+    assert_eq!(session_of(&cache, false, 2, now).id, 0);
+    // A follower's may evict it, as that makes room.
+    let f = session_of(&cache, true, 2, now);
+    assert!(f.id != 0 && f.evicted);
+    // Updating partitions already held does not count against the cap.
+    let same = [(key("t", 0), req(9))];
+    assert!(matches!(
+        cache.begin(f.id, 1, &same, &[], now),
+        Plan::Incremental { .. }
+    ));
+    // Growing past it does: 2 + 1 held, one more is too many.
+    let one = session_of(&cache, false, 1, now).id;
+    assert_ne!(one, 0);
+    let grow = [(key("t", 5), req(0))];
+    assert_eq!(cache.begin(f.id, 2, &grow, &[], now), Plan::Error(70));
+    assert_eq!(cache.len(), 1);
 }
