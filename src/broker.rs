@@ -9,6 +9,7 @@
 use crate::config::BrokerConfig;
 use crate::config::security::Listener;
 use crate::server::admission::ConnectionLimits;
+use crate::server::fetch_sessions::FetchSessions;
 use crate::server::listener::{self, Connections, Frontend};
 use crate::server::pool::MemoryPool;
 use crate::shard::Shard;
@@ -460,6 +461,14 @@ async fn shard_main(
     }
 
     let conns = Rc::new(Connections::default());
+    let limits = &shard.config.limits;
+    let fetch_sessions = Rc::new(FetchSessions::new(
+        id,
+        shards,
+        limits.fetch_session_cache_slots,
+        Duration::from_millis(limits.fetch_session_eviction_ms),
+        usize::try_from(limits.broker_partitions_max).unwrap_or(usize::MAX),
+    ));
     // A shard that cannot listen reports it and still takes part in the shutdown below,
     // which the main thread starts at once.
     // The Prometheus endpoint, on shard 0 only: a scrape gathers every shard over the mesh.
@@ -505,6 +514,7 @@ async fn shard_main(
                     l,
                     conns.clone(),
                     shared.frontend.clone(),
+                    fetch_sessions.clone(),
                 )));
             }
             let _ = startup.send((id, Startup::Ready));

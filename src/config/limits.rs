@@ -26,6 +26,15 @@ pub struct LimitsConfig {
     pub topic_partitions_max: i32,
     /// Partitions this broker may hold in all (internal topics included).
     pub broker_partitions_max: i64,
+    /// Incremental fetch sessions (KIP-227) the broker keeps, Kafka's
+    /// `max.incremental.fetch.session.cache.slots`; split evenly over the shards. 0 turns
+    /// sessions off (every fetch is a full one). The sessions of a shard hold at most
+    /// `broker_partitions_max` partitions together.
+    pub fetch_session_cache_slots: usize,
+    /// A fetch session idle this long may be evicted by any new one, and a session this
+    /// old may be evicted by a larger one (Kafka's
+    /// `min.incremental.fetch.session.eviction.ms`).
+    pub fetch_session_eviction_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -38,6 +47,8 @@ impl Default for LimitsConfig {
             socket_frame_timeout_ms: 30_000,
             topic_partitions_max: 10_000,
             broker_partitions_max: 100_000,
+            fetch_session_cache_slots: 1000,
+            fetch_session_eviction_ms: 120_000,
         }
     }
 }
@@ -51,6 +62,8 @@ impl LimitsConfig {
         "socket.frame.timeout.ms",
         "topic.partitions.max",
         "broker.partitions.max",
+        "max.incremental.fetch.session.cache.slots",
+        "min.incremental.fetch.session.eviction.ms",
     ];
 
     /// Sets one of [`Self::KEYS`]; `Ok(false)` when the key is not a limit.
@@ -74,6 +87,12 @@ impl LimitsConfig {
                 let v = parse_positive(key, value)?;
                 self.broker_partitions_max =
                     i64::try_from(v).map_err(|_| bad(key, value, "too large"))?;
+            }
+            "max.incremental.fetch.session.cache.slots" => {
+                self.fetch_session_cache_slots = parse_num(key, value)?
+            }
+            "min.incremental.fetch.session.eviction.ms" => {
+                self.fetch_session_eviction_ms = parse_num(key, value)?
             }
             _ => return Ok(false),
         }

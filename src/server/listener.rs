@@ -3,6 +3,7 @@
 
 use super::admission::ConnectionLimits;
 use super::connection::{self, Activity, SaslSetup, Security};
+use super::fetch_sessions::FetchSessions;
 use super::handlers::Ctx;
 use super::pool::MemoryPool;
 use crate::config::security::{Listener, SecurityProtocol};
@@ -115,6 +116,7 @@ pub async fn accept_loop(
     listener: Listener,
     conns: Rc<Connections>,
     frontend: Arc<Frontend>,
+    fetch_sessions: Rc<FetchSessions>,
 ) {
     let security = frontend.security(&shard.config, &listener);
     loop {
@@ -150,6 +152,7 @@ pub async fn accept_loop(
             principal: std::cell::RefCell::new("User:ANONYMOUS".to_string()),
             authorizer: frontend.authorizer.clone(),
             users: frontend.users.clone(),
+            fetch_sessions: fetch_sessions.clone(),
         });
         let id = conns.next_id.get();
         conns.next_id.set(id + 1);

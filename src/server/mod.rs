@@ -5,6 +5,7 @@ pub mod admission;
 pub mod authorizer;
 pub mod connection;
 pub mod durable;
+pub mod fetch_sessions;
 pub mod handlers;
 pub mod listener;
 pub mod metrics;

@@ -32,6 +32,11 @@ pub struct ShardMetrics {
     pub produce_in_flight: Cell<u64>,
     /// Long-poll fetches parked on this shard's partitions: the fetch queue depth.
     pub fetch_waiting: Cell<u64>,
+    /// Incremental fetch sessions held by this shard (Kafka's NumIncrementalFetchSessions).
+    pub fetch_sessions: Cell<u64>,
+    /// Fetch sessions evicted to make room for new ones (Kafka's
+    /// IncrementalFetchSessionEvictionsPerSec, as a counter).
+    pub fetch_session_evictions: Cell<u64>,
 }
 
 /// One unit of a gauge, held while alive (a produce in flight, a parked fetch).
@@ -66,6 +71,8 @@ impl ShardMetrics {
             mesh_sent: (0..nshards).map(|_| Cell::new(0)).collect(),
             produce_in_flight: Cell::new(0),
             fetch_waiting: Cell::new(0),
+            fetch_sessions: Cell::new(0),
+            fetch_session_evictions: Cell::new(0),
         }
     }
 
@@ -179,6 +186,8 @@ impl Shard {
             mesh_sent: m.mesh_sent.iter().map(Cell::get).collect(),
             produce_in_flight: m.produce_in_flight.get(),
             fetch_waiting: m.fetch_waiting.get(),
+            fetch_sessions: m.fetch_sessions.get(),
+            fetch_session_evictions: m.fetch_session_evictions.get(),
             sendfile_bytes: f.sendfile_bytes.get(),
             writev_bytes: f.writev_bytes.get(),
             fallback_bytes: f.fallback_bytes.get(),

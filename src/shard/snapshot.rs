@@ -57,6 +57,8 @@ pub struct ShardSnapshot {
     pub mesh_sent: Vec<u64>,
     pub produce_in_flight: u64,
     pub fetch_waiting: u64,
+    pub fetch_sessions: u64,
+    pub fetch_session_evictions: u64,
     pub sendfile_bytes: u64,
     pub writev_bytes: u64,
     pub fallback_bytes: u64,

@@ -56,8 +56,15 @@ fn put_str(buf: &mut BytesMut, flexible: bool, s: &str) {
     buf.put_slice(s.as_bytes());
 }
 
-/// Encodes the frame: 4-byte length, response header, body.
-pub fn encode(version: i16, correlation_id: i32, topics: Vec<TopicFrame>) -> Response {
+/// Encodes the frame: 4-byte length, response header, body (the top-level error and the
+/// fetch session id are sent from v7).
+pub fn encode(
+    version: i16,
+    correlation_id: i32,
+    error_code: i16,
+    session_id: i32,
+    topics: Vec<TopicFrame>,
+) -> Response {
     let flexible = version >= FIRST_FLEXIBLE;
     let mut chunks: Vec<Chunk> = Vec::new();
     let mut buf = BytesMut::with_capacity(256);
@@ -68,8 +75,8 @@ pub fn encode(version: i16, correlation_id: i32, topics: Vec<TopicFrame>) -> Res
     }
     buf.put_i32(0); // throttle_time_ms
     if version >= 7 {
-        buf.put_i16(0); // error_code
-        buf.put_i32(0); // session_id: every fetch is a full fetch
+        buf.put_i16(error_code);
+        buf.put_i32(session_id);
     }
     put_len(&mut buf, flexible, topics.len());
     for topic in topics {
@@ -186,7 +193,16 @@ mod tests {
                     )
             })
             .collect();
-        let body = FetchResponse::default().with_responses(responses);
+        // The top-level error and session id are fields from v7.
+        let (error, session) = if version >= 7 {
+            (71, 0x1234_5678)
+        } else {
+            (0, 0)
+        };
+        let body = FetchResponse::default()
+            .with_error_code(error)
+            .with_session_id(session)
+            .with_responses(responses);
         encode_frame(42, FetchResponse::header_version(version), &body, version).expect("encode")
     }
 
@@ -228,7 +244,14 @@ mod tests {
                         .collect(),
                 })
                 .collect();
-            let ours = encode(version, 42, frames).to_vec().expect("in memory");
+            let (error, session) = if version >= 7 {
+                (71, 0x1234_5678)
+            } else {
+                (0, 0)
+            };
+            let ours = encode(version, 42, error, session, frames)
+                .to_vec()
+                .expect("in memory");
             assert_eq!(ours, reference(version, &topics).to_vec(), "v{version}");
         }
     }

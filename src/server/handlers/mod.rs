@@ -101,6 +101,8 @@ pub struct Ctx {
     pub authorizer: std::sync::Arc<crate::server::authorizer::Authorizer>,
     /// The SASL users (AlterUserScramCredentials changes them).
     pub users: std::sync::Arc<crate::server::durable::Durable<crate::security::credentials::Users>>,
+    /// This shard's incremental fetch sessions.
+    pub fetch_sessions: Rc<crate::server::fetch_sessions::FetchSessions>,
 }
 
 impl Ctx {

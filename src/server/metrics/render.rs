@@ -357,6 +357,24 @@ impl Snapshots {
         }
         let mut f = family(
             enc,
+            "ringbroker_fetch_sessions",
+            "Incremental fetch sessions (KIP-227) held for the connections of this shard.",
+            MetricType::Gauge,
+        )?;
+        for s in &self.0 {
+            f.gauge(&shard_label(s), gauge_of(s.fetch_sessions))?;
+        }
+        let mut f = family(
+            enc,
+            "ringbroker_fetch_session_evictions",
+            "Fetch sessions evicted to make room for new ones.",
+            MetricType::Counter,
+        )?;
+        for s in &self.0 {
+            f.counter(&shard_label(s), s.fetch_session_evictions)?;
+        }
+        let mut f = family(
+            enc,
             "ringbroker_connections_accepted",
             "Client connections accepted.",
             MetricType::Counter,

@@ -1,6 +1,8 @@
 //! A follower's fetcher: one task per leader broker on each shard, fetching every
 //! partition the shard follows from that leader in one Fetch request (v12, with the
-//! follower's replica id), long-polling at the leader like a consumer.
+//! follower's replica id), long-polling at the leader like a consumer. The fetches are
+//! incremental (KIP-227, `session`): after a full one, a fetch names only the partitions
+//! whose position moved, and the leader answers only those with news.
 //!
 //! Each partition names its last fetched epoch; a leader whose log parted from the
 //! follower's answers with the diverging epoch and where it ends (KIP-595's Fetch-based
@@ -8,11 +10,11 @@
 //! its log back to where the histories agree before fetching again.
 
 use super::client::{ClientError, LeaderConn};
+use super::session::FollowerSession;
 use crate::protocol::code;
 use crate::shard::Shard;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::fetch_request::FetchPartition;
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -22,6 +24,7 @@ const BACKOFF: Duration = Duration::from_millis(100);
 
 pub async fn run(shard: Rc<Shard>, leader: i32) {
     let mut conn: Option<LeaderConn> = None;
+    let mut session = FollowerSession::default();
     loop {
         let repl = &shard.replication;
         let parts = repl.followed_from(leader);
@@ -50,6 +53,7 @@ pub async fn run(shard: Rc<Shard>, leader: i32) {
         .unwrap_or(usize::MAX);
         if conn.as_ref().is_some_and(LeaderConn::expired) {
             conn = None;
+            session.failed();
         }
         if conn.is_none() {
             match LeaderConn::connect(client.as_deref(), &host, port, me, max_frame).await {
@@ -64,7 +68,19 @@ pub async fn run(shard: Rc<Shard>, leader: i32) {
         let Some(link) = conn.as_mut() else {
             continue;
         };
-        let request = fetch_request(&shard, me, &parts, config);
+        let mut next = session.next(followed(&shard, &parts, config));
+        let total = config
+            .replica_fetch_max_bytes
+            .saturating_mul(parts.len() as u64);
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(me))
+            .with_max_wait_ms(i32::try_from(config.replica_fetch_wait_max_ms).unwrap_or(500))
+            .with_min_bytes(1)
+            .with_max_bytes(i32::try_from(total).unwrap_or(i32::MAX))
+            .with_session_id(next.session_id)
+            .with_session_epoch(next.epoch)
+            .with_topics(std::mem::take(&mut next.topics))
+            .with_forgotten_topics_data(std::mem::take(&mut next.forgotten));
         let wait = Duration::from_millis(config.replica_fetch_wait_max_ms);
         let answer: Result<FetchResponse, ClientError> = link
             .call(
@@ -79,10 +95,26 @@ pub async fn run(shard: Rc<Shard>, leader: i32) {
             Err(e) => {
                 tracing::debug!("fetch from leader {leader} failed: {e}");
                 conn = None;
+                session.failed();
                 glommio::timer::sleep(BACKOFF).await;
                 continue;
             }
         };
+        if !session.answered(next, response.error_code, response.session_id) {
+            // A session error: the next fetch is a full one, at once for those of the
+            // session itself.
+            tracing::debug!(
+                "fetch from leader {leader}: session error {}",
+                response.error_code
+            );
+            if !matches!(
+                response.error_code,
+                code::FETCH_SESSION_ID_NOT_FOUND | code::INVALID_FETCH_SESSION_EPOCH
+            ) {
+                glommio::timer::sleep(BACKOFF).await;
+            }
+            continue;
+        }
         let mut back_off = false;
         for topic in response.responses {
             let name = topic.topic.0.to_string();
@@ -108,46 +140,27 @@ pub async fn run(shard: Rc<Shard>, leader: i32) {
     }
 }
 
-fn fetch_request(
+/// The fetch position of every followed partition with a log here, sorted as `parts`.
+fn followed(
     shard: &Shard,
-    me: i32,
     parts: &[(String, i32, i32)],
     config: &crate::config::ClusterConfig,
-) -> FetchRequest {
-    let mut topics: Vec<FetchTopic> = Vec::new();
-    for (topic, p, epoch) in parts {
-        let Some(log) = shard.log(topic, *p) else {
-            continue;
-        };
-        let partition = FetchPartition::default()
-            .with_partition(*p)
-            .with_current_leader_epoch(*epoch)
-            .with_fetch_offset(log.log_end_offset())
-            .with_last_fetched_epoch(log.latest_epoch().unwrap_or(-1))
-            .with_log_start_offset(log.log_start_offset())
-            .with_partition_max_bytes(
-                i32::try_from(config.replica_fetch_max_bytes).unwrap_or(i32::MAX),
-            );
-        match topics.last_mut() {
-            Some(t) if t.topic.0.as_str() == topic => t.partitions.push(partition),
-            _ => topics.push(
-                FetchTopic::default()
-                    .with_topic(TopicName(StrBytes::from_string(topic.clone())))
-                    .with_partitions(vec![partition]),
-            ),
-        }
-    }
-    let total = config
-        .replica_fetch_max_bytes
-        .saturating_mul(parts.len() as u64);
-    FetchRequest::default()
-        .with_replica_id(BrokerId(me))
-        .with_max_wait_ms(i32::try_from(config.replica_fetch_wait_max_ms).unwrap_or(500))
-        .with_min_bytes(1)
-        .with_max_bytes(i32::try_from(total).unwrap_or(i32::MAX))
-        .with_session_id(0)
-        .with_session_epoch(-1)
-        .with_topics(topics)
+) -> Vec<(String, FetchPartition)> {
+    let max_bytes = i32::try_from(config.replica_fetch_max_bytes).unwrap_or(i32::MAX);
+    parts
+        .iter()
+        .filter_map(|(topic, p, epoch)| {
+            let log = shard.log(topic, *p)?;
+            let partition = FetchPartition::default()
+                .with_partition(*p)
+                .with_current_leader_epoch(*epoch)
+                .with_fetch_offset(log.log_end_offset())
+                .with_last_fetched_epoch(log.latest_epoch().unwrap_or(-1))
+                .with_log_start_offset(log.log_start_offset())
+                .with_partition_max_bytes(max_bytes);
+            Some((topic.clone(), partition))
+        })
+        .collect()
 }
 
 /// Applies one partition's answer; `false` when the fetcher should pause (an error the

@@ -10,6 +10,7 @@
 pub(super) mod client;
 pub use client::InterBrokerClient;
 mod fetcher;
+mod session;
 
 use super::Shard;
 use super::logs::Log;
