@@ -32,8 +32,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
-/// Bytes asked of the socket per read while looking for frame boundaries.
+/// Frames up to this size are read into the connection's buffer; larger ones into a
+/// buffer of their own.
 const READ_CHUNK: usize = 64 * 1024;
+/// Bytes asked of the socket by the first read of a frame, before its length is known:
+/// enough for several small requests at once, little to copy when the frame turns out
+/// large (its first bytes are copied into the frame's own buffer).
+const FIRST_READ: usize = 16 * 1024;
 /// A large frame's buffer grows (and is zero-filled) at most this far ahead of the bytes
 /// that arrived, starting from `READ_CHUNK`, so a declared-but-unsent frame costs little.
 const LARGE_READ_STEP: usize = 1 << 20;
@@ -156,10 +161,11 @@ pub struct FrameReader {
     pool: Arc<MemoryPool>,
 }
 
-/// Reads more bytes into `buf`; returns how many (0 at end of stream).
-async fn fill(stream: &mut ReadHalf, buf: &mut BytesMut) -> std::io::Result<usize> {
+/// Reads up to `room` more bytes into `buf`; returns how many (0 at end of stream). Only
+/// `room` bytes are zero-filled for the read.
+async fn fill(stream: &mut ReadHalf, buf: &mut BytesMut, room: usize) -> std::io::Result<usize> {
     let start = buf.len();
-    buf.resize(start + READ_CHUNK, 0);
+    buf.resize(start + room.max(1), 0);
     let n = stream.read(&mut buf[start..]).await;
     buf.truncate(start + *n.as_ref().unwrap_or(&0));
     n
@@ -195,7 +201,7 @@ impl FrameReader {
                 None => Ok(false),
             };
         }
-        let n = fill(stream, &mut self.buf).await?;
+        let n = fill(stream, &mut self.buf, FIRST_READ).await?;
         activity.touch();
         Ok(n > 0)
     }
@@ -208,7 +214,8 @@ impl FrameReader {
         activity: &Activity,
     ) -> Result<(), FrameError> {
         while self.buf.len() < want {
-            if fill(stream, &mut self.buf).await? == 0 {
+            let room = want - self.buf.len();
+            if fill(stream, &mut self.buf, room).await? == 0 {
                 return Err(activity.ended(FrameError::Truncated));
             }
             activity.touch();
@@ -290,12 +297,10 @@ impl FrameReader {
                 activity.resume_frame(spent);
                 reserved = target;
             }
-            frame.resize(target, 0);
-            let n = stream.read(&mut frame[start..]).await?;
+            let n = stream.read_into(&mut frame, target - start).await?;
             if n == 0 {
                 return Err(activity.ended(FrameError::Truncated));
             }
-            frame.truncate(start + n);
             activity.touch();
         }
         drop(overdraft);
