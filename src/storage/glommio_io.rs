@@ -1,10 +1,13 @@
 //! The production IO: glommio's io_uring files.
 //!
-//! `FileKind::Buffered` files are glommio `BufferedFile`s (pwrite into the page cache).
+//! `FileKind::Buffered` files are glommio `BufferedFile`s, written with pwritev into the page
+//! cache on the blocking pool, straight from the queued pieces.
 //! `FileKind::Direct` files are `DmaFile`s opened with O_DIRECT: every write is a
-//! 4 KiB-aligned buffer that starts with the partial tail page kept in memory, so the tail
-//! page is rewritten on each append, and space is reserved ahead with fallocate so appends
-//! do not allocate extents. A direct file also keeps a second, buffered, read-only
+//! 4 KiB-aligned buffer of our own that starts with the partial tail page kept in memory,
+//! so the tail page is rewritten on each append, written with pwrite on the blocking pool
+//! (glommio's io_uring writes take only its own DMA buffers, which would cost a second
+//! copy for the batch cache); space is reserved ahead with fallocate so appends do not
+//! allocate extents. A direct file also keeps a second, buffered, read-only
 //! descriptor: reads and sendfile go through it, since splice from an O_DIRECT descriptor
 //! needs aligned ranges.
 
@@ -21,11 +24,6 @@ use std::sync::Arc;
 /// works on every device we target.
 pub const DIRECT_ALIGN: u64 = 4096;
 const _: () = assert!(DIRECT_ALIGN.is_power_of_two() && DIRECT_ALIGN.is_multiple_of(512));
-
-/// Largest single direct write submitted; larger appends are split. Small enough that its
-/// DMA buffer comes from the shard's registered io_memory (1-2 MiB under an 8 MiB
-/// `ulimit -l`), reused write after write, instead of a fresh allocation.
-const MAX_WRITE_BYTES: usize = 512 << 10;
 
 fn align_down(v: u64) -> u64 {
     v & !(DIRECT_ALIGN - 1)
@@ -48,6 +46,9 @@ pub enum GlommioFile {
     },
     Direct {
         file: DmaFile,
+        /// A dup of `file`'s descriptor (O_DIRECT too) for the writes made on the blocking
+        /// pool from buffers of our own.
+        writer: Arc<OwnedFd>,
         reader: BufferedFile,
         len: Cell<u64>,
         /// Bytes of the partial last page: `[align_down(len), len)`.
@@ -58,36 +59,6 @@ pub enum GlommioFile {
 
 fn total_len(bufs: &[Bytes]) -> usize {
     bufs.iter().map(|b| b.len()).sum()
-}
-
-/// Copies bytes `[from, to)` of the concatenation of `bufs` into one owned buffer.
-fn gather(bufs: &[Bytes], from: usize, to: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(to - from);
-    let mut at = 0usize;
-    for b in bufs {
-        let (lo, hi) = (at, at + b.len());
-        if hi > from && lo < to {
-            out.extend_from_slice(&b[from.max(lo) - lo..to.min(hi) - lo]);
-        }
-        at = hi;
-    }
-    out
-}
-
-/// Fills `dst` with the bytes of the concatenation of `bufs` starting at `from`.
-fn gather_into(dst: &mut [u8], bufs: &[Bytes], from: usize) {
-    let to = from + dst.len();
-    let mut at = 0usize;
-    let mut w = 0usize;
-    for b in bufs {
-        let (lo, hi) = (at, at + b.len());
-        if hi > from && lo < to {
-            let piece = &b[from.max(lo) - lo..to.min(hi) - lo];
-            dst[w..w + piece.len()].copy_from_slice(piece);
-            w += piece.len();
-        }
-        at = hi;
-    }
 }
 
 /// Most iovecs one `pwritev` takes (`IOV_MAX` on Linux).
@@ -148,9 +119,14 @@ fn pwritev_all(fd: &OwnedFd, pos: u64, bufs: &[Bytes]) -> io::Result<()> {
 }
 
 impl GlommioFile {
-    async fn direct_write(&self, pos: u64, bufs: &[Bytes]) -> io::Result<()> {
+    /// An append to a direct file: the partial tail page and the new bytes, copied once
+    /// into one 4 KiB-aligned buffer (zero-padded to a whole page), written with O_DIRECT
+    /// on the blocking pool. Returns the new bytes as a slice of that buffer, which the
+    /// batch cache keeps without another copy.
+    async fn direct_write(&self, pos: u64, bufs: &[Bytes]) -> io::Result<Bytes> {
         let GlommioFile::Direct {
             file,
+            writer,
             len,
             tail,
             reserved,
@@ -165,13 +141,8 @@ impl GlommioFile {
                 format!("direct write at {pos} but file length is {}", len.get()),
             ));
         }
-        // The write is the tail page followed by the new data, sent in aligned chunks that
-        // are filled straight from the caller's buffers (one copy, into DMA memory).
-        let old_tail = tail.borrow().clone();
-        let mut parts: Vec<Bytes> = Vec::with_capacity(bufs.len() + 1);
-        parts.push(Bytes::from(old_tail));
-        parts.extend(bufs.iter().cloned());
-        let total = total_len(&parts);
+        let head = tail.borrow().len();
+        let total = head + total_len(bufs);
         let start = align_down(pos);
         let end_logical = start + total as u64;
         if end_logical > reserved.get() {
@@ -180,27 +151,31 @@ impl GlommioFile {
             file.pre_allocate(want, true).await?;
             reserved.set(want);
         }
-        let mut off = 0usize;
-        while off < total {
-            let n = (total - off).min(MAX_WRITE_BYTES);
-            let padded = align_up(n as u64) as usize;
-            let mut buf = file.alloc_dma_buffer(padded);
-            let dst = buf.as_bytes_mut();
-            gather_into(&mut dst[..n], &parts, off);
-            dst[n..].fill(0);
-            let written = file.write_at(buf, start + off as u64).await?;
-            if written < padded {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    format!("short direct write: {written} of {padded} bytes"),
-                ));
-            }
-            off += n;
+        let align = DIRECT_ALIGN as usize;
+        let padded = align_up(total as u64) as usize;
+        // The aligned region starts `skip` bytes into the allocation; the allocation never
+        // moves (its capacity is reserved up front), so the alignment holds.
+        let mut v: Vec<u8> = Vec::with_capacity(padded + align);
+        let skip = v.as_ptr().align_offset(align).min(align);
+        v.resize(skip, 0);
+        v.extend_from_slice(&tail.borrow());
+        for b in bufs {
+            v.extend_from_slice(b);
         }
+        v.resize(skip + padded, 0);
+        let whole = Bytes::from(v);
+        let aligned = whole.slice(skip..skip + padded);
+        let fd = writer.clone();
+        glommio::executor()
+            .spawn_blocking(move || {
+                crate::fatal::contained_call(|| pwritev_all(&fd, start, &[aligned]))
+            })
+            .await
+            .unwrap_or_else(|| Err(io::Error::other("direct write panicked")))?;
         let keep_from = (align_down(end_logical) - start) as usize;
-        *tail.borrow_mut() = gather(&parts, keep_from, total);
+        *tail.borrow_mut() = whole[skip + keep_from..skip + total].to_vec();
         len.set(end_logical);
-        Ok(())
+        Ok(whole.slice(skip + head..skip + total))
     }
 }
 
@@ -215,7 +190,14 @@ impl StorageFile for GlommioFile {
                 }
                 Ok(())
             }
-            GlommioFile::Direct { .. } => self.direct_write(pos, bufs).await,
+            GlommioFile::Direct { .. } => self.direct_write(pos, bufs).await.map(|_| ()),
+        }
+    }
+
+    async fn write_at_keep(&self, pos: u64, bufs: &[Bytes]) -> io::Result<Option<Bytes>> {
+        match self {
+            GlommioFile::Buffered { .. } => self.write_at(pos, bufs).await.map(|()| None),
+            GlommioFile::Direct { .. } => self.direct_write(pos, bufs).await.map(Some),
         }
     }
 
@@ -261,6 +243,7 @@ impl StorageFile for GlommioFile {
                 len,
                 tail,
                 reserved,
+                ..
             } => {
                 file.truncate(new_len).await?;
                 len.set(new_len);
@@ -358,8 +341,10 @@ impl Storage for GlommioStorage {
                     .await?;
                 let reader = open_buffered(path, false, false).await?;
                 let len = file.file_size().await?;
+                let writer = Arc::new(dup_fd(file.as_raw_fd())?);
                 let f = GlommioFile::Direct {
                     file,
+                    writer,
                     reader,
                     len: Cell::new(len),
                     tail: RefCell::new(Vec::new()),

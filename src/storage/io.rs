@@ -25,6 +25,12 @@ pub trait StorageFile: 'static {
     /// be the current logical length (an append): the implementation rewrites the partial
     /// tail page itself.
     async fn write_at(&self, pos: u64, bufs: &[Bytes]) -> io::Result<()>;
+    /// As [`StorageFile::write_at`], and hands back the bytes written as one owned,
+    /// contiguous `Bytes` when the implementation made that copy anyway (a direct-IO file
+    /// copies into an aligned buffer), for the batch cache to keep; `None` otherwise.
+    async fn write_at_keep(&self, pos: u64, bufs: &[Bytes]) -> io::Result<Option<Bytes>> {
+        self.write_at(pos, bufs).await.map(|()| None)
+    }
     /// Reads up to `len` bytes at `pos` (fewer only at end of file).
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Vec<u8>>;
     /// fdatasync: every write that completed before this call is durable when it returns.

@@ -192,37 +192,30 @@ impl<S: Storage> PartitionLog<S> {
             if let Some((file, pos, bufs)) = job {
                 let n = bufs.len();
                 let len: u64 = bufs.iter().map(|b| b.len() as u64).sum();
-                // A direct log's batch cache keeps what is written, in memory of its own:
+                let written = match file.write_at_keep(pos, &bufs).await {
+                    Ok(w) => w,
+                    Err(e) => {
+                        if is_no_space(&e) {
+                            self.stall(&e);
+                        } else {
+                            self.fail("write", &e);
+                        }
+                        return;
+                    }
+                };
+                // A direct log's batch cache keeps what was written, in memory of its own:
                 // the queued pieces are slices of request frames, which must not stay
                 // pinned (with their memory-pool reservations) while cached.
-                let cached = self.inner.cache.borrow().is_some();
-                let bufs = if cached && n > 1 {
-                    let mut one = bytes::BytesMut::with_capacity(len as usize);
-                    for b in &bufs {
-                        one.extend_from_slice(b);
-                    }
-                    vec![one.freeze()]
-                } else if cached {
-                    bufs.iter().map(|b| Bytes::copy_from_slice(b)).collect()
-                } else {
-                    bufs
-                };
-                if let Err(e) = file.write_at(pos, &bufs).await {
-                    if is_no_space(&e) {
-                        self.stall(&e);
-                    } else {
-                        self.fail("write", &e);
-                    }
-                    return;
-                }
                 if let Some((cache, id)) = self.inner.cache.borrow().as_ref() {
+                    let chunk = written.unwrap_or_else(|| {
+                        let mut one = bytes::BytesMut::with_capacity(len as usize);
+                        for b in &bufs {
+                            one.extend_from_slice(b);
+                        }
+                        one.freeze()
+                    });
                     let base = self.inner.state.borrow().active().base_offset;
-                    let mut c = cache.borrow_mut();
-                    let mut at = pos;
-                    for b in &bufs {
-                        c.insert(*id, base, at, b.clone());
-                        at += b.len() as u64;
-                    }
+                    cache.borrow_mut().insert(*id, base, pos, chunk);
                 }
                 let mut st = self.inner.state.borrow_mut();
                 st.pending.drain(..n);
