@@ -70,16 +70,12 @@ const IOV_MAX: usize = 1024;
 /// a descriptor of its own.
 async fn buffered_write_all(fd: &Arc<OwnedFd>, pos: u64, bufs: &[Bytes]) -> io::Result<()> {
     let (fd, bufs) = (fd.clone(), bufs.to_vec());
-    glommio::executor()
-        .spawn_blocking(move || {
-            crate::fatal::contained_call(|| {
-                pwritev_all(&fd, pos, &bufs)?;
-                start_writeback(&fd, pos, pos + total_len(&bufs) as u64);
-                Ok(())
-            })
-        })
-        .await
-        .unwrap_or_else(|| Err(io::Error::other("pwritev panicked")))
+    off_reactor("pwritev", move || {
+        pwritev_all(&fd, pos, &bufs)?;
+        start_writeback(&fd, pos, pos + total_len(&bufs) as u64);
+        Ok(())
+    })
+    .await
 }
 
 /// Dirty bytes of a buffered segment left to the kernel's own writeback timing before
@@ -204,12 +200,10 @@ impl GlommioFile {
         let whole = Bytes::from(v);
         let aligned = whole.slice(skip..skip + padded);
         let fd = writer.clone();
-        glommio::executor()
-            .spawn_blocking(move || {
-                crate::fatal::contained_call(|| pwritev_all(&fd, start, &[aligned]))
-            })
-            .await
-            .unwrap_or_else(|| Err(io::Error::other("direct write panicked")))?;
+        off_reactor("pwrite (O_DIRECT)", move || {
+            pwritev_all(&fd, start, &[aligned])
+        })
+        .await?;
         let keep_from = (align_down(end_logical) - start) as usize;
         *tail.borrow_mut() = whole[skip + keep_from..skip + total].to_vec();
         len.set(end_logical);
@@ -400,7 +394,7 @@ impl Storage for GlommioStorage {
         // tests/power_cut.rs: without it a power cut can take a partition's whole directory,
         // fsynced segments and all). Sync the parent of every directory created here.
         let target = dir.to_path_buf();
-        let created = off_reactor(self, "create_dir_all", move || {
+        let created = off_reactor("create_dir_all", move || {
             let mut created = Vec::new();
             let mut at = Some(target.as_path());
             while let Some(d) = at.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
@@ -421,7 +415,7 @@ impl Storage for GlommioStorage {
 
     async fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
         let dir = dir.to_path_buf();
-        off_reactor(self, "read_dir", move || {
+        off_reactor("read_dir", move || {
             let mut names = Vec::new();
             for entry in std::fs::read_dir(&dir)? {
                 let entry = entry?;
@@ -436,20 +430,17 @@ impl Storage for GlommioStorage {
 
     async fn remove_file(&self, path: &Path) -> io::Result<()> {
         let path = path.to_path_buf();
-        off_reactor(self, "unlink", move || std::fs::remove_file(&path)).await
+        off_reactor("unlink", move || std::fs::remove_file(&path)).await
     }
 
     async fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
         let dir = dir.to_path_buf();
-        off_reactor(self, "remove_dir_all", move || {
-            std::fs::remove_dir_all(&dir)
-        })
-        .await
+        off_reactor("remove_dir_all", move || std::fs::remove_dir_all(&dir)).await
     }
 
     async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let (from, to) = (from.to_path_buf(), to.to_path_buf());
-        off_reactor(self, "rename", move || std::fs::rename(&from, &to)).await
+        off_reactor("rename", move || std::fs::rename(&from, &to)).await
     }
 
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -461,7 +452,7 @@ impl Storage for GlommioStorage {
 
     async fn exists(&self, path: &Path) -> bool {
         let path = path.to_path_buf();
-        off_reactor(self, "stat", move || Ok(path.exists()))
+        off_reactor("stat", move || Ok(path.exists()))
             .await
             .unwrap_or(false)
     }
@@ -479,11 +470,10 @@ impl Storage for GlommioStorage {
 /// Runs a blocking file call on the blocking thread pool, so the reactor serves others
 /// meanwhile (a deletion of a large segment, or a directory of many, takes milliseconds).
 async fn off_reactor<T: Send + 'static>(
-    storage: &GlommioStorage,
     what: &'static str,
     call: impl FnOnce() -> io::Result<T> + Send + 'static,
 ) -> io::Result<T> {
-    storage
+    GlommioStorage
         .offload(move || crate::os::pagecache::blocking_call(what, call))
         .await
         .unwrap_or_else(|| Err(io::Error::other(format!("{what} panicked"))))
