@@ -78,6 +78,8 @@ impl Shard {
         producer_ids: Arc<crate::producer::ProducerIdAllocator>,
     ) -> Rc<Shard> {
         let view = MetaView::build(initial, &config);
+        let cache_bytes = config.direct_cache_bytes_per_shard(nshards);
+        crate::storage::aligned::keep_for_cache(cache_bytes);
         let table = Rc::new(LogTable::new(view));
         Rc::new(Shard {
             id: mesh.peer_id(),
@@ -93,9 +95,7 @@ impl Shard {
             metrics: super::metrics::ShardMetrics::new(nshards),
             stats_logged_at: Cell::new(std::time::Instant::now()),
             stats_logged_total: Cell::new(0),
-            batch_cache: Rc::new(RefCell::new(BatchCache::new(
-                config.direct_cache_bytes_per_shard(nshards),
-            ))),
+            batch_cache: Rc::new(RefCell::new(BatchCache::new(cache_bytes))),
             groups: super::groups::host(table, &config),
             txns: RefCell::new(crate::txn::TxnCoordinator::new(config.txn.max_timeout_ms)),
             txn_checked_at: Cell::new(0),

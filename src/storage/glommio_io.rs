@@ -2,15 +2,17 @@
 //!
 //! `FileKind::Buffered` files are glommio `BufferedFile`s, written with pwritev into the page
 //! cache on the blocking pool, straight from the queued pieces.
-//! `FileKind::Direct` files are `DmaFile`s opened with O_DIRECT: every write is a
-//! 4 KiB-aligned buffer of our own that starts with the partial tail page kept in memory,
-//! so the tail page is rewritten on each append, written with pwrite on the blocking pool
+//! `FileKind::Direct` files are `DmaFile`s opened with O_DIRECT: every write is 4 KiB-aligned
+//! memory of our own (regions of the reusable arena in `aligned`) that starts with the
+//! partial tail page kept in memory, so the tail page is rewritten on each append; the copy
+//! into it and the pwritev both run on the blocking pool
 //! (glommio's io_uring writes take only its own DMA buffers, which would cost a second
 //! copy for the batch cache); space is reserved ahead with fallocate so appends do not
 //! allocate extents. A direct file also keeps a second, buffered, read-only
 //! descriptor: reads and sendfile go through it, since splice from an O_DIRECT descriptor
 //! needs aligned ranges.
 
+use super::aligned::{self, RegionMut};
 use super::io::{FileKind, Storage, StorageFile};
 use bytes::Bytes;
 use glommio::io::{BufferedFile, DmaFile, OpenOptions};
@@ -24,6 +26,7 @@ use std::sync::Arc;
 /// works on every device we target.
 pub const DIRECT_ALIGN: u64 = 4096;
 const _: () = assert!(DIRECT_ALIGN.is_power_of_two() && DIRECT_ALIGN.is_multiple_of(512));
+const _: () = assert!(aligned::ALIGN as u64 == DIRECT_ALIGN);
 
 fn align_down(v: u64) -> u64 {
     v & !(DIRECT_ALIGN - 1)
@@ -157,7 +160,7 @@ impl GlommioFile {
     /// into one 4 KiB-aligned buffer (zero-padded to a whole page), written with O_DIRECT
     /// on the blocking pool. Returns the new bytes as a slice of that buffer, which the
     /// batch cache keeps without another copy.
-    async fn direct_write(&self, pos: u64, bufs: &[Bytes]) -> io::Result<Bytes> {
+    async fn direct_write(&self, pos: u64, bufs: &[Bytes]) -> io::Result<Vec<Bytes>> {
         let GlommioFile::Direct {
             file,
             writer,
@@ -185,29 +188,37 @@ impl GlommioFile {
             file.pre_allocate(want, true).await?;
             reserved.set(want);
         }
-        let align = DIRECT_ALIGN as usize;
-        let padded = align_up(total as u64) as usize;
-        // The aligned region starts `skip` bytes into the allocation; the allocation never
-        // moves (its capacity is reserved up front), so the alignment holds.
-        let mut v: Vec<u8> = Vec::with_capacity(padded + align);
-        let skip = v.as_ptr().align_offset(align).min(align);
-        v.resize(skip, 0);
-        v.extend_from_slice(&tail.borrow());
-        for b in bufs {
-            v.extend_from_slice(b);
+        // The copy and the write both run on the blocking pool. The memory is regions of
+        // this thread's reusable aligned arena (`aligned`), one per `aligned::MAX_REGION`
+        // bytes, written with one pwritev.
+        let mut regions = Vec::new();
+        let mut left = total;
+        while left > 0 {
+            let r = RegionMut::new(left.min(aligned::MAX_REGION));
+            left = left.saturating_sub(r.len());
+            regions.push(r);
         }
-        v.resize(skip + padded, 0);
-        let whole = Bytes::from(v);
-        let aligned = whole.slice(skip..skip + padded);
+        let head_bytes = tail.borrow().clone();
+        let pieces: Vec<Bytes> = bufs.to_vec();
         let fd = writer.clone();
-        off_reactor("pwrite (O_DIRECT)", move || {
-            pwritev_all(&fd, start, &[aligned])
+        let written = off_reactor("pwrite (O_DIRECT)", move || {
+            let sources = std::iter::once(&head_bytes[..]).chain(pieces.iter().map(|b| &b[..]));
+            aligned::fill(&mut regions, sources);
+            let frozen: Vec<Bytes> = regions.into_iter().map(RegionMut::freeze).collect();
+            pwritev_all(&fd, start, &frozen)?;
+            Ok(frozen)
         })
         .await?;
+        // The new tail page, and the new bytes (without the old tail page and the padding)
+        // for the batch cache.
         let keep_from = (align_down(end_logical) - start) as usize;
-        *tail.borrow_mut() = whole[skip + keep_from..skip + total].to_vec();
+        let new_bytes = aligned::range(&written, head, total);
+        *tail.borrow_mut() = aligned::range(&written, keep_from, total)
+            .iter()
+            .flat_map(|b| b.iter().copied())
+            .collect();
         len.set(end_logical);
-        Ok(whole.slice(skip + head..skip + total))
+        Ok(new_bytes)
     }
 }
 
@@ -226,7 +237,7 @@ impl StorageFile for GlommioFile {
         }
     }
 
-    async fn write_at_keep(&self, pos: u64, bufs: &[Bytes]) -> io::Result<Option<Bytes>> {
+    async fn write_at_keep(&self, pos: u64, bufs: &[Bytes]) -> io::Result<Option<Vec<Bytes>>> {
         match self {
             GlommioFile::Buffered { .. } => self.write_at(pos, bufs).await.map(|()| None),
             GlommioFile::Direct { .. } => self.direct_write(pos, bufs).await.map(Some),

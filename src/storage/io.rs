@@ -25,10 +25,10 @@ pub trait StorageFile: 'static {
     /// be the current logical length (an append): the implementation rewrites the partial
     /// tail page itself.
     async fn write_at(&self, pos: u64, bufs: &[Bytes]) -> io::Result<()>;
-    /// As [`StorageFile::write_at`], and hands back the bytes written as one owned,
-    /// contiguous `Bytes` when the implementation made that copy anyway (a direct-IO file
-    /// copies into an aligned buffer), for the batch cache to keep; `None` otherwise.
-    async fn write_at_keep(&self, pos: u64, bufs: &[Bytes]) -> io::Result<Option<Bytes>> {
+    /// As [`StorageFile::write_at`], and hands back the bytes written, as owned `Bytes`
+    /// back to back from `pos`, when the implementation made that copy anyway (a direct-IO
+    /// file copies into aligned buffers), for the batch cache to keep; `None` otherwise.
+    async fn write_at_keep(&self, pos: u64, bufs: &[Bytes]) -> io::Result<Option<Vec<Bytes>>> {
         self.write_at(pos, bufs).await.map(|()| None)
     }
     /// Reads up to `len` bytes at `pos` (fewer only at end of file).

@@ -7,6 +7,7 @@
 //! snapshots written at segment roll, which spare an open the walk of the whole log.
 
 pub mod admit;
+pub mod aligned;
 pub mod cache;
 pub mod chunk;
 pub mod clean;

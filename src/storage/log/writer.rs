@@ -207,15 +207,20 @@ impl<S: Storage> PartitionLog<S> {
                 // the queued pieces are slices of request frames, which must not stay
                 // pinned (with their memory-pool reservations) while cached.
                 if let Some((cache, id)) = self.inner.cache.borrow().as_ref() {
-                    let chunk = written.unwrap_or_else(|| {
+                    let chunks = written.unwrap_or_else(|| {
                         let mut one = bytes::BytesMut::with_capacity(len as usize);
                         for b in &bufs {
                             one.extend_from_slice(b);
                         }
-                        one.freeze()
+                        vec![one.freeze()]
                     });
                     let base = self.inner.state.borrow().active().base_offset;
-                    cache.borrow_mut().insert(*id, base, pos, chunk);
+                    let mut at = pos;
+                    for chunk in chunks {
+                        let n = chunk.len() as u64;
+                        cache.borrow_mut().insert(*id, base, at, chunk);
+                        at += n;
+                    }
                 }
                 let mut st = self.inner.state.borrow_mut();
                 st.pending.drain(..n);
