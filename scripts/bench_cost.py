@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""What a produced and a consumed GB cost the broker in CPU, robust to this machine's drift.
+
+Run through scripts/bench-cost.sh. On these shared VMs one run of a setting can differ from
+the next by 1.5x or more (and the kernel's own cost of writing into the page cache by more
+than that), so single runs cannot tell a 10 % change, nor whether a target is met. Here
+every cell is measured ROUNDS times, the cells of a round one after another (builds
+alternating, the page-cache floor measured in every round), and the report gives medians:
+
+- produce CPU s/GB and consume CPU s/GB per build, io/flush pair and shard count (closed
+  loop, 1 KiB records, 4 producers, acks=1, 4 partitions, then the topic read back once);
+- the gap to the floor: per round, produce CPU s/GB minus the kernel's CPU for writing the
+  same bytes into the page cache (pwrite of 256 KiB buffers, measured in that round), for
+  buffered pairs;
+- the ratio of each build to the first build (BINS), per round, then its median;
+- Tansu (in-memory engine) in each round when its binary is found, produce only.
+
+Environment: BINS (comma-separated ringbroker binaries, first is the reference; default the
+release build), PAIRS (buffered:none,direct:none,direct:fsync), SHARDS (1,2), ROUNDS (3),
+DURATION (6), WARMUP (2), OUT (perf/results/cost-DATE).
+"""
+
+import datetime
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_peak as bp  # noqa: E402
+
+BINS = bp.env_list("BINS", bp.BROKER)
+PAIRS = bp.env_list("PAIRS", "buffered:none,direct:none,direct:fsync")
+SHARDS = [int(x) for x in bp.env_list("SHARDS", "1,2")]
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
+SIZE, PRODUCERS, ACKS = 1024, 4, "1"
+OUT = os.environ.get("OUT", os.path.join(bp.ROOT, f"perf/results/cost-{bp.DATE}"))
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def one(binary, pair, shards):
+    io, flush = pair.split(":")
+    b = bp.ringbroker(io, flush, shards, binary=binary)
+    try:
+        return bp.peak_run(b, "cost", SIZE, PRODUCERS, ACKS, consume=True)
+    finally:
+        b.stop()
+        shutil.rmtree(b.data, ignore_errors=True)
+
+
+def main():
+    os.makedirs(bp.DATA, exist_ok=True)
+    os.makedirs(OUT, exist_ok=True)
+    scratch = os.path.join(bp.DATA, "floor.tmp")
+    tansu = bp.tansu_binary()
+    rounds = []
+    for r in range(ROUNDS):
+        cells = {"floor_cpu_s_per_gb": bp.page_cache_floor_cpu_s_per_gb(scratch), "runs": []}
+        bp.log(f"round {r + 1}/{ROUNDS}: page-cache floor {cells['floor_cpu_s_per_gb']:.3f} CPU s/GB")
+        for pair in PAIRS:
+            for shards in SHARDS:
+                for binary in BINS:
+                    row = one(binary, pair, shards)
+                    row.update({"binary": binary, "pair": pair, "shards": shards})
+                    bp.log(f"  {row}")
+                    cells["runs"].append(row)
+        if tansu:
+            b = bp.tansu(tansu)
+            try:
+                row = bp.peak_run(b, "cost", SIZE, PRODUCERS, ACKS, consume=False)
+            except subprocess.CalledProcessError as e:
+                row = {"failed": str(e)}
+            finally:
+                b.stop()
+                shutil.rmtree(b.data, ignore_errors=True)
+            row.update({"binary": "tansu (memory)"})
+            bp.log(f"  {row}")
+            cells["runs"].append(row)
+        rounds.append(cells)
+
+    summary = []
+    ref = BINS[0]
+    for pair in PAIRS:
+        for shards in SHARDS:
+            for binary in BINS:
+                def per_round(f):
+                    out = []
+                    for c in rounds:
+                        mine = next(x for x in c["runs"] if x.get("binary") == binary
+                                    and x.get("pair") == pair and x.get("shards") == shards)
+                        base = next(x for x in c["runs"] if x.get("binary") == ref
+                                    and x.get("pair") == pair and x.get("shards") == shards)
+                        out.append(f(mine, base, c))
+                    return out
+
+                def ratio(key):
+                    return lambda m, b, c: (m[key] / b[key]) if m.get(key) and b.get(key) else None
+
+                def tansu_ratio(m, b, c):
+                    t = next((x for x in c["runs"] if x.get("binary") == "tansu (memory)"), None)
+                    v = t and t.get("produce_cpu_s_per_gb")
+                    return v / m["produce_cpu_s_per_gb"] if v and m.get("produce_cpu_s_per_gb") else None
+
+                summary.append({
+                    "binary": binary, "pair": pair, "shards": shards,
+                    "mb_per_s": median(per_round(lambda m, b, c: m["mb_per_s"])),
+                    "produce_cpu_s_per_gb": median(per_round(lambda m, b, c: m["produce_cpu_s_per_gb"])),
+                    "produce_all": per_round(lambda m, b, c: m["produce_cpu_s_per_gb"]),
+                    "consume_cpu_s_per_gb": median(per_round(lambda m, b, c: m.get("consume_cpu_s_per_gb"))),
+                    "consume_all": per_round(lambda m, b, c: m.get("consume_cpu_s_per_gb")),
+                    "gap_to_floor": median(per_round(
+                        lambda m, b, c: m["produce_cpu_s_per_gb"] - c["floor_cpu_s_per_gb"]))
+                    if pair.startswith("buffered") else None,
+                    "produce_vs_ref": median(per_round(ratio("produce_cpu_s_per_gb"))),
+                    "consume_vs_ref": median(per_round(ratio("consume_cpu_s_per_gb"))),
+                    "tansu_over_this": median(per_round(tansu_ratio)) if tansu else None,
+                })
+    report = {"date": bp.DATE, "machine": {"cores": os.cpu_count(), "kernel": os.uname().release},
+              "congestion_control": open("/proc/sys/net/ipv4/tcp_congestion_control").read().strip(),
+              "params": {"bins": BINS, "pairs": PAIRS, "shards": SHARDS, "rounds": ROUNDS,
+                         "record_size": SIZE, "producers": PRODUCERS, "acks": ACKS,
+                         "partitions": bp.PARTITIONS, "batch_size": bp.BATCH,
+                         "duration": bp.DURATION, "warmup": bp.WARMUP},
+              "floor_cpu_s_per_gb": [c["floor_cpu_s_per_gb"] for c in rounds],
+              "summary": summary, "rounds": rounds}
+    with open(os.path.join(OUT, "cost.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    md = render(report)
+    with open(os.path.join(OUT, "cost.md"), "w") as f:
+        f.write(md)
+    print(md)
+
+
+def render(r):
+    f = bp.fmt
+    floors = ", ".join(f"{x:.2f}" for x in r["floor_cpu_s_per_gb"])
+    lines = [f"# CPU per GB, {r['params']['rounds']} alternating rounds, medians ({r['date']})", "",
+             f"{r['machine']['cores']} cores, kernel {r['machine']['kernel']}, congestion control "
+             f"{r['congestion_control']}; 1 KiB records, 4 producers, acks=1, 4 partitions, "
+             f"256 KiB batches. Page-cache floor per round: {floors} CPU s/GB.", "",
+             "| build | io/flush | shards | MB/s | produce CPU s/GB (rounds) | consume CPU s/GB (rounds) "
+             "| gap to floor | produce vs first build | consume vs first build | Tansu / this |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for s in r["summary"]:
+        rounds_p = " ".join(f(x) for x in s["produce_all"])
+        rounds_c = " ".join(f(x) for x in s["consume_all"])
+        lines.append(
+            f"| {os.path.basename(s['binary'])} | {s['pair']} | {s['shards']} | {f(s['mb_per_s'], '.0f')} "
+            f"| **{f(s['produce_cpu_s_per_gb'])}** ({rounds_p}) | **{f(s['consume_cpu_s_per_gb'])}** ({rounds_c}) "
+            f"| {f(s['gap_to_floor'])} | x{f(s['produce_vs_ref'])} | x{f(s['consume_vs_ref'])} "
+            f"| {f(s['tansu_over_this'])} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
