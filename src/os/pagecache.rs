@@ -5,8 +5,8 @@
 //! - [`uncached_pages`]: cachestat(2) (Linux 6.5) counts the cached pages of a range
 //!   without touching them, so a shard can tell a hot range (send it now) from a cold one
 //!   (read it on the blocking thread pool first).
-//! - [`fill`]: reads a range through the page cache, waiting for the disk; for the
-//!   blocking thread pool only.
+//! - [`fill`]: brings a range into the page cache (a populated mapping, no copy), waiting
+//!   for the disk; for the blocking thread pool only.
 //! - [`on_reactor`] / [`blocking_call`]: shard threads mark themselves; a blocking file
 //!   call made on one is counted, per thread ([`blocking_calls_here`], in the shard's
 //!   metrics), which the tests assert stays zero on the cold read and deletion paths.
@@ -62,9 +62,65 @@ pub fn uncached_pages(fd: RawFd, offset: u64, len: u64) -> Option<u64> {
     (r == 0).then(|| pages.saturating_sub(stat.nr_cache))
 }
 
-/// Reads `len` bytes at `offset` of `fd` into the page cache (into a scratch buffer,
-/// discarded), waiting for the disk. Stops early at the end of the file.
+/// Brings `len` bytes at `offset` of `fd` into the page cache, waiting for the disk, for
+/// the blocking thread pool only. Stops early at the end of the file.
+///
+/// The range is mapped and populated (`MADV_POPULATE_READ`, Linux 5.14): the kernel reads
+/// the missing pages and nothing is copied to user space. Where that is refused, the range
+/// is read into a scratch buffer and discarded: one copy of the cold bytes.
 pub fn fill(fd: RawFd, offset: u64, len: u64) -> io::Result<()> {
+    if len == 0 || populate(fd, offset, len).is_ok() {
+        return Ok(());
+    }
+    fill_by_reading(fd, offset, len)
+}
+
+/// Maps the pages covering `[offset, offset + len)` (clipped to the file's size) and
+/// populates the mapping, which reads them into the page cache.
+fn populate(fd: RawFd, offset: u64, len: u64) -> io::Result<()> {
+    // SAFETY: fstat into a zeroed struct of the right type.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `fd` is a descriptor the caller keeps open.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let size = u64::try_from(st.st_size).unwrap_or(0);
+    let end = offset.saturating_add(len).min(size);
+    let start = offset - offset % PAGE;
+    if end <= start {
+        return Ok(());
+    }
+    let map_len = usize::try_from(end - start)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "range too large"))?;
+    let map_off = libc::off_t::try_from(start)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
+    // SAFETY: a fresh shared read-only mapping of the file; nothing else refers to it, and
+    // it is unmapped below. Only the kernel touches its pages (populate).
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            map_len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            fd,
+            map_off,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `addr..addr + map_len` is the mapping made above.
+    let populated = unsafe { libc::madvise(addr, map_len, libc::MADV_POPULATE_READ) };
+    let err = (populated != 0).then(io::Error::last_os_error);
+    // SAFETY: unmaps exactly the mapping made above.
+    unsafe { libc::munmap(addr, map_len) };
+    match err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn fill_by_reading(fd: RawFd, offset: u64, len: u64) -> io::Result<()> {
     const PIECE: usize = 1 << 20;
     let mut buf = vec![0u8; PIECE.min(usize::try_from(len).unwrap_or(PIECE))];
     let mut at = offset;
@@ -155,6 +211,20 @@ mod tests {
         assert_eq!(uncached_pages(fd, 0, 1 << 20), Some(0), "filled");
         assert!(cold > 0, "DONTNEED dropped nothing (tmpfs?)");
         assert_eq!(uncached_pages(fd, 0, 0), Some(0));
+        // The copying fallback, and a range that starts inside a page and runs past the end
+        // of the file.
+        // SAFETY: fadvise on our own descriptor.
+        unsafe { libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_DONTNEED) };
+        fill_by_reading(fd, 0, 1 << 20).expect("fill by reading");
+        assert_eq!(uncached_pages(fd, 0, 1 << 20), Some(0), "filled by reading");
+        // SAFETY: fadvise on our own descriptor.
+        unsafe { libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_DONTNEED) };
+        populate(fd, 5000, 4 << 20).expect("populate past the end");
+        assert_eq!(
+            uncached_pages(fd, 4096, (1 << 20) - 4096),
+            Some(0),
+            "populated"
+        );
     }
 
     #[test]
