@@ -5,7 +5,7 @@
 //! allocation for each append made the allocator hand memory back to the kernel and fault
 //! it in again (zeroed) on the next append: ~30,000 page faults per GB produced. Here each
 //! thread cuts its write regions one after another out of a large block (an arena), and a
-//! block whose regions have all been dropped goes back to a small process-wide free list
+//! block whose regions have all been dropped goes back to a process-wide free list
 //! for the next arena, so in steady state no append touches fresh memory. Regions of one
 //! block are cut in time order, which is the batch cache's eviction order, so a block is
 //! returned soon after the cache lets go of its last region.
@@ -22,8 +22,11 @@ pub const ALIGN: usize = 4096;
 /// The size of one arena block.
 const BLOCK: usize = 8 << 20;
 /// The largest region cut from an arena block; a larger write is made of several regions.
-/// (`RegionMut::new` gives a larger one a block of its own, freed when it is dropped.)
 pub const MAX_REGION: usize = BLOCK / 4;
+const LAYOUT: Layout = match Layout::from_size_align(BLOCK, ALIGN) {
+    Ok(l) => l,
+    Err(_) => panic!("BLOCK and ALIGN make a valid layout"),
+};
 /// Free blocks kept for reuse when no batch cache said more (`keep_for_cache`).
 const KEEP_FREE_MIN: usize = 4;
 /// Bytes of free blocks kept for reuse: the sum of the batch caches' limits.
@@ -45,65 +48,53 @@ fn keep_free_blocks() -> usize {
     (KEEP_FREE_BYTES.load(Ordering::Relaxed) / BLOCK).max(KEEP_FREE_MIN)
 }
 
-/// Memory from the global allocator, `size` bytes aligned to `ALIGN`.
-struct Block {
-    ptr: NonNull<u8>,
-    size: usize,
-}
+/// The address of `BLOCK` bytes from the global allocator with `LAYOUT`; owned by the
+/// `Block` or the free-list entry that holds it.
+struct Mem(NonNull<u8>);
 
-// SAFETY: a Block owns its allocation outright; the bytes are only reached through a
-// `Region` (disjoint ranges, see there), so moving the owner between threads is sound.
-unsafe impl Send for Block {}
+// SAFETY: `Mem` is the sole handle to its allocation; the bytes are only reached through
+// a `RegionMut` / `Region` (disjoint ranges, see there), so moving it between threads is
+// sound.
+unsafe impl Send for Mem {}
+
+static FREE: Mutex<Vec<Mem>> = Mutex::new(Vec::new());
+
+/// One arena block; dropped when its last region is, and then kept on the free list (up
+/// to `keep_free_blocks`) or freed.
+struct Block(Mem);
+
 // SAFETY: shared references to a Block give no access to its bytes by themselves.
 unsafe impl Sync for Block {}
 
-static FREE: Mutex<Vec<Block>> = Mutex::new(Vec::new());
-
 impl Block {
-    fn new(size: usize) -> Block {
-        if size == BLOCK
-            && let Some(b) = FREE.lock().ok().and_then(|mut f| f.pop())
-        {
-            return b;
+    fn take() -> Block {
+        if let Some(m) = FREE.lock().ok().and_then(|mut f| f.pop()) {
+            return Block(m);
         }
-        let layout = Layout::from_size_align(size, ALIGN).unwrap_or_else(|_| {
-            std::alloc::handle_alloc_error(Layout::new::<[u8; ALIGN]>());
-        });
-        // SAFETY: `layout` has a non-zero size (callers ask for at least one page).
-        let ptr = unsafe { alloc(layout) };
-        let Some(ptr) = NonNull::new(ptr) else {
-            std::alloc::handle_alloc_error(layout);
-        };
-        Block { ptr, size }
+        // SAFETY: `LAYOUT` has a non-zero size.
+        let ptr = unsafe { alloc(LAYOUT) };
+        match NonNull::new(ptr) {
+            Some(ptr) => Block(Mem(ptr)),
+            None => std::alloc::handle_alloc_error(LAYOUT),
+        }
+    }
+
+    fn ptr(&self) -> *mut u8 {
+        self.0.0.as_ptr()
     }
 }
 
 impl Drop for Block {
     fn drop(&mut self) {
-        if self.size == BLOCK
-            && let Ok(mut free) = FREE.lock()
+        if let Ok(mut free) = FREE.lock()
             && free.len() < keep_free_blocks()
         {
-            free.push(Block {
-                ptr: self.ptr,
-                size: self.size,
-            });
-            // The allocation now belongs to the copy on the free list; forget it here by
-            // pointing this (dying) owner at nothing.
-            self.size = 0;
+            free.push(Mem(self.0.0));
             return;
         }
-        if self.size == 0 {
-            return;
-        }
-        // SAFETY: allocated in `Block::new` with exactly this size and alignment, and no
-        // region of it is alive (each holds an `Arc` of the block).
-        unsafe {
-            dealloc(
-                self.ptr.as_ptr(),
-                Layout::from_size_align_unchecked(self.size, ALIGN),
-            )
-        }
+        // SAFETY: allocated in `Block::take` with `LAYOUT`, and no region of it is alive
+        // (each holds an `Arc` of the block); it is not on the free list.
+        unsafe { dealloc(self.ptr(), LAYOUT) }
     }
 }
 
@@ -117,67 +108,60 @@ thread_local! {
     static ARENA: RefCell<Option<Arena>> = const { RefCell::new(None) };
 }
 
-/// A region of `len` bytes (rounded up to whole pages), page-aligned, that nothing else
-/// refers to yet. Fill it with `bytes_mut`, then `freeze` it into `Bytes`.
+/// A page-aligned region of whole pages that nothing else refers to yet. Fill it with
+/// `bytes_mut`, then `freeze` it into `Bytes`.
 pub struct RegionMut {
     block: Arc<Block>,
     start: usize,
     len: usize,
 }
 
-/// Rounds up to whole `ALIGN` pages.
-pub fn pages(len: usize) -> usize {
-    len.div_ceil(ALIGN).saturating_mul(ALIGN)
+/// Regions for `len` bytes rounded up to whole pages, in order, each at most `MAX_REGION`,
+/// cut from this thread's arena.
+pub fn regions(len: usize) -> Vec<RegionMut> {
+    let mut left = len.div_ceil(ALIGN).saturating_mul(ALIGN);
+    let mut out = Vec::with_capacity(left.div_ceil(MAX_REGION));
+    while left > 0 {
+        let n = left.min(MAX_REGION);
+        out.push(cut(n));
+        left -= n;
+    }
+    out
+}
+
+/// A region of `len` bytes (whole pages, at most `MAX_REGION`) from this thread's arena.
+fn cut(len: usize) -> RegionMut {
+    ARENA.with(|arena| {
+        let mut arena = arena.borrow_mut();
+        let a = match arena.take() {
+            Some(a) if BLOCK - a.used >= len => arena.insert(a),
+            full => {
+                let fresh = Arena {
+                    block: Arc::new(Block::take()),
+                    used: 0,
+                };
+                drop(full);
+                arena.insert(fresh)
+            }
+        };
+        let start = a.used;
+        a.used += len;
+        RegionMut {
+            block: a.block.clone(),
+            start,
+            len,
+        }
+    })
 }
 
 impl RegionMut {
-    /// A region of at least `len` bytes; `len` is rounded up to whole pages.
-    pub fn new(len: usize) -> RegionMut {
-        let len = pages(len.max(1));
-        if len > MAX_REGION {
-            return RegionMut {
-                block: Arc::new(Block::new(len)),
-                start: 0,
-                len,
-            };
-        }
-        ARENA.with(|arena| {
-            let mut arena = arena.borrow_mut();
-            let fits = arena.as_ref().is_some_and(|a| BLOCK - a.used >= len);
-            if !fits {
-                *arena = Some(Arena {
-                    block: Arc::new(Block::new(BLOCK)),
-                    used: 0,
-                });
-            }
-            let Some(a) = arena.as_mut() else {
-                unreachable!("the arena was just set");
-            };
-            let start = a.used;
-            a.used += len;
-            RegionMut {
-                block: a.block.clone(),
-                start,
-                len,
-            }
-        })
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     pub fn bytes_mut(&mut self) -> &mut [u8] {
         // SAFETY: `[start, start + len)` lies inside the block (checked when cut) and no
         // other region overlaps it: the arena hands out each range once, and a block is
         // reused only after every region of it (each holding an `Arc`) was dropped. Until
         // `freeze`, this `RegionMut` is the only way to reach the range, and `&mut self`
         // makes the borrow exclusive.
-        unsafe { std::slice::from_raw_parts_mut(self.block.ptr.as_ptr().add(self.start), self.len) }
+        unsafe { std::slice::from_raw_parts_mut(self.block.ptr().add(self.start), self.len) }
     }
 
     /// The filled region as shared bytes; slices of it keep the block alive.
@@ -212,20 +196,6 @@ pub fn fill<'a>(regions: &mut [RegionMut], sources: impl Iterator<Item = &'a [u8
     }
 }
 
-/// The bytes `[from, to)` of `bufs` taken back to back, as slices of them (no copy).
-pub fn range(bufs: &[Bytes], from: usize, to: usize) -> Vec<Bytes> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    for b in bufs {
-        let (lo, hi) = (from.max(at), to.min(at + b.len()));
-        if lo < hi {
-            out.push(b.slice(lo - at..hi - at));
-        }
-        at += b.len();
-    }
-    out
-}
-
 /// A filled region, readable from any thread.
 struct Region(RegionMut);
 
@@ -233,13 +203,14 @@ impl AsRef<[u8]> for Region {
     fn as_ref(&self) -> &[u8] {
         let r = &self.0;
         // SAFETY: as in `RegionMut::bytes_mut`; after `freeze` nothing writes the range again.
-        unsafe { std::slice::from_raw_parts(r.block.ptr.as_ptr().add(r.start), r.len) }
+        unsafe { std::slice::from_raw_parts(r.block.ptr().add(r.start), r.len) }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::chunk::slice_chunks;
 
     #[test]
     fn regions_are_aligned_disjoint_and_keep_their_bytes() {
@@ -248,13 +219,15 @@ mod tests {
             .iter()
             .enumerate()
         {
-            let mut r = RegionMut::new(*len);
-            assert_eq!(r.len() % ALIGN, 0);
-            assert!(r.len() >= *len);
-            let s = r.bytes_mut();
-            assert_eq!(s.as_ptr() as usize % ALIGN, 0);
-            s.fill(i as u8 + 1);
-            frozen.push((i as u8 + 1, r.freeze()));
+            let rs = regions(*len);
+            assert!(rs.iter().map(|r| r.len).sum::<usize>() >= *len);
+            for mut r in rs {
+                assert_eq!(r.len % ALIGN, 0);
+                let s = r.bytes_mut();
+                assert_eq!(s.as_ptr() as usize % ALIGN, 0);
+                s.fill(i as u8 + 1);
+                frozen.push((i as u8 + 1, r.freeze()));
+            }
         }
         for (v, b) in &frozen {
             assert!(b.iter().all(|x| x == v), "region {v} was overwritten");
@@ -262,13 +235,12 @@ mod tests {
     }
 
     #[test]
-    fn fill_and_range_cross_region_boundaries() {
+    fn fill_and_slicing_cross_region_boundaries() {
         let src: Vec<u8> = (0..3 * ALIGN + 100).map(|i| (i % 251) as u8).collect();
-        let mut regions = vec![
-            RegionMut::new(ALIGN),
-            RegionMut::new(2 * ALIGN),
-            RegionMut::new(ALIGN),
-        ];
+        let mut regions: Vec<RegionMut> = [ALIGN, 2 * ALIGN, ALIGN]
+            .into_iter()
+            .flat_map(regions)
+            .collect();
         regions[3 - 1].bytes_mut().fill(7);
         let (a, b) = src.split_at(1000);
         fill(&mut regions, [a, b].into_iter());
@@ -279,12 +251,12 @@ mod tests {
             all[src.len()..].iter().all(|&x| x == 0),
             "padding not zeroed"
         );
-        let mid: Vec<u8> = range(&frozen, 10, 3 * ALIGN + 50)
+        let mid: Vec<u8> = slice_chunks(&frozen, 10, 3 * ALIGN as u64 + 40)
             .iter()
             .flat_map(|b| b.iter().copied())
             .collect();
         assert_eq!(&mid[..], &src[10..3 * ALIGN + 50]);
-        assert!(range(&frozen, 5, 5).is_empty());
+        assert!(slice_chunks(&frozen, 5, 0).is_empty());
     }
 
     #[test]
@@ -293,16 +265,16 @@ mod tests {
         // from the free list: the same memory.
         std::thread::spawn(|| {
             let first: Vec<Bytes> = (0..BLOCK / MAX_REGION)
-                .map(|_| RegionMut::new(MAX_REGION).freeze())
+                .map(|_| cut(MAX_REGION).freeze())
                 .collect();
             let addr = first[0].as_ptr() as usize;
             drop(first);
             // The arena still holds the full block; the next region needs a new one, and
             // the old one is returned when the arena lets go of it.
-            let next = RegionMut::new(MAX_REGION).freeze();
+            let next = cut(MAX_REGION).freeze();
             drop(next);
             let again: Vec<Bytes> = (0..BLOCK / MAX_REGION)
-                .map(|_| RegionMut::new(MAX_REGION).freeze())
+                .map(|_| cut(MAX_REGION).freeze())
                 .collect();
             let addrs: Vec<usize> = again.iter().map(|b| b.as_ptr() as usize).collect();
             assert!(

@@ -29,3 +29,23 @@ impl Chunk {
         self.len() == 0
     }
 }
+
+/// `len` bytes from `skip` bytes into the concatenation of `chunks`, as slices.
+pub fn slice_chunks(chunks: &[Bytes], mut skip: u64, mut len: u64) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    for c in chunks {
+        if len == 0 {
+            break;
+        }
+        let clen = c.len() as u64;
+        if skip >= clen {
+            skip -= clen;
+            continue;
+        }
+        let take = (clen - skip).min(len);
+        out.push(c.slice(skip as usize..(skip + take) as usize));
+        len -= take;
+        skip = 0;
+    }
+    out
+}

@@ -13,6 +13,7 @@
 //! needs aligned ranges.
 
 use super::aligned::{self, RegionMut};
+use super::chunk::slice_chunks;
 use super::io::{FileKind, Storage, StorageFile};
 use bytes::Bytes;
 use glommio::io::{BufferedFile, DmaFile, OpenOptions};
@@ -191,13 +192,7 @@ impl GlommioFile {
         // The copy and the write both run on the blocking pool. The memory is regions of
         // this thread's reusable aligned arena (`aligned`), one per `aligned::MAX_REGION`
         // bytes, written with one pwritev.
-        let mut regions = Vec::new();
-        let mut left = total;
-        while left > 0 {
-            let r = RegionMut::new(left.min(aligned::MAX_REGION));
-            left = left.saturating_sub(r.len());
-            regions.push(r);
-        }
+        let mut regions = aligned::regions(total);
         let head_bytes = tail.borrow().clone();
         let pieces: Vec<Bytes> = bufs.to_vec();
         let fd = writer.clone();
@@ -212,8 +207,8 @@ impl GlommioFile {
         // The new tail page, and the new bytes (without the old tail page and the padding)
         // for the batch cache.
         let keep_from = (align_down(end_logical) - start) as usize;
-        let new_bytes = aligned::range(&written, head, total);
-        *tail.borrow_mut() = aligned::range(&written, keep_from, total)
+        let new_bytes = slice_chunks(&written, head as u64, (total - head) as u64);
+        *tail.borrow_mut() = slice_chunks(&written, keep_from as u64, (total - keep_from) as u64)
             .iter()
             .flat_map(|b| b.iter().copied())
             .collect();

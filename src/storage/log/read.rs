@@ -140,26 +140,6 @@ fn scan_memory(
     Some(first.map(|start| (start, region_end - start, records, region_last)))
 }
 
-/// `len` bytes from `skip` bytes into the concatenation of `chunks`, as slices.
-fn slice_chunks(chunks: &[Bytes], mut skip: u64, mut len: u64) -> Vec<Bytes> {
-    let mut out = Vec::new();
-    for c in chunks {
-        if len == 0 {
-            break;
-        }
-        let clen = c.len() as u64;
-        if skip >= clen {
-            skip -= clen;
-            continue;
-        }
-        let take = (clen - skip).min(len);
-        out.push(c.slice(skip as usize..(skip + take) as usize));
-        len -= take;
-        skip = 0;
-    }
-    out
-}
-
 /// How far a read may go.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Bound {
@@ -277,7 +257,7 @@ impl<S: Storage> PartitionLog<S> {
                 if let Some((start_pos, len, records, last)) = found {
                     slice.records = records;
                     slice.end_offset = last.saturating_add(1);
-                    let cached = slice_chunks(&chunks, start_pos - pos, len);
+                    let cached = crate::storage::chunk::slice_chunks(&chunks, start_pos - pos, len);
                     slice.regions.push(FileRegion {
                         file,
                         position: start_pos,
