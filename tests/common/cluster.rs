@@ -132,9 +132,7 @@ pub struct Cluster {
 /// `n` distinct ports that nothing listens on, each held by a listener until the caller
 /// drops them (so nothing else the harness binds meanwhile, such as a proxy, gets one).
 fn reserve_ports(n: usize) -> Vec<TcpListener> {
-    (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
-        .collect()
+    (0..n).map(|_| crate::common::bind_unclaimed()).collect()
 }
 
 /// Other listeners on `port` than those of process `pid`. The broker binds its port with

@@ -46,10 +46,36 @@ pub fn broker_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ringbroker")))
 }
 
-/// Picks a port on 127.0.0.1 that nothing listens on right now.
+/// Every port this test process has handed out. Tests of one binary run in parallel, and
+/// the kernel may give a port just released by one test's pick to another's: two brokers
+/// on one port would both listen (SO_REUSEPORT), and each test would talk to either.
+static HANDED_OUT: Mutex<std::collections::BTreeSet<u16>> =
+    Mutex::new(std::collections::BTreeSet::new());
+
+/// A listener on an ephemeral port of 127.0.0.1 that no other test of this process was
+/// given, recorded as handed out.
+pub fn bind_unclaimed() -> TcpListener {
+    // Listeners on ports already handed out stay open until a new one is found, so the
+    // kernel cannot offer them again.
+    let mut refused = Vec::new();
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let port = l.local_addr().expect("local addr").port();
+        if HANDED_OUT
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(port)
+        {
+            return l;
+        }
+        refused.push(l);
+    }
+}
+
+/// Picks a port on 127.0.0.1 that nothing listens on right now and that no other test of
+/// this process was given.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
+    bind_unclaimed().local_addr().expect("local addr").port()
 }
 
 /// A temporary directory on a real file system (the target dir, never tmpfs): O_DIRECT and

@@ -83,7 +83,7 @@ pub struct Proxy {
 impl Proxy {
     /// Listens on a free port of 127.0.0.1 and forwards every connection to `target`.
     pub fn start(target: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy's listener");
+        let listener = crate::common::bind_unclaimed();
         listener
             .set_nonblocking(true)
             .expect("non-blocking proxy listener");
