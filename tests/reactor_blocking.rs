@@ -7,9 +7,12 @@
 //! A consumer reads a log whose pages the test has dropped from the page cache
 //! (fdatasync, then POSIX_FADV_DONTNEED: cachestat confirms they are gone), over plain TCP
 //! (sendfile; the TLS path warms its ranges the same way); retention deletes segments and a topic is
-//! deleted. The counter of blocking calls must stay 0 while the cold bytes are counted. With
-//! the range warming removed from `server::response`, or the unlink put back on the reactor
-//! in `storage::glommio_io`, this test fails.
+//! deleted. The counter of blocking calls must stay 0 while the cold bytes are counted, and
+//! every deleted segment file's last close (which frees its blocks) is counted as made on
+//! the blocking pool (`ringbroker_deleted_files_released_total`, `storage::release`). With
+//! the range warming removed from `server::response`, the unlink put back on the reactor
+//! in `storage::glommio_io`, or the hold of deleted files in its `Drop` removed (or their
+//! close moved onto the reactor), this test fails.
 
 mod common;
 
@@ -175,4 +178,41 @@ fn cold_reads_and_deletions_stay_off_the_reactor() {
         0,
         "a shard thread made a blocking file call while deleting"
     );
+
+    // The last close of each deleted segment file (which frees its blocks: hundreds of ms
+    // for a large one) was made on the blocking pool, and none is left open.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let released = || total(&scrape(mport), "ringbroker_deleted_files_released_total");
+    while (released() < DELETED_SEGMENTS || !deleted_open(&broker).is_empty())
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        released() >= DELETED_SEGMENTS,
+        "only {} deleted files were closed on the blocking pool",
+        released()
+    );
+    assert_eq!(
+        deleted_open(&broker),
+        Vec::<String>::new(),
+        "deleted files left open"
+    );
+}
+
+/// The `doomed` topic is about 30 MB of 1 MiB segments: at least this many of them are
+/// deleted (by retention, then with the topic).
+const DELETED_SEGMENTS: u64 = 25;
+
+/// Descriptors of the broker still open on deleted files of its data directory.
+fn deleted_open(broker: &Broker) -> Vec<String> {
+    let pid = broker.pid().expect("broker running");
+    let data = broker.data_dir().to_string_lossy().to_string();
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("/proc/PID/fd")
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|t| t.to_string_lossy().to_string())
+        .filter(|t| t.starts_with(&data) && t.ends_with(" (deleted)"))
+        .collect()
 }

@@ -51,9 +51,9 @@ impl Response {
         for c in &self.chunks {
             match c {
                 Chunk::Bytes(b) => out.extend_from_slice(b),
-                Chunk::File { fd, position, len } => {
-                    out.extend(pread_exact(fd.as_raw_fd(), *position, *len as usize)?)
-                }
+                Chunk::File {
+                    fd, position, len, ..
+                } => out.extend(pread_exact(fd.as_raw_fd(), *position, *len as usize)?),
             }
         }
         Ok(out)
@@ -181,7 +181,9 @@ async fn write_chunks(
                 }
                 send_memory(stream, sock, bufs, stats, zero_copy).await?;
             }
-            Chunk::File { fd, position, len } => {
+            Chunk::File {
+                fd, position, len, ..
+            } => {
                 warm(&fd, position, len, stats).await?;
                 send_file(
                     stream,

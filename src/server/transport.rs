@@ -312,7 +312,9 @@ impl TlsWrite {
         for chunk in response.chunks {
             match chunk {
                 Chunk::Bytes(b) => self.write_plain(&b).await?,
-                Chunk::File { fd, position, len } => {
+                Chunk::File {
+                    fd, position, len, ..
+                } => {
                     super::response::warm(&fd, position, len, stats).await?;
                     let mut at = 0u64;
                     while at < len {

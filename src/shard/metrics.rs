@@ -195,6 +195,7 @@ impl Shard {
             cache_miss_bytes: f.cache_miss_bytes.get(),
             cold_fill_bytes: f.cold_fill_bytes.get(),
             reactor_blocking_calls: crate::os::pagecache::blocking_calls_here(),
+            deleted_files_released: crate::storage::release::released_here(),
             cluster,
             committed: self.groups.committed_offsets(),
         }

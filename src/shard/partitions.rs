@@ -268,6 +268,7 @@ impl Shard {
                         fd,
                         position: region.position,
                         len: region.len,
+                        pin: region.send_pin(),
                     }),
                     Some(Err(e)) => {
                         failed = Some(e);

@@ -412,6 +412,8 @@ impl Shard {
                 tracing::error!("maintenance of {topic}-{p} failed: {e}");
             }
         }
+        // Deleted segments' last closes, on the blocking pool.
+        crate::storage::release::close_due();
     }
 
     /// Logs the fetch path counters every 10 s when they changed, and at shutdown.

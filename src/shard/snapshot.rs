@@ -68,6 +68,8 @@ pub struct ShardSnapshot {
     /// Blocking file calls made on this shard's reactor thread (0 unless a path misses the
     /// blocking thread pool).
     pub reactor_blocking_calls: u64,
+    /// Deleted files closed for the last time on the blocking pool (`storage::release`).
+    pub deleted_files_released: u64,
     pub cluster: Option<ClusterSnapshot>,
     /// (group, topic, partition, committed offset) of the groups this shard coordinates.
     pub committed: Vec<(String, String, i32, i64)>,

@@ -14,6 +14,9 @@ pub enum Chunk {
         fd: OwnedFd,
         position: u64,
         len: u64,
+        /// Keeps a deleted segment's last close (which frees its blocks) for the blocking
+        /// pool once this is sent (`storage::release`).
+        pin: Option<super::release::Pin>,
     },
 }
 

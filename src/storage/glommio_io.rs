@@ -61,6 +61,14 @@ pub enum GlommioFile {
     },
 }
 
+impl Drop for GlommioFile {
+    fn drop(&mut self) {
+        // A deleted file's last close frees its blocks: not on the reactor (`release`).
+        let (GlommioFile::Buffered { writer, .. } | GlommioFile::Direct { writer, .. }) = self;
+        super::release::hold_if_deleted(writer);
+    }
+}
+
 fn total_len(bufs: &[Bytes]) -> usize {
     bufs.iter().map(|b| b.len()).sum()
 }
@@ -327,6 +335,11 @@ impl StorageFile for GlommioFile {
             GlommioFile::Buffered { file, .. } => file.as_raw_fd(),
             GlommioFile::Direct { reader, .. } => reader.as_raw_fd(),
         })
+    }
+
+    fn send_pin(&self) -> Option<super::release::Pin> {
+        let (GlommioFile::Buffered { writer, .. } | GlommioFile::Direct { writer, .. }) = self;
+        Some(super::release::Pin::new(writer))
     }
 
     async fn close(&self) -> io::Result<()> {

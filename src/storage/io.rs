@@ -46,6 +46,11 @@ pub trait StorageFile: 'static {
     async fn preallocate(&self, len: u64) -> io::Result<()>;
     /// A descriptor the server can pass to sendfile/splice, if this file has one.
     fn raw_fd(&self) -> Option<RawFd>;
+    /// Keeps the file's last close from happening while a response is sent from it
+    /// (`release`), for files that need it.
+    fn send_pin(&self) -> Option<super::release::Pin> {
+        None
+    }
     /// Trims padding and releases the file.
     async fn close(&self) -> io::Result<()>;
 }

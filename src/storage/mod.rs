@@ -4,7 +4,8 @@
 //! tests); `index` holds the sparse `.index` / `.timeindex`; `log` owns the segments of one
 //! partition, its appender and flush policy, recovery, reads and compaction; `clean` holds
 //! compaction's key map and the rewrite of a batch's records; `snapshot` the producer state
-//! snapshots written at segment roll, which spare an open the walk of the whole log.
+//! snapshots written at segment roll, which spare an open the walk of the whole log;
+//! `release` the last close of deleted files, off the reactor.
 
 pub mod admit;
 pub mod aligned;
@@ -24,6 +25,7 @@ pub use glommio_io::GlommioStorage;
 pub use io::{FileKind, Storage, StorageFile};
 pub mod log;
 pub mod notify;
+pub mod release;
 pub mod repair;
 pub mod scanner;
 pub mod segment;

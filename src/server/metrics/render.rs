@@ -330,6 +330,15 @@ impl Snapshots {
         }
         let mut f = family(
             enc,
+            "ringbroker_deleted_files_released",
+            "Deleted segment files whose last close, which frees their blocks, was made on the blocking thread pool.",
+            MetricType::Counter,
+        )?;
+        for s in &self.0 {
+            f.counter(&shard_label(s), s.deleted_files_released)?;
+        }
+        let mut f = family(
+            enc,
             "ringbroker_connections",
             "Open client connections.",
             MetricType::Gauge,

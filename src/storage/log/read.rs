@@ -41,6 +41,11 @@ impl<F: StorageFile> FileRegion<F> {
     pub fn raw_fd(&self) -> Option<RawFd> {
         self.file.raw_fd()
     }
+
+    /// See [`StorageFile::send_pin`].
+    pub fn send_pin(&self) -> Option<crate::storage::release::Pin> {
+        self.file.send_pin()
+    }
 }
 
 /// The answer to a read: whole batches, and the log's bounds at the time of the read.
