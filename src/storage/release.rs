@@ -5,11 +5,10 @@
 //! dropped a segment that retention had deleted, its whole reactor stopped for that long
 //! (every producer of the shard saw it as a latency spike). A file found unlinked when it
 //! is dropped hands a descriptor of its own to this thread's queue instead; the inode stays
-//! alive through it, so the reactor's own closes are cheap. The shard's tick takes the
-//! descriptors whose grace has passed and closes them on the blocking pool.
-//!
-//! Responses being sent from the file hold a [`Pin`] of it (their duplicate of its
-//! descriptor would otherwise be the last): the file is closed once no pin is left.
+//! alive through it, so the reactor's own closes are cheap. Responses being sent from the
+//! file hold a [`Pin`] of it (their duplicate of its descriptor, possibly on another
+//! shard, would otherwise be the last). The shard's tick takes the descriptors no pin is
+//! left on, and the blocking pool truncates those files in steps and closes them.
 
 use std::cell::{Cell, RefCell};
 use std::os::fd::{AsRawFd, OwnedFd};
