@@ -22,7 +22,6 @@ broker before its measured run, for steady-state figures), OUT (perf/results/cos
 """
 
 import datetime
-import json
 import os
 import shutil
 import statistics
@@ -137,12 +136,7 @@ def main():
                          "preload": PRELOAD},
               "floor_cpu_s_per_gb": [c["floor_cpu_s_per_gb"] for c in rounds],
               "summary": summary, "rounds": rounds}
-    with open(os.path.join(OUT, "cost.json"), "w") as f:
-        json.dump(report, f, indent=1)
-    md = render(report)
-    with open(os.path.join(OUT, "cost.md"), "w") as f:
-        f.write(md)
-    print(md)
+    bp.write_report(OUT, "cost", report, render(report))
 
 
 def render(r):

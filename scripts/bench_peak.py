@@ -228,6 +228,15 @@ def drain(port, topic, timeout):
         return json.load(open(f.name))
 
 
+def write_report(out, stem, report, md):
+    """Writes `report` as OUT/STEM.json and `md` as OUT/STEM.md, and prints `md`."""
+    with open(os.path.join(out, f"{stem}.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    with open(os.path.join(out, f"{stem}.md"), "w") as f:
+        f.write(md)
+    print(md)
+
+
 def peak_run(broker, topic, size, producers, acks, consume, drain_timeout=120):
     before = broker.cpu()
     r = bench(broker.port, topic, size, producers, acks)
@@ -364,12 +373,7 @@ def main():
 
     report.update({"peaks": peaks, "latency": latency, "shards": shards, "before": before,
                    "others": others})
-    with open(os.path.join(OUT, "peak.json"), "w") as f:
-        json.dump(report, f, indent=1)
-    md = render(report)
-    with open(os.path.join(OUT, "peak.md"), "w") as f:
-        f.write(md)
-    print(md)
+    write_report(OUT, "peak", report, render(report))
 
 
 def fmt(v, spec=".2f"):

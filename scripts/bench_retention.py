@@ -92,7 +92,6 @@ def main():
                                                   "median": statistics.median(vals)}
     report = {"rate": RATE, "duration_s": DURATION, "retention_bytes": RETENTION,
               "congestion_control": cc, "bins": BINS, "rounds": rounds, "ratios": ratios}
-    json.dump(report, open(os.path.join(OUT, "retention.json"), "w"), indent=1)
     lines = [f"Ack latency while retention deletes 1 GiB segments: {RATE} records/s of 1 KiB,"
              f" one partition, acks=1, {DURATION} s per cell, {ROUNDS} rounds, TCP {cc}.", "",
              "| round | io/flush | build | p50 ms | p99 ms | p99.9 ms | max ms | MB/s |"
@@ -112,8 +111,7 @@ def main():
             per = ", ".join(f"{x:.2f}" for x in v["per_round"])
             lines.append(f"| {pair} {os.path.basename(binary)} {metric} | {per} |"
                          f" {v['median']:.2f} |")
-    open(os.path.join(OUT, "retention.md"), "w").write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    bp.write_report(OUT, "retention", report, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

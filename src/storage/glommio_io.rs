@@ -216,10 +216,13 @@ impl GlommioFile {
         // for the batch cache.
         let keep_from = (align_down(end_logical) - start) as usize;
         let new_bytes = slice_chunks(&written, head as u64, (total - head) as u64);
-        *tail.borrow_mut() = slice_chunks(&written, keep_from as u64, (total - keep_from) as u64)
-            .iter()
-            .flat_map(|b| b.iter().copied())
-            .collect();
+        {
+            let mut new_tail = tail.borrow_mut();
+            new_tail.clear();
+            for piece in slice_chunks(&written, keep_from as u64, (total - keep_from) as u64) {
+                new_tail.extend_from_slice(&piece);
+            }
+        }
         len.set(end_logical);
         Ok(new_bytes)
     }
@@ -488,7 +491,7 @@ impl Storage for GlommioStorage {
 
 /// Runs a blocking file call on the blocking thread pool, so the reactor serves others
 /// meanwhile (a deletion of a large segment, or a directory of many, takes milliseconds).
-async fn off_reactor<T: Send + 'static>(
+pub(super) async fn off_reactor<T: Send + 'static>(
     what: &'static str,
     call: impl FnOnce() -> io::Result<T> + Send + 'static,
 ) -> io::Result<T> {

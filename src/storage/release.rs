@@ -92,8 +92,9 @@ pub fn take_due() -> Vec<Arc<OwnedFd>> {
     })
 }
 
-/// Descriptors held on this thread (for tests and metrics).
-pub fn held() -> usize {
+/// Descriptors held on this thread.
+#[cfg(test)]
+fn held() -> usize {
     HELD.with(|h| h.borrow().len())
 }
 
@@ -109,18 +110,17 @@ pub fn close_due() {
 
 async fn close(due: Vec<Arc<OwnedFd>>) {
     let n = due.len();
-    let closed = super::Storage::offload(&super::GlommioStorage, move || {
-        crate::os::pagecache::blocking_call("last close", move || {
-            for fd in &due {
-                shrink(fd);
-            }
-            drop(due)
-        })
+    let closed = super::glommio_io::off_reactor("last close", move || {
+        for fd in &due {
+            shrink(fd);
+        }
+        drop(due);
+        Ok(())
     })
     .await;
     match closed {
-        Some(()) => RELEASED.with(|r| r.set(r.get().saturating_add(n as u64))),
-        None => tracing::warn!("closing {n} deleted files failed on the blocking pool"),
+        Ok(()) => RELEASED.with(|r| r.set(r.get().saturating_add(n as u64))),
+        Err(e) => tracing::warn!("closing {n} deleted files on the blocking pool: {e}"),
     }
 }
 
