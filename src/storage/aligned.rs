@@ -172,7 +172,15 @@ impl RegionMut {
 
 /// Copies `sources` back to back into `regions` (in order, each filled before the next),
 /// and zeroes what is left after them: the padding of the last page.
+///
+/// A fill of at least `STREAM_MIN` bytes writes with non-temporal stores (`copy_streaming`):
+/// the regions are memory the disk reads by DMA and a tail reader reads at most once, and
+/// ordinary stores would first read every destination line into the cache (the arena
+/// cycles through the whole batch cache, so those lines are in DRAM). In a profile of
+/// closed-loop produce to a direct log this copy was 16-19 % of the broker's CPU.
 pub fn fill<'a>(regions: &mut [RegionMut], sources: impl Iterator<Item = &'a [u8]>) {
+    let total: usize = regions.iter().map(|r| r.len).sum();
+    let stream = total >= STREAM_MIN;
     let mut dst = regions.iter_mut().map(RegionMut::bytes_mut);
     let mut cur: &mut [u8] = &mut [];
     for mut src in sources {
@@ -180,12 +188,16 @@ pub fn fill<'a>(regions: &mut [RegionMut], sources: impl Iterator<Item = &'a [u8
             if cur.is_empty() {
                 match dst.next() {
                     Some(next) => cur = next,
-                    None => return,
+                    None => return store_fence(stream),
                 }
             }
             let n = src.len().min(cur.len());
             let (now, later) = std::mem::take(&mut cur).split_at_mut(n);
-            now.copy_from_slice(&src[..n]);
+            if stream {
+                copy_streaming(now, &src[..n]);
+            } else {
+                now.copy_from_slice(&src[..n]);
+            }
             cur = later;
             src = &src[n..];
         }
@@ -194,6 +206,60 @@ pub fn fill<'a>(regions: &mut [RegionMut], sources: impl Iterator<Item = &'a [u8
     for rest in dst {
         rest.fill(0);
     }
+    store_fence(stream);
+}
+
+/// Fills smaller than this use ordinary stores: a small append is read back soon by a tail
+/// reader, from the cache.
+const STREAM_MIN: usize = 64 << 10;
+
+/// Copies `src` into `dst` (of the same length), the bulk of it with non-temporal stores.
+/// The caller runs `store_fence` before anything else reads the bytes.
+fn copy_streaming(dst: &mut [u8], src: &[u8]) {
+    let n = dst.len().min(src.len());
+    #[cfg(target_arch = "x86_64")]
+    let done = {
+        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
+        // Ordinary stores up to the first 16-byte aligned destination byte.
+        let lead = dst.as_ptr().align_offset(16).min(n);
+        dst[..lead].copy_from_slice(&src[..lead]);
+        let body = (n - lead) / 64 * 64;
+        let (d, s) = (&mut dst[lead..lead + body], &src[lead..lead + body]);
+        for (dc, sc) in d.chunks_exact_mut(64).zip(s.chunks_exact(64)) {
+            let (dp, sp) = (
+                dc.as_mut_ptr().cast::<__m128i>(),
+                sc.as_ptr().cast::<__m128i>(),
+            );
+            // SAFETY: both chunks are 64 bytes, so the four 16-byte loads and stores stay
+            // inside them; `_mm_loadu_si128` takes any alignment, and `dp` is 16-byte
+            // aligned because `lead` aligned the start of `d` and every chunk of it is a
+            // multiple of 16 bytes from there. SSE2 is part of the x86_64 baseline.
+            unsafe {
+                let (a, b) = (_mm_loadu_si128(sp), _mm_loadu_si128(sp.add(1)));
+                let (c, e) = (_mm_loadu_si128(sp.add(2)), _mm_loadu_si128(sp.add(3)));
+                _mm_stream_si128(dp, a);
+                _mm_stream_si128(dp.add(1), b);
+                _mm_stream_si128(dp.add(2), c);
+                _mm_stream_si128(dp.add(3), e);
+            }
+        }
+        lead + body
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
+    dst[done..n].copy_from_slice(&src[done..n]);
+}
+
+/// Orders the non-temporal stores of a streaming fill before the stores that follow it (the
+/// hand-off of the regions to the writing thread and the kernel).
+fn store_fence(streamed: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if streamed {
+        // SAFETY: `sfence` has no preconditions; SSE is part of the x86_64 baseline.
+        unsafe { std::arch::x86_64::_mm_sfence() }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = streamed;
 }
 
 /// A filled region, readable from any thread.
@@ -257,6 +323,39 @@ mod tests {
             .collect();
         assert_eq!(&mid[..], &src[10..3 * ALIGN + 50]);
         assert!(slice_chunks(&frozen, 5, 0).is_empty());
+    }
+
+    #[test]
+    fn streaming_fills_copy_every_byte_at_any_offset() {
+        // Large enough to stream, across several regions, with sources that start and end
+        // at every alignment (a tail page of 1..=70 bytes, batches of odd lengths).
+        let big = 3 * MAX_REGION / 2 + 77;
+        let src: Vec<u8> = (0..big).map(|i| (i * 7 % 253) as u8).collect();
+        for head in [0usize, 1, 15, 16, 17, 63, 64, 70] {
+            let pieces = [&src[..head], &src[head..head + 129], &src[head + 129..]];
+            let mut regions = regions(big);
+            assert!(regions.len() >= 2 && big >= STREAM_MIN);
+            for r in regions.iter_mut() {
+                r.bytes_mut().fill(0xAA);
+            }
+            fill(&mut regions, pieces.into_iter());
+            let all: Vec<u8> = regions
+                .into_iter()
+                .map(RegionMut::freeze)
+                .flat_map(|b| b.to_vec())
+                .collect();
+            assert_eq!(&all[..big], &src[..], "head {head}");
+            assert!(all[big..].iter().all(|&x| x == 0), "padding, head {head}");
+        }
+        // And the copy alone, at unaligned destinations and lengths not a multiple of 64.
+        let mut dst = vec![0u8; 5000];
+        for (at, len) in [(0, 4999), (1, 4096), (13, 65), (31, 64), (7, 3)] {
+            dst.fill(0);
+            copy_streaming(&mut dst[at..at + len], &src[..len]);
+            store_fence(true);
+            assert_eq!(&dst[at..at + len], &src[..len], "at {at} len {len}");
+            assert!(dst[..at].iter().chain(&dst[at + len..]).all(|&x| x == 0));
+        }
     }
 
     #[test]
