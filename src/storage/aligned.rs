@@ -9,6 +9,12 @@
 //! for the next arena, so in steady state no append touches fresh memory. Regions of one
 //! block are cut in time order, which is the batch cache's eviction order, so a block is
 //! returned soon after the cache lets go of its last region.
+//!
+//! Blocks are 2 MiB aligned and advised for transparent huge pages (`MADV_HUGEPAGE`,
+//! honoured in the kernel's THP modes `always` and `madvise`): the O_DIRECT write pins a
+//! huge page per 2 MiB instead of each 4 KiB page, and the copy into them takes fewer TLB
+//! misses. Produce to a direct log cost x0.97 of the CPU per GB with them, and took
+//! x1.2 the MB/s (perf/README, "The copy for O_DIRECT").
 
 use bytes::Bytes;
 use std::alloc::{Layout, alloc, dealloc};
@@ -23,9 +29,13 @@ pub const ALIGN: usize = 4096;
 const BLOCK: usize = 8 << 20;
 /// The largest region cut from an arena block; a larger write is made of several regions.
 pub const MAX_REGION: usize = BLOCK / 4;
-const LAYOUT: Layout = match Layout::from_size_align(BLOCK, ALIGN) {
+/// Blocks start on a huge-page boundary and ask for transparent huge pages: an O_DIRECT
+/// write then pins a few huge pages instead of one page per 4 KiB, and the copy into the
+/// block takes fewer TLB misses.
+const HUGE_PAGE: usize = 2 << 20;
+const LAYOUT: Layout = match Layout::from_size_align(BLOCK, HUGE_PAGE) {
     Ok(l) => l,
-    Err(_) => panic!("BLOCK and ALIGN make a valid layout"),
+    Err(_) => panic!("BLOCK and HUGE_PAGE make a valid layout"),
 };
 /// Free blocks kept for reuse when no batch cache said more (`keep_for_cache`).
 const KEEP_FREE_MIN: usize = 4;
@@ -74,7 +84,16 @@ impl Block {
         // SAFETY: `LAYOUT` has a non-zero size.
         let ptr = unsafe { alloc(LAYOUT) };
         match NonNull::new(ptr) {
-            Some(ptr) => Block(Mem(ptr)),
+            Some(ptr) => {
+                // SAFETY: the range is the allocation just made, `BLOCK` bytes. The advice
+                // only changes how its pages are backed; if the kernel refuses it (no THP),
+                // the block works with small pages.
+                #[cfg(target_os = "linux")]
+                unsafe {
+                    libc::madvise(ptr.as_ptr().cast(), BLOCK, libc::MADV_HUGEPAGE);
+                }
+                Block(Mem(ptr))
+            }
             None => std::alloc::handle_alloc_error(LAYOUT),
         }
     }
