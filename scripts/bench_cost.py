@@ -12,6 +12,10 @@ alternating, the page-cache floor measured in every round), and the report gives
 - the gap to the floor: per round, produce CPU s/GB minus the kernel's CPU for writing the
   same bytes into the page cache (pwrite of 256 KiB buffers, measured in that round), for
   buffered pairs;
+- the consume gap to the send floor: per round, consume CPU s/GB minus the CPU of sending
+  the same bytes from the page cache over loopback TCP with sendfile (1 MiB a call, to a
+  process that discards them; `bench_peak.loopback_send_floor_cpu_s_per_gb`), measured in
+  that round;
 - the ratio of each build to the first build (BINS), per round, then its median;
 - Tansu (in-memory engine) in each round when its binary is found, produce only.
 
@@ -67,8 +71,10 @@ def main():
     tansu = bp.tansu_binary()
     rounds = []
     for r in range(ROUNDS):
-        cells = {"floor_cpu_s_per_gb": bp.page_cache_floor_cpu_s_per_gb(scratch), "runs": []}
-        bp.log(f"round {r + 1}/{ROUNDS}: page-cache floor {cells['floor_cpu_s_per_gb']:.3f} CPU s/GB")
+        cells = {"floor_cpu_s_per_gb": bp.page_cache_floor_cpu_s_per_gb(scratch),
+                 "send_floor_cpu_s_per_gb": bp.loopback_send_floor_cpu_s_per_gb(scratch), "runs": []}
+        bp.log(f"round {r + 1}/{ROUNDS}: page-cache floor {cells['floor_cpu_s_per_gb']:.3f} CPU s/GB, "
+               f"send floor {cells['send_floor_cpu_s_per_gb']:.3f} CPU s/GB")
         for pair in PAIRS:
             for shards in SHARDS:
                 for binary in BINS:
@@ -123,6 +129,9 @@ def main():
                     "gap_to_floor": median(per_round(
                         lambda m, b, c: m["produce_cpu_s_per_gb"] - c["floor_cpu_s_per_gb"]))
                     if pair.startswith("buffered") else None,
+                    "consume_gap_to_send_floor": median(per_round(
+                        lambda m, b, c: m["consume_cpu_s_per_gb"] - c["send_floor_cpu_s_per_gb"]
+                        if m.get("consume_cpu_s_per_gb") else None)),
                     "produce_vs_ref": median(per_round(ratio("produce_cpu_s_per_gb"))),
                     "consume_vs_ref": median(per_round(ratio("consume_cpu_s_per_gb"))),
                     "tansu_over_this": median(per_round(tansu_ratio)) if tansu else None,
@@ -135,6 +144,7 @@ def main():
                          "duration": bp.DURATION, "warmup": bp.WARMUP,
                          "preload": PRELOAD},
               "floor_cpu_s_per_gb": [c["floor_cpu_s_per_gb"] for c in rounds],
+              "send_floor_cpu_s_per_gb": [c["send_floor_cpu_s_per_gb"] for c in rounds],
               "summary": summary, "rounds": rounds}
     bp.write_report(OUT, "cost", report, render(report))
 
@@ -142,21 +152,24 @@ def main():
 def render(r):
     f = bp.fmt
     floors = ", ".join(f"{x:.2f}" for x in r["floor_cpu_s_per_gb"])
+    sends = ", ".join(f"{x:.2f}" for x in r.get("send_floor_cpu_s_per_gb", []))
     lines = [f"# CPU per GB, {r['params']['rounds']} alternating rounds, medians ({r['date']})", "",
              f"{r['machine']['cores']} cores, kernel {r['machine']['kernel']}, congestion control "
              f"{r['congestion_control']}; 1 KiB records, 4 producers, acks=1, 4 partitions, "
              f"256 KiB batches, measured after {r['params'].get('preload', 0)} s of unmeasured "
-             f"load. Page-cache floor per round: {floors} CPU s/GB.", "",
+             f"load. Page-cache floor per round: {floors} CPU s/GB; loopback send floor per round: "
+             f"{sends} CPU s/GB.", "",
              "| build | io/flush | shards | MB/s | produce CPU s/GB (rounds) | consume CPU s/GB (rounds) "
-             "| gap to floor | produce vs first build | consume vs first build | Tansu / this |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| gap to floor | consume gap to send floor | produce vs first build | consume vs first build "
+             "| Tansu / this |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in r["summary"]:
         rounds_p = " ".join(f(x) for x in s["produce_all"])
         rounds_c = " ".join(f(x) for x in s["consume_all"])
         lines.append(
             f"| {os.path.basename(s['binary'])} | {s['pair']} | {s['shards']} | {f(s['mb_per_s'], '.0f')} "
             f"| **{f(s['produce_cpu_s_per_gb'])}** ({rounds_p}) | **{f(s['consume_cpu_s_per_gb'])}** ({rounds_c}) "
-            f"| {f(s['gap_to_floor'])} | x{f(s['produce_vs_ref'])} | x{f(s['consume_vs_ref'])} "
+            f"| {f(s['gap_to_floor'])} | {f(s.get('consume_gap_to_send_floor'))} | x{f(s['produce_vs_ref'])} | x{f(s['consume_vs_ref'])} "
             f"| {f(s['tansu_over_this'])} |")
     return "\n".join(lines) + "\n"
 

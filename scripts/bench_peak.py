@@ -156,6 +156,44 @@ def page_cache_floor_cpu_s_per_gb(path, total=2 << 30, chunk=256 << 10):
     return cpu / (total / 1e9)
 
 
+_READER = ("import socket, sys\n"
+           "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n"
+           "b = bytearray(1 << 20)\n"
+           "while s.recv_into(b):\n"
+           "    pass\n")
+
+
+def loopback_send_floor_cpu_s_per_gb(path, total=2 << 30, size=1 << 30, chunk=1 << 20):
+    """The floor of serving a fetch from the page cache: the CPU this process spends sending
+    `total` bytes of a cached file over loopback TCP with sendfile, `chunk` bytes a call,
+    while another process reads and discards them. On loopback the sender also runs much of
+    the receiving side's TCP work (softirq), as the broker does when it serves a consumer."""
+    data = os.urandom(chunk)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    srv = socket.socket()
+    try:
+        for pos in range(0, size, chunk):
+            os.pwrite(fd, data, pos)
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        reader = subprocess.Popen([sys.executable, "-c", _READER, str(srv.getsockname()[1])])
+        conn, _ = srv.accept()
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        sent = 0
+        while sent < total:
+            off = sent % size
+            sent += os.sendfile(conn.fileno(), fd, off, min(chunk, size - off))
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        conn.close()
+        reader.wait(60)
+    finally:
+        srv.close()
+        os.close(fd)
+        os.unlink(path)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return cpu / (total / 1e9)
+
+
 # ---- brokers ----------------------------------------------------------------------------
 
 
