@@ -28,6 +28,7 @@ use std::time::Duration;
 
 /// Depth of each shard-to-shard queue; a full queue makes the sender wait (backpressure).
 mod cluster_links;
+mod ports;
 
 const MESH_QUEUE_DEPTH: usize = 1024;
 const TICK: Duration = Duration::from_millis(100);
@@ -37,33 +38,6 @@ const SWEEP_EVERY_TICKS: u64 = 10;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a stopping broker of a cluster waits for its controlled shutdown.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(8);
-
-/// How long a listener found on our port may take to go away before start-up fails.
-const PORT_RELEASE_WAIT: Duration = Duration::from_secs(5);
-
-/// Fails when something already listens on `addr`: the shards bind with SO_REUSEPORT,
-/// which would let a second broker share the port and take part of its clients. Checked by
-/// connecting (a plain bind would also fail on an ephemeral port a client connection holds).
-fn ensure_port_free(addr: &str, key: &str) -> anyhow::Result<()> {
-    let Some(mut target) = addr.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
-        // A name that does not resolve shows at the real bind with its own message.
-        return Ok(());
-    };
-    if target.ip().is_unspecified() {
-        target.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    // A broker killed a moment ago can still accept here: io_uring releases its listening
-    // socket after the process is gone. A listener that stays for the whole window is
-    // another live process.
-    let deadline = std::time::Instant::now() + PORT_RELEASE_WAIT;
-    while std::net::TcpStream::connect_timeout(&target, Duration::from_millis(300)).is_ok() {
-        if std::time::Instant::now() >= deadline {
-            bail!("{key} {addr} is already in use: another process listens there");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(())
-}
 
 /// Threads of each shard's blocking pool.
 const BLOCKING_THREADS: usize = 4;
@@ -179,16 +153,20 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     let _lock = lock_data_dir(&config)?;
     // The shards bind with SO_REUSEPORT, which would let a second broker share the port and
     // take half its clients: a plain bind first makes an occupied port an error.
+    let mut _claims = Vec::new();
     for (l, addr) in &listeners {
-        ensure_port_free(&addr.to_string(), &format!("listener {}", l.name))?;
+        _claims.extend(ports::ensure_port_free(
+            &addr.to_string(),
+            &format!("listener {}", l.name),
+        )?);
     }
     if let Some(addr) = &config.metrics_listen {
-        ensure_port_free(addr, "metrics.listen")?;
+        _claims.extend(ports::ensure_port_free(addr, "metrics.listen")?);
     }
     if config.cluster.node_id.is_some()
         && let Some(addr) = config.cluster.controller_listen_addr()
     {
-        ensure_port_free(&addr, "controller.listen")?;
+        _claims.extend(ports::ensure_port_free(&addr, "controller.listen")?);
     }
     // Absolute from here on: io_uring opens of relative paths fail (glommio passes no
     // working-directory descriptor), and the default data dir is the relative ./data.

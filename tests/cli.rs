@@ -162,6 +162,85 @@ fn one_broker_per_port() {
     kafka::create_topic(&mut c, "still-mine", 1);
 }
 
+/// Two brokers started at the same instant on one address would both find nothing
+/// listening there (neither listens yet) and then share the port through SO_REUSEPORT,
+/// each taking part of the other's clients. Exactly one may start.
+#[test]
+fn brokers_started_at_once_never_share_a_port() {
+    use std::process::{Command, Stdio};
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    let dirs = [
+        common::disk_tempdir("rb-race-a-"),
+        common::disk_tempdir("rb-race-b-"),
+    ];
+    let mut children: Vec<_> = dirs
+        .iter()
+        .map(|d| {
+            let err = std::fs::File::create(d.path().join("stderr.log")).expect("stderr file");
+            let data = d.path().join("data");
+            let child = Command::new(common::broker_bin())
+                .args(["serve", "--listen", &listen, "--shards", "1", "--data-dir"])
+                .arg(&data)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(err))
+                .spawn()
+                .expect("spawn ringbroker");
+            (child, d.path().join("stderr.log"))
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + EXIT_TIMEOUT;
+    let loser = loop {
+        let exited = children
+            .iter_mut()
+            .position(|(c, _)| c.try_wait().expect("try_wait").is_some());
+        if let Some(i) = exited {
+            break i;
+        }
+        if std::time::Instant::now() > deadline {
+            for (c, _) in children.iter_mut() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            panic!("both brokers started on {listen}: they share the port");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (mut lost, lost_err) = children.remove(loser);
+    let status = lost.wait().expect("wait");
+    let stderr = std::fs::read_to_string(&lost_err).unwrap_or_default();
+    let (won, won_err) = children.remove(0);
+    // Stopped however the test ends.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut won = Stop(won);
+    assert!(
+        !status.success() && stderr.contains("already in use"),
+        "the second broker must refuse the address in use ({status}); stderr:\n{stderr}"
+    );
+    let addr: std::net::SocketAddr = listen.parse().expect("addr");
+    let mut c = (0..200)
+        .find_map(|_| {
+            if let Ok(c) = RawClient::try_connect(addr) {
+                return Some(c);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            None
+        })
+        .expect("the broker that started serves");
+    kafka::create_topic(&mut c, "raced", 1);
+    assert!(
+        won.0.try_wait().expect("try_wait").is_none(),
+        "the first broker must keep running; stderr:\n{}",
+        std::fs::read_to_string(&won_err).unwrap_or_default()
+    );
+}
+
 /// The README's start command uses the embedded default data dir, `./data`, a relative
 /// path: the broker must work from it (io_uring resolves no relative paths itself).
 #[test]

@@ -1,0 +1,66 @@
+//! Start-up checks that a broker's listen addresses are its own.
+
+use anyhow::{Context, bail};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::unix::net::UnixDatagram;
+use std::time::Duration;
+
+/// How long a listener found on our port may take to go away before start-up fails.
+const PORT_RELEASE_WAIT: Duration = Duration::from_secs(5);
+
+/// Fails when something already listens on `addr`: the shards bind with SO_REUSEPORT,
+/// which would let a second broker share the port and take part of its clients. Checked by
+/// connecting (a plain bind would also fail on an ephemeral port a client connection holds).
+/// Two brokers started at the same instant would both pass that check (neither listens
+/// yet), so the address is first claimed (`claim_address`); the claim is returned and must
+/// be held while the broker runs.
+pub(super) fn ensure_port_free(addr: &str, key: &str) -> anyhow::Result<Option<UnixDatagram>> {
+    let Some(mut target) = addr.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+        // A name that does not resolve shows at the real bind with its own message.
+        return Ok(None);
+    };
+    let claim = claim_address(&target, key, addr)?;
+    if target.ip().is_unspecified() {
+        target.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    // A broker killed a moment ago can still accept here: io_uring releases its listening
+    // socket after the process is gone. A listener that stays for the whole window is
+    // another live process.
+    let deadline = std::time::Instant::now() + PORT_RELEASE_WAIT;
+    while std::net::TcpStream::connect_timeout(&target, Duration::from_millis(300)).is_ok() {
+        if std::time::Instant::now() >= deadline {
+            bail!("{key} {addr} is already in use: another process listens there");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(Some(claim))
+}
+
+/// Binds an abstract unix socket named after `target`: the bind either takes the name or
+/// fails at once, so of two brokers starting on one address only one gets past here. The
+/// kernel drops the name when its socket closes, at the latest when the process exits (a
+/// SIGKILL included), so a restart finds it free; a name held for `PORT_RELEASE_WAIT` is
+/// another live broker. Abstract names belong to the network
+/// namespace, as the TCP port does.
+fn claim_address(target: &SocketAddr, key: &str, addr: &str) -> anyhow::Result<UnixDatagram> {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("ringbroker-listen-{target}");
+    let claim = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+        .with_context(|| format!("cannot name the claim of {key} {addr}"))?;
+    // A broker killed a moment ago may not have exited yet: the name is free once it has.
+    let deadline = std::time::Instant::now() + PORT_RELEASE_WAIT;
+    loop {
+        match UnixDatagram::bind_addr(&claim) {
+            Ok(socket) => return Ok(socket),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                if std::time::Instant::now() >= deadline {
+                    bail!(
+                        "{key} {addr} is already in use: another ringbroker is starting or runs there"
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot claim {key} {addr}")),
+        }
+    }
+}
