@@ -153,20 +153,18 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     let _lock = lock_data_dir(&config)?;
     // The shards bind with SO_REUSEPORT, which would let a second broker share the port and
     // take half its clients: a plain bind first makes an occupied port an error.
-    let mut _claims = Vec::new();
+    // Held until this function returns, when the broker has stopped.
+    let mut claims = ports::Claims::default();
     for (l, addr) in &listeners {
-        _claims.extend(ports::ensure_port_free(
-            &addr.to_string(),
-            &format!("listener {}", l.name),
-        )?);
+        claims.ensure_port_free(&addr.to_string(), &format!("listener {}", l.name))?;
     }
     if let Some(addr) = &config.metrics_listen {
-        _claims.extend(ports::ensure_port_free(addr, "metrics.listen")?);
+        claims.ensure_port_free(addr, "metrics.listen")?;
     }
     if config.cluster.node_id.is_some()
         && let Some(addr) = config.cluster.controller_listen_addr()
     {
-        _claims.extend(ports::ensure_port_free(&addr, "controller.listen")?);
+        claims.ensure_port_free(&addr, "controller.listen")?;
     }
     // Absolute from here on: io_uring opens of relative paths fail (glommio passes no
     // working-directory descriptor), and the default data dir is the relative ./data.
