@@ -88,3 +88,42 @@ fn claim_address(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port nobody listens on, from the kernel's ephemeral range.
+    fn idle_address() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        drop(l);
+        addr.to_string()
+    }
+
+    #[test]
+    fn an_address_is_claimed_once_per_broker_and_refused_to_another() {
+        let addr = idle_address();
+        let mut mine = Claims::default();
+        mine.ensure_port_free(&addr, "listener A")
+            .expect("first claim");
+        // A second key of the same broker naming the address passes at once.
+        mine.ensure_port_free(&addr, "metrics.listen")
+            .expect("the broker's own claim");
+        assert_eq!(mine.held.len(), 1);
+        assert!(mine.held[0].1.is_some(), "claimed with a unix socket");
+        // Another broker starting on it is refused.
+        let err = Claims::default()
+            .ensure_port_free(&addr, "listener B")
+            .expect_err("a second broker on the address");
+        assert!(err.to_string().contains("already in use"), "{err}");
+        // Once the first lets go, the address is free again; port 0 is never claimed.
+        drop(mine);
+        let mut next = Claims::default();
+        next.ensure_port_free(&addr, "listener A")
+            .expect("claim after release");
+        next.ensure_port_free("127.0.0.1:0", "listener C")
+            .expect("port 0");
+        assert_eq!(next.held.len(), 1);
+    }
+}
