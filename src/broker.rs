@@ -152,8 +152,8 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     };
     let _lock = lock_data_dir(&config)?;
     // The shards bind with SO_REUSEPORT, which would let a second broker share the port and
-    // take half its clients: a plain bind first makes an occupied port an error.
-    // Held until this function returns, when the broker has stopped.
+    // take half its clients: each address is claimed and checked first (`ports`). The
+    // claims are held until this function returns, when the broker has stopped.
     let mut claims = ports::Claims::default();
     for (l, addr) in &listeners {
         claims.ensure_port_free(&addr.to_string(), &format!("listener {}", l.name))?;

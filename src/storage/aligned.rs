@@ -29,9 +29,7 @@ pub const ALIGN: usize = 4096;
 const BLOCK: usize = 8 << 20;
 /// The largest region cut from an arena block; a larger write is made of several regions.
 pub const MAX_REGION: usize = BLOCK / 4;
-/// Blocks start on a huge-page boundary and ask for transparent huge pages: an O_DIRECT
-/// write then pins a few huge pages instead of one page per 4 KiB, and the copy into the
-/// block takes fewer TLB misses.
+/// Blocks start on a huge-page boundary (see the module doc).
 const HUGE_PAGE: usize = 2 << 20;
 const LAYOUT: Layout = match Layout::from_size_align(BLOCK, HUGE_PAGE) {
     Ok(l) => l,

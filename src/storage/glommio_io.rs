@@ -6,11 +6,11 @@
 //! memory of our own (regions of the reusable arena in `aligned`) that starts with the
 //! partial tail page kept in memory, so the tail page is rewritten on each append; the copy
 //! into it runs on the shard (the bytes are still in its cache from the receive and the
-//! CRC check) and the pwritev on the blocking pool (glommio's io_uring writes take only its own DMA buffers, which would cost a second
-//! copy for the batch cache); space is reserved ahead with fallocate so appends do not
-//! allocate extents. A direct file also keeps a second, buffered, read-only
-//! descriptor: reads and sendfile go through it, since splice from an O_DIRECT descriptor
-//! needs aligned ranges.
+//! CRC check) and the pwritev on the blocking pool (glommio's io_uring writes take only its
+//! own DMA buffers, which would cost a second copy for the batch cache); space is reserved
+//! ahead with fallocate so appends do not allocate extents. A direct file also keeps a
+//! second, buffered, read-only descriptor: reads and sendfile go through it, since splice
+//! from an O_DIRECT descriptor needs aligned ranges.
 
 use super::aligned::{self, RegionMut};
 use super::chunk::slice_chunks;
@@ -167,8 +167,8 @@ fn pwritev_all(fd: &OwnedFd, pos: u64, bufs: &[Bytes]) -> io::Result<()> {
 impl GlommioFile {
     /// An append to a direct file: the partial tail page and the new bytes, copied once
     /// into one 4 KiB-aligned buffer (zero-padded to a whole page) on the shard, written
-    /// with O_DIRECT on the blocking pool. Returns the new bytes as a slice of that buffer, which the
-    /// batch cache keeps without another copy.
+    /// with O_DIRECT on the blocking pool. Returns the new bytes as a slice of that buffer,
+    /// which the batch cache keeps without another copy.
     async fn direct_write(&self, pos: u64, bufs: &[Bytes]) -> io::Result<Vec<Bytes>> {
         let GlommioFile::Direct {
             file,

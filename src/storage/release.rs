@@ -48,7 +48,7 @@ fn unlinked(fd: &OwnedFd) -> bool {
 /// Called as a file is dropped, with a descriptor of the same inode that nothing else
 /// will use: if the file was deleted, that descriptor is held here so the last close
 /// happens in [`close_due`], not in the thread dropping the file.
-pub fn hold_if_deleted(fd: &Arc<OwnedFd>) {
+pub(super) fn hold_if_deleted(fd: &Arc<OwnedFd>) {
     if unlinked(fd) {
         HELD.with(|h| h.borrow_mut().push(fd.clone()));
     }
@@ -82,7 +82,7 @@ fn shrink(fd: &OwnedFd) {
 }
 
 /// Takes this thread's held descriptors that nothing else holds any more.
-pub fn take_due() -> Vec<Arc<OwnedFd>> {
+fn take_due() -> Vec<Arc<OwnedFd>> {
     HELD.with(|h| {
         let mut held = h.borrow_mut();
         let (due, keep): (Vec<_>, Vec<_>) =
