@@ -5,13 +5,19 @@ Run through scripts/bench-cost.sh. On these shared VMs one run of a setting can 
 the next by 1.5x or more (and the kernel's own cost of writing into the page cache by more
 than that), so single runs cannot tell a 10 % change, nor whether a target is met. Here
 every cell is measured ROUNDS times, the cells of a round one after another (builds
-alternating, the page-cache floor measured in every round), and the report gives medians:
+alternating, the page-cache floor measured before every cell), and the report gives medians:
 
 - produce CPU s/GB and consume CPU s/GB per build, io/flush pair and shard count (closed
   loop, 1 KiB records, 4 producers, acks=1, 4 partitions, then the topic read back once);
-- the gap to the floor: per round, produce CPU s/GB minus the kernel's CPU for writing the
-  same bytes into the page cache (pwrite of 256 KiB buffers, measured in that round), for
-  buffered pairs;
+- the gap to the floor: per cell, produce CPU s/GB minus the kernel's CPU for writing the
+  same bytes into the page cache (pwrite of 256 KiB buffers), for buffered pairs. The floor
+  is measured right before each cell, into memory in the state the cell's broker then gets:
+  this VM's host takes back memory that stays free (free page reporting), and the first
+  touch of such a page costs the toucher several times the copy (see
+  `bench_peak.settle_memory`). So before each cell: wait until reporting is idle, write the
+  floor ("cold", what a fresh broker's page cache is), write it again at once into the pages
+  the first write just freed ("reused"), wait again, then start the broker. The cold floor is
+  the one a cell is compared with; cold minus reused is the host's share of it;
 - the consume gap to the send floor: per round, consume CPU s/GB minus the CPU of sending
   the same bytes from the page cache over loopback TCP with sendfile (1 MiB a call, to a
   process that discards them; `bench_peak.loopback_send_floor_cpu_s_per_gb`), measured in
@@ -49,8 +55,21 @@ def median(xs):
     return statistics.median(xs) if xs else None
 
 
-def one(binary, pair, shards):
+def floors(scratch):
+    """The page-cache floor into memory the host took back (cold) and into pages freed a
+    moment ago (reused), then memory settled again for the cell that follows."""
+    bp.settle_memory()
+    cold = bp.page_cache_floor_cpu_s_per_gb(scratch)
+    reused = bp.page_cache_floor_cpu_s_per_gb(scratch)
+    settled = bp.settle_memory()
+    return {"floor_cold_cpu_s_per_gb": cold, "floor_reused_cpu_s_per_gb": reused,
+            "settled_mib": settled}
+
+
+def one(binary, pair, shards, scratch):
     io, flush = pair.split(":")
+    row = floors(scratch)
+    reported = bp.reported_kib()
     b = bp.ringbroker(io, flush, shards, binary=binary)
     try:
         if PRELOAD:
@@ -58,7 +77,11 @@ def one(binary, pair, shards):
             # (a direct log's batch cache, 1/32 of RAM by default, is faulted in while it
             # first fills; retention already deleting).
             bp.bench(b.port, "cost", SIZE, PRODUCERS, ACKS, duration=PRELOAD)
-        return bp.peak_run(b, "cost", SIZE, PRODUCERS, ACKS, consume=True)
+        row.update(bp.peak_run(b, "cost", SIZE, PRODUCERS, ACKS, consume=True))
+        after = bp.reported_kib()
+        # Memory the host took back while the cell ran (freed by the broker, or left over).
+        row["reported_during_mib"] = (after - reported) / 1024 if after is not None else None
+        return row
     finally:
         b.stop()
         shutil.rmtree(b.data, ignore_errors=True)
@@ -71,18 +94,17 @@ def main():
     tansu = bp.tansu_binary()
     rounds = []
     for r in range(ROUNDS):
-        cells = {"floor_cpu_s_per_gb": bp.page_cache_floor_cpu_s_per_gb(scratch),
-                 "send_floor_cpu_s_per_gb": bp.loopback_send_floor_cpu_s_per_gb(scratch), "runs": []}
-        bp.log(f"round {r + 1}/{ROUNDS}: page-cache floor {cells['floor_cpu_s_per_gb']:.3f} CPU s/GB, "
-               f"send floor {cells['send_floor_cpu_s_per_gb']:.3f} CPU s/GB")
+        cells = {"send_floor_cpu_s_per_gb": bp.loopback_send_floor_cpu_s_per_gb(scratch), "runs": []}
+        bp.log(f"round {r + 1}/{ROUNDS}: send floor {cells['send_floor_cpu_s_per_gb']:.3f} CPU s/GB")
         for pair in PAIRS:
             for shards in SHARDS:
                 for binary in BINS:
-                    row = one(binary, pair, shards)
+                    row = one(binary, pair, shards, scratch)
                     row.update({"binary": binary, "pair": pair, "shards": shards})
                     bp.log(f"  {row}")
                     cells["runs"].append(row)
         if tansu:
+            bp.settle_memory()
             b = bp.tansu(tansu)
             try:
                 row = bp.peak_run(b, "cost", SIZE, PRODUCERS, ACKS, consume=False)
@@ -126,8 +148,13 @@ def main():
                     "produce_all": per_round(lambda m, b, c: m["produce_cpu_s_per_gb"]),
                     "consume_cpu_s_per_gb": median(per_round(lambda m, b, c: m.get("consume_cpu_s_per_gb"))),
                     "consume_all": per_round(lambda m, b, c: m.get("consume_cpu_s_per_gb")),
+                    "floor_cold": median(per_round(lambda m, b, c: m["floor_cold_cpu_s_per_gb"])),
+                    "floor_reused": median(per_round(lambda m, b, c: m["floor_reused_cpu_s_per_gb"])),
                     "gap_to_floor": median(per_round(
-                        lambda m, b, c: m["produce_cpu_s_per_gb"] - c["floor_cpu_s_per_gb"]))
+                        lambda m, b, c: m["produce_cpu_s_per_gb"] - m["floor_cold_cpu_s_per_gb"]))
+                    if pair.startswith("buffered") else None,
+                    "gap_to_reused_floor": median(per_round(
+                        lambda m, b, c: m["produce_cpu_s_per_gb"] - m["floor_reused_cpu_s_per_gb"]))
                     if pair.startswith("buffered") else None,
                     "consume_gap_to_send_floor": median(per_round(
                         lambda m, b, c: m["consume_cpu_s_per_gb"] - c["send_floor_cpu_s_per_gb"]
@@ -143,7 +170,6 @@ def main():
                          "partitions": bp.PARTITIONS, "batch_size": bp.BATCH,
                          "duration": bp.DURATION, "warmup": bp.WARMUP,
                          "preload": PRELOAD},
-              "floor_cpu_s_per_gb": [c["floor_cpu_s_per_gb"] for c in rounds],
               "send_floor_cpu_s_per_gb": [c["send_floor_cpu_s_per_gb"] for c in rounds],
               "summary": summary, "rounds": rounds}
     bp.write_report(OUT, "cost", report, render(report))
@@ -151,25 +177,27 @@ def main():
 
 def render(r):
     f = bp.fmt
-    floors = ", ".join(f"{x:.2f}" for x in r["floor_cpu_s_per_gb"])
     sends = ", ".join(f"{x:.2f}" for x in r.get("send_floor_cpu_s_per_gb", []))
     lines = [f"# CPU per GB, {r['params']['rounds']} alternating rounds, medians ({r['date']})", "",
              f"{r['machine']['cores']} cores, kernel {r['machine']['kernel']}, congestion control "
              f"{r['congestion_control']}; 1 KiB records, 4 producers, acks=1, 4 partitions, "
              f"256 KiB batches, measured after {r['params'].get('preload', 0)} s of unmeasured "
-             f"load. Page-cache floor per round: {floors} CPU s/GB; loopback send floor per round: "
-             f"{sends} CPU s/GB.", "",
+             f"load, each cell on memory settled first (free page reporting idle). Loopback send floor "
+             f"per round: {sends} CPU s/GB. Page-cache floor: measured before each cell, cold (into "
+             "memory the host took back, as a fresh broker's page cache) / reused (into pages freed "
+             "a moment before); the gaps are the cell's produce CPU s/GB minus them.", "",
              "| build | io/flush | shards | MB/s | produce CPU s/GB (rounds) | consume CPU s/GB (rounds) "
-             "| gap to floor | consume gap to send floor | produce vs first build | consume vs first build "
+             "| page-cache floor, cold / reused | gap to cold floor | gap to reused floor | consume gap to send floor | produce vs first build | consume vs first build "
              "| Tansu / this |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in r["summary"]:
         rounds_p = " ".join(f(x) for x in s["produce_all"])
         rounds_c = " ".join(f(x) for x in s["consume_all"])
         lines.append(
             f"| {os.path.basename(s['binary'])} | {s['pair']} | {s['shards']} | {f(s['mb_per_s'], '.0f')} "
             f"| **{f(s['produce_cpu_s_per_gb'])}** ({rounds_p}) | **{f(s['consume_cpu_s_per_gb'])}** ({rounds_c}) "
-            f"| {f(s['gap_to_floor'])} | {f(s.get('consume_gap_to_send_floor'))} | x{f(s['produce_vs_ref'])} | x{f(s['consume_vs_ref'])} "
+            f"| {f(s.get('floor_cold'))} / {f(s.get('floor_reused'))} | {f(s['gap_to_floor'])} "
+            f"| {f(s.get('gap_to_reused_floor'))} | {f(s.get('consume_gap_to_send_floor'))} | x{f(s['produce_vs_ref'])} | x{f(s['consume_vs_ref'])} "
             f"| {f(s['tansu_over_this'])} |")
     return "\n".join(lines) + "\n"
 

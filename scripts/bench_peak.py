@@ -156,6 +156,46 @@ def page_cache_floor_cpu_s_per_gb(path, total=2 << 30, chunk=256 << 10):
     return cpu / (total / 1e9)
 
 
+# Guests with virtio-balloon free page reporting hand memory that stays free back to their
+# host, which discards it; the next touch of such a page faults in the host, which zeroes it
+# again, and that time is charged to whichever guest process touched it. On this VM writing
+# 2 GiB into the page cache costs ~0.2-0.3 CPU s/GB when the pages were freed a moment ago
+# and ~2.1-2.4 when they had been reported (2026-12-05), the "10x drift" of earlier runs.
+# The kernel reports ~160 MB/s in bursts every ~2 s, so 3.5 GB freed take ~20 s.
+_REPORTED_KIB = "/sys/module/page_reporting/parameters/reported_kib"
+
+
+def reported_kib():
+    """KiB of free memory this guest has reported to its host so far, or None where the
+    kernel does not say (no free page reporting, or a kernel without that counter)."""
+    try:
+        with open(_REPORTED_KIB) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def settle_memory(quiet=3.0, limit=60.0):
+    """Wait until free page reporting has been idle for `quiet` seconds (at most `limit`),
+    so that what a measurement writes next lands in memory in the same state every time:
+    reported to the host, as it is for a fresh broker's page cache and batch cache. Returns
+    the MiB reported while waiting (None where reporting cannot be seen: nothing to wait
+    for)."""
+    first = reported_kib()
+    if first is None:
+        return None
+    start = last_change = time.monotonic()
+    last = first
+    while time.monotonic() - start < limit:
+        time.sleep(0.5)
+        now = reported_kib()
+        if now != last:
+            last, last_change = now, time.monotonic()
+        elif time.monotonic() - last_change >= quiet:
+            break
+    return (last - first) / 1024
+
+
 _READER = ("import socket, sys\n"
            "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n"
            "b = bytearray(1 << 20)\n"
