@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """What a produced and a consumed GB cost the broker in CPU, robust to this machine's drift.
 
-Run through scripts/bench-cost.sh. On these shared VMs one run of a setting can differ from
-the next by 1.5x or more (and the kernel's own cost of writing into the page cache by more
-than that), so single runs cannot tell a 10 % change, nor whether a target is met. Here
+Run through scripts/bench-cost.sh. On these shared VMs one run of a setting could differ
+from the next by 1.5x or more (and the kernel's own cost of writing into the page cache by
+10x), so single runs could not tell a 10 % change, nor whether a target is met. Most of it
+was memory the host had taken back (`bench_peak.settle_memory`); with memory settled before
+each cell, rounds agree within a few per cent, and they are still repeated. Here
 every cell is measured ROUNDS times, the cells of a round one after another (builds
 alternating, the page-cache floor measured before every cell), and the report gives medians:
 
@@ -18,6 +20,11 @@ alternating, the page-cache floor measured before every cell), and the report gi
   floor ("cold", what a fresh broker's page cache is), write it again at once into the pages
   the first write just freed ("reused"), wait again, then start the broker. The cold floor is
   the one a cell is compared with; cold minus reused is the host's share of it;
+- the gap to the paced floor, for buffered pairs: after each cell, memory settled again, the
+  same writes without the broker (its MB/s, 256 KiB at a time into 128 MiB segments of 4
+  logs with its retention, for PRELOAD + WARMUP + DURATION seconds, 2 s less than the
+  broker ran when there is a preload), CPU over the last WARMUP + DURATION seconds: the floor of a broker whose deleted segments' pages are reused, as in
+  steady state (`bench_peak.paced_page_cache_floor_cpu_s_per_gb`);
 - the consume gap to the send floor: per round, consume CPU s/GB minus the CPU of sending
   the same bytes from the page cache over loopback TCP with sendfile (1 MiB a call, to a
   process that discards them; `bench_peak.loopback_send_floor_cpu_s_per_gb`), measured in
@@ -81,10 +88,17 @@ def one(binary, pair, shards, scratch):
         after = bp.reported_kib()
         # Memory the host took back while the cell ran (freed by the broker, or left over).
         row["reported_during_mib"] = (after - reported) / 1024 if after is not None else None
-        return row
     finally:
         b.stop()
         shutil.rmtree(b.data, ignore_errors=True)
+    if io == "buffered" and row.get("mb_per_s"):
+        # The same writes without the broker: its rate, its segments and retention, as long
+        # as it ran, from memory settled as the broker's was.
+        bp.settle_memory()
+        row["paced_floor_cpu_s_per_gb"] = bp.paced_page_cache_floor_cpu_s_per_gb(
+            os.path.join(bp.DATA, "paced-floor"), row["mb_per_s"],
+            PRELOAD + bp.WARMUP + bp.DURATION, bp.WARMUP + bp.DURATION)
+    return row
 
 
 def main():
@@ -153,6 +167,10 @@ def main():
                     "gap_to_floor": median(per_round(
                         lambda m, b, c: m["produce_cpu_s_per_gb"] - m["floor_cold_cpu_s_per_gb"]))
                     if pair.startswith("buffered") else None,
+                    "paced_floor": median(per_round(lambda m, b, c: m.get("paced_floor_cpu_s_per_gb"))),
+                    "gap_to_paced_floor": median(per_round(
+                        lambda m, b, c: m["produce_cpu_s_per_gb"] - m["paced_floor_cpu_s_per_gb"]
+                        if m.get("paced_floor_cpu_s_per_gb") else None)),
                     "gap_to_reused_floor": median(per_round(
                         lambda m, b, c: m["produce_cpu_s_per_gb"] - m["floor_reused_cpu_s_per_gb"]))
                     if pair.startswith("buffered") else None,
@@ -185,11 +203,14 @@ def render(r):
              f"load, each cell on memory settled first (free page reporting idle). Loopback send floor "
              f"per round: {sends} CPU s/GB. Page-cache floor: measured before each cell, cold (into "
              "memory the host took back, as a fresh broker's page cache) / reused (into pages freed "
-             "a moment before); the gaps are the cell's produce CPU s/GB minus them.", "",
+             "a moment before); the gaps are the cell's produce CPU s/GB minus them. Paced floor (buffered "
+             "pairs): the same writes without the broker, at its MB/s, into segments of its size with "
+             "its retention, as long as it ran, from settled memory (bench_peak."
+             "paced_page_cache_floor_cpu_s_per_gb).", "",
              "| build | io/flush | shards | MB/s | produce CPU s/GB (rounds) | consume CPU s/GB (rounds) "
-             "| page-cache floor, cold / reused | gap to cold floor | gap to reused floor | consume gap to send floor | produce vs first build | consume vs first build "
+             "| page-cache floor, cold / reused | gap to cold floor | gap to reused floor | paced floor | gap to paced floor | consume gap to send floor | produce vs first build | consume vs first build "
              "| Tansu / this |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in r["summary"]:
         rounds_p = " ".join(f(x) for x in s["produce_all"])
         rounds_c = " ".join(f(x) for x in s["consume_all"])
@@ -197,7 +218,8 @@ def render(r):
             f"| {os.path.basename(s['binary'])} | {s['pair']} | {s['shards']} | {f(s['mb_per_s'], '.0f')} "
             f"| **{f(s['produce_cpu_s_per_gb'])}** ({rounds_p}) | **{f(s['consume_cpu_s_per_gb'])}** ({rounds_c}) "
             f"| {f(s.get('floor_cold'))} / {f(s.get('floor_reused'))} | {f(s['gap_to_floor'])} "
-            f"| {f(s.get('gap_to_reused_floor'))} | {f(s.get('consume_gap_to_send_floor'))} | x{f(s['produce_vs_ref'])} | x{f(s['consume_vs_ref'])} "
+            f"| {f(s.get('gap_to_reused_floor'))} | {f(s.get('paced_floor'))} | {f(s.get('gap_to_paced_floor'))} "
+            f"| {f(s.get('consume_gap_to_send_floor'))} | x{f(s['produce_vs_ref'])} | x{f(s['consume_vs_ref'])} "
             f"| {f(s['tansu_over_this'])} |")
     return "\n".join(lines) + "\n"
 
