@@ -5,7 +5,8 @@ Run through scripts/bench-cost.sh. On these shared VMs one run of a setting coul
 from the next by 1.5x or more (and the kernel's own cost of writing into the page cache by
 10x), so single runs could not tell a 10 % change, nor whether a target is met. Most of it
 was memory the host had taken back (`bench_peak.settle_memory`); with memory settled before
-each cell, rounds agree within a few per cent, and they are still repeated. Here
+each cell, the rounds of a fresh broker's cell agree within a few per cent (steady-state
+cells, whose memory is a mix, within ~15 %), and they are still repeated. Here
 every cell is measured ROUNDS times, the cells of a round one after another (builds
 alternating, the page-cache floor measured before every cell), and the report gives medians:
 
@@ -22,8 +23,8 @@ alternating, the page-cache floor measured before every cell), and the report gi
   the one a cell is compared with; cold minus reused is the host's share of it;
 - the gap to the paced floor, for buffered pairs: after each cell, memory settled again, the
   same writes without the broker (its MB/s, 256 KiB at a time into 128 MiB segments of 4
-  logs with its retention, for PRELOAD + WARMUP + DURATION seconds, 2 s less than the
-  broker ran when there is a preload), CPU over the last WARMUP + DURATION seconds: the floor of a broker whose deleted segments' pages are reused, as in
+  logs with its retention, for as long as the broker's load ran: the preload's warm-up and
+  run, then the measured run's), CPU over the last WARMUP + DURATION seconds: the floor of a broker whose deleted segments' pages are reused, as in
   steady state (`bench_peak.paced_page_cache_floor_cpu_s_per_gb`);
 - the consume gap to the send floor: per round, consume CPU s/GB minus the CPU of sending
   the same bytes from the page cache over loopback TCP with sendfile (1 MiB a call, to a
@@ -93,11 +94,13 @@ def one(binary, pair, shards, scratch):
         shutil.rmtree(b.data, ignore_errors=True)
     if io == "buffered" and row.get("mb_per_s"):
         # The same writes without the broker: its rate, its segments and retention, as long
-        # as it ran, from memory settled as the broker's was.
+        # as its load ran (the preload has a warm-up of its own), from memory settled as
+        # the broker's was.
         bp.settle_memory()
+        loaded = (PRELOAD + bp.WARMUP if PRELOAD else 0) + bp.WARMUP + bp.DURATION
         row["paced_floor_cpu_s_per_gb"] = bp.paced_page_cache_floor_cpu_s_per_gb(
-            os.path.join(bp.DATA, "paced-floor"), row["mb_per_s"],
-            PRELOAD + bp.WARMUP + bp.DURATION, bp.WARMUP + bp.DURATION)
+            os.path.join(bp.DATA, "paced-floor"), row["mb_per_s"], loaded,
+            bp.WARMUP + bp.DURATION)
     return row
 
 
@@ -205,7 +208,7 @@ def render(r):
              "memory the host took back, as a fresh broker's page cache) / reused (into pages freed "
              "a moment before); the gaps are the cell's produce CPU s/GB minus them. Paced floor (buffered "
              "pairs): the same writes without the broker, at its MB/s, into segments of its size with "
-             "its retention, as long as it ran, from settled memory (bench_peak."
+             "its retention, as long as its load ran, from settled memory (bench_peak."
              "paced_page_cache_floor_cpu_s_per_gb).", "",
              "| build | io/flush | shards | MB/s | produce CPU s/GB (rounds) | consume CPU s/GB (rounds) "
              "| page-cache floor, cold / reused | gap to cold floor | gap to reused floor | paced floor | gap to paced floor | consume gap to send floor | produce vs first build | consume vs first build "

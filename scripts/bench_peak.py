@@ -160,9 +160,9 @@ def page_cache_floor_cpu_s_per_gb(path, total=2 << 30, chunk=256 << 10):
 # Guests with virtio-balloon free page reporting hand memory that stays free back to their
 # host, which discards it; the next touch of such a page faults in the host, which zeroes it
 # again, and that time is charged to whichever guest process touched it. On this VM writing
-# 2 GiB into the page cache costs ~0.2-0.3 CPU s/GB when the pages were freed a moment ago
-# and ~2.1-2.4 when they had been reported (2026-12-05), the "10x drift" of earlier runs.
-# The kernel reports ~160 MB/s in bursts every ~2 s, so 3.5 GB freed take ~20 s.
+# 2 GiB into the page cache costs 0.18-0.47 CPU s/GB when the pages were freed a moment ago
+# and 2.07-2.42 when they had been reported (2026-12-05), the "10x drift" of earlier runs.
+# The kernel reports ~160 MB/s in bursts every ~2 s, so 3.5 GB freed take ~24 s.
 _REPORTED_KIB = "/sys/module/page_reporting/parameters/reported_kib"
 
 
@@ -187,9 +187,14 @@ def settle_memory(quiet=3.0, limit=60.0):
         return None
     start = last_change = time.monotonic()
     last = first
-    while time.monotonic() - start < limit:
+    while True:
+        if time.monotonic() - start >= limit:
+            log(f"  memory not settled after {limit:.0f} s (free page reporting still busy)")
+            break
         time.sleep(0.5)
         now = reported_kib()
+        if now is None:
+            break
         if now != last:
             last, last_change = now, time.monotonic()
         elif time.monotonic() - last_change >= quiet:
@@ -206,7 +211,7 @@ def paced_page_cache_floor_cpu_s_per_gb(directory, mb_per_s, seconds, measured,
     that later writes reuse, hot or already reported to the host, as the broker's do; no
     fsync, no writeback started (the floor is the write into the page cache only)."""
     data = os.urandom(chunk)
-    logs = [{"files": [], "fd": None, "pos": 0} for _ in range(PARTITIONS)]
+    parts = [{"files": [], "fd": None, "pos": 0} for _ in range(PARTITIONS)]
     os.makedirs(directory, exist_ok=True)
     start = time.monotonic()
     written = counted = 0
@@ -222,27 +227,32 @@ def paced_page_cache_floor_cpu_s_per_gb(directory, mb_per_s, seconds, measured,
             ahead = written / (mb_per_s * 1e6) - now
             if ahead > 0:
                 time.sleep(ahead)
-            log = logs[seq % PARTITIONS]
+            index = seq % PARTITIONS
+            part = parts[index]
             seq += 1
-            if log["fd"] is None or log["pos"] + chunk > SEGMENT:
-                if log["fd"] is not None:
-                    os.close(log["fd"])
-                path = os.path.join(directory, f"p{seq % PARTITIONS}-{seq:012}.log")
-                log["fd"], log["pos"] = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), 0
-                log["files"].append(path)
-                while len(log["files"]) * SEGMENT > RETENTION + SEGMENT:
-                    os.unlink(log["files"].pop(0))
-            log["pos"] += os.pwrite(log["fd"], data, log["pos"])
+            if part["fd"] is None or part["pos"] + chunk > SEGMENT:
+                if part["fd"] is not None:
+                    os.close(part["fd"])
+                path = os.path.join(directory, f"p{index}-{seq:012}.log")
+                part["fd"], part["pos"] = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), 0
+                part["files"].append(path)
+                # The broker's rule: the oldest goes while the rest hold RETENTION bytes
+                # (with the new segment's first bytes, 8 full segments and the new one stay).
+                while len(part["files"]) * SEGMENT > RETENTION + SEGMENT:
+                    os.unlink(part["files"].pop(0))
+            part["pos"] += os.pwrite(part["fd"], data, part["pos"])
             written += chunk
             counted += chunk
         after = resource.getrusage(resource.RUSAGE_SELF)
     finally:
-        for log in logs:
-            if log["fd"] is not None:
-                os.close(log["fd"])
+        for part in parts:
+            if part["fd"] is not None:
+                os.close(part["fd"])
         shutil.rmtree(directory, ignore_errors=True)
+    if before is None or not counted:
+        return None
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return cpu / (counted / 1e9) if counted else None
+    return cpu / (counted / 1e9)
 
 
 _READER = ("import socket, sys\n"
