@@ -81,7 +81,11 @@ fn produce_all(broker: &Broker, topic: &str, codec: &str) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())
         .set("compression.type", codec)
-        .set("linger.ms", "20")
+        // Long enough that all messages are enqueued before the first batch leaves, even
+        // on a loaded machine: librdkafka sends a batch uncompressed when compressing does
+        // not make it smaller, which a batch of a few records may not, and the test checks
+        // the stored codec of every batch.
+        .set("linger.ms", "1000")
         .set("acks", "all")
         .create()
         .expect("producer");
