@@ -24,8 +24,9 @@ alternating, the page-cache floor measured before every cell), and the report gi
 - the gap to the paced floor, for buffered pairs: after each cell, memory settled again, the
   same writes without the broker (its MB/s, 256 KiB at a time into 128 MiB segments of 4
   logs with its retention, for as long as the broker's load ran: the preload's warm-up and
-  run, then the measured run's), CPU over the last WARMUP + DURATION seconds: the floor of a broker whose deleted segments' pages are reused, as in
-  steady state (`bench_peak.paced_page_cache_floor_cpu_s_per_gb`);
+  run, then the measured run's), CPU over the last WARMUP + DURATION seconds: the floor of
+  a broker whose deleted segments' pages are reused, as in steady state
+  (`bench_peak.paced_page_cache_floor_cpu_s_per_gb`);
 - the consume gap to the send floor: per round, consume CPU s/GB minus the CPU of sending
   the same bytes from the page cache over loopback TCP with sendfile (1 MiB a call, to a
   process that discards them; `bench_peak.loopback_send_floor_cpu_s_per_gb`), measured in
@@ -66,9 +67,7 @@ def median(xs):
 def floors(scratch):
     """The page-cache floor into memory the host took back (cold) and into pages freed a
     moment ago (reused), then memory settled again for the cell that follows."""
-    bp.settle_memory()
-    cold = bp.page_cache_floor_cpu_s_per_gb(scratch)
-    reused = bp.page_cache_floor_cpu_s_per_gb(scratch)
+    cold, reused = bp.page_cache_floors(scratch)
     settled = bp.settle_memory()
     return {"floor_cold_cpu_s_per_gb": cold, "floor_reused_cpu_s_per_gb": reused,
             "settled_mib": settled}

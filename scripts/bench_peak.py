@@ -255,6 +255,15 @@ def paced_page_cache_floor_cpu_s_per_gb(directory, mb_per_s, seconds, measured,
     return cpu / (counted / 1e9)
 
 
+def page_cache_floors(path):
+    """The page-cache floor into memory the host took back (settled first: a fresh broker's
+    page cache), then at once into the pages that write freed: the two ends of what a write
+    into the page cache costs on a guest with free page reporting (the same twice where
+    there is none). Returns (cold, reused) CPU s/GB."""
+    settle_memory()
+    return page_cache_floor_cpu_s_per_gb(path), page_cache_floor_cpu_s_per_gb(path)
+
+
 _READER = ("import socket, sys\n"
            "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n"
            "b = bytearray(1 << 20)\n"
@@ -413,12 +422,9 @@ def main():
         "loopback_mb_per_s": loopback_mb_s(),
         "disk_write_mb_per_s": disk_write_mb_s(scratch),
     }
-    # Into memory the host took back (as a fresh broker's page cache), then into the pages
-    # that write freed: the two ends of what a write into the page cache costs on a guest
-    # with free page reporting (settle_memory); the same where there is none.
-    settle_memory()
-    report["limits"]["page_cache_write_cpu_s_per_gb"] = page_cache_floor_cpu_s_per_gb(scratch)
-    report["limits"]["page_cache_write_reused_cpu_s_per_gb"] = page_cache_floor_cpu_s_per_gb(scratch)
+    cold, reused = page_cache_floors(scratch)
+    report["limits"]["page_cache_write_cpu_s_per_gb"] = cold
+    report["limits"]["page_cache_write_reused_cpu_s_per_gb"] = reused
     log(f"  {report['limits']}")
 
     peaks = []
